@@ -1,0 +1,1 @@
+//! A sans-IO codec for AJP/1.3.

@@ -1,0 +1,1 @@
+//! Helpers shared by the tests that load the built `.wasm` filters (see `tests/`).
