@@ -6,7 +6,7 @@
 //!   and wasm32 targets, the wasm build, then every test in the workspace.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
@@ -22,7 +22,18 @@ const FILTERS: &[(&str, &str)] = &[
 /// The crates that are compiled for the wasm target, and so linted for it too.
 const WASM_CRATES: &[&str] = &["keel-filter-logic", "keel-sticky", "keel-route-suffix"];
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    match run_task() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the task named by the first argument.
+fn run_task() -> Result<()> {
     let task = std::env::args().nth(1);
     match task.as_deref() {
         Some("build-wasm") => build_wasm().map(|_| ()),
