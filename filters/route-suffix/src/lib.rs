@@ -1,7 +1,25 @@
-//! keel's `route-suffix` proxy-wasm filter (adapter around `keel-filter-logic`).
+//! keel's `route_suffix` proxy-wasm filter: a thin adapter around
+//! `keel_filter_logic::route_suffix`.
+//!
+//! On request headers it remembers the session id the client holds (and in strip/append mode
+//! takes `.route` off the cookie and the `;jsessionid=` parameter). On response headers it learns
+//! the backend that served from the `upstream.address` property, maps it to a route through the
+//! configured `routes`, and makes the client's id name that route: `Set-Cookie` rewritten, a
+//! `Set-Cookie` added after a failover, `Location` rewritten. Plugin configuration: see
+//! `keel_filter_logic::config::route_suffix`.
 
-use proxy_wasm::traits::{Context, RootContext};
-use proxy_wasm::types::LogLevel;
+mod metrics;
+
+use std::rc::Rc;
+
+use keel_filter_logic::config::RouteSuffixConfig;
+use keel_filter_logic::fingerprint::fingerprint;
+use keel_filter_logic::route_suffix::{self, ClientSession, HeaderEdit};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
+
+use metrics::{Counter, Counters};
 
 // The module's entry point (`_initialize`), as the SDK's macro writes it.
 #[allow(missing_docs)]
@@ -10,12 +28,167 @@ mod entry {
 
     proxy_wasm::main! {{
         proxy_wasm::set_log_level(LogLevel::Info);
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root) });
+        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
     }}
 }
 
-struct Root;
+/// The plugin (root) context: holds the configuration and the counters.
+#[derive(Default)]
+struct Root {
+    config: Option<Rc<RouteSuffixConfig>>,
+    counters: Option<Rc<Counters>>,
+}
 
 impl Context for Root {}
 
-impl RootContext for Root {}
+impl RootContext for Root {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        // Log at the host's level, so that the per-decision debug lines reach a debug host.
+        if let Ok(level) = hostcalls::get_log_level() {
+            proxy_wasm::set_log_level(level);
+        }
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(status) => {
+                log::error!(
+                    "route_suffix: could not read the plugin configuration (status {status:?})"
+                );
+                return false;
+            }
+        };
+        let config = match RouteSuffixConfig::from_json(&bytes) {
+            Ok(config) => config,
+            Err(err) => {
+                log::error!("route_suffix: invalid plugin configuration: {err}");
+                return false;
+            }
+        };
+        log::info!(
+            "route_suffix: configured: mode {:?}, cookie {}, parameter {}, {} routes",
+            config.mode,
+            config.cookie_name,
+            config.path_parameter,
+            config.routes.len(),
+        );
+        self.config = Some(Rc::new(config));
+        if self.counters.is_none() {
+            self.counters = Some(Rc::new(Counters::define()));
+        }
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream {
+            config: self.config.clone(),
+            counters: self.counters.clone(),
+            client: ClientSession::default(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// One HTTP stream: remembers, between request and response, what session the client holds.
+struct Stream {
+    /// `None` only if a host creates streams for a plugin it never configured: pass through.
+    config: Option<Rc<RouteSuffixConfig>>,
+    counters: Option<Rc<Counters>>,
+    client: ClientSession,
+}
+
+impl Stream {
+    fn count(&self, counter: Counter, n: usize) {
+        if let Some(counters) = &self.counters {
+            counters.add(counter, n);
+        }
+    }
+
+    /// The route of the backend that served, from `upstream.address`.
+    fn served_route(config: &RouteSuffixConfig) -> Option<&str> {
+        match hostcalls::get_property(vec!["upstream", "address"]) {
+            Ok(Some(address)) => config.route_for_address(&address),
+            Ok(None) | Err(_) => None,
+        }
+    }
+}
+
+/// Length and fingerprint of an id for log lines (never the id itself).
+fn id_summary(id: Option<&[u8]>) -> (usize, u32) {
+    id.map_or((0, 0), |id| (id.len(), fingerprint(id)))
+}
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(config) = self.config.clone() else {
+            return Action::Continue;
+        };
+        let headers = self.get_http_request_headers_bytes();
+        let view: Vec<(&str, &[u8])> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        let plan = route_suffix::on_request(&config, &view);
+        let stripped = plan.new_path.is_some() || plan.new_cookie.is_some();
+        if let Some(path) = &plan.new_path {
+            self.set_http_request_header_bytes(":path", Some(path));
+        }
+        if let Some(cookie) = &plan.new_cookie {
+            // Every cookie header goes; one joined header with the stripped id comes back.
+            self.set_http_request_header_bytes("cookie", None);
+            self.add_http_request_header_bytes("cookie", cookie);
+        }
+        self.client = plan.client;
+        if stripped {
+            self.count(Counter::Stripped, 1);
+        }
+        let (len, fp) = id_summary(self.client.cookie_id.as_deref());
+        log::debug!(
+            "route_suffix: request cookie_id_len={len} cookie_id_fp={fp:08x} path_id={} stripped={stripped}",
+            self.client.path_id.is_some(),
+        );
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(config) = self.config.clone() else {
+            return Action::Continue;
+        };
+        let Some(served) = Self::served_route(&config) else {
+            self.count(Counter::UnknownUpstream, 1);
+            log::debug!("route_suffix: response from a backend not in routes: unchanged");
+            return Action::Continue;
+        };
+        let headers = self.get_http_response_headers_bytes();
+        let view: Vec<(&str, &[u8])> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        let plan = route_suffix::on_response(&config, served, &self.client, &view);
+        for edit in &plan.edits {
+            match edit {
+                HeaderEdit::ReplaceAll { name, values } => {
+                    self.set_http_response_header_bytes(name, None);
+                    for value in values {
+                        self.add_http_response_header_bytes(name, value);
+                    }
+                }
+                HeaderEdit::Add { name, value } => self.add_http_response_header_bytes(name, value),
+            }
+        }
+        self.count(Counter::Rewritten, plan.cookies_rewritten);
+        self.count(Counter::Added, usize::from(plan.cookie_added));
+        self.count(Counter::LocationRewritten, plan.locations_rewritten);
+        self.count(Counter::Unchanged, usize::from(plan.is_unchanged()));
+        log::debug!(
+            "route_suffix: response served_by={served} set_cookie_rewritten={} set_cookie_added={} location_rewritten={}",
+            plan.cookies_rewritten,
+            plan.cookie_added,
+            plan.locations_rewritten,
+        );
+        Action::Continue
+    }
+}

@@ -1,7 +1,21 @@
-//! keel's `sticky` proxy-wasm filter (adapter around `keel-filter-logic`).
+//! keel's `sticky` proxy-wasm filter: a thin adapter around `keel_filter_logic::sticky`.
+//!
+//! On request headers it finds the session id (configured path parameters, then cookies), takes
+//! its route and names it in the routing header (the route, or base64 of its `ip:port` for Envoy's
+//! `stateful_session`). A routing header the client sent is always removed first. Plugin
+//! configuration: see `keel_filter_logic::config::sticky`.
 
-use proxy_wasm::traits::{Context, RootContext};
-use proxy_wasm::types::LogLevel;
+mod metrics;
+
+use std::rc::Rc;
+
+use keel_filter_logic::config::StickyConfig;
+use keel_filter_logic::sticky::{self, StickyDecision};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
+
+use metrics::{Counter, Counters};
 
 // The module's entry point (`_initialize`), as the SDK's macro writes it.
 #[allow(missing_docs)]
@@ -10,12 +24,118 @@ mod entry {
 
     proxy_wasm::main! {{
         proxy_wasm::set_log_level(LogLevel::Info);
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root) });
+        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
     }}
 }
 
-struct Root;
+/// The plugin (root) context: holds the configuration and the counters.
+#[derive(Default)]
+struct Root {
+    config: Option<Rc<StickyConfig>>,
+    counters: Option<Rc<Counters>>,
+}
 
 impl Context for Root {}
 
-impl RootContext for Root {}
+impl RootContext for Root {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        // Log at the host's level, so that the per-decision debug lines reach a debug host.
+        if let Ok(level) = hostcalls::get_log_level() {
+            proxy_wasm::set_log_level(level);
+        }
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(status) => {
+                log::error!("sticky: could not read the plugin configuration (status {status:?})");
+                return false;
+            }
+        };
+        let config = match StickyConfig::from_json(&bytes) {
+            Ok(config) => config,
+            Err(err) => {
+                log::error!("sticky: invalid plugin configuration: {err}");
+                return false;
+            }
+        };
+        log::info!(
+            "sticky: configured: header {}, {} cookie names, {} path parameters, {} routes",
+            config.header,
+            config.cookie_names.len(),
+            config.path_parameters.len(),
+            config.routes.as_ref().map_or(0, Vec::len),
+        );
+        self.config = Some(Rc::new(config));
+        if self.counters.is_none() {
+            self.counters = Some(Rc::new(Counters::define()));
+        }
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream {
+            config: self.config.clone(),
+            counters: self.counters.clone(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// One HTTP stream.
+struct Stream {
+    /// `None` only if a host creates streams for a plugin it never configured: pass through.
+    config: Option<Rc<StickyConfig>>,
+    counters: Option<Rc<Counters>>,
+}
+
+impl Stream {
+    fn count(&self, counter: Counter) {
+        if let Some(counters) = &self.counters {
+            counters.increment(counter);
+        }
+    }
+
+    fn log(decision: &StickyDecision) {
+        // Only validated data: the outcome, the source, a route of [A-Za-z0-9_.-], the id's
+        // length and fingerprint. Never the id or any other client bytes.
+        log::debug!(
+            "sticky: {} source={} route={} header={} id_len={} id_fp={:08x} client_header={}",
+            decision.outcome.as_str(),
+            decision.source.map_or("-", |s| s.as_str()),
+            decision.route.as_deref().unwrap_or("-"),
+            decision.header_value.is_some(),
+            decision.id_len,
+            decision.id_fingerprint,
+            decision.client_sent_header,
+        );
+    }
+}
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(config) = self.config.clone() else {
+            return Action::Continue;
+        };
+        let headers = self.get_http_request_headers_bytes();
+        let view: Vec<(&str, &[u8])> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        let decision = sticky::decide(&config, &view);
+        if decision.client_sent_header {
+            // Removes every copy; adding afterwards leaves exactly one, ours.
+            self.set_http_request_header_bytes(&config.header, None);
+            self.count(Counter::ClientHeaderRemoved);
+        }
+        if let Some(value) = &decision.header_value {
+            self.add_http_request_header_bytes(&config.header, value.as_bytes());
+        }
+        self.count(decision.outcome.into());
+        Self::log(&decision);
+        Action::Continue
+    }
+}

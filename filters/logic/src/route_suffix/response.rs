@@ -1,0 +1,329 @@
+//! route_suffix on the response path: the header edits that make the session id the client holds
+//! name the route that really served the request.
+//!
+//! * `Set-Cookie` for the session cookie with a valid id: its route becomes the served route
+//!   (strip/append: the route is appended); the rest of the header is kept byte for byte.
+//! * No `Set-Cookie` for the session cookie at all, and the client came with a session cookie
+//!   naming another route (strip/append: or no route): a new `Set-Cookie` with the configured
+//!   attributes moves it to the served route. An id the client sent only in the URL gets no cookie
+//!   (that client tracks its session by URL rewriting).
+//! * `Location` with a `;path_parameter=` id: renamed the same way.
+//!
+//! Every other header passes untouched.
+
+use super::{ClientSession, renamed};
+use crate::config::RouteSuffixConfig;
+use crate::new_cookie;
+use crate::path_param;
+use crate::set_cookie::SetCookie;
+use crate::syntax::name_is;
+
+/// One change to the response headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderEdit {
+    /// Remove every header called `name`, then add `values` in order (how one `Set-Cookie` among
+    /// several is changed while the others and their order are kept).
+    ReplaceAll {
+        /// Lowercase header name.
+        name: &'static str,
+        /// The new values.
+        values: Vec<Vec<u8>>,
+    },
+    /// Add one header.
+    Add {
+        /// Lowercase header name.
+        name: &'static str,
+        /// Its value.
+        value: Vec<u8>,
+    },
+}
+
+/// The edits for one response and what they amount to (for metrics and the log line).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponsePlan {
+    /// The edits, to be applied in order.
+    pub edits: Vec<HeaderEdit>,
+    /// How many session `Set-Cookie` headers were rewritten.
+    pub cookies_rewritten: usize,
+    /// Whether a `Set-Cookie` was added.
+    pub cookie_added: bool,
+    /// How many `Location` headers were rewritten.
+    pub locations_rewritten: usize,
+}
+
+impl ResponsePlan {
+    /// True when the response is left as it is.
+    pub fn is_unchanged(&self) -> bool {
+        self.edits.is_empty()
+    }
+}
+
+/// Plans the response edits: `served` is the route of the backend that answered (learned from
+/// `upstream.address`), `client` what the request carried, `headers` the response headers.
+pub fn on_response(
+    cfg: &RouteSuffixConfig,
+    served: &str,
+    client: &ClientSession,
+    headers: &[(&str, &[u8])],
+) -> ResponsePlan {
+    let mut plan = ResponsePlan::default();
+    let name = cfg.cookie_name.as_bytes();
+
+    let set_cookies: Vec<&[u8]> = headers
+        .iter()
+        .filter(|(n, _)| name_is(n, "set-cookie"))
+        .map(|&(_, v)| v)
+        .collect();
+    let mut session_cookie_set = false;
+    let new_set_cookies: Vec<Option<Vec<u8>>> = set_cookies
+        .iter()
+        .map(|raw| {
+            let parsed = SetCookie::parse(raw).filter(|c| c.name == name)?;
+            session_cookie_set = true;
+            renamed(cfg.mode, parsed.value, served).map(|value| parsed.with_value(&value))
+        })
+        .collect();
+    plan.cookies_rewritten = new_set_cookies.iter().filter(|c| c.is_some()).count();
+    if plan.cookies_rewritten > 0 {
+        let values = new_set_cookies
+            .into_iter()
+            .zip(&set_cookies)
+            .map(|(new, old)| new.unwrap_or_else(|| old.to_vec()))
+            .collect();
+        plan.edits.push(HeaderEdit::ReplaceAll {
+            name: "set-cookie",
+            values,
+        });
+    }
+
+    if !session_cookie_set {
+        let moved = client
+            .cookie_id
+            .as_deref()
+            .and_then(|id| renamed(cfg.mode, id, served));
+        if let Some(value) = moved {
+            plan.edits.push(HeaderEdit::Add {
+                name: "set-cookie",
+                value: new_cookie::build(name, &value, &cfg.cookie),
+            });
+            plan.cookie_added = true;
+        }
+    }
+
+    let locations: Vec<&[u8]> = headers
+        .iter()
+        .filter(|(n, _)| name_is(n, "location"))
+        .map(|&(_, v)| v)
+        .collect();
+    let param = cfg.path_parameter.as_bytes();
+    let new_locations: Vec<Option<Vec<u8>>> = locations
+        .iter()
+        .map(|loc| path_param::replace_values(loc, param, |v| renamed(cfg.mode, v, served)))
+        .collect();
+    plan.locations_rewritten = new_locations.iter().filter(|l| l.is_some()).count();
+    if plan.locations_rewritten > 0 {
+        let values = new_locations
+            .into_iter()
+            .zip(&locations)
+            .map(|(new, old)| new.unwrap_or_else(|| old.to_vec()))
+            .collect();
+        plan.edits.push(HeaderEdit::ReplaceAll {
+            name: "location",
+            values,
+        });
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(mode: &str) -> RouteSuffixConfig {
+        let json = format!(
+            r#"{{"routes": {{"tomcat1": "10.0.0.1:80", "tomcat2": "10.0.0.2:80"}}, "mode": "{mode}",
+                "cookie": {{"path": "/", "http_only": true, "secure": true, "same_site": "Lax"}}}}"#
+        );
+        RouteSuffixConfig::from_json(json.as_bytes()).expect("valid")
+    }
+
+    fn client(cookie: Option<&[u8]>) -> ClientSession {
+        ClientSession {
+            cookie_id: cookie.map(<[u8]>::to_vec),
+            path_id: None,
+        }
+    }
+
+    #[test]
+    fn set_cookie_suffix_rewritten_keeping_attributes_and_other_cookies() {
+        let plan = on_response(
+            &cfg("rewrite"),
+            "tomcat2",
+            &client(None),
+            &[
+                (":status", b"200"),
+                ("set-cookie", b"a=1; Path=/"),
+                ("set-cookie", b"JSESSIONID=NEW.tomcat1; Path=/shop; Secure; HttpOnly; SameSite=Strict; X=\xff"),
+                ("content-type", b"text/html"),
+            ],
+        );
+        assert_eq!(
+            plan.edits,
+            vec![HeaderEdit::ReplaceAll {
+                name: "set-cookie",
+                values: vec![
+                    b"a=1; Path=/".to_vec(),
+                    b"JSESSIONID=NEW.tomcat2; Path=/shop; Secure; HttpOnly; SameSite=Strict; X=\xff".to_vec(),
+                ],
+            }]
+        );
+        assert_eq!((plan.cookies_rewritten, plan.cookie_added), (1, false));
+    }
+
+    #[test]
+    fn failover_without_cookie_adds_one_for_the_new_route() {
+        let plan = on_response(
+            &cfg("rewrite"),
+            "tomcat2",
+            &client(Some(b"X-n1.tomcat1")),
+            &[(":status", b"200")],
+        );
+        assert_eq!(
+            plan.edits,
+            vec![HeaderEdit::Add {
+                name: "set-cookie",
+                value: b"JSESSIONID=X-n1.tomcat2; Path=/; Secure; HttpOnly; SameSite=Lax".to_vec(),
+            }]
+        );
+        assert!(plan.cookie_added);
+    }
+
+    #[test]
+    fn same_route_is_unchanged() {
+        let plan = on_response(
+            &cfg("rewrite"),
+            "tomcat1",
+            &client(Some(b"X.tomcat1")),
+            &[
+                ("set-cookie", b"JSESSIONID=Y.tomcat1; Path=/"),
+                ("location", b"/a;jsessionid=Y.tomcat1"),
+            ],
+        );
+        assert!(plan.is_unchanged());
+    }
+
+    #[test]
+    fn deletion_cookie_is_kept_and_blocks_adding() {
+        let plan = on_response(
+            &cfg("rewrite"),
+            "tomcat2",
+            &client(Some(b"X.tomcat1")),
+            &[("set-cookie", b"JSESSIONID=; Max-Age=0; Path=/")],
+        );
+        assert!(plan.is_unchanged());
+    }
+
+    #[test]
+    fn rewrite_mode_leaves_routeless_ids() {
+        let plan = on_response(
+            &cfg("rewrite"),
+            "tomcat2",
+            &client(Some(b"X")),
+            &[("set-cookie", b"JSESSIONID=Y; Path=/")],
+        );
+        assert!(plan.is_unchanged());
+        let plan = on_response(&cfg("rewrite"), "tomcat2", &client(Some(b"X")), &[]);
+        assert!(plan.is_unchanged());
+    }
+
+    #[test]
+    fn url_only_client_gets_no_cookie() {
+        let c = ClientSession {
+            cookie_id: None,
+            path_id: Some(b"X.tomcat1".to_vec()),
+        };
+        assert!(on_response(&cfg("rewrite"), "tomcat2", &c, &[]).is_unchanged());
+    }
+
+    #[test]
+    fn location_rewritten() {
+        let plan = on_response(
+            &cfg("rewrite"),
+            "tomcat2",
+            &client(None),
+            &[(
+                "Location",
+                b"https://h.example/app/next;jsessionid=X.tomcat1?a=1;jsessionid=X.tomcat1",
+            )],
+        );
+        assert_eq!(
+            plan.edits,
+            vec![HeaderEdit::ReplaceAll {
+                name: "location",
+                values: vec![
+                    b"https://h.example/app/next;jsessionid=X.tomcat2?a=1;jsessionid=X.tomcat1"
+                        .to_vec()
+                ],
+            }]
+        );
+        assert_eq!(plan.locations_rewritten, 1);
+    }
+
+    #[test]
+    fn strip_append_appends_on_the_way_out() {
+        let plan = on_response(
+            &cfg("strip_append"),
+            "tomcat1",
+            &client(None),
+            &[
+                ("set-cookie", b"JSESSIONID=\"NEW\"; Path=/app"),
+                ("location", b"/app;jsessionid=NEW"),
+            ],
+        );
+        assert_eq!(
+            plan.edits,
+            vec![
+                HeaderEdit::ReplaceAll {
+                    name: "set-cookie",
+                    values: vec![b"JSESSIONID=\"NEW.tomcat1\"; Path=/app".to_vec()]
+                },
+                HeaderEdit::ReplaceAll {
+                    name: "location",
+                    values: vec![b"/app;jsessionid=NEW.tomcat1".to_vec()]
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn strip_append_moves_a_client_without_route_or_with_another() {
+        for held in [&b"X"[..], b"X.tomcat1"] {
+            let plan = on_response(&cfg("strip_append"), "tomcat2", &client(Some(held)), &[]);
+            assert!(plan.cookie_added, "{held:?}");
+        }
+        let plan = on_response(
+            &cfg("strip_append"),
+            "tomcat2",
+            &client(Some(b"X.tomcat2")),
+            &[],
+        );
+        assert!(plan.is_unchanged());
+    }
+
+    #[test]
+    fn hostile_headers_pass_untouched() {
+        let plan = on_response(
+            &cfg("strip_append"),
+            "tomcat2",
+            &client(None),
+            &[
+                ("set-cookie", b"JSESSIONID=bad id; Path=/"),
+                ("set-cookie", b"=x"),
+                ("set-cookie", b"\xff\xfe"),
+                ("location", b"/a;jsessionid=\xff"),
+                ("location", b""),
+            ],
+        );
+        assert!(plan.is_unchanged());
+    }
+}

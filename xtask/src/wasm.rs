@@ -1,0 +1,74 @@
+//! `cargo xtask build-wasm`: every proxy-wasm module of the workspace, built in the `wasm`
+//! profile for `wasm32-wasip1` and copied to `target/filters/<name>.wasm`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::cmd;
+use crate::workspace::{self, WasmPackage};
+
+/// The wasm target the filters are built for (Envoy's and keel's proxy-wasm target).
+pub const TARGET: &str = "wasm32-wasip1";
+
+/// The folder the modules are written to; the tests read them from here.
+pub fn out_dir() -> PathBuf {
+    cmd::target_dir().join("filters")
+}
+
+/// Adds the wasm target with rustup when the toolchain does not have it yet.
+pub fn ensure_target() -> Result<()> {
+    let installed = cmd::output("rustup", &["target", "list", "--installed"])
+        .context("could not ask rustup for the installed targets")?;
+    if !installed.lines().any(|line| line.trim() == TARGET) {
+        cmd::run("rustup", &["target", "add", TARGET])?;
+    }
+    Ok(())
+}
+
+/// Builds every module and copies it to [`out_dir`]; returns the paths written.
+pub fn build() -> Result<Vec<PathBuf>> {
+    ensure_target()?;
+    let packages = workspace::wasm_packages()?;
+    let modules: Vec<(&str, &str)> = packages
+        .iter()
+        .filter_map(|WasmPackage { package, module }| {
+            module.as_deref().map(|module| (package.as_str(), module))
+        })
+        .collect();
+    let mut args = vec!["build", "--profile", "wasm", "--target", TARGET];
+    for (package, _) in &modules {
+        args.extend(["--package", package]);
+    }
+    cmd::run("cargo", &args)?;
+    let built = cmd::target_dir().join(TARGET).join("wasm");
+    let out_dir = out_dir();
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("could not create {}", out_dir.display()))?;
+    let mut written = Vec::new();
+    for (_, module) in modules {
+        let from = built.join(format!("{module}.wasm"));
+        let to = out_dir.join(format!("{module}.wasm"));
+        std::fs::copy(&from, &to)
+            .with_context(|| format!("could not copy {} to {}", from.display(), to.display()))?;
+        let size = std::fs::metadata(&to)
+            .with_context(|| format!("could not read {}", to.display()))?
+            .len();
+        eprintln!(
+            "{}  {} bytes ({:.1} KiB)",
+            to.display(),
+            size,
+            size as f64 / 1024.0
+        );
+        written.push(to);
+    }
+    Ok(written)
+}
+
+/// The packages to lint for wasm32: the modules and the libraries compiled into them.
+pub fn lint_packages() -> Result<Vec<String>> {
+    Ok(workspace::wasm_packages()?
+        .into_iter()
+        .map(|p| p.package)
+        .collect())
+}
