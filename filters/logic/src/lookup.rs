@@ -1,6 +1,7 @@
 //! Finding the client's session id in a request: the configured path parameters first (the URL
-//! parameter wins, as in mod_proxy_balancer), then the configured cookies, in header order. The
-//! first candidate that is a valid session id is the session; invalid candidates are passed over.
+//! parameter wins, as in mod_proxy_balancer), then the configured cookies; each list in its
+//! configured order, and for one name in request order. The first candidate that is a valid
+//! session id is the session; invalid candidates are passed over.
 
 use crate::cookie;
 use crate::path_param;
@@ -62,34 +63,33 @@ impl<'a> RequestParts<'a> {
 }
 
 /// The first valid session id among the path parameters named in `path_names` and the cookies
-/// named in `cookie_names`.
+/// named in `cookie_names`. Names are tried in the configured order (their order of preference);
+/// for one name, candidates in the order they stand in the request.
 pub fn find_session<'a, S: AsRef<str>>(
     parts: &RequestParts<'a>,
     path_names: &[S],
     cookie_names: &[S],
 ) -> Lookup<'a> {
+    let path = parts.path.unwrap_or_default();
+    let from_path = path_names.iter().flat_map(|name| {
+        let name = name.as_ref().as_bytes();
+        path_param::find_all(path, move |n| n == name)
+            .map(|(_, param)| (param.value, Source::PathParameter))
+    });
+    let from_cookies = cookie_names.iter().flat_map(|name| {
+        let name = name.as_ref().as_bytes();
+        parts
+            .cookies
+            .iter()
+            .flat_map(|header| cookie::pairs(header))
+            .filter(move |pair| pair.name == name)
+            .map(|pair| (pair.value, Source::Cookie))
+    });
     let mut seen_invalid = false;
-    if let Some(path) = parts.path {
-        let is_name = |n: &[u8]| path_names.iter().any(|p| p.as_ref().as_bytes() == n);
-        for (_, param) in path_param::find_all(path, is_name) {
-            match SessionId::parse(param.value) {
-                Some(id) => return Lookup::Found(id, Source::PathParameter),
-                None => seen_invalid = true,
-            }
-        }
-    }
-    for header in &parts.cookies {
-        for pair in cookie::pairs(header) {
-            if !cookie_names
-                .iter()
-                .any(|c| c.as_ref().as_bytes() == pair.name)
-            {
-                continue;
-            }
-            match SessionId::parse(pair.value) {
-                Some(id) => return Lookup::Found(id, Source::Cookie),
-                None => seen_invalid = true,
-            }
+    for (value, source) in from_path.chain(from_cookies) {
+        match SessionId::parse(value) {
+            Some(id) => return Lookup::Found(id, source),
+            None => seen_invalid = true,
         }
     }
     if seen_invalid {
@@ -172,6 +172,21 @@ mod tests {
     fn several_configured_names() {
         let parts = RequestParts::from_headers(&[("cookie", b"SID=S.t9")]);
         let l = find_session(&parts, &["jsessionid"], &["JSESSIONID", "SID"]);
+        assert_eq!(found(l), Some((b"S.t9".to_vec(), Source::Cookie)));
+    }
+
+    #[test]
+    fn configured_names_are_tried_in_order_of_preference() {
+        let parts = RequestParts::from_headers(&[
+            (":path", b"/a;sid=P.t8;jsessionid=J.t7"),
+            ("cookie", b"SID=S.t9"),
+            ("cookie", b"JSESSIONID=bad value; JSESSIONID=J.t1"),
+        ]);
+        let l = find_session(&parts, &["jsessionid", "sid"], &["JSESSIONID", "SID"]);
+        assert_eq!(found(l), Some((b"J.t7".to_vec(), Source::PathParameter)));
+        let l = find_session(&parts, &["none"], &["JSESSIONID", "SID"]);
+        assert_eq!(found(l), Some((b"J.t1".to_vec(), Source::Cookie)));
+        let l = find_session(&parts, &["none"], &["SID", "JSESSIONID"]);
         assert_eq!(found(l), Some((b"S.t9".to_vec(), Source::Cookie)));
     }
 }

@@ -1,5 +1,5 @@
-//! `;name=value` path parameters (`/app/page;jsessionid=ABC.tomcat1?x=1`), found, replaced and
-//! removed on raw bytes.
+//! `;name=value` path parameters (`/app/page;jsessionid=ABC.tomcat1?x=1`), found and replaced on
+//! raw bytes.
 //!
 //! Only the path counts: the search stops at the first `?` or `#`. A parameter starts after a `;`
 //! and runs to the next `;`, `/` or the end of the path, so it may sit among other parameters of
@@ -12,8 +12,6 @@
 pub struct PathParam<'a> {
     /// The value's bytes (possibly empty).
     pub value: &'a [u8],
-    /// Offset of the `;` that starts the parameter.
-    pub start: usize,
     /// Offset of the value.
     pub value_start: usize,
     /// Offset just past the value (and the parameter).
@@ -58,7 +56,6 @@ where
                     name,
                     PathParam {
                         value: &path[value_start..end],
-                        start: semi,
                         value_start,
                         end,
                     },
@@ -67,11 +64,6 @@ where
         }
         None
     })
-}
-
-/// The first parameter called `name` in the path part of `uri`.
-pub fn find<'a>(uri: &'a [u8], name: &'a [u8]) -> Option<PathParam<'a>> {
-    find_all(uri, move |n| n == name).next().map(|(_, p)| p)
 }
 
 /// Rewrites the value of every parameter called `name`: `change` returns the replacement or
@@ -97,23 +89,14 @@ pub fn replace_values(
     Some(buf)
 }
 
-/// Removes every `;name=value` parameter from the path part of `uri`; `None` when there was none.
-pub fn remove(uri: &[u8], name: &[u8]) -> Option<Vec<u8>> {
-    let mut out: Option<Vec<u8>> = None;
-    let mut copied = 0;
-    for (_, param) in find_all(uri, |n| n == name) {
-        let buf = out.get_or_insert_with(|| Vec::with_capacity(uri.len()));
-        buf.extend_from_slice(&uri[copied..param.start]);
-        copied = param.end;
-    }
-    let mut buf = out?;
-    buf.extend_from_slice(&uri[copied..]);
-    Some(buf)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first parameter called `name` in the path part of `uri`.
+    fn find<'a>(uri: &'a [u8], name: &'a [u8]) -> Option<PathParam<'a>> {
+        find_all(uri, move |n| n == name).next().map(|(_, p)| p)
+    }
 
     #[test]
     fn finds_before_the_query_only() {
@@ -185,15 +168,6 @@ mod tests {
     }
 
     #[test]
-    fn remove_params() {
-        assert_eq!(
-            remove(b"/a;v=1;jsessionid=ABC;x=y/b;jsessionid=D?q", b"jsessionid").as_deref(),
-            Some(&b"/a;v=1;x=y/b?q"[..])
-        );
-        assert_eq!(remove(b"/a;v=1", b"jsessionid"), None);
-    }
-
-    #[test]
     fn hostile_inputs_do_not_break_it() {
         for uri in [
             &b""[..],
@@ -205,7 +179,6 @@ mod tests {
             b"\xff;jsessionid=\xfe",
         ] {
             let _ = find(uri, b"jsessionid");
-            let _ = remove(uri, b"jsessionid");
             let _ = replace_values(uri, b"jsessionid", |v| Some(v.to_vec()));
         }
         assert_eq!(

@@ -9,14 +9,7 @@ pub fn is_ows(byte: u8) -> bool {
 
 /// `bytes` without leading and trailing optional whitespace.
 pub fn trim_ows(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|&b| !is_ows(b))
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|&b| !is_ows(b))
-        .map_or(start, |i| i + 1);
+    let (start, end) = trimmed_range(bytes);
     &bytes[start..end]
 }
 

@@ -119,9 +119,6 @@ proptest! {
     fn path_param_identity_replace_is_identity(uri in hostile()) {
         let out = path_param::replace_values(&uri, b"jsessionid", |v| Some(v.to_vec()));
         prop_assert!(out.is_none() || out.as_deref() == Some(&uri[..]));
-        if let Some(removed) = path_param::remove(&uri, b"jsessionid") {
-            prop_assert!(path_param::find(&removed, b"jsessionid").is_none() || removed.len() < uri.len());
-        }
     }
 
     #[test]

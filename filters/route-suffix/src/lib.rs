@@ -8,6 +8,8 @@
 //! `Set-Cookie` added after a failover, `Location` rewritten. Plugin configuration: see
 //! `keel_filter_logic::config::route_suffix`.
 
+#[path = "../../shared/adapter.rs"]
+mod adapter;
 mod metrics;
 
 use std::rc::Rc;
@@ -17,7 +19,7 @@ use keel_filter_logic::fingerprint::fingerprint;
 use keel_filter_logic::route_suffix::{self, ClientSession, HeaderEdit};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType};
 
 use metrics::{Counter, Counters};
 
@@ -27,7 +29,7 @@ mod entry {
     use super::*;
 
     proxy_wasm::main! {{
-        proxy_wasm::set_log_level(LogLevel::Info);
+        proxy_wasm::set_log_level(adapter::LOG_LEVEL);
         proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
     }}
 }
@@ -43,25 +45,8 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        // Log at the host's level, so that the per-decision debug lines reach a debug host.
-        if let Ok(level) = hostcalls::get_log_level() {
-            proxy_wasm::set_log_level(level);
-        }
-        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-            Ok(bytes) => bytes.unwrap_or_default(),
-            Err(status) => {
-                log::error!(
-                    "route_suffix: could not read the plugin configuration (status {status:?})"
-                );
-                return false;
-            }
-        };
-        let config = match RouteSuffixConfig::from_json(&bytes) {
-            Ok(config) => config,
-            Err(err) => {
-                log::error!("route_suffix: invalid plugin configuration: {err}");
-                return false;
-            }
+        let Some(config) = adapter::configure("route_suffix", RouteSuffixConfig::from_json) else {
+            return false;
         };
         log::info!(
             "route_suffix: configured: mode {:?}, cookie {}, parameter {}, {} routes",
@@ -72,7 +57,7 @@ impl RootContext for Root {
         );
         self.config = Some(Rc::new(config));
         if self.counters.is_none() {
-            self.counters = Some(Rc::new(Counters::define()));
+            self.counters = Some(Rc::new(metrics::define()));
         }
         true
     }
@@ -101,7 +86,7 @@ struct Stream {
 impl Stream {
     fn count(&self, counter: Counter, n: usize) {
         if let Some(counters) = &self.counters {
-            counters.add(counter, n);
+            counters.add(counter as usize, n);
         }
     }
 
@@ -127,10 +112,7 @@ impl HttpContext for Stream {
             return Action::Continue;
         };
         let headers = self.get_http_request_headers_bytes();
-        let view: Vec<(&str, &[u8])> = headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_slice()))
-            .collect();
+        let view = adapter::view(&headers);
         let plan = route_suffix::on_request(&config, &view);
         let stripped = plan.new_path.is_some() || plan.new_cookie.is_some();
         if let Some(path) = &plan.new_path {
@@ -163,10 +145,7 @@ impl HttpContext for Stream {
             return Action::Continue;
         };
         let headers = self.get_http_response_headers_bytes();
-        let view: Vec<(&str, &[u8])> = headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_slice()))
-            .collect();
+        let view = adapter::view(&headers);
         let plan = route_suffix::on_response(&config, served, &self.client, &view);
         for edit in &plan.edits {
             match edit {

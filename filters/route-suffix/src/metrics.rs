@@ -1,8 +1,7 @@
 //! The route_suffix filter's counters (`proxy_define_metric`): one per kind of decision, defined
 //! once per VM when the plugin is first configured, incremented per request or response.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
+use crate::adapter;
 
 /// A session `Set-Cookie` whose route was rewritten (or appended).
 pub const REWRITTEN: &str = "suffix_rewritten";
@@ -43,28 +42,10 @@ const NAMES: [&str; 6] = [
     STRIPPED,
 ];
 
-/// The defined counters' ids (`None` where the host refused one: counting is then skipped).
-#[derive(Debug)]
-pub struct Counters {
-    ids: [Option<u32>; NAMES.len()],
-}
+/// The filter's counters, indexed by [`Counter`].
+pub type Counters = adapter::Counters<{ NAMES.len() }>;
 
-impl Counters {
-    /// Defines every counter with the host.
-    pub fn define() -> Self {
-        Counters {
-            ids: NAMES.map(|name| hostcalls::define_metric(MetricType::Counter, name).ok()),
-        }
-    }
-
-    /// Adds `n` to `counter` (nothing for 0).
-    pub fn add(&self, counter: Counter, n: usize) {
-        if n == 0 {
-            return;
-        }
-        if let Some(Some(id)) = self.ids.get(counter as usize) {
-            // A host that no longer knows the metric is no reason to fail the request.
-            let _ = hostcalls::increment_metric(*id, i64::try_from(n).unwrap_or(i64::MAX));
-        }
-    }
+/// Defines every counter with the host.
+pub fn define() -> Counters {
+    Counters::define(NAMES)
 }

@@ -5,15 +5,16 @@
 //! `stateful_session`). A routing header the client sent is always removed first. Plugin
 //! configuration: see `keel_filter_logic::config::sticky`.
 
+#[path = "../../shared/adapter.rs"]
+mod adapter;
 mod metrics;
 
 use std::rc::Rc;
 
 use keel_filter_logic::config::StickyConfig;
 use keel_filter_logic::sticky::{self, StickyDecision};
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType};
 
 use metrics::{Counter, Counters};
 
@@ -23,7 +24,7 @@ mod entry {
     use super::*;
 
     proxy_wasm::main! {{
-        proxy_wasm::set_log_level(LogLevel::Info);
+        proxy_wasm::set_log_level(adapter::LOG_LEVEL);
         proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
     }}
 }
@@ -39,23 +40,8 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        // Log at the host's level, so that the per-decision debug lines reach a debug host.
-        if let Ok(level) = hostcalls::get_log_level() {
-            proxy_wasm::set_log_level(level);
-        }
-        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-            Ok(bytes) => bytes.unwrap_or_default(),
-            Err(status) => {
-                log::error!("sticky: could not read the plugin configuration (status {status:?})");
-                return false;
-            }
-        };
-        let config = match StickyConfig::from_json(&bytes) {
-            Ok(config) => config,
-            Err(err) => {
-                log::error!("sticky: invalid plugin configuration: {err}");
-                return false;
-            }
+        let Some(config) = adapter::configure("sticky", StickyConfig::from_json) else {
+            return false;
         };
         log::info!(
             "sticky: configured: header {}, {} cookie names, {} path parameters, {} routes",
@@ -66,7 +52,7 @@ impl RootContext for Root {
         );
         self.config = Some(Rc::new(config));
         if self.counters.is_none() {
-            self.counters = Some(Rc::new(Counters::define()));
+            self.counters = Some(Rc::new(metrics::define()));
         }
         true
     }
@@ -93,7 +79,7 @@ struct Stream {
 impl Stream {
     fn count(&self, counter: Counter) {
         if let Some(counters) = &self.counters {
-            counters.increment(counter);
+            counters.add(counter as usize, 1);
         }
     }
 
@@ -121,11 +107,7 @@ impl HttpContext for Stream {
             return Action::Continue;
         };
         let headers = self.get_http_request_headers_bytes();
-        let view: Vec<(&str, &[u8])> = headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_slice()))
-            .collect();
-        let decision = sticky::decide(&config, &view);
+        let decision = sticky::decide(&config, &adapter::view(&headers));
         if decision.client_sent_header {
             // Removes every copy; adding afterwards leaves exactly one, ours.
             self.set_http_request_header_bytes(&config.header, None);

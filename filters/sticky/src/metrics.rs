@@ -1,9 +1,8 @@
 //! The sticky filter's counters (`proxy_define_metric`): one per decision outcome, defined once
 //! per VM when the plugin is first configured, incremented per request.
 
+use crate::adapter;
 use keel_filter_logic::sticky::StickyOutcome;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
 
 /// A valid id with a known route: the routing header was set.
 pub const ROUTED: &str = "sticky_routed";
@@ -56,25 +55,10 @@ impl From<StickyOutcome> for Counter {
     }
 }
 
-/// The defined counters' ids (`None` where the host refused one: counting is then skipped).
-#[derive(Debug)]
-pub struct Counters {
-    ids: [Option<u32>; NAMES.len()],
-}
+/// The filter's counters, indexed by [`Counter`].
+pub type Counters = adapter::Counters<{ NAMES.len() }>;
 
-impl Counters {
-    /// Defines every counter with the host.
-    pub fn define() -> Self {
-        Counters {
-            ids: NAMES.map(|name| hostcalls::define_metric(MetricType::Counter, name).ok()),
-        }
-    }
-
-    /// Adds one to `counter`.
-    pub fn increment(&self, counter: Counter) {
-        if let Some(Some(id)) = self.ids.get(counter as usize) {
-            // A host that no longer knows the metric is no reason to fail the request.
-            let _ = hostcalls::increment_metric(*id, 1);
-        }
-    }
+/// Defines every counter with the host.
+pub fn define() -> Counters {
+    Counters::define(NAMES)
 }

@@ -235,6 +235,7 @@ mod tests {
             err(r#"{"cookie_names": ["a", 1]}"#).field,
             "cookie_names[1]"
         );
+        assert_eq!(err(r#"{"routes": {"t1": 5}}"#).field, "routes.t1");
         let dup = err(r#"{"routes": {"a": "1.1.1.1:1", "a": "1.1.1.1:2"}}"#);
         assert_eq!(dup.field, "routes");
         assert!(dup.message.contains("named twice"), "{dup}");
