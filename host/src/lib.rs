@@ -1,2 +1,14 @@
-//! keel's host: the proxy-wasm runtime on wasmtime, the HTTP front end, the balancer and the
-//! upstreams (AJP/1.3 and HTTP).
+//! keel's host: the HTTP front end, the balancer, the upstreams (HTTP, and AJP/1.3 through
+//! crate `keel-ajp`), configuration, the admin listener, and the hook where the proxy-wasm
+//! filter chain (crate `keel-wasm`) plugs in.
+
+pub mod access_log;
+pub mod admin;
+pub mod balancer;
+pub mod callout;
+pub mod config;
+pub mod metrics;
+pub mod proxy;
+pub mod runtime;
+pub mod server;
+pub mod upstream;

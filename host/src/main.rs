@@ -1,15 +1,131 @@
-//! The `keel` command.
+//! The `keel` command: `serve`, `check`, `default-config`, `example-config`, `--version`.
 
-use anyhow::Result;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, bail};
+use keel::config;
+use keel::metrics::Metrics;
+use keel::proxy::filter;
+use keel::runtime::Shared;
+use tokio::signal::unix::{SignalKind, signal};
+
+const USAGE: &str = "usage: keel serve [--config FILE] | keel check FILE | keel default-config | keel example-config | keel --version";
 
 fn main() -> Result<()> {
-    let mut args = std::env::args().skip(1);
-    match args.next().as_deref() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
         Some("--version" | "-V") => {
             println!("keel {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Some(other) => anyhow::bail!("unknown command {other:?}; try `keel --version`"),
-        None => anyhow::bail!("no command given; try `keel --version`"),
+        Some("check") => {
+            let Some(path) = args.get(1) else {
+                bail!("{USAGE}")
+            };
+            let settings = config::load(path.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "{path}: ok ({} listener(s), {} member(s), {} filter(s))",
+                settings.listeners.len(),
+                settings.members.len(),
+                settings.filters.len()
+            );
+            Ok(())
+        }
+        Some("default-config") => {
+            print!("{}", config::DEFAULT_CONFIG);
+            Ok(())
+        }
+        Some("example-config") => {
+            print!("{}", config::EXAMPLE_CONFIG);
+            Ok(())
+        }
+        Some("serve") => {
+            let path = match args.get(1).map(String::as_str) {
+                None => None,
+                Some("--config") => match args.get(2) {
+                    Some(p) => Some(PathBuf::from(p)),
+                    None => bail!("--config needs a file; {USAGE}"),
+                },
+                Some(other) => bail!("unknown argument {other:?}; {USAGE}"),
+            };
+            serve(path)
+        }
+        Some(other) => bail!("unknown command {other:?}; {USAGE}"),
+        None => bail!("no command given; {USAGE}"),
     }
+}
+
+fn serve(path: Option<PathBuf>) -> Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::new().filter_or("KEEL_LOG", "info")).init();
+    let settings = match &path {
+        Some(p) => config::load(p),
+        None => config::default_settings(),
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let metrics = Metrics::new().context("metrics registry")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    rt.block_on(run(settings, path, metrics))
+}
+
+async fn run(settings: config::Settings, path: Option<PathBuf>, metrics: Metrics) -> Result<()> {
+    let shared = Shared::new(settings, path, metrics, filter::default_builder())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bound = keel::server::bind(&shared)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = std::io::stdout();
+    for b in &bound {
+        let scheme = if b.tls.is_some() { "https" } else { "http" };
+        writeln!(
+            out,
+            "keel: listening on {scheme}://{}",
+            b.listener.local_addr()?
+        )?;
+    }
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    if let Some(admin) = shared.current().settings.admin.clone() {
+        let l = tokio::net::TcpListener::bind(admin.address)
+            .await
+            .with_context(|| format!("admin.address: cannot bind {}", admin.address))?;
+        writeln!(out, "keel: admin on http://{}", l.local_addr()?)?;
+        tasks.push(tokio::spawn(keel::admin::serve(
+            l,
+            shared.clone(),
+            rx.clone(),
+        )));
+    }
+    out.flush()?;
+    let grace = shared.current().settings.config.shutdown_grace.0;
+    for b in bound {
+        tasks.push(tokio::spawn(keel::server::serve(
+            b,
+            shared.clone(),
+            rx.clone(),
+            grace,
+        )));
+    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { log::info!("SIGTERM: shutting down"); break }
+            _ = int.recv() => { log::info!("SIGINT: shutting down"); break }
+            _ = hup.recv() => match shared.reload() {
+                Ok(()) => { log::info!("SIGHUP: configuration reloaded"); println!("keel: reloaded"); }
+                Err(e) => { log::error!("SIGHUP: reload refused, old configuration kept: {e}"); println!("keel: reload refused"); }
+            },
+        }
+    }
+    let _ = tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    println!("keel: stopped");
+    Ok(())
 }

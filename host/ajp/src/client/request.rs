@@ -1,0 +1,176 @@
+//! What the client sends: the request head, who the client is, the body; and how that becomes
+//! a [`ForwardRequest`] (body framing checked, only keel's own attributes).
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+
+use crate::client::error::ClientError;
+use crate::forward::{ForwardRequest, TlsAttributes};
+
+/// The error type of request body streams.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A streaming request body.
+pub type BodyStream = Pin<Box<dyn http_body::Body<Data = Bytes, Error = BoxError> + Send>>;
+
+/// A streaming body taken at most once, when the connection is ready: an attempt that fails
+/// before that leaves the body to the next attempt.
+pub struct BodySource(Box<dyn FnOnce() -> Option<BodyStream> + Send>);
+
+impl BodySource {
+    /// A body available now.
+    pub fn new(body: BodyStream) -> Self {
+        BodySource(Box::new(move || Some(body)))
+    }
+
+    /// A body taken by calling `take` (`None`: an earlier attempt took it).
+    pub fn deferred(take: impl FnOnce() -> Option<BodyStream> + Send + 'static) -> Self {
+        BodySource(Box::new(take))
+    }
+
+    pub(crate) fn take(self) -> Option<BodyStream> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for BodySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BodySource")
+    }
+}
+
+/// The request body.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// No body.
+    Empty,
+    /// The whole body, in memory.
+    Full(Bytes),
+    /// A streaming body: with `length` its first chunk goes right after the forward request
+    /// and a body that comes up short is an error; without, it is read until it ends and
+    /// Tomcat asks for it chunk by chunk.
+    Stream {
+        /// The body.
+        source: BodySource,
+        /// Content-Length, if the client gave one.
+        length: Option<u64>,
+    },
+}
+
+impl RequestBody {
+    /// The length Tomcat is told (Content-Length), `None` = read to the end.
+    pub(crate) fn length(&self) -> Option<u64> {
+        match self {
+            RequestBody::Empty => Some(0),
+            RequestBody::Full(b) => Some(b.len() as u64),
+            RequestBody::Stream { length, .. } => *length,
+        }
+    }
+}
+
+/// Who the client is and where it connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// The address the client connected to.
+    pub local: SocketAddr,
+    /// TLS facts when the client came over TLS.
+    pub tls: Option<TlsAttributes>,
+}
+
+/// One request to a member.
+#[derive(Debug)]
+pub struct AjpRequest {
+    /// Method, URI (origin form), version, headers (hop-by-hop already removed by the proxy).
+    pub parts: http::request::Parts,
+    /// The body.
+    pub body: RequestBody,
+    /// The client.
+    pub peer: Peer,
+    /// The member's route, sent as the route attribute.
+    pub route: Option<String>,
+}
+
+/// Builds the forward request. Framing: a Transfer-Encoding with a Content-Length, or two
+/// different Content-Lengths, are refused (CVE-2022-26377); AJP frames the body itself, so
+/// Transfer-Encoding never goes to Tomcat and Content-Length is set from the body.
+pub(crate) fn build(req: &AjpRequest, secret: Option<&str>) -> Result<ForwardRequest, ClientError> {
+    let parts = &req.parts;
+    let mut headers = parts.headers.clone();
+    let lengths: Vec<&HeaderValue> = parts
+        .headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .collect();
+    if lengths.windows(2).any(|w| w[0] != w[1]) {
+        return Err(ClientError::Framing("two different Content-Length headers"));
+    }
+    if !lengths.is_empty() && parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        return Err(ClientError::Framing(
+            "Content-Length with Transfer-Encoding",
+        ));
+    }
+    headers.remove(header::TRANSFER_ENCODING);
+    headers.remove(header::CONTENT_LENGTH);
+    match req.body.length() {
+        Some(0) if lengths.is_empty() => {}
+        Some(n) => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        None => {}
+    }
+
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()));
+    let server_name = host
+        .as_deref()
+        .map(strip_port)
+        .filter(|h| !h.is_empty())
+        .unwrap_or("localhost")
+        .to_owned();
+    if !headers.contains_key(header::HOST)
+        && let Some(h) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok())
+    {
+        headers.insert(header::HOST, h);
+    }
+
+    let path = parts.uri.path();
+    let mut f = ForwardRequest::new(
+        parts.method.clone(),
+        if path.is_empty() { "/" } else { path },
+    );
+    f.protocol = match parts.version {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    }
+    .to_owned();
+    f.remote_addr = req.peer.remote.ip().to_string();
+    f.remote_host = Some(f.remote_addr.clone());
+    f.server_name = server_name;
+    f.server_port = req.peer.local.port();
+    f.is_ssl = req.peer.tls.is_some();
+    f.headers = headers;
+    f.query_string = parts.uri.query().map(str::to_owned);
+    f.route = req.route.clone();
+    f.remote_port = Some(req.peer.remote.port());
+    f.local_addr = Some(req.peer.local.ip().to_string());
+    f.tls = req.peer.tls.clone();
+    f.secret = secret.map(str::to_owned);
+    Ok(f)
+}
+
+/// `host:port` → `host`; `[v6]:port` → `[v6]`.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |i| &host[..=i]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}

@@ -1,0 +1,100 @@
+//! HTTP callouts for filters (`proxy_http_call`): the named `callout_upstreams` of the
+//! configuration, each with a pooled HTTP/1.1 client. keel-wasm's `CalloutHandler` adapter
+//! forwards to [`Callouts::call`] and [`Callouts::has_upstream`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+/// Why a callout failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CalloutError {
+    /// No upstream of that name is configured.
+    #[error("unknown callout upstream {0:?}")]
+    UnknownUpstream(String),
+    /// The request could not be built.
+    #[error("bad callout request: {0}")]
+    BadRequest(String),
+    /// No response in time.
+    #[error("callout timed out after {0:?}")]
+    Timeout(Duration),
+    /// Connect, send or receive failed.
+    #[error("callout failed: {0}")]
+    Failed(String),
+}
+
+/// The callout upstreams.
+pub struct Callouts {
+    upstreams: BTreeMap<String, SocketAddr>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Callouts {
+    /// Clients for the configured upstreams (name → address).
+    pub fn new(upstreams: BTreeMap<String, SocketAddr>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Self { upstreams, client }
+    }
+
+    /// Whether `name` is configured.
+    pub fn has_upstream(&self, name: &str) -> bool {
+        self.upstreams.contains_key(name)
+    }
+
+    /// Sends `request` (origin-form or absolute URI; the upstream's address is used) and reads
+    /// the whole response.
+    pub async fn call(
+        &self,
+        name: &str,
+        request: http::Request<Bytes>,
+        timeout: Duration,
+    ) -> Result<http::Response<Bytes>, CalloutError> {
+        let addr = *self
+            .upstreams
+            .get(name)
+            .ok_or_else(|| CalloutError::UnknownUpstream(name.to_string()))?;
+        let (mut parts, body) = request.into_parts();
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        parts.uri = http::Uri::builder()
+            .scheme("http")
+            .authority(addr.to_string())
+            .path_and_query(pq)
+            .build()
+            .map_err(|e| CalloutError::BadRequest(e.to_string()))?;
+        parts.version = http::Version::HTTP_11;
+        let req = http::Request::from_parts(parts, Full::new(body));
+        let fut = async {
+            let res = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| CalloutError::Failed(crate::upstream::http::error_chain(&e)))?;
+            let (parts, body) = res.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| CalloutError::Failed(e.to_string()))?
+                .to_bytes();
+            Ok(http::Response::from_parts(parts, body))
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| CalloutError::Timeout(timeout))?
+    }
+}

@@ -1,0 +1,97 @@
+//! keel's Prometheus metrics. One [`prometheus::Registry`] per process, created in
+//! [`Metrics::new`] and passed to everything that registers (keel-wasm registers its own
+//! metrics into the same registry). Names are constants here.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// Requests answered, by member (`-` for local answers) and status code.
+pub const REQUESTS: &str = "keel_requests_total";
+/// Failed attempts, by member and kind.
+pub const UPSTREAM_FAILURES: &str = "keel_upstream_failures_total";
+/// Time to the response head, by member.
+pub const UPSTREAM_SECONDS: &str = "keel_upstream_response_seconds";
+/// Attempts that went to another member after a failure.
+pub const FAILOVERS: &str = "keel_failovers_total";
+/// 1 if the member is healthy now.
+pub const MEMBER_HEALTHY: &str = "keel_member_healthy";
+/// Requests in flight on the member.
+pub const MEMBER_IN_FLIGHT: &str = "keel_member_in_flight";
+
+/// The metrics keel itself records.
+#[derive(Clone)]
+pub struct Metrics {
+    /// The process registry (shared with keel-wasm).
+    pub registry: Registry,
+    /// [`REQUESTS`].
+    pub requests: IntCounterVec,
+    /// [`UPSTREAM_FAILURES`].
+    pub upstream_failures: IntCounterVec,
+    /// [`UPSTREAM_SECONDS`].
+    pub upstream_seconds: HistogramVec,
+    /// [`FAILOVERS`].
+    pub failovers: IntCounterVec,
+    /// [`MEMBER_HEALTHY`].
+    pub member_healthy: IntGaugeVec,
+    /// [`MEMBER_IN_FLIGHT`].
+    pub member_in_flight: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Creates the registry and registers keel's metrics.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(REQUESTS, "Requests answered, by member and status."),
+            &["member", "code"],
+        )?;
+        let upstream_failures = IntCounterVec::new(
+            Opts::new(
+                UPSTREAM_FAILURES,
+                "Failed upstream attempts, by member and kind.",
+            ),
+            &["member", "kind"],
+        )?;
+        let upstream_seconds = HistogramVec::new(
+            HistogramOpts::new(UPSTREAM_SECONDS, "Time from attempt to response head."),
+            &["member"],
+        )?;
+        let failovers = IntCounterVec::new(
+            Opts::new(
+                FAILOVERS,
+                "Attempts moved to another member, by the member that failed.",
+            ),
+            &["member"],
+        )?;
+        let member_healthy = IntGaugeVec::new(
+            Opts::new(MEMBER_HEALTHY, "1 if the member is healthy now."),
+            &["member"],
+        )?;
+        let member_in_flight = IntGaugeVec::new(
+            Opts::new(MEMBER_IN_FLIGHT, "Requests in flight on the member."),
+            &["member"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(upstream_failures.clone()))?;
+        registry.register(Box::new(upstream_seconds.clone()))?;
+        registry.register(Box::new(failovers.clone()))?;
+        registry.register(Box::new(member_healthy.clone()))?;
+        registry.register(Box::new(member_in_flight.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            upstream_failures,
+            upstream_seconds,
+            failovers,
+            member_healthy,
+            member_in_flight,
+        })
+    }
+
+    /// The text exposition of everything in the registry.
+    pub fn render(&self) -> String {
+        let encoder = prometheus::TextEncoder::new();
+        encoder
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
+    }
+}

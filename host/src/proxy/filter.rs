@@ -1,0 +1,191 @@
+//! The filter-chain hook: the proxy's view of a filter chain, mirroring keel-wasm's `Stream`
+//! API (request/response headers, bodies, trailers, finish; the same verdicts). keel-wasm's
+//! `FilterChain` plugs in through a thin adapter implementing [`FilterChain`]; the default is
+//! [`EmptyChain`], which the proxy skips entirely.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use crate::callout::Callouts;
+use crate::config::FilterSettings;
+use crate::upstream::BoxFuture;
+
+/// Facts about the stream, for filter properties.
+#[derive(Debug, Clone)]
+pub struct StreamInfo {
+    /// Client address.
+    pub source: SocketAddr,
+    /// Listener address.
+    pub destination: SocketAddr,
+    /// Client connection is TLS.
+    pub tls: bool,
+    /// Client HTTP version.
+    pub protocol: http::Version,
+    /// Per-process request counter.
+    pub request_id: u64,
+    /// Route name (keel has one: "default").
+    pub route_name: String,
+    /// Cluster name (keel has one: "balancer").
+    pub cluster_name: String,
+}
+
+/// The member that served (property `upstream.address`).
+#[derive(Debug, Clone)]
+pub struct UpstreamInfo {
+    /// `ip:port`.
+    pub address: SocketAddr,
+    /// Route.
+    pub route: String,
+}
+
+/// A response a filter sends instead of the upstream's.
+#[derive(Debug, Clone)]
+pub struct LocalResponse {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// What to do after a headers (or trailers) callback.
+#[derive(Debug, Clone)]
+pub enum HeadersVerdict {
+    /// Go on.
+    Continue,
+    /// Answer the client with this instead.
+    Respond(LocalResponse),
+}
+
+/// What to do after a body callback.
+#[derive(Debug, Clone)]
+pub enum BodyVerdict {
+    /// Forward these bytes (possibly changed).
+    Forward(Bytes),
+    /// The chain holds the data (it is forwarded later, at the latest with end of stream).
+    Hold,
+    /// Answer the client with this instead.
+    Respond(LocalResponse),
+}
+
+/// One request's pass through the chain.
+pub trait FilterStream: Send {
+    /// Request headers (`end_of_stream`: no body follows).
+    fn request_headers<'a>(
+        &'a mut self,
+        req: &'a mut http::request::Parts,
+        end_of_stream: bool,
+    ) -> BoxFuture<'a, HeadersVerdict>;
+    /// A request body chunk.
+    fn request_body(&mut self, chunk: Bytes, end_of_stream: bool) -> BoxFuture<'_, BodyVerdict>;
+    /// Request trailers.
+    fn request_trailers<'a>(
+        &'a mut self,
+        trailers: &'a mut HeaderMap,
+    ) -> BoxFuture<'a, HeadersVerdict>;
+    /// Response headers; `upstream` says which member served (None for a local response).
+    fn response_headers<'a>(
+        &'a mut self,
+        res: &'a mut http::response::Parts,
+        upstream: Option<&'a UpstreamInfo>,
+        end_of_stream: bool,
+    ) -> BoxFuture<'a, HeadersVerdict>;
+    /// A response body chunk.
+    fn response_body(&mut self, chunk: Bytes, end_of_stream: bool) -> BoxFuture<'_, BodyVerdict>;
+    /// Response trailers.
+    fn response_trailers<'a>(
+        &'a mut self,
+        trailers: &'a mut HeaderMap,
+    ) -> BoxFuture<'a, HeadersVerdict>;
+    /// End of the stream (on_log, on_done, on_delete).
+    fn finish(self: Box<Self>);
+}
+
+/// A filter chain.
+pub trait FilterChain: Send + Sync + 'static {
+    /// Whether it has no filters (the proxy then skips it).
+    fn is_empty(&self) -> bool;
+    /// A stream for one request.
+    fn stream(&self, info: StreamInfo) -> Box<dyn FilterStream>;
+}
+
+/// What a chain is built from.
+pub struct ChainContext<'a> {
+    /// The filters, in order (keel-wasm `FilterSpec` fields).
+    pub filters: &'a [FilterSettings],
+    /// The process registry (keel-wasm registers its metrics here; note that a reload builds
+    /// a new chain against the same registry).
+    pub registry: &'a prometheus::Registry,
+    /// The callout upstreams (for keel-wasm's `CalloutHandler`).
+    pub callouts: Arc<Callouts>,
+    /// Runtime worker threads (keel-wasm instantiates per worker).
+    pub workers: usize,
+}
+
+/// Builds the chain from the configuration (at start and on every reload). The coordinator
+/// wires keel-wasm's `FilterChain::new` in here.
+pub type ChainBuilder =
+    Arc<dyn Fn(&ChainContext<'_>) -> Result<Arc<dyn FilterChain>, String> + Send + Sync>;
+
+/// The builder used until keel-wasm is wired in: no filters, or an error naming the gap.
+pub fn default_builder() -> ChainBuilder {
+    Arc::new(|ctx| {
+        if ctx.filters.is_empty() {
+            Ok(Arc::new(EmptyChain) as Arc<dyn FilterChain>)
+        } else {
+            Err("filters: the wasm filter runtime is not built into this keel yet".into())
+        }
+    })
+}
+
+/// No filters.
+#[derive(Debug, Default)]
+pub struct EmptyChain;
+
+impl FilterChain for EmptyChain {
+    fn is_empty(&self) -> bool {
+        true
+    }
+    fn stream(&self, _info: StreamInfo) -> Box<dyn FilterStream> {
+        Box::new(PassThrough)
+    }
+}
+
+/// A stream that changes nothing.
+#[derive(Debug, Default)]
+pub struct PassThrough;
+
+impl FilterStream for PassThrough {
+    fn request_headers<'a>(
+        &'a mut self,
+        _req: &'a mut http::request::Parts,
+        _eos: bool,
+    ) -> BoxFuture<'a, HeadersVerdict> {
+        Box::pin(async { HeadersVerdict::Continue })
+    }
+    fn request_body(&mut self, chunk: Bytes, _eos: bool) -> BoxFuture<'_, BodyVerdict> {
+        Box::pin(async move { BodyVerdict::Forward(chunk) })
+    }
+    fn request_trailers<'a>(&'a mut self, _t: &'a mut HeaderMap) -> BoxFuture<'a, HeadersVerdict> {
+        Box::pin(async { HeadersVerdict::Continue })
+    }
+    fn response_headers<'a>(
+        &'a mut self,
+        _res: &'a mut http::response::Parts,
+        _upstream: Option<&'a UpstreamInfo>,
+        _eos: bool,
+    ) -> BoxFuture<'a, HeadersVerdict> {
+        Box::pin(async { HeadersVerdict::Continue })
+    }
+    fn response_body(&mut self, chunk: Bytes, _eos: bool) -> BoxFuture<'_, BodyVerdict> {
+        Box::pin(async move { BodyVerdict::Forward(chunk) })
+    }
+    fn response_trailers<'a>(&'a mut self, _t: &'a mut HeaderMap) -> BoxFuture<'a, HeadersVerdict> {
+        Box::pin(async { HeadersVerdict::Continue })
+    }
+    fn finish(self: Box<Self>) {}
+}

@@ -1,0 +1,250 @@
+//! Header work of a reverse proxy: framing checks, limits, hop-by-hop removal, and the
+//! X-Forwarded-* / Forwarded headers.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{StatusCode, Version};
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, those named in `Connection`, and `Transfer-Encoding` (the
+/// next hop frames the body itself).
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(n);
+    }
+    headers.remove(header::TRANSFER_ENCODING);
+}
+
+/// Checks a request head before anything else: ambiguous framing (400), header count and size
+/// (431).
+pub fn check_request(
+    headers: &HeaderMap,
+    max_headers: usize,
+    max_header_bytes: usize,
+) -> Result<(), (StatusCode, &'static str)> {
+    if headers.contains_key(header::TRANSFER_ENCODING)
+        && headers.contains_key(header::CONTENT_LENGTH)
+    {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "Content-Length together with Transfer-Encoding",
+        ));
+    }
+    let lengths: Vec<&HeaderValue> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+    if lengths.len() > 1 && lengths.windows(2).any(|w| w[0] != w[1]) {
+        return Err((StatusCode::BAD_REQUEST, "conflicting Content-Length"));
+    }
+    if let Some(v) = lengths.first()
+        && v.to_str()
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .is_none()
+    {
+        return Err((StatusCode::BAD_REQUEST, "bad Content-Length"));
+    }
+    if headers.len() > max_headers {
+        return Err((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too many headers",
+        ));
+    }
+    let size: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if size > max_header_bytes {
+        return Err((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers too large",
+        ));
+    }
+    Ok(())
+}
+
+/// The announced body length, if any.
+pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse().ok())
+}
+
+/// Which forwarding headers to add.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardedSettings {
+    /// X-Forwarded-For.
+    pub xff: bool,
+    /// X-Forwarded-Proto.
+    pub proto: bool,
+    /// X-Forwarded-Host.
+    pub host: bool,
+    /// Forwarded.
+    pub forwarded: bool,
+}
+
+fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => format!("{prev}, {value}"),
+        _ => value.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        headers.insert(name, v);
+    }
+}
+
+/// Adds X-Forwarded-For/-Proto/-Host and Forwarded as configured. `host` is the client's
+/// authority (Host header or HTTP/2 `:authority`).
+pub fn add_forwarded(
+    headers: &mut HeaderMap,
+    s: ForwardedSettings,
+    client: SocketAddr,
+    tls: bool,
+    host: Option<&str>,
+) {
+    let proto = if tls { "https" } else { "http" };
+    let ip = client.ip().to_string();
+    if s.xff {
+        append(headers, HeaderName::from_static("x-forwarded-for"), &ip);
+    }
+    if s.proto {
+        headers.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static(proto),
+        );
+    }
+    if s.host {
+        match host.and_then(|h| HeaderValue::from_str(h).ok()) {
+            Some(v) => {
+                headers.insert(HeaderName::from_static("x-forwarded-host"), v);
+            }
+            None => {
+                headers.remove("x-forwarded-host");
+            }
+        }
+    }
+    if s.forwarded {
+        let node = if client.is_ipv6() {
+            format!("\"[{ip}]\"")
+        } else {
+            ip
+        };
+        let mut v = format!("for={node};proto={proto}");
+        if let Some(h) = host
+            && h.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
+            v.push_str(&format!(";host=\"{h}\""));
+        }
+        append(headers, header::FORWARDED, &v);
+    }
+}
+
+/// The `Version` as an access-log string.
+pub fn version_str(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/?",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_tokens_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn framing_and_limits() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        assert_eq!(
+            check_request(&h, 100, 65536).unwrap_err().0,
+            StatusCode::BAD_REQUEST
+        );
+        let mut h = HeaderMap::new();
+        for i in 0..5 {
+            h.insert(
+                HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        assert_eq!(
+            check_request(&h, 4, 65536).unwrap_err().0,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        assert!(check_request(&h, 5, 65536).is_ok());
+    }
+
+    #[test]
+    fn forwarded_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        let s = ForwardedSettings {
+            xff: true,
+            proto: true,
+            host: true,
+            forwarded: true,
+        };
+        add_forwarded(
+            &mut h,
+            s,
+            "[::1]:5000".parse().unwrap(),
+            true,
+            Some("example.org"),
+        );
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, ::1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "example.org");
+        assert_eq!(
+            h["forwarded"],
+            "for=\"[::1]\";proto=https;host=\"example.org\""
+        );
+    }
+}

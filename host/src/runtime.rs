@@ -1,0 +1,70 @@
+//! The running configuration: the current [`Proxy`] generation behind a lock that is held only
+//! to clone an `Arc`, and reload (parse, validate, build; swap only on success).
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use crate::config::{self, Settings};
+use crate::metrics::Metrics;
+use crate::proxy::Proxy;
+use crate::proxy::filter::ChainBuilder;
+
+/// State shared by listeners, the admin listener and the signal handlers.
+pub struct Shared {
+    current: RwLock<Arc<Proxy>>,
+    /// Process metrics (one registry for the process).
+    pub metrics: Metrics,
+    builder: ChainBuilder,
+    config_path: Option<PathBuf>,
+}
+
+impl Shared {
+    /// Builds the first generation.
+    pub fn new(
+        settings: Settings,
+        config_path: Option<PathBuf>,
+        metrics: Metrics,
+        builder: ChainBuilder,
+    ) -> Result<Arc<Self>, String> {
+        let proxy = Proxy::build(settings, metrics.clone(), &builder)?;
+        Ok(Arc::new(Self {
+            current: RwLock::new(proxy),
+            metrics,
+            builder,
+            config_path,
+        }))
+    }
+
+    /// The current generation.
+    pub fn current(&self) -> Arc<Proxy> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads the configuration file and swaps it in; on any error the old one stays.
+    /// Listener and admin addresses are taken at start only.
+    pub fn reload(&self) -> Result<(), String> {
+        let Some(path) = &self.config_path else {
+            return Err("no configuration file to reload (running the embedded default)".into());
+        };
+        let settings = config::load(path).map_err(|e| e.to_string())?;
+        let old = self.current();
+        let same_listeners = settings.listeners.len() == old.settings.listeners.len()
+            && settings
+                .listeners
+                .iter()
+                .zip(&old.settings.listeners)
+                .all(|(a, b)| a.address == b.address && a.tls == b.tls);
+        if !same_listeners {
+            log::warn!("reload: listener changes take effect only after a restart");
+        }
+        let proxy = Proxy::build(settings, self.metrics.clone(), &self.builder)?;
+        match self.current.write() {
+            Ok(mut g) => *g = proxy,
+            Err(poisoned) => *poisoned.into_inner() = proxy,
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,174 @@
+//! The client-facing listeners: accept, optional TLS (ALPN picks h2 or http/1.1), hyper's
+//! automatic HTTP/1.1 + HTTP/2 server, and graceful shutdown (stop accepting, let in-flight
+//! requests finish up to the grace deadline).
+
+mod framing;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::proxy::ConnInfo;
+use crate::runtime::Shared;
+use framing::Sniff;
+
+/// A bound listener.
+pub struct Bound {
+    /// The socket.
+    pub listener: TcpListener,
+    /// TLS, if configured.
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// Binds every configured listener (before serving, so that errors come early).
+pub async fn bind(shared: &Shared) -> Result<Vec<Bound>, String> {
+    let proxy = shared.current();
+    let mut out = Vec::new();
+    for (i, l) in proxy.settings.listeners.iter().enumerate() {
+        let listener = TcpListener::bind(l.address)
+            .await
+            .map_err(|e| format!("listeners[{i}].address: cannot bind {}: {e}", l.address))?;
+        let tls = match &l.tls {
+            Some((cert, key)) => {
+                Some(tls::acceptor(cert, key).map_err(|e| format!("listeners[{i}].tls: {e}"))?)
+            }
+            None => None,
+        };
+        out.push(Bound { listener, tls });
+    }
+    Ok(out)
+}
+
+fn builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
+    let lim = &shared.current().settings.config.limits;
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(lim.header_read_timeout.0)
+        .max_headers(lim.max_headers)
+        .max_buf_size(lim.max_header_bytes.max(8192));
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(lim.max_header_bytes).unwrap_or(u32::MAX));
+    b
+}
+
+/// Serves one listener until `shutdown` turns true, then waits up to `grace` for its
+/// connections to finish their requests.
+pub async fn serve(
+    bound: Bound,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let local = bound
+        .listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(builder(&shared));
+    loop {
+        let accepted = tokio::select! {
+            a = bound.listener.accept() => a,
+            _ = shutdown.changed() => break,
+        };
+        let (tcp, remote) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                log::warn!("accept on {local}: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let shared = shared.clone();
+        let tls = bound.tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => {
+                    let ambiguous = Arc::new(AtomicBool::new(false));
+                    let conn = Arc::new(ConnInfo {
+                        remote,
+                        local,
+                        tls: None,
+                        ambiguous_framing: ambiguous.clone(),
+                    });
+                    let svc = service(shared, conn);
+                    let io = TokioIo::new(Sniff::new(tcp, ambiguous));
+                    let c = builder.serve_connection(io, svc);
+                    if let Err(e) = watcher.watch(c.into_owned()).await {
+                        log::debug!("connection from {remote}: {e}");
+                    }
+                }
+                Some(acceptor) => {
+                    let stream = match acceptor.accept(tcp).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            log::debug!("TLS handshake from {remote}: {e}");
+                            return;
+                        }
+                    };
+                    let (_, sc) = stream.get_ref();
+                    let info = tls::info(sc);
+                    let h2 = tls::is_h2(sc);
+                    let ambiguous = Arc::new(AtomicBool::new(false));
+                    let conn = Arc::new(ConnInfo {
+                        remote,
+                        local,
+                        tls: Some(info),
+                        ambiguous_framing: ambiguous.clone(),
+                    });
+                    let svc = service(shared, conn);
+                    // HTTP/2 has no such ambiguity (h2 rejects Transfer-Encoding).
+                    let io = if h2 {
+                        Sniff::off(stream)
+                    } else {
+                        Sniff::new(stream, ambiguous)
+                    };
+                    let c = builder.serve_connection(TokioIo::new(io), svc);
+                    if let Err(e) = watcher.watch(c.into_owned()).await {
+                        log::debug!("TLS connection from {remote}: {e}");
+                    }
+                }
+            }
+        });
+    }
+    drop(bound.listener);
+    log::info!("{local}: stopped accepting; waiting up to {grace:?} for in-flight requests");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        log::warn!("{local}: grace period over; closing remaining connections");
+    }
+}
+
+fn service(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<crate::upstream::Body>,
+    Error = std::convert::Infallible,
+    Future = impl Future<
+        Output = Result<http::Response<crate::upstream::Body>, std::convert::Infallible>,
+    > + Send,
+> + Clone {
+    service_fn(move |req| {
+        let proxy = shared.current();
+        let conn = conn.clone();
+        async move { Ok(proxy.handle(req, conn).await) }
+    })
+}

@@ -1,0 +1,154 @@
+//! The AJP upstream: an adapter from keel's [`Upstream`] to `keel-ajp`'s client (one pool per
+//! member). It maps the proxy's request and client facts to AJP, converts the bodies, and maps
+//! every client error to the [`UpstreamError`] variant with the same retry-safety and health
+//! meaning. A member without a configured secret is refused at startup.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use keel_ajp::client::{
+    AjpClient, AjpRequest, BodySource, BodyStream, ClientConfig, ClientError, Peer, PoolConfig,
+    RequestBody as AjpBody, Secret,
+};
+use keel_ajp::{EncodeError, PacketSize, TlsAttributes};
+
+use super::{
+    BoxError, BoxFuture, RequestBody, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
+    UpstreamSpec,
+};
+
+/// The message when no secret is configured.
+pub const NO_SECRET: &str = "no AJP secret configured: write the Tomcat AJP connector's \
+    `secret` (server.xml: <Connector protocol=\"AJP/1.3\" secretRequired=\"true\" \
+    secret=\"...\"/>) into a file and set `balancer.ajp.secret_file` to it";
+
+/// Builds an AJP member (the [`super::AjpConstructor`]).
+pub fn build(spec: &UpstreamSpec) -> Result<Arc<dyn Upstream>, String> {
+    Ok(Arc::new(AjpUpstream::new(spec)?))
+}
+
+/// An AJP member.
+pub struct AjpUpstream {
+    client: AjpClient,
+    route: String,
+}
+
+impl AjpUpstream {
+    /// The member's client and pool (no connection is opened yet).
+    pub fn new(spec: &UpstreamSpec) -> Result<Self, String> {
+        let secret = match &spec.ajp.secret {
+            Some(s) => Secret::Value(s.clone()),
+            None if !spec.ajp.secret_required => Secret::ExplicitlyNone,
+            None => return Err(NO_SECRET.to_owned()),
+        };
+        let mut config = ClientConfig::new(secret);
+        config.packet_size = PacketSize::new(spec.ajp.packet_size).map_err(|e| e.to_string())?;
+        config.connect_timeout = spec.connect_timeout;
+        config.response_timeout = spec.response_timeout;
+        config.pool = PoolConfig {
+            max_connections: None,
+            max_idle: spec.pool_max_idle,
+            idle_timeout: spec.pool_idle_timeout,
+            // CPING a connection before reusing it once it idled for a fifth of the idle
+            // timeout (at most 5 s): cheap, and it catches a Tomcat restarted meanwhile.
+            cping_after_idle: (spec.pool_idle_timeout / 5).min(Duration::from_secs(5)),
+            cping_timeout: spec.connect_timeout,
+            ..PoolConfig::default()
+        };
+        let client = AjpClient::new(spec.address, config).map_err(|e| e.to_string())?;
+        Ok(Self {
+            client,
+            route: spec.route.clone(),
+        })
+    }
+}
+
+fn body(body: RequestBody) -> AjpBody {
+    match body {
+        RequestBody::Empty => AjpBody::Empty,
+        RequestBody::Whole(b) => AjpBody::Full(b),
+        RequestBody::Streaming { body, length } => AjpBody::Stream {
+            // Taken only when the connection is up (and CPING passed): an attempt that fails
+            // before leaves the body to the next member.
+            source: BodySource::deferred(move || body.take().map(|b| Box::pin(b) as BodyStream)),
+            length,
+        },
+    }
+}
+
+/// The proxy's error for a client error, same meaning (sent? counts? status?).
+fn map_error(e: ClientError) -> UpstreamError {
+    let m = e.to_string();
+    match e {
+        ClientError::Connect(_) | ClientError::Cping(_) | ClientError::PoolTimeout(_) => {
+            UpstreamError::Connect(m)
+        }
+        ClientError::ConnectTimeout(d) => UpstreamError::ConnectTimeout(d),
+        ClientError::Stale(_) | ClientError::BodyUnavailable => UpstreamError::Stale(m),
+        ClientError::Unencodable(ref inner) => UpstreamError::Unencodable {
+            too_large: matches!(inner, EncodeError::TooLarge { .. }),
+            reason: m,
+        },
+        ClientError::Framing(_) => UpstreamError::Unencodable {
+            reason: m,
+            too_large: false,
+        },
+        ClientError::Write(_) => UpstreamError::Send(m),
+        ClientError::ResponseTimeout(d) => UpstreamError::ResponseTimeout(d),
+        ClientError::ClientBody(_) => UpstreamError::ClientBody(m),
+        // Sent; D's enum has no "sent, not counted" variant, so it counts.
+        ClientError::Read(_)
+        | ClientError::Unanswered(_)
+        | ClientError::Truncated
+        | ClientError::Protocol(_)
+        | ClientError::Aborted => UpstreamError::Response(m),
+    }
+}
+
+impl Upstream for AjpUpstream {
+    fn send(
+        &self,
+        request: UpstreamRequest,
+    ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
+        let client = self.client.clone();
+        let route = if request.route.is_empty() {
+            self.route.clone()
+        } else {
+            request.route
+        };
+        let peer = Peer {
+            remote: request.client.remote,
+            local: request.client.local,
+            tls: request.client.tls.map(|t| TlsAttributes {
+                cipher: Some(t.cipher),
+                session: None,
+                key_size: Some(t.key_size),
+                cert: None,
+                protocol: Some(t.protocol),
+            }),
+        };
+        let req = AjpRequest {
+            parts: request.parts,
+            body: body(request.body),
+            peer,
+            route: Some(route),
+        };
+        Box::pin(async move {
+            let res = client.send(req).await.map_err(map_error)?;
+            let (parts, body) = res.into_parts();
+            let body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
+            Ok(http::Response::from_parts(parts, body))
+        })
+    }
+
+    fn health_check(&self, timeout: Duration) -> BoxFuture<'static, Result<(), UpstreamError>> {
+        let client = self.client.clone();
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, client.cping()).await {
+                Ok(r) => r.map_err(map_error),
+                Err(_) => Err(UpstreamError::ConnectTimeout(timeout)),
+            }
+        })
+    }
+}

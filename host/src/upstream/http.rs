@@ -1,0 +1,261 @@
+//! The HTTP/1.1 upstream: a pooled hyper client per member (hyper-util's legacy client with
+//! an idle timeout), connect and response-header timeouts, and error classification for
+//! failover (connect errors are "not sent"; a streaming body taken by the attempt makes it
+//! "sent").
+
+use std::error::Error as _;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Uri, Version};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::{
+    Body, BoxError, BoxFuture, RequestBody, StreamingBody, Upstream, UpstreamError,
+    UpstreamRequest, UpstreamResponse, UpstreamSpec, empty_body, full_body,
+};
+
+/// An HTTP member.
+pub struct HttpUpstream {
+    client: Client<HttpConnector, Body>,
+    authority: String,
+    response_timeout: Duration,
+    connect_timeout: Duration,
+    health_path: String,
+}
+
+impl HttpUpstream {
+    /// Builds the member's client and pool (no connection is opened yet).
+    pub fn new(spec: &UpstreamSpec) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(spec.connect_timeout));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(spec.pool_idle_timeout)
+            .pool_max_idle_per_host(spec.pool_max_idle)
+            .set_host(false)
+            .build(connector);
+        Self {
+            client,
+            authority: spec.authority.clone(),
+            response_timeout: spec.response_timeout,
+            connect_timeout: spec.connect_timeout,
+            health_path: spec.health_path.clone(),
+        }
+    }
+
+    fn uri(&self, path_and_query: Option<&http::uri::PathAndQuery>) -> Result<Uri, UpstreamError> {
+        let pq = path_and_query.map(|p| p.as_str()).unwrap_or("/");
+        Uri::builder()
+            .scheme("http")
+            .authority(self.authority.as_str())
+            .path_and_query(pq)
+            .build()
+            .map_err(|e| UpstreamError::Unencodable {
+                reason: format!("request target: {e}"),
+                too_large: false,
+            })
+    }
+}
+
+impl Upstream for HttpUpstream {
+    fn send(
+        &self,
+        request: UpstreamRequest,
+    ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
+        let client = self.client.clone();
+        let response_timeout = self.response_timeout;
+        let connect_timeout = self.connect_timeout;
+        let uri = self.uri(request.parts.uri.path_and_query());
+        Box::pin(async move {
+            let mut parts = request.parts;
+            parts.uri = uri?;
+            parts.version = Version::HTTP_11;
+            let client_failed = Arc::new(AtomicBool::new(false));
+            let (body, slot) = match request.body {
+                RequestBody::Empty => (empty_body(), None),
+                RequestBody::Whole(bytes) => (full_body(bytes), None),
+                RequestBody::Streaming { body, length } => {
+                    let lazy = LazyBody {
+                        slot: Some(body.clone()),
+                        inner: None,
+                        length,
+                        client_failed: client_failed.clone(),
+                    };
+                    (lazy.boxed_unsync(), Some(body))
+                }
+            };
+            let req = Request::from_parts(parts, body);
+            match tokio::time::timeout(response_timeout, client.request(req)).await {
+                Err(_) => {
+                    if slot.as_ref().is_some_and(|s| !s.is_taken()) {
+                        // The connection never came up far enough to take the body.
+                        Err(UpstreamError::ConnectTimeout(connect_timeout))
+                    } else {
+                        Err(UpstreamError::ResponseTimeout(response_timeout))
+                    }
+                }
+                Ok(Ok(res)) => Ok(res.map(|b| b.map_err(BoxError::from).boxed_unsync())),
+                Ok(Err(e)) => Err(classify(&e, &client_failed, slot.as_ref(), connect_timeout)),
+            }
+        })
+    }
+
+    fn health_check(&self, timeout: Duration) -> BoxFuture<'static, Result<(), UpstreamError>> {
+        let client = self.client.clone();
+        let uri = self.uri(
+            http::uri::PathAndQuery::try_from(self.health_path.as_str())
+                .ok()
+                .as_ref(),
+        );
+        let authority = self.authority.clone();
+        let connect_timeout = self.connect_timeout;
+        Box::pin(async move {
+            let req = Request::builder()
+                .method(Method::GET)
+                .uri(uri?)
+                .header(http::header::HOST, authority)
+                .header(http::header::USER_AGENT, "keel-health-check")
+                .body(empty_body())
+                .map_err(|e| UpstreamError::Response(e.to_string()))?;
+            let res = tokio::time::timeout(timeout, async {
+                let res = client.request(req).await?;
+                let status = res.status();
+                // Drain the body so that the connection returns to the pool.
+                let _ = res.into_body().collect().await;
+                Ok::<_, hyper_util::client::legacy::Error>(status)
+            })
+            .await
+            .map_err(|_| UpstreamError::ResponseTimeout(timeout))?;
+            match res {
+                Ok(status) if status.is_server_error() => Err(UpstreamError::Response(format!(
+                    "health check got {status}"
+                ))),
+                Ok(_) => Ok(()),
+                Err(e) => Err(classify(&e, &AtomicBool::new(false), None, connect_timeout)),
+            }
+        })
+    }
+}
+
+/// Sorts a client error into the failover classes.
+fn classify(
+    e: &hyper_util::client::legacy::Error,
+    client_failed: &AtomicBool,
+    slot: Option<&StreamingBody>,
+    connect_timeout: Duration,
+) -> UpstreamError {
+    let msg = error_chain(e);
+    if client_failed.load(Ordering::Acquire) {
+        return UpstreamError::ClientBody(msg);
+    }
+    if e.is_connect() {
+        if has_timed_out(e) {
+            return UpstreamError::ConnectTimeout(connect_timeout);
+        }
+        return UpstreamError::Connect(msg);
+    }
+    let taken = slot.is_some_and(StreamingBody::is_taken);
+    let hyper_err = e.source().and_then(|s| s.downcast_ref::<hyper::Error>());
+    match hyper_err {
+        Some(h) if h.is_canceled() && !taken => UpstreamError::Stale(msg),
+        Some(h) if h.is_body_write_aborted() || h.is_user() => UpstreamError::Send(msg),
+        _ => UpstreamError::Response(msg),
+    }
+}
+
+fn has_timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// `outer: inner: innermost`.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        out.push_str(": ");
+        out.push_str(&err.to_string());
+        cur = err.source();
+    }
+    out
+}
+
+/// The client's body, taken from the slot on first poll (so that an attempt that never
+/// connected leaves it for the next one). Errors from the client are flagged as client errors.
+struct LazyBody {
+    slot: Option<StreamingBody>,
+    inner: Option<Body>,
+    length: Option<u64>,
+    client_failed: Arc<AtomicBool>,
+}
+
+/// The client's body failed while it was being forwarded.
+#[derive(Debug, thiserror::Error)]
+#[error("client body: {0}")]
+struct ClientBodyError(String);
+
+impl HttpBody for LazyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.inner.is_none() {
+            let Some(slot) = this.slot.take() else {
+                return Poll::Ready(None);
+            };
+            match slot.take() {
+                Some(b) => this.inner = Some(b),
+                None => {
+                    this.client_failed.store(true, Ordering::Release);
+                    return Poll::Ready(Some(Err(Box::new(ClientBodyError(
+                        "body already consumed by an earlier attempt".into(),
+                    )))));
+                }
+            }
+        }
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                this.client_failed.store(true, Ordering::Release);
+                Poll::Ready(Some(Err(Box::new(ClientBodyError(e.to_string())))))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.length == Some(0)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.length {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! keel in front of keel-ajp's own AJP test server: a request and its body through keel,
+//! headers too large for the AJP packet answered 413 before the member is touched, and a
+//! member that breaks the protocol answered 502 without reusing its connection.
+#![allow(clippy::unwrap_used)] // tests may unwrap (PLAN.md)
+
+#[allow(dead_code)]
+#[path = "proxy/harness.rs"]
+mod harness;
+
+use bytes::Bytes;
+use harness::{Http, Keel, Scratch, config};
+use http::{Method, StatusCode};
+use keel_ajp::test_server::{Action, ServerConfig, TestServer};
+
+const SECRET: &str = "keel-ajp-test";
+
+fn keel_for(server: &TestServer, scratch: &Scratch) -> Keel {
+    let secret = scratch.write("ajp-secret", SECRET);
+    Keel::start(&config(
+        &[("t1", format!("ajp://{}", server.addr()), "active")],
+        &format!("  ajp:\n    secret_file: {}\n", secret.display()),
+        "",
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_and_body_through_keel() {
+    let server = TestServer::echo(Some(SECRET)).await.unwrap();
+    let scratch = Scratch::new();
+    let keel = keel_for(&server, &scratch);
+    let http = Http::new();
+    let r = http
+        .send(Method::POST, &keel.url("/a/b?x=%20"), &[], "hello over ajp")
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, "hello over ajp");
+    let req = server
+        .requests()
+        .into_iter()
+        .find(|r| r.method == Method::POST)
+        .expect("the POST reached the member");
+    assert_eq!(req.req_uri, "/a/b");
+    assert_eq!(req.attribute(0x05), Some("x=%20"));
+    assert_eq!(req.attribute(0x06), Some("t1"));
+    assert_eq!(req.attribute(0x0C), Some(SECRET));
+    assert_eq!(req.remote_addr, "127.0.0.1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn headers_too_large_for_the_packet_are_413_before_the_member() {
+    let server = TestServer::echo(Some(SECRET)).await.unwrap();
+    let scratch = Scratch::new();
+    let keel = keel_for(&server, &scratch);
+    let before = server.requests().len();
+    let big = "b".repeat(9000);
+    let r = Http::new()
+        .send(Method::GET, &keel.url("/"), &[("x-big", &big)], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(server.requests().len(), before, "the member never saw it");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn protocol_violation_is_502() {
+    let server = TestServer::start(ServerConfig::new(Some(SECRET), |_| {
+        vec![Action::Raw(Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\n"))]
+    }))
+    .await
+    .unwrap();
+    let scratch = Scratch::new();
+    let keel = keel_for(&server, &scratch);
+    let r = Http::new()
+        .send(Method::POST, &keel.url("/"), &[], "x")
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explicitly_no_secret_works_with_a_connector_without_one() {
+    let server = TestServer::echo(None).await.unwrap();
+    let keel = Keel::start(&config(
+        &[("t1", format!("ajp://{}", server.addr()), "active")],
+        "  ajp:\n    secret_required: false\n",
+        "",
+    ));
+    let r = Http::new()
+        .send(Method::POST, &keel.url("/"), &[], "no secret")
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, "no secret");
+    let req = server
+        .requests()
+        .into_iter()
+        .find(|r| r.method == Method::POST)
+        .unwrap();
+    assert_eq!(req.attribute(0x0C), None, "no secret attribute");
+}

@@ -1,0 +1,128 @@
+//! The admin listener: every request needs the bearer token; drain/disable/enable/weight take
+//! effect on routing; /status and /metrics report.
+
+use http::Method;
+
+use crate::harness::{Backend, Http, Keel, TOKEN, config};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_actions_require_the_token_and_take_effect() {
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let keel = Keel::start(&config(
+        &[("a", a.url(), "active"), ("b", b.url(), "active")],
+        "",
+        "admin:\n  address: 127.0.0.1:0\n  token_file: {token_file}\n",
+    ));
+    let admin = keel.admin.expect("admin listener");
+    let url = |p: &str| format!("http://{admin}{p}");
+    let http = Http::new();
+    let bearer = format!("Bearer {TOKEN}");
+    let auth = [("authorization", bearer.as_str())];
+    let wrong = [("authorization", "Bearer wrong-token-0123456789")];
+
+    for (method, path) in [
+        (Method::GET, "/status"),
+        (Method::GET, "/metrics"),
+        (Method::POST, "/members/a/disable"),
+    ] {
+        let r = http
+            .send(method.clone(), &url(path), &[], "")
+            .await
+            .expect("admin");
+        assert_eq!(r.status, 401, "{method} {path} without a token");
+        let r = http
+            .send(method.clone(), &url(path), &wrong, "")
+            .await
+            .expect("admin");
+        assert_eq!(r.status, 401, "{method} {path} with a wrong token");
+    }
+    // The unauthenticated disable above did nothing.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        seen.insert(http.get(&keel.url("/"), &[]).await.served_by().to_string());
+    }
+    assert_eq!(seen.len(), 2);
+
+    let r = http
+        .send(Method::POST, &url("/members/a/disable"), &auth, "")
+        .await
+        .expect("admin");
+    assert_eq!(r.status, 200, "{}", r.body);
+    for _ in 0..6 {
+        assert_eq!(
+            http.get(&keel.url("/"), &[("x-keel-route", "a")])
+                .await
+                .served_by(),
+            "b"
+        );
+    }
+    let r = http
+        .send(Method::POST, &url("/members/a/drain"), &auth, "")
+        .await
+        .expect("admin");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        http.get(&keel.url("/"), &[("x-keel-route", "a")])
+            .await
+            .served_by(),
+        "a"
+    );
+    for _ in 0..4 {
+        assert_eq!(
+            http.get(&keel.url("/"), &[]).await.served_by(),
+            "b",
+            "drained: no new requests"
+        );
+    }
+    let r = http
+        .send(Method::POST, &url("/members/a/enable"), &auth, "")
+        .await
+        .expect("admin");
+    assert_eq!(r.status, 200);
+    let r = http
+        .send(Method::POST, &url("/members/a/weight/3"), &auth, "")
+        .await
+        .expect("admin");
+    assert_eq!(r.status, 200);
+    let mut on_a = 0;
+    for _ in 0..8 {
+        if http.get(&keel.url("/"), &[]).await.served_by() == "a" {
+            on_a += 1;
+        }
+    }
+    assert_eq!(on_a, 6, "weight 3:1 over 8 requests");
+    let r = http
+        .send(Method::POST, &url("/members/a/weight/0"), &auth, "")
+        .await
+        .expect("admin");
+    assert_eq!(r.status, 400);
+    let r = http
+        .send(Method::POST, &url("/members/zz/disable"), &auth, "")
+        .await
+        .expect("admin");
+    assert_eq!(r.status, 404);
+
+    let r = http.get(&url("/status"), &auth).await;
+    assert_eq!(r.status, 200);
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+    assert_eq!(v["members"][0]["route"], "a");
+    assert_eq!(v["members"][0]["weight"], 3);
+    assert_eq!(v["members"][0]["status"], "active");
+    assert!(v["members"][1]["requests"].as_u64().expect("requests") > 0);
+    assert!(v["members"][0]["last_check"]["ok"].is_boolean());
+
+    let r = http.get(&url("/metrics"), &auth).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body
+            .contains("keel_requests_total{code=\"200\",member=\"b\"}"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("keel_member_healthy{member=\"a\"} 1"),
+        "{}",
+        r.body
+    );
+}

@@ -1,0 +1,371 @@
+//! Failover: kill -9 under load, no replay of a sent POST, before-send failover for any
+//! method, failonstatus, hot standby, drain and disable.
+
+use std::time::Duration;
+
+use http::Method;
+
+use crate::harness::{Backend, Http, Keel, config, eventually};
+
+const FAST_RETRY: &str = "  retry:\n    interval: 100ms\n    max_interval: 200ms\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_of_the_sticky_member_under_steady_gets() {
+    let mut a = Backend::start("a");
+    let b = Backend::start("b");
+    let keel = Keel::start(&config(
+        &[("a", a.url(), "active"), ("b", b.url(), "active")],
+        FAST_RETRY,
+        "",
+    ));
+    let http = Http::new();
+    // A steady stream of sticky GETs from 4 clients; a is killed, then comes back.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let http = http.clone();
+        let url = keel.url("/");
+        let stop = stop.clone();
+        clients.push(tokio::spawn(async move {
+            let (mut ok, mut failed, mut by_b) = (0u32, Vec::new(), 0u32);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match http
+                    .send(Method::GET, &url, &[("x-keel-route", "a")], "")
+                    .await
+                {
+                    Ok(r) if r.status == 200 => {
+                        ok += 1;
+                        if r.served_by() == "b" {
+                            by_b += 1;
+                        }
+                    }
+                    Ok(r) => failed.push(format!("status {}", r.status)),
+                    Err(e) => failed.push(e),
+                }
+            }
+            (ok, failed, by_b)
+        }));
+    }
+    let probe = Http::new();
+    eventually("traffic on a", Duration::from_secs(5), || async {
+        (probe
+            .get(&keel.url("/stats"), &[("x-keel-route", "a")])
+            .await
+            .body
+            != "get=0 post=0")
+            .then_some(())
+    })
+    .await;
+    a.kill();
+    eventually("traffic moved to b", Duration::from_secs(5), || async {
+        (probe
+            .get(&keel.url("/"), &[("x-keel-route", "a")])
+            .await
+            .served_by()
+            == "b")
+            .then_some(())
+    })
+    .await;
+    a.restart();
+    eventually("a back in rotation", Duration::from_secs(10), || async {
+        (probe
+            .get(&keel.url("/"), &[("x-keel-route", "a")])
+            .await
+            .served_by()
+            == "a")
+            .then_some(())
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut total_ok = 0;
+    let mut total_b = 0;
+    for c in clients {
+        let (ok, failed, by_b) = c.await.expect("client task");
+        assert!(failed.is_empty(), "failed GETs at the client: {failed:?}");
+        total_ok += ok;
+        total_b += by_b;
+    }
+    assert!(total_ok > 20, "steady stream: {total_ok} GETs");
+    assert!(total_b > 0, "traffic moved to b while a was dead");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_post_whose_member_dies_after_receiving_it_is_not_replayed() {
+    let mut a = Backend::start("a");
+    let b = Backend::start("b");
+    let keel = Keel::start(&config(
+        &[("a", a.url(), "active"), ("b", b.url(), "active")],
+        "",
+        "",
+    ));
+    let http = Http::new();
+    let r = http
+        .send(
+            Method::POST,
+            &keel.url("/die"),
+            &[("x-keel-route", "a")],
+            "order=1",
+        )
+        .await
+        .expect("response");
+    assert_eq!(r.status, 502, "sent to a, a died: the client gets 502");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !a.has_exited() {
+        assert!(std::time::Instant::now() < deadline, "a did not exit");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = http
+        .get(&keel.url("/stats"), &[("x-keel-route", "b")])
+        .await;
+    assert_eq!(stats.served_by(), "b");
+    assert_eq!(stats.body, "get=0 post=0", "the POST was not replayed on b");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_post_fails_over_when_nothing_was_sent() {
+    let mut a = Backend::start("a");
+    let b = Backend::start("b");
+    let keel = Keel::start(&config(
+        &[("a", a.url(), "active"), ("b", b.url(), "active")],
+        "",
+        "",
+    ));
+    a.kill();
+    let http = Http::new();
+    let big = "x".repeat(200_000);
+    let r = http
+        .send(Method::POST, &keel.url("/"), &[("x-keel-route", "a")], &big)
+        .await
+        .expect("response");
+    assert_eq!(
+        r.status, 200,
+        "connect refused: any method goes to the next member"
+    );
+    assert_eq!(r.served_by(), "b");
+    assert_eq!(
+        r.headers["x-body-len"], "200000",
+        "the streamed body arrived whole"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failonstatus_moves_idempotent_requests() {
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let keel = Keel::start(&config(
+        &[("a", a.url(), "active"), ("b", b.url(), "active")],
+        "  retry:\n    failonstatus: [503]\n",
+        "",
+    ));
+    let http = Http::new();
+    let r = http
+        .get(&keel.url("/fail?route=a"), &[("x-keel-route", "a")])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.served_by(), "b");
+    let r = http
+        .send(
+            Method::POST,
+            &keel.url("/fail?route=b"),
+            &[("x-keel-route", "b")],
+            "x",
+        )
+        .await
+        .expect("response");
+    assert_eq!(r.status, 503, "a POST is not retried on status");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hot_standby_only_when_the_actives_are_down() {
+    let mut a1 = Backend::start("a1");
+    let mut a2 = Backend::start("a2");
+    let s = Backend::start("s");
+    let keel = Keel::start(&config(
+        &[
+            ("a1", a1.url(), "active"),
+            ("a2", a2.url(), "active"),
+            ("s", s.url(), "hot_standby"),
+        ],
+        "",
+        "",
+    ));
+    let http = Http::new();
+    for _ in 0..10 {
+        let by = http.get(&keel.url("/"), &[]).await.served_by().to_string();
+        assert!(
+            by == "a1" || by == "a2",
+            "standby used while actives are up: {by}"
+        );
+    }
+    a1.kill();
+    for _ in 0..6 {
+        assert_eq!(
+            http.get(&keel.url("/"), &[]).await.served_by(),
+            "a2",
+            "one active left"
+        );
+    }
+    a2.kill();
+    for _ in 0..6 {
+        let r = http.get(&keel.url("/"), &[]).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.served_by(), "s", "all actives down: the standby");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_and_disable_are_honoured() {
+    let d = Backend::start("d");
+    let a = Backend::start("a");
+    let x = Backend::start("x");
+    let keel = Keel::start(&config(
+        &[
+            ("d", d.url(), "drain"),
+            ("a", a.url(), "active"),
+            ("x", x.url(), "disabled"),
+        ],
+        "",
+        "",
+    ));
+    let http = Http::new();
+    for _ in 0..6 {
+        assert_eq!(
+            http.get(&keel.url("/"), &[]).await.served_by(),
+            "a",
+            "new requests"
+        );
+    }
+    assert_eq!(
+        http.get(&keel.url("/"), &[("x-keel-route", "d")])
+            .await
+            .served_by(),
+        "d",
+        "drain: requests bound to it still go there"
+    );
+    assert_eq!(
+        http.get(&keel.url("/"), &[("x-keel-route", "x")])
+            .await
+            .served_by(),
+        "a",
+        "disabled: not even bound requests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_hangs_up_mid_body_does_not_count_against_the_member() {
+    use tokio::io::AsyncWriteExt;
+    let a = Backend::start("a");
+    let keel = Keel::start(&config(
+        &[("a", a.url(), "active")],
+        "",
+        "admin:\n  address: 127.0.0.1:0\n  token_file: {token_file}\n",
+    ));
+    let status_url = format!("http://{}/status", keel.admin.expect("admin"));
+    let bearer = format!("Bearer {}", crate::harness::TOKEN);
+    let http = Http::new();
+    for _ in 0..3 {
+        let mut s = tokio::net::TcpStream::connect(keel.addr).await.unwrap();
+        s.write_all(b"POST /slow/50 HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc")
+            .await
+            .unwrap();
+        // Let keel start the attempt, then hang up with most of the body unsent.
+        let before = http
+            .get(&status_url, &[("authorization", bearer.as_str())])
+            .await;
+        let n: serde_json::Value = serde_json::from_str(&before.body).unwrap();
+        let n = n["members"][0]["requests"].as_u64().unwrap();
+        eventually("the attempt started", Duration::from_secs(5), || async {
+            let r = http
+                .get(&status_url, &[("authorization", bearer.as_str())])
+                .await;
+            let v: serde_json::Value = serde_json::from_str(&r.body).ok()?;
+            (v["members"][0]["requests"].as_u64()? > n || v["members"][0]["in_flight"] == 1)
+                .then_some(())
+        })
+        .await;
+        drop(s);
+    }
+    let v = eventually("the attempts ended", Duration::from_secs(5), || async {
+        let r = http
+            .get(&status_url, &[("authorization", bearer.as_str())])
+            .await;
+        let v: serde_json::Value = serde_json::from_str(&r.body).ok()?;
+        (v["members"][0]["in_flight"] == 0).then_some(v)
+    })
+    .await;
+    assert_eq!(
+        v["members"][0]["errors"], 0,
+        "client errors never count: {v}"
+    );
+    assert_eq!(v["members"][0]["healthy"], true, "{v}");
+    assert_eq!(http.get(&keel.url("/"), &[]).await.served_by(), "a");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn active_health_checks_take_a_member_out_and_bring_it_back() {
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let keel = Keel::start(&config(
+        &[("a", a.url(), "active"), ("b", b.url(), "active")],
+        "",
+        "",
+    ));
+    let http = Http::new();
+    // a keeps accepting connections but fails its health check.
+    http.get(&format!("{}/control/unhealthy", a.url()), &[])
+        .await;
+    eventually("a out of rotation", Duration::from_secs(5), || async {
+        let mut all_b = true;
+        for _ in 0..4 {
+            all_b &= http.get(&keel.url("/"), &[]).await.served_by() == "b";
+        }
+        all_b.then_some(())
+    })
+    .await;
+    assert_eq!(
+        http.get(&keel.url("/"), &[("x-keel-route", "a")])
+            .await
+            .served_by(),
+        "b",
+        "a sticky request fails over from a member its checks took out"
+    );
+    http.get(&format!("{}/control/healthy", a.url()), &[]).await;
+    eventually("a back in rotation", Duration::from_secs(5), || async {
+        (http
+            .get(&keel.url("/"), &[("x-keel-route", "a")])
+            .await
+            .served_by()
+            == "a")
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idempotent_request_with_a_held_body_is_replayed_after_send() {
+    let mut a = Backend::start("a");
+    let b = Backend::start("b");
+    let keel = Keel::start(&config(
+        &[("a", a.url(), "active"), ("b", b.url(), "active")],
+        "",
+        "",
+    ));
+    let http = Http::new();
+    // a reads the PUT and dies without answering; the body is held whole, so b gets it.
+    let r = http
+        .send(
+            Method::PUT,
+            &keel.url("/die"),
+            &[("x-keel-route", "a")],
+            "document",
+        )
+        .await
+        .expect("response");
+    assert_eq!(r.status, 200, "replayed on b");
+    assert_eq!(r.served_by(), "b");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !a.has_exited() {
+        assert!(std::time::Instant::now() < deadline, "a did not die");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

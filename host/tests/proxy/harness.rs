@@ -1,0 +1,371 @@
+//! Test harness: backends, a keel process, an HTTP client, polling with a deadline.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// Polls `f` until it returns Some or the deadline passes.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn read_line_with_prefix(rx: &mpsc::Receiver<String>, prefix: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.starts_with(prefix) => return line,
+            Ok(_) => continue,
+            Err(_) => panic!("no line starting with {prefix:?} within {timeout:?}"),
+        }
+    }
+}
+
+fn lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let out = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// A backend process.
+pub struct Backend {
+    /// Its route.
+    pub route: String,
+    /// Its port.
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Backend {
+    /// Starts a backend on `port` (0: any).
+    pub fn start_on(route: &str, port: u16) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keel-test-backend"))
+            .args([route, &port.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start backend");
+        let rx = lines(&mut child);
+        let line = read_line_with_prefix(&rx, "listening ", Duration::from_secs(10));
+        let port = line["listening ".len()..].trim().parse().expect("port");
+        Self {
+            route: route.into(),
+            port,
+            child: Some(child),
+        }
+    }
+
+    /// Starts a backend on any port.
+    pub fn start(route: &str) -> Self {
+        Self::start_on(route, 0)
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let child = Command::new(env!("CARGO_BIN_EXE_keel-test-backend"))
+                .args([self.route.as_str(), &self.port.to_string()])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start backend");
+            let mut child = child;
+            let rx = lines(&mut child);
+            if let Ok(line) = rx.recv_timeout(Duration::from_secs(5))
+                && line.starts_with("listening ")
+            {
+                self.child = Some(child);
+                return;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(
+                Instant::now() < deadline,
+                "backend could not rebind {}",
+                self.port
+            );
+        }
+    }
+
+    /// Whether the process exited (e.g. after `/die`).
+    pub fn has_exited(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().ok().flatten().is_some(),
+            None => true,
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+static DIRS: AtomicU32 = AtomicU32::new(0);
+
+/// A scratch directory removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// A new empty directory.
+    pub fn new() -> Self {
+        let n = DIRS.fetch_add(1, Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("keel-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("scratch dir");
+        Self(p)
+    }
+
+    /// Writes a file, returning its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The admin token the tests use.
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// A running `keel serve`.
+pub struct Keel {
+    /// The proxy listener.
+    pub addr: SocketAddr,
+    /// The admin listener, if configured.
+    pub admin: Option<SocketAddr>,
+    /// Scratch dir with `keel.yaml` (and the token file).
+    pub dir: Scratch,
+    child: Child,
+    rx: mpsc::Receiver<String>,
+}
+
+impl Keel {
+    /// Starts keel with this configuration (the text may use `{token_file}`).
+    pub fn start(config: &str) -> Self {
+        let dir = Scratch::new();
+        let token = dir.write("token", TOKEN);
+        let config = config.replace("{token_file}", &token.display().to_string());
+        let path = dir.write("keel.yaml", &config);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env("KEEL_LOG", "info")
+            .stdout(Stdio::piped())
+            // KEEL_TEST_LOG=1 shows keel's log (stderr) when a test needs explaining.
+            .stderr(if std::env::var_os("KEEL_TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("start keel");
+        let rx = lines(&mut child);
+        let line = read_line_with_prefix(&rx, "keel: listening on ", Duration::from_secs(10));
+        let addr = line
+            .rsplit("://")
+            .next()
+            .and_then(|a| a.parse().ok())
+            .expect("listener address");
+        let admin = config.contains("token_file").then(|| {
+            let l = read_line_with_prefix(&rx, "keel: admin on http://", Duration::from_secs(10));
+            l["keel: admin on http://".len()..]
+                .parse()
+                .expect("admin addr")
+        });
+        Self {
+            addr,
+            admin,
+            dir,
+            child,
+            rx,
+        }
+    }
+
+    /// `http://addr<path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends a signal (`HUP`, `TERM`).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{sig}"), self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for a stdout line with this prefix.
+    pub fn wait_line(&self, prefix: &str) -> String {
+        read_line_with_prefix(&self.rx, prefix, Duration::from_secs(10))
+    }
+
+    /// Rewrites the configuration file.
+    pub fn rewrite(&self, config: &str) {
+        let token = self.dir.0.join("token");
+        let config = config.replace("{token_file}", &token.display().to_string());
+        self.dir.write("keel.yaml", &config);
+    }
+
+    /// Waits for the process to exit; its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "keel did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Keel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body as text.
+    pub body: String,
+}
+
+impl Reply {
+    /// The `x-served-by` header.
+    pub fn served_by(&self) -> &str {
+        self.headers
+            .get("x-served-by")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// An HTTP/1.1 client.
+#[derive(Clone)]
+pub struct Http(Client<HttpConnector, Full<Bytes>>);
+
+impl Http {
+    /// A pooled client.
+    pub fn new() -> Self {
+        Self(Client::builder(TokioExecutor::new()).build(HttpConnector::new()))
+    }
+
+    /// Sends a request.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<Reply, String> {
+        let mut b = Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| e.to_string())?;
+        let res = tokio::time::timeout(Duration::from_secs(10), self.0.request(req))
+            .await
+            .map_err(|_| "client timeout".to_string())?
+            .map_err(|e| e.to_string())?;
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok(Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+
+    /// GET.
+    pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Reply {
+        self.send(Method::GET, url, headers, "").await.expect("GET")
+    }
+}
+
+/// A configuration with a listener on port 0, these members (`route url [status]`), fast
+/// health checks and retries, and `extra` appended under `balancer:` (indented 2).
+pub fn config(members: &[(&str, String, &str)], balancer_extra: &str, top_extra: &str) -> String {
+    let mut s = String::from("listeners:\n  - address: 127.0.0.1:0\nbalancer:\n  members:\n");
+    for (route, url, status) in members {
+        s.push_str(&format!(
+            "    - route: {route}\n      url: {url}\n      status: {status}\n"
+        ));
+    }
+    s.push_str(
+        "  health:\n    interval: 50ms\n    timeout: 1s\n    passes: 1\n    fails: 2\n    path: /health\n",
+    );
+    s.push_str("  timeouts:\n    connect: 1s\n    response_header: 2s\n    total: 5s\n");
+    s.push_str(balancer_extra);
+    s.push_str(top_extra);
+    s
+}

@@ -1,0 +1,141 @@
+//! Proxying done right at the edges: ambiguous framing 400, header limits 431, body limit
+//! 413, upstream timeout 504, connect failure 502, no member 503.
+
+use std::time::Duration;
+
+use http::Method;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{Backend, Http, Keel, config};
+
+async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_and_framing() {
+    let a = Backend::start("a");
+    let keel = Keel::start(&config(
+        &[("a", a.url(), "active")],
+        "",
+        "limits:\n  max_headers: 20\n  max_body_bytes: 1000\n",
+    ));
+    let r = raw(
+        keel.addr,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 400"), "CL + TE: {r}");
+    assert!(!r.contains("x-served-by"), "never reached the member: {r}");
+    let r = raw(
+        keel.addr,
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 400"), "TE + CL: {r}");
+    // Keep-alive traffic whose bodies merely look like such heads is untouched.
+    let evil = "X: y\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let r = raw(
+        keel.addr,
+        &format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{evil}GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            evil.len()
+        ),
+    )
+    .await;
+    assert_eq!(
+        r.matches("HTTP/1.1 200").count(),
+        2,
+        "two requests answered: {r}"
+    );
+
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..30 {
+        many.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let r = raw(keel.addr, &many).await;
+    assert!(r.starts_with("HTTP/1.1 431"), "too many headers: {r}");
+
+    let http = Http::new();
+    let r = http
+        .send(Method::POST, &keel.url("/"), &[], &"x".repeat(2000))
+        .await
+        .expect("response");
+    assert_eq!(r.status, 413, "body over the limit (Content-Length)");
+    let r = raw(
+        keel.addr,
+        &format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n7d0\r\n{}\r\n0\r\n\r\n",
+            "y".repeat(2000)
+        ),
+    )
+    .await;
+    assert!(
+        r.starts_with("HTTP/1.1 413"),
+        "chunked body over the limit: {r}"
+    );
+    let r = http
+        .send(Method::POST, &keel.url("/"), &[], "small")
+        .await
+        .expect("response");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["x-body-len"], "5");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timeouts_and_unavailable_members() {
+    let a = Backend::start("a");
+    let keel = Keel::start(&config(
+        &[("a", a.url(), "active")],
+        "  timeouts:\n    connect: 200ms\n    response_header: 300ms\n    total: 5s\n  retry:\n    maxattempts: 1\n",
+        "",
+    )
+    .replace("  timeouts:\n    connect: 1s\n    response_header: 2s\n    total: 5s\n", ""));
+    let http = Http::new();
+    let r = http.get(&keel.url("/hang"), &[]).await;
+    assert_eq!(r.status, 504, "no response head in time");
+
+    let mut dead = Backend::start("dead");
+    let url = dead.url();
+    dead.kill();
+    let keel2 = Keel::start(&config(&[("dead", url, "active")], "", ""));
+    let r = http.get(&keel2.url("/"), &[]).await;
+    assert_eq!(r.status, 502, "connect refused");
+    let keel3 = Keel::start(&config(&[("x", a.url(), "disabled")], "", ""));
+    let r = http.get(&keel3.url("/"), &[]).await;
+    assert_eq!(r.status, 503, "no member can take it");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_that_goes_silent_mid_body_is_cut_off() {
+    let a = Backend::start("a");
+    let keel = Keel::start(
+        &config(&[("a", a.url(), "active")], "", "")
+            .replace("    total: 5s\n", "    total: 5s\n    body_idle: 300ms\n"),
+    );
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let res = client
+        .get(keel.url("/stall").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        http_body_util::BodyExt::collect(res.into_body()),
+    )
+    .await
+    .expect("the body ends instead of hanging");
+    assert!(
+        r.is_err(),
+        "the cut-off body is an error at the client, not a clean end"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}

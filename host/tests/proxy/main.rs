@@ -1,0 +1,16 @@
+//! keel's integration tests: one binary, real processes. Each test starts its own backends
+//! (`keel-test-backend`, killed with SIGKILL where a test needs a member to die) and its own
+//! `keel serve` on 127.0.0.1 port 0, and waits by polling with deadlines, never by sleeping.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap (PLAN.md)
+
+mod harness;
+
+mod admin;
+mod config_errors;
+mod failover;
+mod filter_hook;
+mod lifecycle;
+mod limits;
+mod protocols;
+mod sticky;

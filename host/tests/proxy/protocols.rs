@@ -1,0 +1,151 @@
+//! Client protocols: HTTP/2 cleartext (prior knowledge), and TLS with ALPN choosing h2 or
+//! http/1.1; the member sees X-Forwarded-Proto https behind TLS, and the response streams.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+
+use crate::harness::{Backend, Keel, Scratch, config};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_cleartext_prior_knowledge() {
+    let a = Backend::start("a");
+    let keel = Keel::start(&config(&[("a", a.url(), "active")], "", ""));
+    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new());
+    let res = client
+        .get(keel.url("/echo-headers").parse().unwrap())
+        .await
+        .expect("h2c request");
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    assert_eq!(res.headers()["x-served-by"], "a");
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.contains(&format!("host: {}", keel.addr)),
+        "Host from :authority: {body}"
+    );
+    assert!(body.contains("x-forwarded-proto: http\n"), "{body}");
+}
+
+async fn tls_request(
+    addr: std::net::SocketAddr,
+    roots: RootCertStore,
+    alpn: &[u8],
+) -> (Vec<u8>, http::Version, String) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    let negotiated = tls.get_ref().1.alpn_protocol().unwrap_or_default().to_vec();
+    let req = Request::get("https://localhost/echo-headers")
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let res = if negotiated == b"h2" {
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        send.send_request(req).await.unwrap()
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let (mut parts, body) = req.into_parts();
+        parts.uri = "/echo-headers".parse().unwrap();
+        send.send_request(Request::from_parts(parts, body))
+            .await
+            .unwrap()
+    };
+    let version = res.version();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        negotiated,
+        version,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_alpn_h2_and_http11() {
+    let a = Backend::start("a");
+    let dir = Scratch::new();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_path = dir.write("cert.pem", &cert.cert.pem());
+    let key_path = dir.write("key.pem", &cert.key_pair.serialize_pem());
+    let text = config(&[("a", a.url(), "active")], "", "").replace(
+        "  - address: 127.0.0.1:0\n",
+        &format!(
+            "  - address: 127.0.0.1:0\n    tls:\n      cert: {}\n      key: {}\n",
+            cert_path.display(),
+            key_path.display()
+        ),
+    );
+    let keel = Keel::start(&text);
+    let mut roots = RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+
+    let (alpn, version, body) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tls_request(keel.addr, roots.clone(), b"h2"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(alpn, b"h2");
+    assert_eq!(version, http::Version::HTTP_2);
+    assert!(body.contains("x-forwarded-proto: https\n"), "{body}");
+
+    let (alpn, version, body) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tls_request(keel.addr, roots, b"http/1.1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(alpn, b"http/1.1");
+    assert_eq!(version, http::Version::HTTP_11);
+    assert!(body.contains("x-forwarded-proto: https\n"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_stream_through() {
+    let a = Backend::start("a");
+    let keel = Keel::start(&config(&[("a", a.url(), "active")], "", ""));
+    let client: Client<HttpConnector, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let started = std::time::Instant::now();
+    let res = client
+        .get(keel.url("/stream").parse().unwrap())
+        .await
+        .unwrap();
+    let mut body = res.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[..], b"first\n");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the first chunk came before the member finished ({:?})",
+        started.elapsed()
+    );
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&rest[..], b"second\n");
+}

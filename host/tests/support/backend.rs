@@ -1,0 +1,198 @@
+//! A tiny HTTP backend for keel's integration tests (not part of keel): it says which member
+//! served (`x-served-by` header and body), counts requests, and can be told to fail, hang,
+//! answer slowly or die.
+//!
+//! `keel-test-backend <route> <port>` (port 0: any); prints `listening <port>` on stdout.
+//! Paths: `/health` (200, or 503 after `/control/unhealthy`), `/fail?route=R` (503 if R is
+//! this route), `/hang`, `/slow/<ms>`, `/die` (reads the body, then exits without answering;
+//! the member named `b` answers it instead, to show a replay),
+//! `/stream` (a chunk now, one 2 s later), `/stall` (a chunk, then silence),
+//! `/stats` (`get=N post=M`), `/echo-headers`, anything else: 200 with the route and
+//! `x-body-len`.
+
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+#[derive(Default)]
+struct State {
+    route: String,
+    gets: AtomicU64,
+    posts: AtomicU64,
+    unhealthy: AtomicBool,
+}
+
+type Out = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// A body fed by an mpsc channel.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, Infallible>>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+fn reply(state: &State, status: StatusCode, body: String) -> Response<Out> {
+    let mut r = Response::new(Full::new(Bytes::from(body)).boxed());
+    *r.status_mut() = status;
+    if let Ok(v) = state.route.parse() {
+        r.headers_mut().insert("x-served-by", v);
+    }
+    r
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Out>, Infallible> {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    if path != "/health" && !path.starts_with("/stats") && !path.starts_with("/control") {
+        match *req.method() {
+            Method::POST => state.posts.fetch_add(1, Ordering::SeqCst),
+            _ => state.gets.fetch_add(1, Ordering::SeqCst),
+        };
+    }
+    let headers = req.headers().clone();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let r = &state.route;
+    Ok(match path.as_str() {
+        "/health" if state.unhealthy.load(Ordering::SeqCst) => {
+            reply(&state, StatusCode::SERVICE_UNAVAILABLE, "unhealthy".into())
+        }
+        "/health" => reply(&state, StatusCode::OK, "ok".into()),
+        "/control/unhealthy" => {
+            state.unhealthy.store(true, Ordering::SeqCst);
+            reply(&state, StatusCode::OK, "ok".into())
+        }
+        "/control/healthy" => {
+            state.unhealthy.store(false, Ordering::SeqCst);
+            reply(&state, StatusCode::OK, "ok".into())
+        }
+        "/fail" if query == format!("route={r}") => reply(
+            &state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{r} failing"),
+        ),
+        "/hang" => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            reply(&state, StatusCode::OK, r.clone())
+        }
+        // Dies after reading the request, unless another member got it replayed.
+        "/die" if state.route == "b" => reply(&state, StatusCode::OK, r.clone()),
+        "/die" => std::process::exit(3),
+        "/stall" => {
+            // One chunk, then silence with the stream open.
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
+            tokio::spawn(async move {
+                let _ = tx
+                    .send(Ok(Frame::data(Bytes::from_static(b"first\n"))))
+                    .await;
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                drop(tx);
+            });
+            let mut r = Response::new(ChannelBody(rx).boxed());
+            if let Ok(v) = state.route.parse() {
+                r.headers_mut().insert("x-served-by", v);
+            }
+            return Ok(r);
+        }
+        "/stream" => {
+            // One chunk now, the next after 2 s: a proxy that buffers shows the first late.
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
+            tokio::spawn(async move {
+                let _ = tx
+                    .send(Ok(Frame::data(Bytes::from_static(b"first\n"))))
+                    .await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let _ = tx
+                    .send(Ok(Frame::data(Bytes::from_static(b"second\n"))))
+                    .await;
+            });
+            let mut r = Response::new(ChannelBody(rx).boxed());
+            if let Ok(v) = state.route.parse() {
+                r.headers_mut().insert("x-served-by", v);
+            }
+            return Ok(r);
+        }
+        "/stats" => {
+            let s = format!(
+                "get={} post={}",
+                state.gets.load(Ordering::SeqCst),
+                state.posts.load(Ordering::SeqCst)
+            );
+            reply(&state, StatusCode::OK, s)
+        }
+        "/echo-headers" => {
+            let mut s = String::new();
+            for (k, v) in &headers {
+                s.push_str(&format!(
+                    "{}: {}\n",
+                    k,
+                    String::from_utf8_lossy(v.as_bytes())
+                ));
+            }
+            reply(&state, StatusCode::OK, s)
+        }
+        p if p.starts_with("/slow/") => {
+            let ms: u64 = p["/slow/".len()..].parse().unwrap_or(100);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            reply(&state, StatusCode::OK, r.clone())
+        }
+        _ => {
+            let mut res = reply(&state, StatusCode::OK, r.clone());
+            if let Ok(v) = body.len().to_string().parse() {
+                res.headers_mut().insert("x-body-len", v);
+            }
+            res
+        }
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let route = args.next().expect("route");
+    let port: u16 = args.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mut out = std::io::stdout();
+    writeln!(out, "listening {port}").expect("stdout");
+    out.flush().expect("stdout");
+    let state = Arc::new(State {
+        route,
+        ..State::default()
+    });
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| handle(state.clone(), req));
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
