@@ -58,26 +58,36 @@ async fn ajp_worker(client: AjpClient, stop: Arc<AtomicBool>, done: Arc<AtomicU6
 }
 
 async fn http_worker(addr: SocketAddr, stop: Arc<AtomicBool>, done: Arc<AtomicU64>) {
-    let mut s = BufReader::new(TcpStream::connect(addr).await.unwrap());
-    s.get_mut().set_nodelay(true).unwrap();
     let req = format!("GET {PATH} HTTP/1.1\r\nHost: bench\r\n\r\n");
     let mut line = String::new();
-    while !stop.load(Ordering::Relaxed) {
-        s.get_mut().write_all(req.as_bytes()).await.unwrap();
-        let mut len = 0usize;
-        loop {
-            line.clear();
-            s.read_line(&mut line).await.unwrap();
-            if line == "\r\n" {
-                break;
+    // Tomcat closes a keep-alive connection after maxKeepAliveRequests (100): reconnect then.
+    'connection: while !stop.load(Ordering::Relaxed) {
+        let mut s = BufReader::new(TcpStream::connect(addr).await.unwrap());
+        s.get_mut().set_nodelay(true).unwrap();
+        while !stop.load(Ordering::Relaxed) {
+            s.get_mut().write_all(req.as_bytes()).await.unwrap();
+            let (mut len, mut close) = (0usize, false);
+            loop {
+                line.clear();
+                if s.read_line(&mut line).await.unwrap() == 0 {
+                    continue 'connection;
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                close |= lower.starts_with("connection: close");
             }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap();
+            let mut body = vec![0; len];
+            s.read_exact(&mut body).await.unwrap();
+            done.fetch_add(1, Ordering::Relaxed);
+            if close {
+                continue 'connection;
             }
         }
-        let mut body = vec![0; len];
-        s.read_exact(&mut body).await.unwrap();
-        done.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -109,10 +119,7 @@ async fn main() {
         let t = tomcat::Tomcat::start("tc1", SECRET);
         println!("ajp={} http={} secret={SECRET}", t.ajp, t.http);
         let mut line = String::new();
-        while std::io::stdin()
-            .read_line(&mut line)
-            .map_or(false, |n| n > 0)
-        {}
+        while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {}
         return;
     }
     let concurrency: usize = args.get(1).map_or(16, |a| a.parse().unwrap());
