@@ -1,1 +1,195 @@
-//! Helpers shared by the tests that load the built `.wasm` filters (see `tests/`).
+//! Helpers shared by the tests that load the built `.wasm` filters (see `tests/`): where the
+//! filters are, a chain builder, stream information, requests and responses, and a callout
+//! handler that answers from a table.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use keel_wasm::{CalloutError, CalloutFuture, CalloutHandler, FilterChain, FilterSpec, StreamInfo};
+
+/// The directory of the built filters: `KEEL_FILTERS_DIR`, else `<workspace>/target/filters`.
+pub fn filters_dir() -> PathBuf {
+    match std::env::var_os("KEEL_FILTERS_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/filters"),
+    }
+}
+
+/// The path of a built filter; panics, saying how to build it, when the file is missing.
+pub fn filter(name: &str) -> PathBuf {
+    let path = filters_dir().join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "missing filter {} — run `cargo xtask build-wasm` first (or set KEEL_FILTERS_DIR)",
+        path.display()
+    );
+    path
+}
+
+/// A spec for a built filter with the given plugin configuration.
+pub fn spec(name: &str, file: &str, config: &str) -> FilterSpec {
+    let mut spec = FilterSpec::new(name, filter(file), config.as_bytes().to_vec());
+    spec.root_id = format!("{name}_root");
+    spec.vm_id = format!("{name}_vm");
+    spec
+}
+
+/// A chain of the given specs on one worker, with a fresh registry and `callouts`.
+pub fn chain_with(
+    specs: Vec<FilterSpec>,
+    callouts: Arc<dyn CalloutHandler>,
+) -> (FilterChain, prometheus::Registry) {
+    let registry = prometheus::Registry::new();
+    let chain = FilterChain::new(specs, 1, &registry, callouts).expect("the chain starts");
+    (chain, registry)
+}
+
+/// A chain with no callout upstreams.
+pub fn chain(specs: Vec<FilterSpec>) -> (FilterChain, prometheus::Registry) {
+    chain_with(specs, Arc::new(keel_wasm::NoCallouts))
+}
+
+/// Stream information for a plain HTTP/1.1 request from 127.0.0.1:40000 to keel on :8080.
+pub fn info() -> StreamInfo {
+    StreamInfo {
+        source: ([127, 0, 0, 1], 40000).into(),
+        destination: ([127, 0, 0, 1], 8080).into(),
+        tls: false,
+        protocol: http::Version::HTTP_11,
+        request_id: 7,
+        route_name: "default_route".into(),
+        cluster_name: "tomcats".into(),
+    }
+}
+
+/// A request head: `GET uri` with a Host header and the given extra headers.
+pub fn request(uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+    let mut builder = http::Request::builder()
+        .method("GET")
+        .uri(uri)
+        .header("host", "keel.test");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(()).expect("a valid request").into_parts().0
+}
+
+/// A response head with a status and headers.
+pub fn response(status: u16, headers: &[(&str, &str)]) -> http::response::Parts {
+    let mut builder = http::Response::builder().status(status);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(()).expect("a valid response").into_parts().0
+}
+
+/// The value of a header as a string ("" when absent).
+pub fn header(map: &http::HeaderMap, name: &str) -> String {
+    map.get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default()
+}
+
+/// The value of a counter or gauge sample in `registry` (with the given label values), if any.
+pub fn metric(registry: &prometheus::Registry, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    registry
+        .gather()
+        .iter()
+        .filter(|family| family.name() == name)
+        .find_map(|family| {
+            family.get_metric().iter().find_map(|m| {
+                let matches = labels.iter().all(|(key, value)| {
+                    m.get_label()
+                        .iter()
+                        .any(|pair| pair.name() == *key && pair.value() == *value)
+                });
+                if !matches {
+                    return None;
+                }
+                if family.get_field_type() == prometheus::proto::MetricType::COUNTER {
+                    Some(m.get_counter().get_value())
+                } else {
+                    Some(m.get_gauge().get_value())
+                }
+            })
+        })
+}
+
+/// One scripted callout answer.
+#[derive(Clone)]
+pub enum Answer {
+    /// Answer with this status and body after the delay.
+    Reply(u16, &'static str, Duration),
+    /// Fail after the delay.
+    Fail(Duration),
+    /// Never answer.
+    Hang,
+}
+
+/// A callout handler with one upstream, `store`, answering by the request's `id` query.
+#[derive(Default)]
+pub struct ScriptedCallouts {
+    answers: Mutex<HashMap<String, Answer>>,
+    /// The requests seen (path and query).
+    pub seen: Mutex<Vec<String>>,
+}
+
+impl ScriptedCallouts {
+    /// Sets the answer for `id`.
+    pub fn answer(&self, id: &str, answer: Answer) {
+        self.answers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.to_owned(), answer);
+    }
+}
+
+impl CalloutHandler for ScriptedCallouts {
+    fn call(
+        &self,
+        _upstream: &str,
+        request: http::Request<Bytes>,
+        _timeout: Duration,
+    ) -> CalloutFuture {
+        let path = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(path.clone());
+        let id = path.rsplit("id=").next().unwrap_or_default().to_owned();
+        let answer = self
+            .answers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned();
+        Box::pin(async move {
+            match answer {
+                Some(Answer::Reply(status, body, delay)) => {
+                    tokio::time::sleep(delay).await;
+                    Ok(http::Response::builder()
+                        .status(status)
+                        .header("x-store", "1")
+                        .body(Bytes::from_static(body.as_bytes()))
+                        .map_err(|e| CalloutError::Failed(e.to_string()))?)
+                }
+                Some(Answer::Fail(delay)) => {
+                    tokio::time::sleep(delay).await;
+                    Err(CalloutError::Failed("scripted failure".into()))
+                }
+                Some(Answer::Hang) | None => std::future::pending().await,
+            }
+        })
+    }
+
+    fn has_upstream(&self, upstream: &str) -> bool {
+        upstream == "store"
+    }
+}

@@ -1,0 +1,345 @@
+//! The header maps a filter reads and writes, over keel's own types: the request head
+//! (`:authority`, `:path`, `:method`, `:scheme` mapped onto `http::request::Parts`), the response
+//! head (`:status`), trailers (`http::HeaderMap`) and an http-call response (plain pairs).
+
+use http::header::{HOST, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::{HeaderMap, Method, StatusCode};
+
+/// One header map, borrowed for the length of a host call.
+pub(crate) enum MapRef<'a> {
+    /// The request head; the flag says whether the client connection is TLS (`:scheme`).
+    Request(&'a mut http::request::Parts, bool),
+    Response(&'a mut http::response::Parts),
+    Trailers(&'a mut HeaderMap),
+    Pairs(&'a mut Vec<(Vec<u8>, Vec<u8>)>),
+}
+
+fn authority_of(parts: &http::request::Parts) -> Option<&[u8]> {
+    match parts.uri.authority() {
+        Some(authority) => Some(authority.as_str().as_bytes()),
+        None => parts.headers.get(HOST).map(HeaderValue::as_bytes),
+    }
+}
+
+fn scheme_of(parts: &http::request::Parts, tls: bool) -> &str {
+    match parts.uri.scheme_str() {
+        Some(scheme) => scheme,
+        None if tls => "https",
+        None => "http",
+    }
+}
+
+fn path_of(parts: &http::request::Parts) -> &str {
+    parts.uri.path_and_query().map_or("/", PathAndQuery::as_str)
+}
+
+impl MapRef<'_> {
+    /// Calls `each` for every pair in Envoy's order (pseudo-headers first).
+    pub fn for_each<'s>(&'s self, mut each: impl FnMut(&'s [u8], &'s [u8])) {
+        let headers = match self {
+            MapRef::Request(parts, tls) => {
+                if let Some(authority) = authority_of(parts) {
+                    each(b":authority", authority);
+                }
+                each(b":path", path_of(parts).as_bytes());
+                each(b":method", parts.method.as_str().as_bytes());
+                each(b":scheme", scheme_of(parts, *tls).as_bytes());
+                let hide_host = parts.uri.authority().is_none();
+                for (name, value) in &parts.headers {
+                    if !(hide_host && name == HOST) {
+                        each(name.as_str().as_bytes(), value.as_bytes());
+                    }
+                }
+                return;
+            }
+            MapRef::Response(parts) => {
+                each(b":status", parts.status.as_str().as_bytes());
+                &parts.headers
+            }
+            MapRef::Trailers(map) => &**map,
+            MapRef::Pairs(pairs) => {
+                for (key, value) in pairs.iter() {
+                    each(key, value);
+                }
+                return;
+            }
+        };
+        for (name, value) in headers {
+            each(name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+
+    /// The number of pairs (the `num_headers` argument of the headers callbacks).
+    pub fn count(&self) -> usize {
+        let mut count = 0;
+        self.for_each(|_, _| count += 1);
+        count
+    }
+
+    /// The serialized map (`proxy_get_header_map_pairs`).
+    pub fn serialize(&self) -> Vec<u8> {
+        let mut pairs: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
+        self.for_each(|key, value| pairs.push((key, value)));
+        crate::serial::serialize_pairs(pairs.iter().copied())
+    }
+
+    /// The bytes of keys and values (`proxy_get_header_map_size`, Envoy's `byteSize`).
+    pub fn byte_size(&self) -> usize {
+        let mut size = 0;
+        self.for_each(|key, value| size += key.len() + value.len());
+        size
+    }
+
+    /// The first value of `key` (Envoy returns the first one).
+    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let key = key.to_ascii_lowercase();
+        match self {
+            MapRef::Request(parts, tls) => match key.as_slice() {
+                b":authority" => authority_of(parts).map(<[u8]>::to_vec),
+                b":path" => Some(path_of(parts).as_bytes().to_vec()),
+                b":method" => Some(parts.method.as_str().as_bytes().to_vec()),
+                b":scheme" => Some(scheme_of(parts, *tls).as_bytes().to_vec()),
+                b"host" if parts.uri.authority().is_none() => None,
+                other => first(&parts.headers, other),
+            },
+            MapRef::Response(parts) => match key.as_slice() {
+                b":status" => Some(parts.status.as_str().as_bytes().to_vec()),
+                other => first(&parts.headers, other),
+            },
+            MapRef::Trailers(map) => first(map, &key),
+            MapRef::Pairs(pairs) => pairs
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(&key))
+                .map(|(_, value)| value.clone()),
+        }
+    }
+
+    /// Adds a value (a pseudo-header is replaced). False when the key or value is not valid HTTP.
+    pub fn add(&mut self, key: &[u8], value: &[u8]) -> bool {
+        self.write(key, value, false)
+    }
+
+    /// Replaces all values of `key` by `value`.
+    pub fn replace(&mut self, key: &[u8], value: &[u8]) -> bool {
+        self.write(key, value, true)
+    }
+
+    /// Removes every value of `key` (pseudo-headers stay: keel's types always have them).
+    pub fn remove(&mut self, key: &[u8]) {
+        let key = key.to_ascii_lowercase();
+        if key.first() == Some(&b':') {
+            return;
+        }
+        if let MapRef::Pairs(pairs) = self {
+            pairs.retain(|(name, _)| !name.eq_ignore_ascii_case(&key));
+            return;
+        }
+        if let (Ok(name), Some(map)) = (HeaderName::from_bytes(&key), self.header_map()) {
+            map.remove(name);
+        }
+    }
+
+    /// Replaces the whole map by `pairs` (`proxy_set_header_map_pairs`); pseudo-headers not given
+    /// keep their values.
+    pub fn set_all(&mut self, pairs: &[(&[u8], &[u8])]) -> bool {
+        if let MapRef::Pairs(own) = self {
+            **own = pairs
+                .iter()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect();
+            return true;
+        }
+        if let Some(map) = self.header_map() {
+            map.clear();
+        }
+        let mut ok = true;
+        for (key, value) in pairs {
+            ok &= self.add(key, value);
+        }
+        ok
+    }
+
+    fn header_map(&mut self) -> Option<&mut HeaderMap> {
+        match self {
+            MapRef::Request(parts, _) => Some(&mut parts.headers),
+            MapRef::Response(parts) => Some(&mut parts.headers),
+            MapRef::Trailers(map) => Some(map),
+            MapRef::Pairs(_) => None,
+        }
+    }
+
+    fn write(&mut self, key: &[u8], value: &[u8], replace: bool) -> bool {
+        let key = key.to_ascii_lowercase();
+        if key.first() == Some(&b':') {
+            return self.write_pseudo(&key, value);
+        }
+        if let MapRef::Pairs(pairs) = self {
+            if replace {
+                pairs.retain(|(name, _)| *name != key);
+            }
+            pairs.push((key, value.to_vec()));
+            return true;
+        }
+        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(&key), HeaderValue::from_bytes(value))
+        else {
+            return false;
+        };
+        let Some(map) = self.header_map() else {
+            return false;
+        };
+        if replace {
+            map.insert(name, value);
+        } else {
+            map.append(name, value);
+        }
+        true
+    }
+
+    fn write_pseudo(&mut self, key: &[u8], value: &[u8]) -> bool {
+        match self {
+            MapRef::Request(parts, _) => match key {
+                b":method" => Method::from_bytes(value).map(|m| parts.method = m).is_ok(),
+                b":path" => PathAndQuery::try_from(value)
+                    .ok()
+                    .and_then(|path| rebuild(&parts.uri, None, None, Some(path)))
+                    .map(|uri| parts.uri = uri)
+                    .is_some(),
+                b":authority" => {
+                    let Ok(authority) = Authority::try_from(value) else {
+                        return false;
+                    };
+                    if parts.uri.authority().is_some() {
+                        rebuild(&parts.uri, None, Some(authority), None)
+                            .map(|uri| parts.uri = uri)
+                            .is_some()
+                    } else {
+                        HeaderValue::from_bytes(value)
+                            .map(|value| parts.headers.insert(HOST, value))
+                            .is_ok()
+                    }
+                }
+                b":scheme" => match Scheme::try_from(value) {
+                    Ok(scheme) if parts.uri.authority().is_some() => {
+                        rebuild(&parts.uri, Some(scheme), None, None)
+                            .map(|uri| parts.uri = uri)
+                            .is_some()
+                    }
+                    Ok(_) => true,
+                    Err(_) => false,
+                },
+                _ => false,
+            },
+            MapRef::Response(parts) if key == b":status" => StatusCode::from_bytes(value)
+                .map(|status| parts.status = status)
+                .is_ok(),
+            MapRef::Pairs(pairs) => {
+                pairs.retain(|(name, _)| name.as_slice() != key);
+                pairs.push((key.to_vec(), value.to_vec()));
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+fn first(map: &HeaderMap, key: &[u8]) -> Option<Vec<u8>> {
+    let name = HeaderName::from_bytes(key).ok()?;
+    map.get(name).map(|value| value.as_bytes().to_vec())
+}
+
+/// A copy of `uri` with some of its parts replaced.
+fn rebuild(
+    uri: &Uri,
+    scheme: Option<Scheme>,
+    authority: Option<Authority>,
+    path: Option<PathAndQuery>,
+) -> Option<Uri> {
+    let mut parts = uri.clone().into_parts();
+    if let Some(scheme) = scheme {
+        parts.scheme = Some(scheme);
+    }
+    if let Some(authority) = authority {
+        parts.authority = Some(authority);
+    }
+    if let Some(path) = path {
+        parts.path_and_query = Some(path);
+    }
+    if parts.authority.is_some() && parts.scheme.is_none() {
+        parts.scheme = Some(Scheme::HTTP);
+    }
+    Uri::from_parts(parts).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> http::request::Parts {
+        let (parts, ()) = http::Request::builder()
+            .method("GET")
+            .uri("/app;jsessionid=abc.tomcat1?x=1")
+            .header("host", "example.com")
+            .header("cookie", "JSESSIONID=abc.tomcat1")
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+    }
+
+    #[test]
+    fn request_pairs_start_with_pseudo_headers_and_hide_host() {
+        let mut parts = request();
+        let map = MapRef::Request(&mut parts, false);
+        let mut seen = Vec::new();
+        map.for_each(|k, v| {
+            seen.push((
+                String::from_utf8_lossy(k).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            ))
+        });
+        let keys: Vec<&str> = seen.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [":authority", ":path", ":method", ":scheme", "cookie"]
+        );
+        assert_eq!(seen[0].1, "example.com");
+        assert_eq!(seen[1].1, "/app;jsessionid=abc.tomcat1?x=1");
+        assert_eq!(map.count(), 5);
+    }
+
+    #[test]
+    fn pseudo_headers_write_through_to_the_parts() {
+        let mut parts = request();
+        let mut map = MapRef::Request(&mut parts, true);
+        assert!(map.replace(b":path", b"/app?x=1"));
+        assert!(map.replace(b":method", b"POST"));
+        assert!(map.replace(b":authority", b"other:8080"));
+        assert!(map.add(b"X-Keel-Route", b"tomcat1"));
+        assert!(!map.add(b"bad header", b"v"));
+        assert!(!map.add(b"x-inject", b"a\r\nb"));
+        assert_eq!(map.get(b":scheme").unwrap(), b"https");
+        map.remove(b"cookie");
+        assert_eq!(parts.uri, "/app?x=1");
+        assert_eq!(parts.method, Method::POST);
+        assert_eq!(parts.headers["host"], "other:8080");
+        assert_eq!(parts.headers["x-keel-route"], "tomcat1");
+        assert!(!parts.headers.contains_key("cookie"));
+    }
+
+    #[test]
+    fn response_status_and_set_all() {
+        let (mut parts, ()) = http::Response::builder()
+            .status(200)
+            .header("a", "1")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let mut map = MapRef::Response(&mut parts);
+        assert_eq!(map.get(b":status").unwrap(), b"200");
+        assert!(map.set_all(&[(b":status", b"404"), (b"b", b"2"), (b"b", b"3")]));
+        assert_eq!(parts.status, StatusCode::NOT_FOUND);
+        assert!(!parts.headers.contains_key("a"));
+        assert_eq!(parts.headers.get_all("b").iter().count(), 2);
+    }
+}

@@ -1,0 +1,232 @@
+//! Logging, time, timers, stream control (`continue`, `close`, local responses), the effective
+//! context and properties.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, StatusCode};
+use wasmtime::{Caller, Linker};
+
+use super::{escape_controls, guest};
+use crate::abi::{status, stream_type};
+use crate::memory;
+use crate::state::HostState;
+use crate::types::LocalResponse;
+
+type Ctx<'a> = Caller<'a, HostState>;
+type R = wasmtime::Result<i32>;
+
+fn level(level: i32) -> log::Level {
+    match level {
+        0 => log::Level::Trace,
+        1 => log::Level::Debug,
+        2 => log::Level::Info,
+        3 => log::Level::Warn,
+        _ => log::Level::Error,
+    }
+}
+
+/// Logs a filter's message under target `keel_wasm::filter`, prefixed with the filter's name.
+/// Warnings and errors are also kept as the filter's last word (named when `on_configure`
+/// fails); a message at a disabled level costs nothing more.
+pub(crate) fn log_message(state: &mut HostState, lvl: log::Level, message: &[u8]) {
+    let enabled = log::log_enabled!(target: "keel_wasm::filter", lvl);
+    if !enabled && lvl > log::Level::Warn {
+        return;
+    }
+    let text = escape_controls(&String::from_utf8_lossy(message));
+    if enabled {
+        log::log!(target: "keel_wasm::filter", lvl, "[{}] {}", state.plugin.name, text);
+    }
+    if lvl <= log::Level::Warn {
+        state.last_log = Some(text);
+    }
+}
+
+fn continue_stream(caller: &mut Ctx<'_>, which: i32) -> i32 {
+    let state = caller.data_mut();
+    if state.stream.is_none() {
+        return status::NOT_FOUND;
+    }
+    match which {
+        stream_type::REQUEST => state.actions.continue_request = true,
+        stream_type::RESPONSE => state.actions.continue_response = true,
+        2 | 3 => {}
+        _ => return status::BAD_ARGUMENT,
+    }
+    status::OK
+}
+
+pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_log",
+        |mut caller: Ctx<'_>, lvl: i32, ptr: i32, len: i32| -> R {
+            let message = guest!(memory::read(&caller, ptr, len));
+            log_message(caller.data_mut(), level(lvl), &message);
+            Ok(status::OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_log_level",
+        |mut caller: Ctx<'_>, ret: i32| -> R {
+            // The most verbose level keel's logger takes for filter lines, but never above Error:
+            // a filter's error lines (why on_configure failed) must reach keel even when no
+            // logger is installed. Filters that adopt this level skip formatting what keel drops.
+            let levels = [
+                (log::Level::Trace, 0),
+                (log::Level::Debug, 1),
+                (log::Level::Info, 2),
+                (log::Level::Warn, 3),
+            ];
+            let level = levels
+                .iter()
+                .find(|(level, _)| log::log_enabled!(target: "keel_wasm::filter", *level))
+                .map_or(4, |(_, code)| *code);
+            guest!(memory::write_u32(&mut caller, ret, level));
+            Ok(status::OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_current_time_nanoseconds",
+        |mut caller: Ctx<'_>, ret: i32| -> R {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            let nanos = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+            guest!(memory::write_u64(&mut caller, ret, nanos));
+            Ok(status::OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_tick_period_milliseconds",
+        |mut caller: Ctx<'_>, period: i32| -> R {
+            let period = period as u32;
+            caller.data_mut().tick_period =
+                (period > 0).then(|| Duration::from_millis(u64::from(period)));
+            Ok(status::OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_continue_stream",
+        |mut caller: Ctx<'_>, which: i32| -> R { Ok(continue_stream(&mut caller, which)) },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_continue_request",
+        |mut caller: Ctx<'_>| -> R { Ok(continue_stream(&mut caller, stream_type::REQUEST)) },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_continue_response",
+        |mut caller: Ctx<'_>| -> R { Ok(continue_stream(&mut caller, stream_type::RESPONSE)) },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_close_stream",
+        |mut caller: Ctx<'_>, which: i32| -> R {
+            let state = caller.data_mut();
+            if state.stream.is_none() {
+                return Ok(status::NOT_FOUND);
+            }
+            if !(0..=3).contains(&which) {
+                return Ok(status::BAD_ARGUMENT);
+            }
+            state.actions.close = true;
+            Ok(status::OK)
+        },
+    )?;
+    linker.func_wrap("env", "proxy_clear_route_cache", |_caller: Ctx<'_>| -> R {
+        Ok(status::OK)
+    })?;
+    linker.func_wrap("env", "proxy_done", |mut caller: Ctx<'_>| -> R {
+        caller.data_mut().actions.done = true;
+        Ok(status::OK)
+    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_effective_context",
+        |mut caller: Ctx<'_>, context: i32| -> R {
+            let context = context as u32;
+            let state = caller.data_mut();
+            if context == state.root_context || state.live_contexts.contains(&context) {
+                state.effective_context = context;
+                Ok(status::OK)
+            } else {
+                Ok(status::BAD_ARGUMENT)
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_send_local_response",
+        |mut caller: Ctx<'_>,
+         code: i32,
+         _details: i32,
+         _details_len: i32,
+         body: i32,
+         body_len: i32,
+         headers: i32,
+         headers_len: i32,
+         _grpc_status: i32|
+         -> R {
+            let body = guest!(memory::read(&caller, body, body_len));
+            let raw = guest!(memory::read(&caller, headers, headers_len));
+            let Some(pairs) = crate::serial::deserialize_pairs(&raw) else {
+                return Ok(status::BAD_ARGUMENT);
+            };
+            let Ok(status_code) = u16::try_from(code)
+                .map_err(|_| ())
+                .and_then(|c| StatusCode::from_u16(c).map_err(|_| ()))
+            else {
+                return Ok(status::BAD_ARGUMENT);
+            };
+            let mut list = Vec::with_capacity(pairs.len());
+            for (key, value) in pairs {
+                if let (Ok(name), Ok(value)) =
+                    (HeaderName::from_bytes(key), HeaderValue::from_bytes(value))
+                {
+                    list.push((name, value));
+                }
+            }
+            let state = caller.data_mut();
+            if state.stream.is_none() {
+                return Ok(status::NOT_FOUND);
+            }
+            state.actions.local_response = Some(LocalResponse {
+                status: status_code,
+                headers: list,
+                body: Bytes::from(body),
+            });
+            Ok(status::OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_property",
+        |mut caller: Ctx<'_>, path: i32, path_len: i32, ret_ptr: i32, ret_len: i32| -> R {
+            let raw = guest!(memory::read(&caller, path, path_len));
+            let segments = crate::serial::split_property_path(&raw);
+            let Some(value) = crate::properties::get(caller.data_mut(), &segments, &raw) else {
+                return Ok(status::NOT_FOUND);
+            };
+            guest!(memory::copy_out(&mut caller, &value, ret_ptr, ret_len)?);
+            Ok(status::OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_property",
+        |mut caller: Ctx<'_>, path: i32, path_len: i32, value: i32, value_len: i32| -> R {
+            let raw = guest!(memory::read(&caller, path, path_len));
+            let value = guest!(memory::read(&caller, value, value_len));
+            crate::properties::set(caller.data_mut(), &raw, value);
+            Ok(status::OK)
+        },
+    )?;
+    Ok(())
+}

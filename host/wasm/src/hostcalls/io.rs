@@ -1,0 +1,382 @@
+//! What reaches beyond the instance: http callouts, gRPC (answered with a clean failure),
+//! foreign functions (not found), shared data and queues, and metrics.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use wasmtime::{Caller, Linker};
+
+use super::guest;
+use crate::abi::status;
+use crate::memory;
+use crate::metrics::CustomMetric;
+use crate::shared::{self, SetResult};
+use crate::state::{HostState, NewCallout};
+
+type Ctx<'a> = Caller<'a, HostState>;
+type R = wasmtime::Result<i32>;
+
+/// Builds the callout request from the guest's serialized headers, body and trailers;
+/// `None` when `:method`, `:path` or `:authority` is missing or a header is not valid HTTP.
+fn callout_request(headers: &[(&[u8], &[u8])], body: Vec<u8>) -> Option<http::Request<Bytes>> {
+    let find = |name: &[u8]| {
+        headers
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| *value)
+    };
+    let method = find(b":method")?;
+    let path = find(b":path")?;
+    let authority = find(b":authority")?;
+    let scheme = find(b":scheme").unwrap_or(b"http");
+    let uri = http::Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .ok()?;
+    let mut builder = http::Request::builder().method(method).uri(uri);
+    for (key, value) in headers {
+        if key.first() != Some(&b':') {
+            builder = builder.header(*key, *value);
+        }
+    }
+    builder.body(Bytes::from(body)).ok()
+}
+
+fn http_call(caller: &mut Ctx<'_>, args: [i32; 8], timeout_ms: i32, ret_token: i32) -> R {
+    let [
+        up,
+        up_len,
+        headers,
+        headers_len,
+        body,
+        body_len,
+        trailers,
+        trailers_len,
+    ] = args;
+    let upstream = guest!(memory::read(caller, up, up_len));
+    let raw_headers = guest!(memory::read(caller, headers, headers_len));
+    let body = guest!(memory::read(caller, body, body_len));
+    let _trailers = guest!(memory::read(caller, trailers, trailers_len));
+    let Ok(upstream) = String::from_utf8(upstream) else {
+        return Ok(status::BAD_ARGUMENT);
+    };
+    if !caller.data().callout_handler.has_upstream(&upstream) {
+        return Ok(status::BAD_ARGUMENT);
+    }
+    let Some(pairs) = crate::serial::deserialize_pairs(&raw_headers) else {
+        return Ok(status::BAD_ARGUMENT);
+    };
+    let Some(request) = callout_request(&pairs, body) else {
+        return Ok(status::BAD_ARGUMENT);
+    };
+    let token = caller.data().next_token;
+    guest!(memory::write_u32(caller, ret_token, token));
+    // Envoy treats 0 as "no timeout"; keel caps it at a minute.
+    let timeout = match timeout_ms as u32 {
+        0 => Duration::from_secs(60),
+        ms => Duration::from_millis(u64::from(ms)),
+    };
+    let state = caller.data_mut();
+    state.next_token = state.next_token.wrapping_add(1).max(1);
+    let future = state.callout_handler.call(&upstream, request, timeout);
+    state.callouts.push(NewCallout {
+        token,
+        future,
+        timeout,
+    });
+    Ok(status::OK)
+}
+
+fn metric_of(state: &HostState, id: i32) -> Option<&CustomMetric> {
+    state.metrics.get(&(id as u32))
+}
+
+pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_http_call",
+        |mut caller: Ctx<'_>,
+         up: i32,
+         up_len: i32,
+         headers: i32,
+         headers_len: i32,
+         body: i32,
+         body_len: i32,
+         trailers: i32,
+         trailers_len: i32,
+         timeout: i32,
+         ret_token: i32|
+         -> R {
+            http_call(
+                &mut caller,
+                [
+                    up,
+                    up_len,
+                    headers,
+                    headers_len,
+                    body,
+                    body_len,
+                    trailers,
+                    trailers_len,
+                ],
+                timeout,
+                ret_token,
+            )
+        },
+    )?;
+    // gRPC: keel has no gRPC client; calls fail cleanly with a status the SDK accepts.
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_call",
+        |_c: Ctx<'_>,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32|
+         -> R { Ok(status::INTERNAL_FAILURE) },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_stream",
+        |_c: Ctx<'_>,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32|
+         -> R { Ok(status::INTERNAL_FAILURE) },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_send",
+        |_c: Ctx<'_>, _: i32, _: i32, _: i32, _: i32| -> R { Ok(status::NOT_FOUND) },
+    )?;
+    linker.func_wrap("env", "proxy_grpc_cancel", |_c: Ctx<'_>, _: i32| -> R {
+        Ok(status::NOT_FOUND)
+    })?;
+    linker.func_wrap("env", "proxy_grpc_close", |_c: Ctx<'_>, _: i32| -> R {
+        Ok(status::NOT_FOUND)
+    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_status",
+        |mut caller: Ctx<'_>, ret_code: i32, ret_ptr: i32, ret_len: i32| -> R {
+            guest!(memory::write_u32(&mut caller, ret_code, 0));
+            guest!(memory::copy_out(&mut caller, b"", ret_ptr, ret_len)?);
+            Ok(status::OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_call_foreign_function",
+        |_c: Ctx<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| -> R {
+            Ok(status::NOT_FOUND)
+        },
+    )?;
+
+    linker.func_wrap(
+        "env",
+        "proxy_get_shared_data",
+        |mut caller: Ctx<'_>,
+         key: i32,
+         key_len: i32,
+         ret_ptr: i32,
+         ret_len: i32,
+         ret_cas: i32|
+         -> R {
+            let key = guest!(memory::read(&caller, key, key_len));
+            let Some((value, cas)) = shared::get(&caller.data().plugin.vm_id, &key) else {
+                return Ok(status::NOT_FOUND);
+            };
+            guest!(memory::write_u32(&mut caller, ret_cas, cas));
+            guest!(memory::copy_out(&mut caller, &value, ret_ptr, ret_len)?);
+            Ok(status::OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_shared_data",
+        |caller: Ctx<'_>, key: i32, key_len: i32, value: i32, value_len: i32, cas: i32| -> R {
+            let key = guest!(memory::read(&caller, key, key_len));
+            let value = guest!(memory::read(&caller, value, value_len));
+            Ok(
+                match shared::set(&caller.data().plugin.vm_id, &key, value, cas as u32) {
+                    SetResult::Ok => status::OK,
+                    SetResult::CasMismatch => status::CAS_MISMATCH,
+                },
+            )
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_register_shared_queue",
+        |mut caller: Ctx<'_>, name: i32, name_len: i32, ret_id: i32| -> R {
+            let name = guest!(memory::read(&caller, name, name_len));
+            let id = shared::register_queue(&caller.data().plugin.vm_id, &name);
+            guest!(memory::write_u32(&mut caller, ret_id, id));
+            let state = caller.data_mut();
+            if !state.queues.contains(&id) {
+                state.queues.push(id);
+            }
+            Ok(status::OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_resolve_shared_queue",
+        |mut caller: Ctx<'_>, vm: i32, vm_len: i32, name: i32, name_len: i32, ret_id: i32| -> R {
+            let vm = guest!(memory::read(&caller, vm, vm_len));
+            let name = guest!(memory::read(&caller, name, name_len));
+            let vm = if vm.is_empty() {
+                caller.data().plugin.vm_id.clone()
+            } else {
+                String::from_utf8_lossy(&vm).into_owned()
+            };
+            let Some(id) = shared::resolve_queue(&vm, &name) else {
+                return Ok(status::NOT_FOUND);
+            };
+            guest!(memory::write_u32(&mut caller, ret_id, id));
+            Ok(status::OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_dequeue_shared_queue",
+        |mut caller: Ctx<'_>, id: i32, ret_ptr: i32, ret_len: i32| -> R {
+            match shared::dequeue(id as u32) {
+                Err(()) => Ok(status::NOT_FOUND),
+                Ok(None) => Ok(status::EMPTY),
+                Ok(Some(value)) => {
+                    guest!(memory::copy_out(&mut caller, &value, ret_ptr, ret_len)?);
+                    Ok(status::OK)
+                }
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_enqueue_shared_queue",
+        |caller: Ctx<'_>, id: i32, value: i32, value_len: i32| -> R {
+            let value = guest!(memory::read(&caller, value, value_len));
+            Ok(if shared::enqueue(id as u32, value) {
+                status::OK
+            } else {
+                status::NOT_FOUND
+            })
+        },
+    )?;
+
+    linker.func_wrap(
+        "env",
+        "proxy_define_metric",
+        |mut caller: Ctx<'_>, kind: i32, name: i32, name_len: i32, ret_id: i32| -> R {
+            let name = guest!(memory::read_str(&caller, name, name_len));
+            let Some((id, metric)) = crate::metrics::define(kind, &name, &caller.data().registry)
+            else {
+                return Ok(status::BAD_ARGUMENT);
+            };
+            guest!(memory::write_u32(&mut caller, ret_id, id));
+            caller.data_mut().metrics.insert(id, metric);
+            Ok(status::OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_increment_metric",
+        |caller: Ctx<'_>, id: i32, offset: i64| -> R {
+            Ok(match metric_of(caller.data(), id) {
+                None => status::NOT_FOUND,
+                Some(CustomMetric::Counter(counter)) if offset >= 0 => {
+                    counter.inc_by(offset as u64);
+                    status::OK
+                }
+                Some(CustomMetric::Gauge(gauge)) => {
+                    gauge.add(offset);
+                    status::OK
+                }
+                Some(_) => status::BAD_ARGUMENT,
+            })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_record_metric",
+        |caller: Ctx<'_>, id: i32, value: i64| -> R {
+            Ok(match metric_of(caller.data(), id) {
+                None => status::NOT_FOUND,
+                Some(CustomMetric::Counter(counter)) => {
+                    let value = value as u64;
+                    let current = counter.get();
+                    if value >= current {
+                        counter.inc_by(value - current);
+                    }
+                    status::OK
+                }
+                Some(CustomMetric::Gauge(gauge)) => {
+                    gauge.set(value);
+                    status::OK
+                }
+                Some(CustomMetric::Histogram(histogram)) => {
+                    histogram.observe(value as u64 as f64);
+                    status::OK
+                }
+            })
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_metric",
+        |mut caller: Ctx<'_>, id: i32, ret: i32| -> R {
+            let value = match metric_of(caller.data(), id) {
+                None => return Ok(status::NOT_FOUND),
+                Some(CustomMetric::Counter(counter)) => counter.get(),
+                Some(CustomMetric::Gauge(gauge)) => gauge.get() as u64,
+                Some(CustomMetric::Histogram(_)) => return Ok(status::BAD_ARGUMENT),
+            };
+            guest!(memory::write_u64(&mut caller, ret, value));
+            Ok(status::OK)
+        },
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::callout_request;
+
+    #[test]
+    fn callouts_need_method_path_and_authority() {
+        let full: [(&[u8], &[u8]); 4] = [
+            (b":method", b"GET"),
+            (b":path", b"/s?id=1"),
+            (b":authority", b"store"),
+            (b"x-a", b"1"),
+        ];
+        let request = callout_request(&full, b"body".to_vec()).unwrap();
+        assert_eq!(request.uri(), "http://store/s?id=1");
+        assert_eq!(request.headers()["x-a"], "1");
+        assert_eq!(&request.body()[..], b"body");
+        for missing in 0..3 {
+            let mut pairs = full.to_vec();
+            pairs.remove(missing);
+            assert!(
+                callout_request(&pairs, Vec::new()).is_none(),
+                "without {missing}"
+            );
+        }
+    }
+}

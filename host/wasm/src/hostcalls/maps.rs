@@ -1,0 +1,273 @@
+//! Header maps (get/set pairs, size, get/add/replace/remove a value) and buffers (bodies, the
+//! http-call response body, VM and plugin configuration).
+
+use wasmtime::{Caller, Linker};
+
+use super::guest;
+use crate::abi::{buffer, map, status};
+use crate::headers::MapRef;
+use crate::memory;
+use crate::state::HostState;
+
+type Ctx<'a> = Caller<'a, HostState>;
+type R = wasmtime::Result<i32>;
+
+/// The map of that type, when the current context has it.
+fn map_of(state: &mut HostState, map_type: i32) -> Option<MapRef<'_>> {
+    if matches!(
+        map_type,
+        map::HTTP_CALL_RESPONSE_HEADERS | map::HTTP_CALL_RESPONSE_TRAILERS
+    ) {
+        let response = state.call_response.as_mut()?;
+        return Some(MapRef::Pairs(
+            if map_type == map::HTTP_CALL_RESPONSE_HEADERS {
+                &mut response.headers
+            } else {
+                &mut response.trailers
+            },
+        ));
+    }
+    let stream = state.current_stream()?;
+    let tls = stream.info.tls;
+    match map_type {
+        map::REQUEST_HEADERS => stream
+            .request
+            .as_mut()
+            .map(|parts| MapRef::Request(parts, tls)),
+        map::REQUEST_TRAILERS => stream.request_trailers.as_mut().map(MapRef::Trailers),
+        map::RESPONSE_HEADERS => stream.response.as_mut().map(MapRef::Response),
+        map::RESPONSE_TRAILERS => stream.response_trailers.as_mut().map(MapRef::Trailers),
+        _ => None,
+    }
+}
+
+fn note_rejected(state: &HostState, what: &str, key: &[u8]) {
+    log::debug!(
+        target: "keel_wasm::filter",
+        "[{}] {what}: invalid header ignored ({} bytes of name)",
+        state.plugin.name,
+        key.len()
+    );
+}
+
+/// The bytes of a buffer type for the current context.
+fn buffer_of(state: &mut HostState, kind: i32) -> Option<&[u8]> {
+    match kind {
+        buffer::VM_CONFIGURATION => Some(&state.plugin.vm_config),
+        buffer::PLUGIN_CONFIGURATION => Some(&state.plugin.plugin_config),
+        buffer::HTTP_CALL_RESPONSE_BODY => state.call_response.as_ref().map(|r| &r.body[..]),
+        buffer::REQUEST_BODY | buffer::RESPONSE_BODY => {
+            let stream = state.current_stream()?;
+            match &stream.body {
+                Some((body_kind, bytes)) if *body_kind == kind => Some(&bytes[..]),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Envoy's `Buffer::copyFrom`: start 0 and size 0 prepends, start 0 replaces all, start at or
+/// past the end appends; in between, the range `[start, start + size)` is replaced.
+pub(crate) fn splice(body: &mut bytes::BytesMut, start: usize, size: usize, data: &[u8]) {
+    let len = body.len();
+    let mut out = bytes::BytesMut::with_capacity(len + data.len());
+    if start == 0 && size == 0 {
+        out.extend_from_slice(data);
+        out.extend_from_slice(body);
+    } else if start == 0 {
+        out.extend_from_slice(data);
+    } else if start >= len {
+        out.extend_from_slice(body);
+        out.extend_from_slice(data);
+    } else {
+        let end = start.saturating_add(size).min(len);
+        out.extend_from_slice(&body[..start]);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&body[end..]);
+    }
+    *body = out;
+}
+
+pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_pairs",
+        |mut caller: Ctx<'_>, map_type: i32, ret_ptr: i32, ret_len: i32| -> R {
+            let bytes = match map_of(caller.data_mut(), map_type) {
+                Some(map) => map.serialize(),
+                None => crate::serial::serialize_pairs(std::iter::empty()),
+            };
+            guest!(memory::copy_out(&mut caller, &bytes, ret_ptr, ret_len)?);
+            Ok(status::OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_header_map_pairs",
+        |mut caller: Ctx<'_>, map_type: i32, ptr: i32, len: i32| -> R {
+            let raw = guest!(memory::read(&caller, ptr, len));
+            let Some(pairs) = crate::serial::deserialize_pairs(&raw) else {
+                return Ok(status::BAD_ARGUMENT);
+            };
+            let Some(mut map) = map_of(caller.data_mut(), map_type) else {
+                return Ok(status::NOT_FOUND);
+            };
+            if !map.set_all(&pairs) {
+                note_rejected(caller.data(), "set_header_map_pairs", b"");
+            }
+            Ok(status::OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_size",
+        |mut caller: Ctx<'_>, map_type: i32, ret: i32| -> R {
+            let Some(map) = map_of(caller.data_mut(), map_type) else {
+                return Ok(status::NOT_FOUND);
+            };
+            let size = u32::try_from(map.byte_size()).unwrap_or(u32::MAX);
+            guest!(memory::write_u32(&mut caller, ret, size));
+            Ok(status::OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_value",
+        |mut caller: Ctx<'_>,
+         map_type: i32,
+         key: i32,
+         key_len: i32,
+         ret_ptr: i32,
+         ret_len: i32|
+         -> R {
+            let key = guest!(memory::read(&caller, key, key_len));
+            let Some(value) = map_of(caller.data_mut(), map_type).and_then(|map| map.get(&key))
+            else {
+                return Ok(status::NOT_FOUND);
+            };
+            guest!(memory::copy_out(&mut caller, &value, ret_ptr, ret_len)?);
+            Ok(status::OK)
+        },
+    )?;
+    for (name, replace) in [
+        ("proxy_add_header_map_value", false),
+        ("proxy_replace_header_map_value", true),
+    ] {
+        linker.func_wrap(
+            "env",
+            name,
+            move |mut caller: Ctx<'_>,
+                  map_type: i32,
+                  key: i32,
+                  key_len: i32,
+                  value: i32,
+                  value_len: i32|
+                  -> R {
+                let key = guest!(memory::read(&caller, key, key_len));
+                let value = guest!(memory::read(&caller, value, value_len));
+                let Some(mut map) = map_of(caller.data_mut(), map_type) else {
+                    return Ok(status::NOT_FOUND);
+                };
+                let written = if replace {
+                    map.replace(&key, &value)
+                } else {
+                    map.add(&key, &value)
+                };
+                if !written {
+                    note_rejected(caller.data(), name, &key);
+                }
+                Ok(status::OK)
+            },
+        )?;
+    }
+    linker.func_wrap(
+        "env",
+        "proxy_remove_header_map_value",
+        |mut caller: Ctx<'_>, map_type: i32, key: i32, key_len: i32| -> R {
+            let key = guest!(memory::read(&caller, key, key_len));
+            let Some(mut map) = map_of(caller.data_mut(), map_type) else {
+                return Ok(status::NOT_FOUND);
+            };
+            map.remove(&key);
+            Ok(status::OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_buffer_bytes",
+        |mut caller: Ctx<'_>, kind: i32, start: i32, max: i32, ret_ptr: i32, ret_len: i32| -> R {
+            let start = start as u32 as usize;
+            let max = max as u32 as usize;
+            let Some(bytes) = buffer_of(caller.data_mut(), kind) else {
+                return Ok(status::NOT_FOUND);
+            };
+            let from = start.min(bytes.len());
+            let to = from.saturating_add(max).min(bytes.len());
+            let chunk = bytes[from..to].to_vec();
+            guest!(memory::copy_out(&mut caller, &chunk, ret_ptr, ret_len)?);
+            Ok(status::OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_buffer_status",
+        |mut caller: Ctx<'_>, kind: i32, ret_len: i32, ret_flags: i32| -> R {
+            let Some(bytes) = buffer_of(caller.data_mut(), kind) else {
+                return Ok(status::NOT_FOUND);
+            };
+            let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+            guest!(memory::write_u32(&mut caller, ret_len, len));
+            guest!(memory::write_u32(&mut caller, ret_flags, 0));
+            Ok(status::OK)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_buffer_bytes",
+        |mut caller: Ctx<'_>, kind: i32, start: i32, size: i32, data: i32, data_len: i32| -> R {
+            let data = guest!(memory::read(&caller, data, data_len));
+            let Some(stream) = caller.data_mut().current_stream() else {
+                return Ok(status::NOT_FOUND);
+            };
+            match &mut stream.body {
+                Some((body_kind, body)) if *body_kind == kind => {
+                    splice(body, start as u32 as usize, size as u32 as usize, &data);
+                    Ok(status::OK)
+                }
+                _ => Ok(status::NOT_FOUND),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_configuration",
+        |mut caller: Ctx<'_>, ret_ptr: i32, ret_len: i32| -> R {
+            let config = caller.data().plugin.plugin_config.clone();
+            guest!(memory::copy_out(&mut caller, &config, ret_ptr, ret_len)?);
+            Ok(status::OK)
+        },
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::splice;
+    use bytes::BytesMut;
+
+    #[test]
+    fn splice_follows_envoy_copy_from() {
+        let run = |start, size, data: &[u8]| {
+            let mut body = BytesMut::from(&b"hello"[..]);
+            splice(&mut body, start, size, data);
+            body
+        };
+        assert_eq!(&run(0, 0, b">")[..], b">hello");
+        assert_eq!(&run(0, 5, b"bye")[..], b"bye");
+        assert_eq!(&run(0, 2, b"bye")[..], b"bye");
+        assert_eq!(&run(5, 0, b"!")[..], b"hello!");
+        assert_eq!(&run(99, 0, b"!")[..], b"hello!");
+        assert_eq!(&run(1, 3, b"EL")[..], b"hELo");
+    }
+}

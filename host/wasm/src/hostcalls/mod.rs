@@ -1,0 +1,47 @@
+//! The imports a proxy-wasm module gets: every host function of ABI 0.2.1 Envoy provides (and
+//! the 0.1.0 names Envoy still registers), plus WASI preview1 as Envoy gives it.
+//!
+//! Each function checks every guest pointer and length (see `crate::memory`); a bad one answers
+//! `InvalidMemoryAccess` (or `EFAULT` for WASI), never a host panic.
+
+mod control;
+mod io;
+mod maps;
+mod wasi;
+
+use wasmtime::Linker;
+
+use crate::state::HostState;
+
+/// Maps a `BadPointer` to the status the caller returns.
+macro_rules! guest {
+    ($expr:expr) => {
+        match $expr {
+            Ok(value) => value,
+            Err(crate::memory::BadPointer) => return Ok(crate::abi::status::INVALID_MEMORY_ACCESS),
+        }
+    };
+}
+pub(crate) use guest;
+
+/// Defines every import in `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    control::add(linker)?;
+    maps::add(linker)?;
+    io::add(linker)?;
+    wasi::add(linker)?;
+    Ok(())
+}
+
+/// Escapes control characters so a filter's message cannot forge log lines.
+pub(crate) fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if ch.is_control() {
+            out.extend(ch.escape_default());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}

@@ -1,0 +1,414 @@
+//! One filter instance: its store, the callbacks it exports, the call wrapper that applies the
+//! epoch deadline and turns an error into a [`Failure`], and the start sequence Envoy uses
+//! (`_initialize`, root context, `on_vm_start`, `on_configure`).
+
+use std::sync::Arc;
+
+use wasmtime::{InstancePre, Store, Trap, TypedFunc};
+
+use crate::abi::action;
+use crate::hostcalls::escape_controls;
+use crate::state::{Actions, CallResponse, HostState, NewCallout, PluginInfo, StreamData};
+use crate::types::{CalloutHandler, Limits};
+
+/// Why a callback failed; the kind is the `kind` label of the failure metric.
+#[derive(Debug, Clone)]
+pub(crate) enum Failure {
+    Trap(String),
+    Deadline,
+    Memory,
+    ProcExit(i32),
+    BadAction(i32),
+}
+
+impl Failure {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::Trap(_) => "trap",
+            Failure::Deadline => "deadline",
+            Failure::Memory => "memory",
+            Failure::ProcExit(_) => "proc_exit",
+            Failure::BadAction(_) => "bad_action",
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Trap(message) => write!(f, "trap: {message}"),
+            Failure::Deadline => f.write_str("the callback ran past its deadline"),
+            Failure::Memory => f.write_str("the instance reached its memory limit"),
+            Failure::ProcExit(code) => write!(f, "proc_exit({code})"),
+            Failure::BadAction(value) => write!(f, "the callback returned action {value}"),
+        }
+    }
+}
+
+/// The stream callbacks that return an action.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Callback {
+    RequestHeaders,
+    RequestBody,
+    RequestTrailers,
+    ResponseHeaders,
+    ResponseBody,
+    ResponseTrailers,
+}
+
+type F2 = TypedFunc<(i32, i32), ()>;
+type A3 = TypedFunc<(i32, i32, i32), i32>;
+type A2 = TypedFunc<(i32, i32), i32>;
+type F5 = TypedFunc<(i32, i32, i32, i32, i32), ()>;
+
+struct Exports {
+    context_create: Option<F2>,
+    vm_start: Option<A2>,
+    configure: Option<A2>,
+    request_headers: Option<A3>,
+    request_body: Option<A3>,
+    request_trailers: Option<A2>,
+    response_headers: Option<A3>,
+    response_body: Option<A3>,
+    response_trailers: Option<A2>,
+    http_call_response: Option<F5>,
+    log: Option<TypedFunc<i32, ()>>,
+    done: Option<TypedFunc<i32, i32>>,
+    delete: Option<TypedFunc<i32, ()>>,
+    tick: Option<TypedFunc<i32, ()>>,
+    queue_ready: Option<F2>,
+}
+
+/// Why an instance could not be made or started.
+#[derive(Debug)]
+pub(crate) enum StartError {
+    /// Instantiation or an export of the wrong type.
+    Module(String),
+    /// `_initialize`, the root context or `on_vm_start` failed.
+    Start(String),
+    /// `on_configure` returned false or failed; the message is the filter's last log line.
+    Configure(String),
+}
+
+/// A live instance of a filter.
+pub(crate) struct Instance {
+    pub store: Store<HostState>,
+    exports: Arc<Exports>,
+    deadline: u64,
+    next_context: u32,
+}
+
+fn typed<P, R>(
+    instance: &wasmtime::Instance,
+    store: &mut Store<HostState>,
+    name: &str,
+) -> Result<Option<TypedFunc<P, R>>, StartError>
+where
+    P: wasmtime::WasmParams,
+    R: wasmtime::WasmResults,
+{
+    match instance.get_func(&mut *store, name) {
+        None => Ok(None),
+        Some(func) => func
+            .typed::<P, R>(&*store)
+            .map(Some)
+            .map_err(|e| StartError::Module(format!("export {name} has the wrong type: {e}"))),
+    }
+}
+
+impl Instance {
+    /// Instantiates and starts an instance (root context 1), ready for streams.
+    pub fn start(
+        pre: &InstancePre<HostState>,
+        plugin: Arc<PluginInfo>,
+        limits: &Limits,
+        handler: Arc<dyn CalloutHandler>,
+        registry: prometheus::Registry,
+    ) -> Result<Instance, StartError> {
+        let memory_limit = usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX);
+        let state = HostState::new(plugin, memory_limit, handler, registry);
+        let mut store = Store::new(pre.module().engine(), state);
+        store.limiter(|state| state as &mut dyn wasmtime::ResourceLimiter);
+        let deadline = crate::engine::deadline_ticks(limits.callback_deadline);
+        store.set_epoch_deadline(deadline);
+        store.epoch_deadline_trap();
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| StartError::Module(format!("{e:#}")))?;
+        let memory = instance.get_memory(&mut store, "memory");
+        let alloc = match typed::<i32, i32>(&instance, &mut store, "proxy_on_memory_allocate")? {
+            Some(alloc) => Some(alloc),
+            None => typed::<i32, i32>(&instance, &mut store, "malloc")?,
+        };
+        if memory.is_none() || alloc.is_none() {
+            return Err(StartError::Module(
+                "the module exports no memory or no allocator (proxy_on_memory_allocate or malloc)"
+                    .into(),
+            ));
+        }
+        store.data_mut().memory = memory;
+        store.data_mut().alloc = alloc.map(Arc::new);
+        let exports = Exports {
+            context_create: typed(&instance, &mut store, "proxy_on_context_create")?,
+            vm_start: typed(&instance, &mut store, "proxy_on_vm_start")?,
+            configure: typed(&instance, &mut store, "proxy_on_configure")?,
+            request_headers: typed(&instance, &mut store, "proxy_on_request_headers")?,
+            request_body: typed(&instance, &mut store, "proxy_on_request_body")?,
+            request_trailers: typed(&instance, &mut store, "proxy_on_request_trailers")?,
+            response_headers: typed(&instance, &mut store, "proxy_on_response_headers")?,
+            response_body: typed(&instance, &mut store, "proxy_on_response_body")?,
+            response_trailers: typed(&instance, &mut store, "proxy_on_response_trailers")?,
+            http_call_response: typed(&instance, &mut store, "proxy_on_http_call_response")?,
+            log: typed(&instance, &mut store, "proxy_on_log")?,
+            done: typed(&instance, &mut store, "proxy_on_done")?,
+            delete: typed(&instance, &mut store, "proxy_on_delete")?,
+            tick: typed(&instance, &mut store, "proxy_on_tick")?,
+            queue_ready: typed(&instance, &mut store, "proxy_on_queue_ready")?,
+        };
+        let initialize = typed::<(), ()>(&instance, &mut store, "_initialize")?;
+        let main = typed::<(i32, i32), i32>(&instance, &mut store, "main")?;
+        let mut me = Instance {
+            store,
+            exports: Arc::new(exports),
+            deadline,
+            next_context: 2,
+        };
+        let exports = Arc::clone(&me.exports);
+        let started = (|| {
+            if let Some(init) = initialize {
+                me.call(|store| init.call(store, ()))?;
+            }
+            if let Some(main) = main {
+                me.call(|store| main.call(store, (0, 0)))?;
+            }
+            me.store.data_mut().root_context = 1;
+            me.store.data_mut().effective_context = 1;
+            if let Some(create) = exports.context_create.as_ref() {
+                me.call(|store| create.call(store, (1, 0)))?;
+            }
+            Ok::<_, Failure>(())
+        })();
+        started.map_err(|failure| StartError::Start(failure.to_string()))?;
+        let vm_config = me.store.data().plugin.vm_config.len() as i32;
+        if let Some(vm_start) = exports.vm_start.as_ref() {
+            match me.call(|store| vm_start.call(store, (1, vm_config))) {
+                Ok(0) => return Err(StartError::Start(me.last_log("on_vm_start returned false"))),
+                Ok(_) => {}
+                Err(failure) => return Err(StartError::Start(failure.to_string())),
+            }
+        }
+        let plugin_config = me.store.data().plugin.plugin_config.len() as i32;
+        if let Some(configure) = exports.configure.as_ref() {
+            match me.call(|store| configure.call(store, (1, plugin_config))) {
+                Ok(0) => {
+                    return Err(StartError::Configure(
+                        me.last_log("on_configure returned false"),
+                    ));
+                }
+                Ok(_) => {}
+                Err(failure) => return Err(StartError::Configure(failure.to_string())),
+            }
+        }
+        Ok(me)
+    }
+
+    fn last_log(&self, fallback: &str) -> String {
+        self.store
+            .data()
+            .last_log
+            .clone()
+            .unwrap_or_else(|| fallback.to_owned())
+    }
+
+    /// Runs one guest call under the deadline; an error becomes a [`Failure`].
+    pub fn call<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, Failure> {
+        self.store.set_epoch_deadline(self.deadline);
+        match f(&mut self.store) {
+            Ok(value) => Ok(value),
+            Err(error) => {
+                let state = self.store.data();
+                Err(if let Some(code) = state.exit_code {
+                    Failure::ProcExit(code)
+                } else if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                    Failure::Deadline
+                } else if state.memory_exceeded {
+                    Failure::Memory
+                } else {
+                    let mut text = escape_controls(&format!("{error:#}"));
+                    text.truncate(400);
+                    Failure::Trap(text)
+                })
+            }
+        }
+    }
+
+    /// Puts a stream's data in the store for a call on context `context`; `effective` is the
+    /// context the call starts on (the stream's, or the root's for a callout response).
+    pub fn install(&mut self, data: Option<Box<StreamData>>, context: u32, effective: u32) {
+        let state = self.store.data_mut();
+        state.stream = data;
+        state.stream_context = context;
+        state.effective_context = effective;
+        state.actions = Actions::default();
+    }
+
+    /// Takes the stream's data, the actions and the callouts started back out of the store.
+    pub fn uninstall(&mut self) -> (Option<Box<StreamData>>, Actions, Vec<NewCallout>) {
+        let state = self.store.data_mut();
+        state.stream_context = 0;
+        state.effective_context = state.root_context;
+        state.call_response = None;
+        (
+            state.stream.take(),
+            std::mem::take(&mut state.actions),
+            std::mem::take(&mut state.callouts),
+        )
+    }
+
+    /// Creates a stream context.
+    pub fn create_context(&mut self) -> Result<u32, Failure> {
+        let exports = Arc::clone(&self.exports);
+        let context = self.next_context;
+        self.next_context = self.next_context.wrapping_add(1).max(2);
+        self.store.data_mut().live_contexts.push(context);
+        if let Some(create) = exports.context_create.as_ref() {
+            self.call(|store| create.call(store, (context as i32, 1)))?;
+        }
+        Ok(context)
+    }
+
+    /// Runs a stream callback and returns the action (a missing callback continues).
+    pub fn on_stream(
+        &mut self,
+        callback: Callback,
+        context: u32,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Result<i32, Failure> {
+        let exports = Arc::clone(&self.exports);
+        let ctx = context as i32;
+        let size = i32::try_from(size).unwrap_or(i32::MAX);
+        let eos = i32::from(end_of_stream);
+        let action = match callback {
+            Callback::RequestHeaders => {
+                self.call3(exports.request_headers.as_ref(), (ctx, size, eos))?
+            }
+            Callback::RequestBody => self.call3(exports.request_body.as_ref(), (ctx, size, eos))?,
+            Callback::ResponseHeaders => {
+                self.call3(exports.response_headers.as_ref(), (ctx, size, eos))?
+            }
+            Callback::ResponseBody => {
+                self.call3(exports.response_body.as_ref(), (ctx, size, eos))?
+            }
+            Callback::RequestTrailers => match exports.request_trailers.as_ref() {
+                Some(f) => self.call(|store| f.call(store, (ctx, size)))?,
+                None => action::CONTINUE,
+            },
+            Callback::ResponseTrailers => match exports.response_trailers.as_ref() {
+                Some(f) => self.call(|store| f.call(store, (ctx, size)))?,
+                None => action::CONTINUE,
+            },
+        };
+        match action {
+            action::CONTINUE | action::PAUSE => Ok(action),
+            other => Err(Failure::BadAction(other)),
+        }
+    }
+
+    fn call3(&mut self, f: Option<&A3>, args: (i32, i32, i32)) -> Result<i32, Failure> {
+        match f {
+            Some(f) => self.call(|store| f.call(store, args)),
+            None => Ok(action::CONTINUE),
+        }
+    }
+
+    /// Delivers an http-call response to the root context (a failed call has no headers).
+    pub fn on_http_call_response(
+        &mut self,
+        token: u32,
+        response: Option<http::Response<bytes::Bytes>>,
+    ) -> Result<(), Failure> {
+        let exports = Arc::clone(&self.exports);
+        let mut delivered = CallResponse::default();
+        if let Some(response) = response {
+            let (parts, body) = response.into_parts();
+            delivered.headers.push((
+                b":status".to_vec(),
+                parts.status.as_str().as_bytes().to_vec(),
+            ));
+            for (name, value) in &parts.headers {
+                delivered
+                    .headers
+                    .push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
+            }
+            delivered.body = body;
+        }
+        let counts = (
+            delivered.headers.len() as i32,
+            delivered.body.len() as i32,
+            delivered.trailers.len() as i32,
+        );
+        self.store.data_mut().call_response = Some(delivered);
+        let root = self.store.data().root_context as i32;
+        let result = match exports.http_call_response.as_ref() {
+            Some(f) => {
+                self.call(|store| f.call(store, (root, token as i32, counts.0, counts.1, counts.2)))
+            }
+            None => Ok(()),
+        };
+        self.store.data_mut().call_response = None;
+        result
+    }
+
+    /// `on_log`, `on_done`, `on_delete` for a finished stream context.
+    pub fn close_context(&mut self, context: u32) -> Result<(), Failure> {
+        let exports = Arc::clone(&self.exports);
+        let ctx = context as i32;
+        let result = (|| {
+            if let Some(f) = exports.log.as_ref() {
+                self.call(|store| f.call(store, ctx))?;
+            }
+            if let Some(f) = exports.done.as_ref() {
+                self.call(|store| f.call(store, ctx))?;
+            }
+            if let Some(f) = exports.delete.as_ref() {
+                self.call(|store| f.call(store, ctx))?;
+            }
+            Ok(())
+        })();
+        self.store
+            .data_mut()
+            .live_contexts
+            .retain(|c| *c != context);
+        result
+    }
+
+    /// `on_tick` on the root context.
+    pub fn on_tick(&mut self) -> Result<(), Failure> {
+        let exports = Arc::clone(&self.exports);
+        match exports.tick.as_ref() {
+            Some(f) => self.call(|store| f.call(store, 1)),
+            None => Ok(()),
+        }
+    }
+
+    /// `on_queue_ready` on the root context.
+    pub fn on_queue_ready(&mut self, queue: u32) -> Result<(), Failure> {
+        let exports = Arc::clone(&self.exports);
+        match exports.queue_ready.as_ref() {
+            Some(f) => self.call(|store| f.call(store, (1, queue as i32))),
+            None => Ok(()),
+        }
+    }
+
+    /// The size of the instance's linear memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.store
+            .data()
+            .memory
+            .map_or(0, |memory| memory.data_size(&self.store))
+    }
+}

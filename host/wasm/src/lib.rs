@@ -1,0 +1,42 @@
+//! keel's proxy-wasm host: ABI 0.2.1 on wasmtime, run the way Envoy (proxy-wasm-cpp-host) runs it.
+//!
+//! * [`FilterChain::new`] compiles each filter module once (one process-wide [`wasmtime::Engine`]
+//!   and [`wasmtime::Linker`]), makes an `InstancePre` per module, and instantiates every filter
+//!   once per worker: `_initialize`, the root context, `on_vm_start`, `on_configure`.
+//! * [`FilterChain::stream`] opens a [`Stream`] (one stream context per filter) whose async
+//!   methods run the headers, body and trailers callbacks in both directions; pauses, callouts and
+//!   local responses are resolved inside those futures.
+//! * Every callback runs under a memory limit and an epoch deadline. A trap, a timeout or
+//!   `proc_exit` applies the filter's [`FailurePolicy`], replaces the instance by a freshly
+//!   configured one, logs a line and counts `keel_wasm_failures_total{filter,kind}`.
+//!
+//! Where the files are: `engine` (engine, linker, epoch ticker), `instance` (one instance and its
+//! callbacks), `chain` (per-worker slots, failure handling), `stream` (the per-request driver),
+//! `state` (the data a store carries), `hostcalls/*` (the imports), `serial` (wire formats),
+//! `shared` (shared data and queues), `metrics`, `ticker` (timers and root-context callouts).
+
+mod abi;
+mod chain;
+mod engine;
+mod error;
+mod headers;
+mod hostcalls;
+mod instance;
+mod memory;
+mod metrics;
+mod properties;
+pub mod serial;
+mod shared;
+mod state;
+mod stream;
+mod ticker;
+mod types;
+
+pub use chain::{FilterChain, set_worker_index};
+pub use engine::provided_imports;
+pub use error::{CalloutError, ChainError};
+pub use stream::Stream;
+pub use types::{
+    BodyVerdict, CalloutFuture, CalloutHandler, FailurePolicy, FilterSpec, HeadersVerdict, Limits,
+    LocalResponse, NoCallouts, StreamInfo, UpstreamInfo,
+};

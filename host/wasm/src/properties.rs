@@ -1,0 +1,122 @@
+//! `proxy_get_property` / `proxy_set_property`: Envoy's attributes (arch_overview/attributes)
+//! that keel can answer, and filter state written by `set_property`.
+//!
+//! Encoding as Envoy's: strings raw, integers 8 bytes little endian, booleans one byte, maps as
+//! serialized header maps.
+
+use std::net::SocketAddr;
+
+use crate::headers::MapRef;
+use crate::state::{HostState, StreamData};
+
+fn int(value: u64) -> Vec<u8> {
+    value.to_le_bytes().to_vec()
+}
+
+fn addr(address: SocketAddr) -> Vec<u8> {
+    address.to_string().into_bytes()
+}
+
+fn protocol(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// The value of a property path (already split on `\0`), or `None` for NotFound.
+pub(crate) fn get(state: &mut HostState, segments: &[&[u8]], raw_path: &[u8]) -> Option<Vec<u8>> {
+    let name = segments
+        .iter()
+        .map(|segment| String::from_utf8_lossy(segment))
+        .collect::<Vec<_>>()
+        .join(".");
+    match name.as_str() {
+        "plugin_name" => return Some(state.plugin.name.as_bytes().to_vec()),
+        "plugin_root_id" => return Some(state.plugin.root_id.as_bytes().to_vec()),
+        "plugin_vm_id" => return Some(state.plugin.vm_id.as_bytes().to_vec()),
+        _ => {}
+    }
+    let Some(stream) = state.current_stream() else {
+        return state.root_filter_state.get(raw_path).cloned();
+    };
+    stream_property(stream, &name).or_else(|| stream.filter_state.get(raw_path).cloned())
+}
+
+fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
+    let info = &stream.info;
+    let value = match name {
+        "source.address" => addr(info.source),
+        "source.port" => int(u64::from(info.source.port())),
+        "destination.address" => addr(info.destination),
+        "destination.port" => int(u64::from(info.destination.port())),
+        "connection.mtls" => vec![0],
+        "request.protocol" => protocol(info.protocol).as_bytes().to_vec(),
+        "xds.cluster_name" => info.cluster_name.as_bytes().to_vec(),
+        "xds.route_name" => info.route_name.as_bytes().to_vec(),
+        "upstream.address" => addr(stream.upstream.as_ref()?.address),
+        "upstream.port" => int(u64::from(stream.upstream.as_ref()?.address.port())),
+        "request.size" => int(stream.request_body_bytes),
+        "response.size" => int(stream.response_body_bytes),
+        "request.time" => {
+            let since = stream.start.duration_since(std::time::UNIX_EPOCH).ok()?;
+            int(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+        }
+        _ if name.starts_with("request.") => request_property(stream, name)?,
+        "response.code" => int(u64::from(stream.response.as_ref()?.status.as_u16())),
+        "response.flags" => int(0),
+        "response.headers" => MapRef::Response(stream.response.as_mut()?).serialize(),
+        "response.trailers" => MapRef::Trailers(stream.response_trailers.as_mut()?).serialize(),
+        _ => return None,
+    };
+    Some(value)
+}
+
+fn request_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
+    let tls = stream.info.tls;
+    let request_id = stream.info.request_id;
+    let parts = stream.request.as_mut()?;
+    let header = |parts: &http::request::Parts, name: &str| {
+        parts
+            .headers
+            .get(name)
+            .map(|value| value.as_bytes().to_vec())
+    };
+    let value = match name {
+        "request.path" => parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .as_bytes()
+            .to_vec(),
+        "request.url_path" => parts.uri.path().as_bytes().to_vec(),
+        "request.query" => parts.uri.query().unwrap_or("").as_bytes().to_vec(),
+        "request.method" => parts.method.as_str().as_bytes().to_vec(),
+        "request.host" => MapRef::Request(parts, tls).get(b":authority")?,
+        "request.scheme" => MapRef::Request(parts, tls).get(b":scheme")?,
+        "request.referer" => header(parts, "referer")?,
+        "request.useragent" => header(parts, "user-agent")?,
+        "request.id" => {
+            header(parts, "x-request-id").unwrap_or_else(|| request_id.to_string().into_bytes())
+        }
+        "request.headers" => MapRef::Request(parts, tls).serialize(),
+        "request.trailers" => MapRef::Trailers(stream.request_trailers.as_mut()?).serialize(),
+        _ => return None,
+    };
+    Some(value)
+}
+
+/// Stores filter state (`proxy_set_property`): per stream, or per root context outside one.
+pub(crate) fn set(state: &mut HostState, raw_path: &[u8], value: Vec<u8>) {
+    match state.current_stream() {
+        Some(stream) => {
+            stream.filter_state.insert(raw_path.to_vec(), value);
+        }
+        None => {
+            state.root_filter_state.insert(raw_path.to_vec(), value);
+        }
+    }
+}

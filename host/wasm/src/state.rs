@@ -1,0 +1,180 @@
+//! The data each wasmtime store carries ([`HostState`]) and the per-stream data
+//! ([`StreamData`]) that is moved into the store for the length of one callback.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use wasmtime::{Memory, ResourceLimiter, TypedFunc};
+
+use crate::metrics::CustomMetric;
+use crate::types::{CalloutHandler, LocalResponse, StreamInfo, UpstreamInfo};
+
+/// What every instance of one filter shares: its spec, as the host functions need it.
+#[derive(Debug)]
+pub(crate) struct PluginInfo {
+    pub name: String,
+    pub root_id: String,
+    pub vm_id: String,
+    pub plugin_config: Bytes,
+    pub vm_config: Bytes,
+    pub env: Vec<(String, String)>,
+}
+
+/// The request and response of one stream, as the filters see them.
+pub(crate) struct StreamData {
+    pub info: StreamInfo,
+    pub start: SystemTime,
+    /// The request head: live during the request headers callbacks, a snapshot afterwards.
+    pub request: Option<http::request::Parts>,
+    pub request_trailers: Option<http::HeaderMap>,
+    pub response: Option<http::response::Parts>,
+    pub response_trailers: Option<http::HeaderMap>,
+    pub upstream: Option<UpstreamInfo>,
+    /// The body buffer of the filter being called, with its buffer type (0 request, 1 response).
+    pub body: Option<(i32, BytesMut)>,
+    /// Filter state written by `proxy_set_property` (shared by the filters of the chain).
+    pub filter_state: HashMap<Vec<u8>, Vec<u8>>,
+    pub request_body_bytes: u64,
+    pub response_body_bytes: u64,
+}
+
+impl StreamData {
+    pub fn new(info: StreamInfo) -> Self {
+        StreamData {
+            info,
+            start: SystemTime::now(),
+            request: None,
+            request_trailers: None,
+            response: None,
+            response_trailers: None,
+            upstream: None,
+            body: None,
+            filter_state: HashMap::new(),
+            request_body_bytes: 0,
+            response_body_bytes: 0,
+        }
+    }
+}
+
+/// What the guest asked of the stream during one callback (applied after it returns).
+#[derive(Default)]
+pub(crate) struct Actions {
+    pub continue_request: bool,
+    pub continue_response: bool,
+    pub close: bool,
+    pub local_response: Option<LocalResponse>,
+    pub done: bool,
+}
+
+/// A `proxy_http_call` started during a callback; the caller of the callback spawns it.
+pub(crate) struct NewCallout {
+    pub token: u32,
+    pub future: crate::types::CalloutFuture,
+    pub timeout: Duration,
+}
+
+/// The http-call response being delivered by `proxy_on_http_call_response`.
+#[derive(Default)]
+pub(crate) struct CallResponse {
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub body: Bytes,
+    pub trailers: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The store data of one instance.
+pub(crate) struct HostState {
+    pub plugin: Arc<PluginInfo>,
+    pub memory: Option<Memory>,
+    pub alloc: Option<Arc<TypedFunc<i32, i32>>>,
+    pub memory_limit: usize,
+    pub memory_exceeded: bool,
+    pub exit_code: Option<i32>,
+    pub root_context: u32,
+    /// The context proxy calls act on (`proxy_set_effective_context` changes it).
+    pub effective_context: u32,
+    /// The stream context whose data is installed, 0 when none.
+    pub stream_context: u32,
+    pub stream: Option<Box<StreamData>>,
+    pub actions: Actions,
+    pub callouts: Vec<NewCallout>,
+    pub call_response: Option<CallResponse>,
+    pub next_token: u32,
+    pub live_contexts: Vec<u32>,
+    pub tick_period: Option<Duration>,
+    pub root_filter_state: HashMap<Vec<u8>, Vec<u8>>,
+    pub callout_handler: Arc<dyn CalloutHandler>,
+    pub registry: prometheus::Registry,
+    pub metrics: HashMap<u32, CustomMetric>,
+    pub queues: Vec<u32>,
+    /// The last line the filter logged (named in `on_configure` failures).
+    pub last_log: Option<String>,
+}
+
+impl HostState {
+    pub fn new(
+        plugin: Arc<PluginInfo>,
+        memory_limit: usize,
+        callout_handler: Arc<dyn CalloutHandler>,
+        registry: prometheus::Registry,
+    ) -> Self {
+        HostState {
+            plugin,
+            memory: None,
+            alloc: None,
+            memory_limit,
+            memory_exceeded: false,
+            exit_code: None,
+            root_context: 0,
+            effective_context: 0,
+            stream_context: 0,
+            stream: None,
+            actions: Actions::default(),
+            callouts: Vec::new(),
+            call_response: None,
+            next_token: 1,
+            live_contexts: Vec::new(),
+            tick_period: None,
+            root_filter_state: HashMap::new(),
+            callout_handler,
+            registry,
+            metrics: HashMap::new(),
+            queues: Vec::new(),
+            last_log: None,
+        }
+    }
+
+    /// The installed stream, when the effective context is that stream's.
+    pub fn current_stream(&mut self) -> Option<&mut StreamData> {
+        if self.stream_context != 0 && self.effective_context == self.stream_context {
+            self.stream.as_deref_mut()
+        } else {
+            None
+        }
+    }
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.memory_exceeded = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}

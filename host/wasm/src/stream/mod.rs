@@ -1,0 +1,545 @@
+//! [`Stream`]: one request through the chain. Each method installs the stream's data in the
+//! filter's store, runs the callback, takes the data back and then applies what the filter asked
+//! for after the callback returned (Envoy's deferred `continue_stream` / local responses). A
+//! paused filter is waited for inside the method's future: the stream's own callouts are
+//! delivered to the root context as they complete, until the filter continues, answers, or its
+//! pause times out.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::StatusCode;
+
+use crate::abi::action;
+use crate::chain::ChainInner;
+use crate::headers::MapRef;
+use crate::instance::{Callback, Failure, Instance};
+use crate::state::{Actions, HostState, StreamData};
+use crate::types::{
+    BodyVerdict, FailurePolicy, HeadersVerdict, LocalResponse, StreamInfo, UpstreamInfo,
+};
+use pause::Pending;
+
+mod pause;
+
+#[derive(Default)]
+struct FilterStream {
+    context: u32,
+    generation: u64,
+    active: bool,
+    /// Whether the instance still holds the context (on_log/on_done/on_delete are owed).
+    open: bool,
+    request_body: BytesMut,
+    response_body: BytesMut,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    Request,
+    Response,
+}
+
+/// What one guest call came to.
+enum Ran {
+    Done {
+        action: i32,
+        actions: Actions,
+    },
+    /// The filter is out of this stream (fail open, or it was never there).
+    Skip,
+    Respond(LocalResponse),
+}
+
+/// One request's way through the filters (see [`crate::FilterChain::stream`]).
+pub struct Stream {
+    chain: Arc<ChainInner>,
+    worker: usize,
+    data: Option<Box<StreamData>>,
+    filters: Vec<FilterStream>,
+    pending: Vec<Pending>,
+    /// A response decided outside a verdict (a failure at open, a callout delivered early).
+    deferred: Option<LocalResponse>,
+    body_dir: Option<Dir>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("worker", &self.worker)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+fn failed_response() -> LocalResponse {
+    LocalResponse::plain(StatusCode::SERVICE_UNAVAILABLE, "a filter failed\n")
+}
+
+fn empty_request() -> http::request::Parts {
+    http::Request::new(()).into_parts().0
+}
+
+fn empty_response() -> http::response::Parts {
+    http::Response::new(()).into_parts().0
+}
+
+/// A copy of the request head that stays readable for the rest of the stream.
+fn request_snapshot(parts: &http::request::Parts) -> http::request::Parts {
+    let mut copy = empty_request();
+    copy.method = parts.method.clone();
+    copy.uri = parts.uri.clone();
+    copy.version = parts.version;
+    copy.headers = parts.headers.clone();
+    copy
+}
+
+/// The `num_headers` argument of a headers or trailers callback.
+fn header_count(state: &mut HostState, callback: Callback) -> usize {
+    let Some(stream) = state.stream.as_deref_mut() else {
+        return 0;
+    };
+    let tls = stream.info.tls;
+    match callback {
+        Callback::RequestHeaders => stream
+            .request
+            .as_mut()
+            .map_or(0, |p| MapRef::Request(p, tls).count()),
+        Callback::ResponseHeaders => stream
+            .response
+            .as_mut()
+            .map_or(0, |p| MapRef::Response(p).count()),
+        Callback::RequestTrailers => stream
+            .request_trailers
+            .as_ref()
+            .map_or(0, http::HeaderMap::len),
+        Callback::ResponseTrailers => stream
+            .response_trailers
+            .as_ref()
+            .map_or(0, http::HeaderMap::len),
+        Callback::RequestBody | Callback::ResponseBody => 0,
+    }
+}
+
+impl Stream {
+    pub(crate) fn open(chain: Arc<ChainInner>, worker: usize, info: StreamInfo) -> Stream {
+        let mut filters = Vec::with_capacity(chain.filters.len());
+        let mut deferred = None;
+        for filter in &chain.filters {
+            let mut slot = filter.lock(worker);
+            filter.revive(&mut slot);
+            let generation = slot.generation;
+            let created = match slot.instance.as_mut() {
+                Some(instance) => instance.create_context().map_err(Some),
+                None => Err(None),
+            };
+            let mut state = FilterStream {
+                generation,
+                ..FilterStream::default()
+            };
+            match created {
+                Ok(context) => {
+                    state.context = context;
+                    state.active = true;
+                    state.open = true;
+                }
+                Err(failure) => {
+                    match failure {
+                        Some(failure) => filter.fail(&mut slot, &failure),
+                        None => crate::metrics::count_failure(&filter.plugin.name, "unavailable"),
+                    }
+                    if filter.policy == FailurePolicy::FailClosed && deferred.is_none() {
+                        deferred = Some(failed_response());
+                    }
+                }
+            }
+            drop(slot);
+            filters.push(state);
+        }
+        Stream {
+            chain,
+            worker,
+            data: Some(Box::new(StreamData::new(info))),
+            filters,
+            pending: Vec::new(),
+            deferred,
+            body_dir: None,
+            finished: false,
+        }
+    }
+
+    fn data(&mut self) -> &mut StreamData {
+        self.data.get_or_insert_with(|| {
+            Box::new(StreamData::new(StreamInfo {
+                source: ([0, 0, 0, 0], 0).into(),
+                destination: ([0, 0, 0, 0], 0).into(),
+                tls: false,
+                protocol: http::Version::HTTP_11,
+                request_id: 0,
+                route_name: String::new(),
+                cluster_name: String::new(),
+            }))
+        })
+    }
+
+    fn index(&self, dir: Dir, k: usize) -> usize {
+        match dir {
+            Dir::Request => k,
+            Dir::Response => self.filters.len() - 1 - k,
+        }
+    }
+
+    /// Takes the filter out of this stream and says what its policy makes of that.
+    fn policy(&mut self, index: usize) -> Ran {
+        self.filters[index].active = false;
+        match self.chain.filters[index].policy {
+            FailurePolicy::FailClosed => Ran::Respond(failed_response()),
+            FailurePolicy::FailOpen => Ran::Skip,
+        }
+    }
+
+    /// Runs `op` on filter `index`'s instance with the stream's data installed.
+    fn run(
+        &mut self,
+        index: usize,
+        on_root: bool,
+        op: impl FnOnce(&mut Instance, u32) -> Result<i32, Failure>,
+    ) -> Ran {
+        if !self.filters[index].active {
+            return Ran::Skip;
+        }
+        let chain = self.chain.clone();
+        let filter = &chain.filters[index];
+        let mut slot = filter.lock(self.worker);
+        let (context, generation) = (self.filters[index].context, self.filters[index].generation);
+        if slot.generation != generation || slot.instance.is_none() {
+            drop(slot);
+            self.filters[index].open = false;
+            return self.policy(index);
+        }
+        let Some(instance) = slot.instance.as_mut() else {
+            return Ran::Skip;
+        };
+        if let Some(dir) = self.body_dir {
+            let fs = &mut self.filters[index];
+            let (kind, body) = match dir {
+                Dir::Request => (
+                    crate::abi::buffer::REQUEST_BODY,
+                    std::mem::take(&mut fs.request_body),
+                ),
+                Dir::Response => (
+                    crate::abi::buffer::RESPONSE_BODY,
+                    std::mem::take(&mut fs.response_body),
+                ),
+            };
+            self.data().body = Some((kind, body));
+        }
+        let root = instance.store.data().root_context;
+        instance.install(
+            self.data.take(),
+            context,
+            if on_root { root } else { context },
+        );
+        let result = op(instance, context);
+        let (data, actions, callouts) = instance.uninstall();
+        self.data = data;
+        if let Some(dir) = self.body_dir {
+            let body = self
+                .data()
+                .body
+                .take()
+                .map(|(_, body)| body)
+                .unwrap_or_default();
+            let fs = &mut self.filters[index];
+            match dir {
+                Dir::Request => fs.request_body = body,
+                Dir::Response => fs.response_body = body,
+            }
+        }
+        match result {
+            Ok(action) => {
+                drop(slot);
+                self.spawn(index, callouts);
+                Ran::Done { action, actions }
+            }
+            Err(failure) => {
+                filter.fail(&mut slot, &failure);
+                drop(slot);
+                self.filters[index].open = false;
+                self.policy(index)
+            }
+        }
+    }
+
+    /// Applies a callback's deferred actions: `Err` is a response, `Ok` says whether the
+    /// filter continued the direction `dir` itself.
+    fn apply(actions: Actions, dir: Dir) -> Result<bool, LocalResponse> {
+        if let Some(response) = actions.local_response {
+            return Err(response);
+        }
+        if actions.close {
+            return Err(LocalResponse::plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "closed by a filter\n",
+            ));
+        }
+        Ok(match dir {
+            Dir::Request => actions.continue_request,
+            Dir::Response => actions.continue_response,
+        })
+    }
+
+    /// Runs a callback, then its deferred actions, then waits if it paused.
+    async fn step(&mut self, index: usize, dir: Dir, ran: Ran) -> Result<(), LocalResponse> {
+        match ran {
+            Ran::Skip => Ok(()),
+            Ran::Respond(response) => Err(response),
+            Ran::Done { action, actions } => {
+                let continued = Self::apply(actions, dir)?;
+                if action == action::PAUSE
+                    && !continued
+                    && let Some(response) = self.wait(index, dir).await
+                {
+                    return Err(response);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn headers_phase(
+        &mut self,
+        dir: Dir,
+        callback: Callback,
+        end_of_stream: bool,
+    ) -> HeadersVerdict {
+        if let Some(response) = self.deferred.take() {
+            return HeadersVerdict::Respond(response);
+        }
+        self.deliver_ready();
+        if let Some(response) = self.deferred.take() {
+            return HeadersVerdict::Respond(response);
+        }
+        self.body_dir = None;
+        for k in 0..self.filters.len() {
+            let index = self.index(dir, k);
+            let ran = self.run(index, false, |instance, context| {
+                let count = header_count(instance.store.data_mut(), callback);
+                instance.on_stream(callback, context, count, end_of_stream)
+            });
+            if let Err(response) = self.step(index, dir, ran).await {
+                return HeadersVerdict::Respond(response);
+            }
+        }
+        HeadersVerdict::Continue
+    }
+
+    async fn body_phase(&mut self, dir: Dir, mut chunk: Bytes, end_of_stream: bool) -> BodyVerdict {
+        if let Some(response) = self.deferred.take() {
+            return BodyVerdict::Respond(response);
+        }
+        self.deliver_ready();
+        if let Some(response) = self.deferred.take() {
+            return BodyVerdict::Respond(response);
+        }
+        let size = chunk.len() as u64;
+        match dir {
+            Dir::Request => self.data().request_body_bytes += size,
+            Dir::Response => self.data().response_body_bytes += size,
+        }
+        let callback = match dir {
+            Dir::Request => Callback::RequestBody,
+            Dir::Response => Callback::ResponseBody,
+        };
+        self.body_dir = Some(dir);
+        let verdict = 'filters: {
+            for k in 0..self.filters.len() {
+                let index = self.index(dir, k);
+                if !self.filters[index].active {
+                    continue;
+                }
+                let buffered = {
+                    let fs = &mut self.filters[index];
+                    let body = if dir == Dir::Request {
+                        &mut fs.request_body
+                    } else {
+                        &mut fs.response_body
+                    };
+                    body.extend_from_slice(&chunk);
+                    body.len()
+                };
+                let ran = self.run(index, false, |instance, context| {
+                    instance.on_stream(callback, context, buffered, end_of_stream)
+                });
+                let paused = matches!(ran, Ran::Done { action: action::PAUSE, ref actions } if !match dir {
+                    Dir::Request => actions.continue_request,
+                    Dir::Response => actions.continue_response,
+                });
+                if paused && !end_of_stream {
+                    if let Ran::Done { actions, .. } = ran
+                        && let Err(response) = Self::apply(actions, dir)
+                    {
+                        break 'filters BodyVerdict::Respond(response);
+                    }
+                    let fs = &self.filters[index];
+                    let held = if dir == Dir::Request {
+                        fs.request_body.len()
+                    } else {
+                        fs.response_body.len()
+                    };
+                    let limit = self.chain.filters[index].limits.max_buffered_body;
+                    if held > limit {
+                        let (status, text) = match dir {
+                            Dir::Request => (
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                "request body too large for a filter\n",
+                            ),
+                            Dir::Response => (
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "response body too large for a filter\n",
+                            ),
+                        };
+                        break 'filters BodyVerdict::Respond(LocalResponse::plain(status, text));
+                    }
+                    break 'filters BodyVerdict::Hold;
+                }
+                if let Err(response) = self.step(index, dir, ran).await {
+                    break 'filters BodyVerdict::Respond(response);
+                }
+                let fs = &mut self.filters[index];
+                let body = if dir == Dir::Request {
+                    &mut fs.request_body
+                } else {
+                    &mut fs.response_body
+                };
+                chunk = body.split().freeze();
+            }
+            BodyVerdict::Forward(chunk)
+        };
+        self.body_dir = None;
+        verdict
+    }
+
+    /// The request headers (and pseudo-headers) through every filter, in order.
+    pub async fn request_headers(
+        &mut self,
+        request: &mut http::request::Parts,
+        end_of_stream: bool,
+    ) -> HeadersVerdict {
+        let parts = std::mem::replace(request, empty_request());
+        self.data().request = Some(parts);
+        let verdict = self
+            .headers_phase(Dir::Request, Callback::RequestHeaders, end_of_stream)
+            .await;
+        if let Some(parts) = self.data().request.take() {
+            *request = parts;
+        }
+        self.data().request = Some(request_snapshot(request));
+        verdict
+    }
+
+    /// A chunk of the request body.
+    pub async fn request_body(&mut self, chunk: Bytes, end_of_stream: bool) -> BodyVerdict {
+        self.body_phase(Dir::Request, chunk, end_of_stream).await
+    }
+
+    /// The request trailers.
+    pub async fn request_trailers(&mut self, trailers: &mut http::HeaderMap) -> HeadersVerdict {
+        self.data().request_trailers = Some(std::mem::take(trailers));
+        let verdict = self
+            .headers_phase(Dir::Request, Callback::RequestTrailers, true)
+            .await;
+        if let Some(map) = self.data().request_trailers.as_ref() {
+            trailers.clone_from(map);
+        }
+        verdict
+    }
+
+    /// The response headers through every filter, in reverse order; `upstream` is the backend
+    /// that served it (property `upstream.address`).
+    pub async fn response_headers(
+        &mut self,
+        response: &mut http::response::Parts,
+        upstream: Option<&UpstreamInfo>,
+        end_of_stream: bool,
+    ) -> HeadersVerdict {
+        self.data().upstream = upstream.cloned();
+        let parts = std::mem::replace(response, empty_response());
+        self.data().response = Some(parts);
+        let verdict = self
+            .headers_phase(Dir::Response, Callback::ResponseHeaders, end_of_stream)
+            .await;
+        if let Some(parts) = self.data().response.take() {
+            *response = parts;
+        }
+        let mut snapshot = empty_response();
+        snapshot.status = response.status;
+        snapshot.version = response.version;
+        self.data().response = Some(snapshot);
+        verdict
+    }
+
+    /// A chunk of the response body.
+    pub async fn response_body(&mut self, chunk: Bytes, end_of_stream: bool) -> BodyVerdict {
+        self.body_phase(Dir::Response, chunk, end_of_stream).await
+    }
+
+    /// The response trailers.
+    pub async fn response_trailers(&mut self, trailers: &mut http::HeaderMap) -> HeadersVerdict {
+        self.data().response_trailers = Some(std::mem::take(trailers));
+        let verdict = self
+            .headers_phase(Dir::Response, Callback::ResponseTrailers, true)
+            .await;
+        if let Some(map) = self.data().response_trailers.as_ref() {
+            trailers.clone_from(map);
+        }
+        verdict
+    }
+
+    /// Ends the stream: `on_log`, `on_done`, `on_delete` in every filter (also done on drop).
+    pub fn finish(mut self) {
+        self.close();
+    }
+
+    fn close(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        for pending in self.pending.drain(..) {
+            if let Some(abort) = pending.abort {
+                abort.abort();
+            }
+        }
+        self.body_dir = None;
+        let chain = self.chain.clone();
+        for (index, filter) in chain.filters.iter().enumerate() {
+            let fs = &mut self.filters[index];
+            if !fs.open {
+                continue;
+            }
+            fs.open = false;
+            let (context, generation) = (fs.context, fs.generation);
+            let mut slot = filter.lock(self.worker);
+            if slot.generation != generation {
+                continue;
+            }
+            let Some(instance) = slot.instance.as_mut() else {
+                continue;
+            };
+            instance.install(self.data.take(), context, context);
+            let result = instance.close_context(context);
+            let (data, _, _) = instance.uninstall();
+            self.data = data;
+            if let Err(failure) = result {
+                filter.fail(&mut slot, &failure);
+            }
+        }
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

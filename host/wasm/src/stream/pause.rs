@@ -1,0 +1,160 @@
+//! The paused side of a stream: callouts started by its filters (spawned on the current tokio
+//! runtime, bounded by their timeout), their delivery to the root context of the filter that
+//! started them, and the wait of a paused filter until it continues, answers or times out.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+
+use super::{Dir, Ran, Stream};
+use crate::state::NewCallout;
+use crate::types::LocalResponse;
+
+type CalloutResult = Option<http::Response<Bytes>>;
+
+/// A callout in flight.
+pub(super) struct Pending {
+    pub(super) filter: usize,
+    pub(super) token: u32,
+    pub(super) result: Pin<Box<dyn Future<Output = CalloutResult> + Send>>,
+    pub(super) abort: Option<tokio::task::AbortHandle>,
+}
+
+/// What delivering a callout came to.
+enum Delivered {
+    Respond(LocalResponse),
+    Continued {
+        filter: usize,
+        request: bool,
+        response: bool,
+    },
+    Skipped(usize),
+}
+
+impl Stream {
+    pub(super) fn spawn(&mut self, index: usize, callouts: Vec<NewCallout>) {
+        for callout in callouts {
+            let NewCallout {
+                token,
+                future,
+                timeout,
+            } = callout;
+            let call = async move {
+                match tokio::time::timeout(timeout, future).await {
+                    Ok(Ok(response)) => Some(response),
+                    _ => None,
+                }
+            };
+            let (result, abort): (Pin<Box<dyn Future<Output = CalloutResult> + Send>>, _) =
+                match tokio::runtime::Handle::try_current() {
+                    Ok(handle) => {
+                        let task = handle.spawn(call);
+                        let abort = task.abort_handle();
+                        (
+                            Box::pin(async move { task.await.ok().flatten() }),
+                            Some(abort),
+                        )
+                    }
+                    Err(_) => (Box::pin(async { None }), None),
+                };
+            self.pending.push(Pending {
+                filter: index,
+                token,
+                result,
+                abort,
+            });
+        }
+    }
+
+    /// Delivers one completed callout; returns a response, or which filter continued what.
+    fn deliver(&mut self, pending: Pending, result: CalloutResult) -> Delivered {
+        let token = pending.token;
+        let filter = pending.filter;
+        match self.run(filter, true, |instance, _| {
+            instance.on_http_call_response(token, result).map(|()| 0)
+        }) {
+            Ran::Skip => Delivered::Skipped(filter),
+            Ran::Respond(response) => Delivered::Respond(response),
+            Ran::Done { actions, .. } => {
+                let (request, response) = (actions.continue_request, actions.continue_response);
+                match Self::apply(actions, Dir::Request) {
+                    Err(local) => Delivered::Respond(local),
+                    Ok(_) => Delivered::Continued {
+                        filter,
+                        request,
+                        response,
+                    },
+                }
+            }
+        }
+    }
+
+    /// Delivers the callouts that have already completed, without waiting.
+    pub(super) fn deliver_ready(&mut self) {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut index = 0;
+        while index < self.pending.len() {
+            match self.pending[index].result.as_mut().poll(&mut cx) {
+                Poll::Ready(result) => {
+                    let pending = self.pending.remove(index);
+                    if let Delivered::Respond(response) = self.deliver(pending, result) {
+                        self.deferred.get_or_insert(response);
+                    }
+                }
+                Poll::Pending => index += 1,
+            }
+        }
+    }
+
+    /// Waits while filter `index` is paused in direction `dir`: `Some` is a response.
+    pub(super) async fn wait(&mut self, index: usize, dir: Dir) -> Option<LocalResponse> {
+        let limits = self.chain.filters[index].limits;
+        let deadline = tokio::time::Instant::now() + limits.pause_timeout;
+        loop {
+            let next = if self.pending.is_empty() {
+                tokio::time::sleep_until(deadline).await;
+                None
+            } else {
+                let pending = &mut self.pending;
+                let any = std::future::poll_fn(|cx| {
+                    for (at, entry) in pending.iter_mut().enumerate() {
+                        if let Poll::Ready(result) = entry.result.as_mut().poll(cx) {
+                            return Poll::Ready((at, result));
+                        }
+                    }
+                    Poll::Pending
+                });
+                tokio::time::timeout_at(deadline, any).await.ok()
+            };
+            let Some((at, result)) = next else {
+                let name = &self.chain.filters[index].plugin.name;
+                log::warn!(target: "keel_wasm", "filter {name}: paused longer than {:?}; policy applies", limits.pause_timeout);
+                crate::metrics::count_failure(name, "pause_timeout");
+                return match self.policy(index) {
+                    Ran::Respond(response) => Some(response),
+                    _ => None,
+                };
+            };
+            let pending = self.pending.remove(at);
+            match self.deliver(pending, result) {
+                Delivered::Respond(response) => return Some(response),
+                Delivered::Continued {
+                    filter,
+                    request,
+                    response,
+                } if filter == index
+                    && ((dir == Dir::Request && request) || (dir == Dir::Response && response)) =>
+                {
+                    return None;
+                }
+                Delivered::Skipped(filter) if filter == index => return None,
+                _ => {}
+            }
+            if !self.filters[index].active {
+                return None;
+            }
+        }
+    }
+}

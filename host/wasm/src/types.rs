@@ -1,0 +1,200 @@
+//! The public data types of the runtime: filter specifications, limits, stream information and
+//! the verdicts the stream methods return, plus the callout trait the proxy implements.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::error::CalloutError;
+
+/// What happens to a request when a filter fails (trap, deadline, memory, `proc_exit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailurePolicy {
+    /// Answer the request with 503 (Envoy's `FAIL_CLOSED`).
+    #[default]
+    FailClosed,
+    /// Let the request go on without that filter (Envoy's `FAIL_OPEN`).
+    FailOpen,
+}
+
+/// The sandbox limits of one filter instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most linear memory one instance may have.
+    pub memory_bytes: u64,
+    /// How long one callback may run before it is interrupted.
+    pub callback_deadline: Duration,
+    /// The most body a paused filter may make the runtime hold (then 413 on requests, 500 on
+    /// responses, as Envoy does).
+    pub max_buffered_body: usize,
+    /// How long a stream may stay paused before the filter is treated as failed.
+    pub pause_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 64 << 20,
+            callback_deadline: Duration::from_millis(100),
+            max_buffered_body: 1 << 20,
+            pause_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One filter of a chain, as keel's configuration gives it.
+#[derive(Debug, Clone)]
+pub struct FilterSpec {
+    /// The filter's name (logs, metrics, errors, property `plugin_name`).
+    pub name: String,
+    /// The `.wasm` file.
+    pub wasm: PathBuf,
+    /// The plugin configuration (buffer 7, `on_configure`).
+    pub plugin_config: Vec<u8>,
+    /// The VM configuration (buffer 6, `on_vm_start`).
+    pub vm_config: Vec<u8>,
+    /// The root id (property `plugin_root_id`).
+    pub root_id: String,
+    /// The VM id: instances of one VM id share data and queues.
+    pub vm_id: String,
+    /// What a failure does to the request.
+    pub failure_policy: FailurePolicy,
+    /// The sandbox limits.
+    pub limits: Limits,
+    /// The WASI environment (`environ_get`).
+    pub env: Vec<(String, String)>,
+}
+
+impl FilterSpec {
+    /// A spec with the given name, file and plugin configuration and defaults for the rest.
+    pub fn new(
+        name: impl Into<String>,
+        wasm: impl Into<PathBuf>,
+        plugin_config: impl Into<Vec<u8>>,
+    ) -> Self {
+        FilterSpec {
+            name: name.into(),
+            wasm: wasm.into(),
+            plugin_config: plugin_config.into(),
+            vm_config: Vec::new(),
+            root_id: String::new(),
+            vm_id: String::new(),
+            failure_policy: FailurePolicy::FailClosed,
+            limits: Limits::default(),
+            env: Vec::new(),
+        }
+    }
+}
+
+/// The future a [`CalloutHandler`] returns.
+pub type CalloutFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, CalloutError>> + Send>>;
+
+/// Where `proxy_http_call` goes: keel's configured callout upstreams.
+pub trait CalloutHandler: Send + Sync + 'static {
+    /// Sends `request` to the upstream named `upstream`. The runtime applies `timeout` too.
+    fn call(
+        &self,
+        upstream: &str,
+        request: http::Request<Bytes>,
+        timeout: Duration,
+    ) -> CalloutFuture;
+    /// Whether an upstream of that name is configured (false → `BadArgument` at call time).
+    fn has_upstream(&self, upstream: &str) -> bool;
+}
+
+/// A [`CalloutHandler`] with no upstreams: every `proxy_http_call` gets `BadArgument`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCallouts;
+
+impl CalloutHandler for NoCallouts {
+    fn call(
+        &self,
+        upstream: &str,
+        _request: http::Request<Bytes>,
+        _timeout: Duration,
+    ) -> CalloutFuture {
+        let upstream = upstream.to_owned();
+        Box::pin(async move { Err(CalloutError::UnknownUpstream(upstream)) })
+    }
+    fn has_upstream(&self, _upstream: &str) -> bool {
+        false
+    }
+}
+
+/// What the runtime knows about a stream's connection and route (properties `source.*`, ...).
+#[derive(Debug, Clone)]
+pub struct StreamInfo {
+    /// The client's address (`source.address`, `source.port`).
+    pub source: SocketAddr,
+    /// keel's listening address (`destination.address`, `destination.port`).
+    pub destination: SocketAddr,
+    /// Whether the client connection is TLS (`:scheme` default, `connection.tls`).
+    pub tls: bool,
+    /// The client's HTTP version (`request.protocol`).
+    pub protocol: http::Version,
+    /// keel's id of the request (`request.id` when no `x-request-id` header is present).
+    pub request_id: u64,
+    /// `xds.route_name`.
+    pub route_name: String,
+    /// `xds.cluster_name`.
+    pub cluster_name: String,
+}
+
+/// The backend that serves a response (`upstream.address`, and the member's route).
+#[derive(Debug, Clone)]
+pub struct UpstreamInfo {
+    /// The backend's address.
+    pub address: SocketAddr,
+    /// The balancer member's route name.
+    pub route: String,
+}
+
+/// A response a filter makes instead of the backend's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalResponse {
+    /// The status code.
+    pub status: http::StatusCode,
+    /// The headers the filter gave.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl LocalResponse {
+    /// A response with a status and a short plain-text body.
+    pub fn plain(status: http::StatusCode, body: &'static str) -> Self {
+        LocalResponse {
+            status,
+            headers: vec![(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain"),
+            )],
+            body: Bytes::from_static(body.as_bytes()),
+        }
+    }
+}
+
+/// The outcome of a headers or trailers callback.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HeadersVerdict {
+    /// Go on (the headers may have been changed in place).
+    Continue,
+    /// Answer with this response instead.
+    Respond(LocalResponse),
+}
+
+/// The outcome of a body callback.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BodyVerdict {
+    /// Send these bytes on (the chunk, or what was buffered, possibly changed by a filter).
+    Forward(Bytes),
+    /// A filter buffers: the runtime holds the bytes; send nothing yet.
+    Hold,
+    /// Answer with this response instead.
+    Respond(LocalResponse),
+}

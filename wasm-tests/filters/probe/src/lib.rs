@@ -1,0 +1,460 @@
+//! A proxy-wasm test filter for keel-wasm: its plugin configuration names one behaviour (the
+//! first word; the rest are arguments), and the runtime tests check what the host did.
+//!
+//! Well-behaved modes: `headers` (header maps, properties, filter state, metrics, shared data,
+//! time), `local` (a local response), `callout <upstream>`, `pause` (never resumed),
+//! `body_buffer`, `tick`, `queue`, `wasi`, `foreign`, `reject` (on_configure fails); in every
+//! mode the trailers callbacks mark the trailers they saw.
+//! Hostile modes: `trap`, `trap_response`, `loop`, `alloc`, `exit`, `bad_pointers`.
+#![allow(unsafe_code)]
+
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+
+// The module's entry point (`_initialize`), as the SDK's macro writes it.
+#[allow(missing_docs)]
+mod entry {
+    use super::*;
+
+    proxy_wasm::main! {{
+        proxy_wasm::set_log_level(LogLevel::Trace);
+        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(ProbeRoot::default()) });
+    }}
+}
+
+#[derive(Default)]
+struct ProbeRoot {
+    mode: String,
+    args: Vec<String>,
+    queue: u32,
+}
+
+impl Context for ProbeRoot {}
+
+impl RootContext for ProbeRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let config = self.get_plugin_configuration().unwrap_or_default();
+        let text = String::from_utf8_lossy(&config).into_owned();
+        let mut words = text.split_whitespace().map(str::to_owned);
+        self.mode = words.next().unwrap_or_default();
+        self.args = words.collect();
+        match self.mode.as_str() {
+            "reject" => {
+                log::error!("probe: rejected configuration: field `mode` is reject");
+                return false;
+            }
+            "tick" => self.set_tick_period(Duration::from_millis(10)),
+            "queue" => self.queue = self.register_shared_queue("probe_queue"),
+            _ => {}
+        }
+        log::info!("probe configured: {}", self.mode);
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let (value, cas) = self.get_shared_data("probe_ticks");
+        let count = value.map_or(0, |v| {
+            String::from_utf8_lossy(&v).parse::<u64>().unwrap_or(0)
+        });
+        let _ = self.set_shared_data("probe_ticks", Some((count + 1).to_string().as_bytes()), cas);
+    }
+
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        if let Ok(Some(item)) = self.dequeue_shared_queue(queue_id) {
+            let _ = self.set_shared_data("probe_queue_got", Some(&item), None);
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Probe {
+            mode: self.mode.clone(),
+            args: self.args.clone(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Probe {
+    mode: String,
+    args: Vec<String>,
+}
+
+fn text(bytes: Option<Vec<u8>>) -> String {
+    bytes.map_or_else(
+        || "-".to_owned(),
+        |b| String::from_utf8_lossy(&b).into_owned(),
+    )
+}
+
+fn int(bytes: Option<Vec<u8>>) -> String {
+    match bytes {
+        Some(b) if b.len() == 8 => {
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(&b);
+            u64::from_le_bytes(raw).to_string()
+        }
+        _ => "-".to_owned(),
+    }
+}
+
+impl Probe {
+    fn headers(&mut self, num_headers: usize) -> Action {
+        let pairs = self.get_http_request_headers_bytes();
+        self.add_http_request_header("x-probe-count", &format!("{num_headers}/{}", pairs.len()));
+        let path = self.get_http_request_header(":path").unwrap_or_default();
+        self.add_http_request_header("x-probe-path", &path);
+        self.set_http_request_header("x-replace", Some("new"));
+        self.remove_http_request_header("x-remove");
+        let props = [
+            ("source", text(self.get_property(vec!["source", "address"]))),
+            (
+                "source-port",
+                int(self.get_property(vec!["source", "port"])),
+            ),
+            (
+                "destination",
+                text(self.get_property(vec!["destination", "address"])),
+            ),
+            ("method", text(self.get_property(vec!["request", "method"]))),
+            ("host", text(self.get_property(vec!["request", "host"]))),
+            (
+                "url-path",
+                text(self.get_property(vec!["request", "url_path"])),
+            ),
+            (
+                "protocol",
+                text(self.get_property(vec!["request", "protocol"])),
+            ),
+            ("route", text(self.get_property(vec!["xds", "route_name"]))),
+            (
+                "cluster",
+                text(self.get_property(vec!["xds", "cluster_name"])),
+            ),
+            ("plugin", text(self.get_property(vec!["plugin_name"]))),
+            ("root-id", text(self.get_property(vec!["plugin_root_id"]))),
+            ("vm-id", text(self.get_property(vec!["plugin_vm_id"]))),
+            ("missing", text(self.get_property(vec!["no", "such"]))),
+        ];
+        for (name, value) in props {
+            self.add_http_request_header(&format!("x-prop-{name}"), &value);
+        }
+        self.set_property(vec!["probe", "state"], Some(b"kept"));
+        // Metrics.
+        if let Ok(id) = hostcalls::define_metric(MetricType::Counter, "probe.requests") {
+            let _ = hostcalls::increment_metric(id, 1);
+            let value = hostcalls::get_metric(id).unwrap_or(0);
+            self.add_http_request_header("x-metric", &value.to_string());
+        }
+        if let Ok(id) = hostcalls::define_metric(MetricType::Gauge, "probe.gauge") {
+            let _ = hostcalls::record_metric(id, 42);
+        }
+        if let Ok(id) = hostcalls::define_metric(MetricType::Histogram, "probe.histogram") {
+            let _ = hostcalls::record_metric(id, 7);
+        }
+        // Shared data with CAS.
+        let _ = self.set_shared_data("probe_key", Some(b"one"), None);
+        let (value, cas) = self.get_shared_data("probe_key");
+        let stale = cas.map(|c| c.wrapping_add(1000));
+        let mismatch = self
+            .set_shared_data("probe_key", Some(b"two"), stale)
+            .is_err();
+        let ok = self
+            .set_shared_data("probe_key", Some(b"three"), cas)
+            .is_ok();
+        self.add_http_request_header(
+            "x-shared",
+            &format!("{}:{mismatch}:{ok}", text(value.map(|v| v.to_vec()))),
+        );
+        let now = self.get_current_time();
+        let since = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.add_http_request_header("x-time-ok", &(since > 1_600_000_000).to_string());
+        log::info!("probe saw {path}");
+        Action::Continue
+    }
+
+    fn bad_pointers(&mut self) -> Action {
+        const BAD: usize = 0xFFFF_FF00;
+        let mut results = Vec::new();
+        let key = b"x-a";
+        // SAFETY: the pointers are deliberately out of bounds: the host must check them and answer
+        // InvalidMemoryAccess; the guest never dereferences them.
+        unsafe {
+            results.push(raw::proxy_log(2, BAD as *const u8, 0x1000));
+            results.push(raw::proxy_log(2, key.as_ptr(), usize::MAX));
+            let mut ptr: *mut u8 = std::ptr::null_mut();
+            let mut len: usize = 0;
+            results.push(raw::proxy_get_header_map_value(
+                0,
+                BAD as *const u8,
+                3,
+                &mut ptr,
+                &mut len,
+            ));
+            results.push(raw::proxy_get_header_map_pairs(
+                0,
+                BAD as *mut *mut u8,
+                BAD as *mut usize,
+            ));
+            results.push(raw::proxy_get_property(
+                BAD as *const u8,
+                16,
+                &mut ptr,
+                &mut len,
+            ));
+            let garbage = [0xffu8, 0xff, 0xff, 0x7f, 1, 2, 3];
+            results.push(raw::proxy_set_header_map_pairs(
+                0,
+                garbage.as_ptr(),
+                garbage.len(),
+            ));
+            results.push(raw::proxy_get_buffer_bytes(
+                7,
+                0,
+                100,
+                BAD as *mut *mut u8,
+                &mut len,
+            ));
+        }
+        let list: Vec<String> = results.iter().map(u32::to_string).collect();
+        self.add_http_request_header("x-bad", &list.join(","));
+        Action::Continue
+    }
+}
+
+/// The raw imports, declared again to call them with pointers the SDK would never pass.
+#[allow(clashing_extern_declarations)]
+mod raw {
+    #[link(wasm_import_module = "env")]
+    unsafe extern "C" {
+        pub fn proxy_log(level: u32, ptr: *const u8, len: usize) -> u32;
+        pub fn proxy_get_header_map_value(
+            map: u32,
+            key: *const u8,
+            key_len: usize,
+            ret_ptr: *mut *mut u8,
+            ret_len: *mut usize,
+        ) -> u32;
+        pub fn proxy_get_header_map_pairs(
+            map: u32,
+            ret_ptr: *mut *mut u8,
+            ret_len: *mut usize,
+        ) -> u32;
+        pub fn proxy_set_header_map_pairs(map: u32, ptr: *const u8, len: usize) -> u32;
+        pub fn proxy_get_property(
+            ptr: *const u8,
+            len: usize,
+            ret_ptr: *mut *mut u8,
+            ret_len: *mut usize,
+        ) -> u32;
+        pub fn proxy_get_buffer_bytes(
+            kind: u32,
+            start: usize,
+            max: usize,
+            ret_ptr: *mut *mut u8,
+            ret_len: *mut usize,
+        ) -> u32;
+    }
+}
+
+impl Context for Probe {
+    fn on_http_call_response(
+        &mut self,
+        _token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let status = self
+            .get_http_call_response_header(":status")
+            .unwrap_or_else(|| "none".to_owned());
+        let body = self
+            .get_http_call_response_body(0, body_size)
+            .unwrap_or_default();
+        self.add_http_request_header("x-callout-status", &status);
+        self.add_http_request_header("x-callout-headers", &num_headers.to_string());
+        self.add_http_request_header("x-callout-body", &String::from_utf8_lossy(&body));
+        if self.args.get(1).map(String::as_str) == Some("deny") && status != "200" {
+            self.send_http_response(403, vec![("x-denied", "callout")], Some(b"denied\n"));
+            return;
+        }
+        self.resume_http_request();
+    }
+}
+
+impl HttpContext for Probe {
+    fn on_http_request_headers(&mut self, num_headers: usize, _end_of_stream: bool) -> Action {
+        match self.mode.as_str() {
+            "headers" => self.headers(num_headers),
+            "local" => {
+                self.send_http_response(
+                    403,
+                    vec![("x-local", "yes")],
+                    Some(b"forbidden by probe\n"),
+                );
+                Action::Pause
+            }
+            "callout" => {
+                let upstream = self.args.first().cloned().unwrap_or_default();
+                let id = self.get_http_request_header("x-id").unwrap_or_default();
+                let path = format!("/lookup?id={id}");
+                let headers = vec![
+                    (":method", "GET"),
+                    (":path", path.as_str()),
+                    (":authority", "store"),
+                ];
+                match self.dispatch_http_call(
+                    &upstream,
+                    headers,
+                    None,
+                    vec![],
+                    Duration::from_millis(500),
+                ) {
+                    Ok(_) => Action::Pause,
+                    Err(status) => {
+                        let body = format!("dispatch failed: {status:?}\n");
+                        self.send_http_response(502, vec![], Some(body.as_bytes()));
+                        Action::Pause
+                    }
+                }
+            }
+            "pause" => Action::Pause,
+            "trap" => panic!("probe: trap on request headers"),
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "exit" => std::process::exit(3),
+            "bad_pointers" => self.bad_pointers(),
+            "wasi" => {
+                let env = std::env::var("PROBE_ENV").unwrap_or_else(|_| "unset".to_owned());
+                self.add_http_request_header("x-env", &env);
+                println!("probe stdout line");
+                eprintln!("probe stderr line");
+                let mut map = std::collections::HashMap::new();
+                map.insert(1, 2);
+                let now = std::time::SystemTime::now();
+                let ok = now
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .is_ok_and(|d| d.as_secs() > 1_600_000_000);
+                self.add_http_request_header("x-clock", &ok.to_string());
+                let started = std::time::Instant::now();
+                self.add_http_request_header(
+                    "x-monotonic",
+                    &(started.elapsed().as_secs() < 5).to_string(),
+                );
+                Action::Continue
+            }
+            "foreign" => {
+                let foreign = hostcalls::call_foreign_function("compress", Some(b"x"));
+                self.add_http_request_header("x-foreign", &format!("{foreign:?}"));
+                let grpc = self.dispatch_grpc_call(
+                    "grpc",
+                    "svc",
+                    "m",
+                    vec![],
+                    None,
+                    Duration::from_secs(1),
+                );
+                self.add_http_request_header("x-grpc", &format!("{grpc:?}"));
+                Action::Continue
+            }
+            "tick" => {
+                let (value, _) = self.get_shared_data("probe_ticks");
+                self.add_http_request_header("x-ticks", &text(value.map(|v| v.to_vec())));
+                Action::Continue
+            }
+            "queue" => {
+                let id = self.resolve_shared_queue("", "probe_queue");
+                if let (Some(id), Some(item)) = (id, self.get_http_request_header("x-enqueue")) {
+                    let _ = self.enqueue_shared_queue(id, Some(item.as_bytes()));
+                }
+                let (value, _) = self.get_shared_data("probe_queue_got");
+                self.add_http_request_header("x-queue-got", &text(value.map(|v| v.to_vec())));
+                Action::Continue
+            }
+            _ => Action::Continue,
+        }
+    }
+
+    fn on_http_request_trailers(&mut self, num_trailers: usize) -> Action {
+        let seen = self
+            .get_http_request_trailer("grpc-status")
+            .unwrap_or_default();
+        self.add_http_request_trailer("x-trailers", &format!("{num_trailers}:{seen}"));
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, num_trailers: usize) -> Action {
+        self.set_http_response_trailer("x-response-trailers", Some(&num_trailers.to_string()));
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.mode != "body_buffer" {
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        let upper = body.to_ascii_uppercase();
+        self.set_http_request_body(0, body_size, &upper);
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, num_headers: usize, _end_of_stream: bool) -> Action {
+        match self.mode.as_str() {
+            "trap_response" => panic!("probe: trap on response headers"),
+            "headers" => {
+                let upstream = text(self.get_property(vec!["upstream", "address"]));
+                self.add_http_response_header("x-upstream", &upstream);
+                let state = text(self.get_property(vec!["probe", "state"]));
+                self.add_http_response_header("x-state", &state);
+                let code = int(self.get_property(vec!["response", "code"]));
+                self.add_http_response_header("x-code", &code);
+                let path = self.get_http_request_header(":path").unwrap_or_default();
+                self.add_http_response_header("x-request-path", &path);
+                self.set_http_response_header(":status", Some("201"));
+                self.add_http_response_header("x-response-count", &num_headers.to_string());
+            }
+            _ => {}
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.mode != "body_buffer" {
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.set_http_response_body(body_size, 0, b"!");
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if self.mode == "headers" {
+            let code = int(self.get_property(vec!["response", "code"]));
+            let _ = self.set_shared_data("probe_logged_code", Some(code.as_bytes()), None);
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! http callouts: the filter pauses, the response reaches the root context and the SDK moves it
+//! to the stream (`set_effective_context`), which resumes; failures arrive with no headers;
+//! timeouts apply; an unknown upstream is `BadArgument`; several streams in flight on one
+//! instance each get their own answer.
+
+// Tests may unwrap (keel conventions); this covers their helper functions too.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_wasm::HeadersVerdict;
+use wasm_tests::{Answer, ScriptedCallouts, chain_with, header, info, request, spec};
+
+fn callout_chain(config: &str) -> (keel_wasm::FilterChain, Arc<ScriptedCallouts>) {
+    let callouts = Arc::new(ScriptedCallouts::default());
+    let (chain, _registry) =
+        chain_with(vec![spec("caller", "test_probe", config)], callouts.clone());
+    (chain, callouts)
+}
+
+#[tokio::test]
+async fn a_callout_response_resumes_the_paused_request() {
+    let (chain, callouts) = callout_chain("callout store");
+    callouts.answer("1", Answer::Reply(200, "found", Duration::from_millis(20)));
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[("x-id", "1")]);
+    assert_eq!(
+        stream.request_headers(&mut req, true).await,
+        HeadersVerdict::Continue
+    );
+    assert_eq!(header(&req.headers, "x-callout-status"), "200");
+    assert_eq!(header(&req.headers, "x-callout-headers"), "2");
+    assert_eq!(header(&req.headers, "x-callout-body"), "found");
+    assert_eq!(callouts.seen.lock().unwrap().as_slice(), ["/lookup?id=1"]);
+}
+
+#[tokio::test]
+async fn a_failed_callout_arrives_with_no_headers() {
+    let (chain, callouts) = callout_chain("callout store deny");
+    callouts.answer("2", Answer::Fail(Duration::from_millis(5)));
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[("x-id", "2")]);
+    match stream.request_headers(&mut req, true).await {
+        HeadersVerdict::Respond(local) => {
+            assert_eq!(local.status, 403);
+            assert_eq!(&local.body[..], b"denied\n");
+        }
+        other => panic!("expected the filter's 403, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_callout_that_never_answers_times_out() {
+    let (chain, callouts) = callout_chain("callout store");
+    callouts.answer("3", Answer::Hang);
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[("x-id", "3")]);
+    assert_eq!(
+        stream.request_headers(&mut req, true).await,
+        HeadersVerdict::Continue
+    );
+    assert_eq!(header(&req.headers, "x-callout-status"), "none");
+    assert_eq!(header(&req.headers, "x-callout-headers"), "0");
+}
+
+#[tokio::test]
+async fn an_unknown_upstream_is_a_bad_argument() {
+    let (chain, _callouts) = callout_chain("callout nowhere");
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[("x-id", "4")]);
+    match stream.request_headers(&mut req, true).await {
+        HeadersVerdict::Respond(local) => {
+            assert_eq!(local.status, 502);
+            assert_eq!(&local.body[..], b"dispatch failed: BadArgument\n");
+        }
+        other => panic!("expected the filter's 502, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn several_streams_in_flight_on_one_instance_resume_correctly() {
+    let (chain, callouts) = callout_chain("callout store");
+    callouts.answer("a", Answer::Reply(200, "body-a", Duration::from_millis(60)));
+    callouts.answer("b", Answer::Reply(200, "body-b", Duration::from_millis(5)));
+    callouts.answer("c", Answer::Reply(404, "body-c", Duration::from_millis(30)));
+    let run = |id: &'static str| {
+        let mut stream = chain.stream(info());
+        async move {
+            let mut req = request("/", &[("x-id", id)]);
+            let verdict = stream.request_headers(&mut req, true).await;
+            stream.finish();
+            (
+                verdict,
+                header(&req.headers, "x-callout-body"),
+                header(&req.headers, "x-callout-status"),
+            )
+        }
+    };
+    let (a, b, c) = tokio::join!(run("a"), run("b"), run("c"));
+    assert_eq!(
+        a,
+        (
+            HeadersVerdict::Continue,
+            "body-a".to_owned(),
+            "200".to_owned()
+        )
+    );
+    assert_eq!(
+        b,
+        (
+            HeadersVerdict::Continue,
+            "body-b".to_owned(),
+            "200".to_owned()
+        )
+    );
+    assert_eq!(
+        c,
+        (
+            HeadersVerdict::Continue,
+            "body-c".to_owned(),
+            "404".to_owned()
+        )
+    );
+    assert_eq!(callouts.seen.lock().unwrap().len(), 3);
+}

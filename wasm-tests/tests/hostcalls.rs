@@ -1,0 +1,294 @@
+//! Each host function through the probe filter: header maps, properties, filter state, metrics,
+//! shared data with CAS, time, local responses, body buffering, WASI, foreign functions and
+//! gRPC, timers and queues — and bad guest pointers answered with `InvalidMemoryAccess`.
+
+// Tests may unwrap (keel conventions); this covers their helper functions too.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use keel_wasm::{BodyVerdict, HeadersVerdict, UpstreamInfo};
+use wasm_tests::{chain, header, info, metric, request, response, spec};
+
+#[tokio::test]
+async fn header_maps_properties_metrics_and_shared_data() {
+    let (chain, registry) = chain(vec![spec("probe", "test_probe", "headers")]);
+    let mut stream = chain.stream(info());
+    let mut req = request(
+        "/app/x;jsessionid=abc?q=1",
+        &[("x-replace", "old"), ("x-remove", "gone")],
+    );
+    assert_eq!(
+        stream.request_headers(&mut req, true).await,
+        HeadersVerdict::Continue
+    );
+    let h = &req.headers;
+    // :authority, :path, :method, :scheme + x-replace, x-remove (host is :authority).
+    assert_eq!(header(h, "x-probe-count"), "6/6");
+    assert_eq!(header(h, "x-probe-path"), "/app/x;jsessionid=abc?q=1");
+    assert_eq!(header(h, "x-replace"), "new");
+    assert!(!h.contains_key("x-remove"));
+    assert_eq!(header(h, "host"), "keel.test");
+    assert_eq!(header(h, "x-prop-source"), "127.0.0.1:40000");
+    assert_eq!(header(h, "x-prop-source-port"), "40000");
+    assert_eq!(header(h, "x-prop-destination"), "127.0.0.1:8080");
+    assert_eq!(header(h, "x-prop-method"), "GET");
+    assert_eq!(header(h, "x-prop-host"), "keel.test");
+    assert_eq!(header(h, "x-prop-url-path"), "/app/x;jsessionid=abc");
+    assert_eq!(header(h, "x-prop-protocol"), "HTTP/1.1");
+    assert_eq!(header(h, "x-prop-route"), "default_route");
+    assert_eq!(header(h, "x-prop-cluster"), "tomcats");
+    assert_eq!(header(h, "x-prop-plugin"), "probe");
+    assert_eq!(header(h, "x-prop-root-id"), "probe_root");
+    assert_eq!(header(h, "x-prop-vm-id"), "probe_vm");
+    assert_eq!(header(h, "x-prop-missing"), "-");
+    assert_eq!(header(h, "x-metric"), "1");
+    assert_eq!(header(h, "x-shared"), "one:true:true");
+    assert_eq!(header(h, "x-time-ok"), "true");
+
+    let upstream = UpstreamInfo {
+        address: "10.1.2.3:8081".parse().unwrap(),
+        route: "tomcat1".into(),
+    };
+    let mut res = response(200, &[("content-type", "text/html")]);
+    assert_eq!(
+        stream
+            .response_headers(&mut res, Some(&upstream), true)
+            .await,
+        HeadersVerdict::Continue
+    );
+    assert_eq!(header(&res.headers, "x-upstream"), "10.1.2.3:8081");
+    assert_eq!(header(&res.headers, "x-state"), "kept");
+    assert_eq!(header(&res.headers, "x-code"), "200");
+    assert_eq!(
+        header(&res.headers, "x-request-path"),
+        "/app/x;jsessionid=abc?q=1"
+    );
+    assert_eq!(header(&res.headers, "x-response-count"), "2");
+    assert_eq!(res.status, 201);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", "0".parse().unwrap());
+    assert_eq!(
+        stream.response_trailers(&mut trailers).await,
+        HeadersVerdict::Continue
+    );
+    assert_eq!(header(&trailers, "x-response-trailers"), "1");
+    stream.finish();
+
+    assert_eq!(
+        metric(&registry, "keel_wasmcustom_probe_requests", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&registry, "keel_wasmcustom_probe_gauge", &[]),
+        Some(42.0)
+    );
+    assert!(
+        registry
+            .gather()
+            .iter()
+            .any(|f| f.name() == "keel_wasmcustom_probe_histogram")
+    );
+}
+
+#[tokio::test]
+async fn a_local_response_replaces_the_request() {
+    let (chain, _registry) = chain(vec![spec("probe", "test_probe", "local")]);
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[]);
+    match stream.request_headers(&mut req, true).await {
+        HeadersVerdict::Respond(local) => {
+            assert_eq!(local.status, 403);
+            assert_eq!(&local.body[..], b"forbidden by probe\n");
+            assert!(
+                local
+                    .headers
+                    .iter()
+                    .any(|(k, v)| k == "x-local" && v == "yes")
+            );
+        }
+        other => panic!("expected a local response, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_paused_body_is_buffered_then_rewritten() {
+    let (chain, _registry) = chain(vec![spec("probe", "test_probe", "body_buffer")]);
+    let mut stream = chain.stream(info());
+    let mut req = request("/upload", &[]);
+    assert_eq!(
+        stream.request_headers(&mut req, false).await,
+        HeadersVerdict::Continue
+    );
+    assert_eq!(
+        stream
+            .request_body(Bytes::from_static(b"hello "), false)
+            .await,
+        BodyVerdict::Hold
+    );
+    assert_eq!(
+        stream
+            .request_body(Bytes::from_static(b"world"), false)
+            .await,
+        BodyVerdict::Hold
+    );
+    assert_eq!(
+        stream.request_body(Bytes::from_static(b"!"), true).await,
+        BodyVerdict::Forward(Bytes::from_static(b"HELLO WORLD!"))
+    );
+    let mut res = response(200, &[]);
+    assert_eq!(
+        stream.response_headers(&mut res, None, false).await,
+        HeadersVerdict::Continue
+    );
+    assert_eq!(
+        stream.response_body(Bytes::from_static(b"ab"), false).await,
+        BodyVerdict::Hold
+    );
+    assert_eq!(
+        stream.response_body(Bytes::from_static(b"c"), true).await,
+        BodyVerdict::Forward(Bytes::from_static(b"abc!"))
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_answered_413() {
+    let mut probe = spec("probe", "test_probe", "body_buffer");
+    probe.limits.max_buffered_body = 10;
+    let (chain, _registry) = chain(vec![probe]);
+    let mut stream = chain.stream(info());
+    let mut req = request("/upload", &[]);
+    assert_eq!(
+        stream.request_headers(&mut req, false).await,
+        HeadersVerdict::Continue
+    );
+    assert_eq!(
+        stream
+            .request_body(Bytes::from_static(b"0123456789"), false)
+            .await,
+        BodyVerdict::Hold
+    );
+    match stream.request_body(Bytes::from_static(b"x"), false).await {
+        BodyVerdict::Respond(local) => assert_eq!(local.status, 413),
+        other => panic!("expected 413, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn wasi_environment_clocks_random_and_output() {
+    let mut probe = spec("probe", "test_probe", "wasi");
+    probe.env = vec![("PROBE_ENV".into(), "from-config".into())];
+    let (chain, _registry) = chain(vec![probe]);
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[]);
+    assert_eq!(
+        stream.request_headers(&mut req, true).await,
+        HeadersVerdict::Continue
+    );
+    assert_eq!(header(&req.headers, "x-env"), "from-config");
+    assert_eq!(header(&req.headers, "x-clock"), "true");
+    assert_eq!(header(&req.headers, "x-monotonic"), "true");
+}
+
+#[tokio::test]
+async fn foreign_functions_are_not_found_and_grpc_fails_cleanly() {
+    let (chain, _registry) = chain(vec![spec("probe", "test_probe", "foreign")]);
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[]);
+    assert_eq!(
+        stream.request_headers(&mut req, true).await,
+        HeadersVerdict::Continue
+    );
+    assert_eq!(header(&req.headers, "x-foreign"), "Err(NotFound)");
+    assert_eq!(header(&req.headers, "x-grpc"), "Err(InternalFailure)");
+}
+
+#[tokio::test]
+async fn bad_guest_pointers_get_invalid_memory_access() {
+    let (chain, registry) = chain(vec![spec("probe", "test_probe", "bad_pointers")]);
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[]);
+    assert_eq!(
+        stream.request_headers(&mut req, true).await,
+        HeadersVerdict::Continue
+    );
+    // log ×2, get_header_map_value, get_header_map_pairs, get_property: 6 (InvalidMemoryAccess);
+    // set_header_map_pairs with garbage: 2 (BadArgument); get_buffer_bytes to a bad out-pointer: 6.
+    assert_eq!(header(&req.headers, "x-bad"), "6,6,6,6,6,2,6");
+    assert_eq!(
+        metric(
+            &registry,
+            "keel_wasm_failures_total",
+            &[("filter", "probe")]
+        ),
+        None
+    );
+}
+
+/// Polls `check` until it is true or five seconds passed.
+async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn timers_tick_on_the_root_context() {
+    let (chain, _registry) = chain(vec![spec("ticker", "test_probe", "tick")]);
+    let ticked = eventually(async || {
+        let mut stream = chain.stream(info());
+        let mut req = request("/", &[]);
+        stream.request_headers(&mut req, true).await;
+        header(&req.headers, "x-ticks").parse::<u64>().unwrap_or(0) >= 3
+    })
+    .await;
+    assert!(ticked, "on_tick did not run three times");
+}
+
+#[tokio::test]
+async fn queued_items_reach_on_queue_ready() {
+    let (chain, _registry) = chain(vec![spec("queue", "test_probe", "queue")]);
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[("x-enqueue", "hello-queue")]);
+    stream.request_headers(&mut req, true).await;
+    drop(stream);
+    let got = eventually(async || {
+        let mut stream = chain.stream(info());
+        let mut req = request("/", &[]);
+        stream.request_headers(&mut req, true).await;
+        header(&req.headers, "x-queue-got") == "hello-queue"
+    })
+    .await;
+    assert!(got, "on_queue_ready did not dequeue the item");
+}
+
+#[tokio::test]
+async fn request_trailers_are_read_and_written() {
+    let (chain, _registry) = chain(vec![spec("probe", "test_probe", "trailers")]);
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[]);
+    assert_eq!(
+        stream.request_headers(&mut req, false).await,
+        HeadersVerdict::Continue
+    );
+    assert_eq!(
+        stream
+            .request_body(Bytes::from_static(b"data"), false)
+            .await,
+        BodyVerdict::Forward(Bytes::from_static(b"data"))
+    );
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", "0".parse().unwrap());
+    assert_eq!(
+        stream.request_trailers(&mut trailers).await,
+        HeadersVerdict::Continue
+    );
+    assert_eq!(header(&trailers, "x-trailers"), "1:0");
+    assert_eq!(header(&trailers, "grpc-status"), "0");
+}
