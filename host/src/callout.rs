@@ -1,16 +1,20 @@
 //! HTTP callouts for filters (`proxy_http_call`): the named `callout_upstreams` of the
 //! configuration, each with a pooled HTTP/1.1 client. keel-wasm's `CalloutHandler` adapter
-//! forwards to [`Callouts::call`] and [`Callouts::has_upstream`].
+//! forwards to [`Callouts::call`] and [`Callouts::has_upstream`]. A response is read whole, up
+//! to [`MAX_RESPONSE_BODY`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+/// The largest callout response body keel reads (a memcached item is at most 1 MiB).
+pub const MAX_RESPONSE_BODY: usize = 2 * 1024 * 1024;
 
 /// Why a callout failed.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +90,7 @@ impl Callouts {
                 .await
                 .map_err(|e| CalloutError::Failed(crate::upstream::http::error_chain(&e)))?;
             let (parts, body) = res.into_parts();
-            let body = body
+            let body = Limited::new(body, MAX_RESPONSE_BODY)
                 .collect()
                 .await
                 .map_err(|e| CalloutError::Failed(e.to_string()))?

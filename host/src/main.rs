@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result, bail};
 use keel::config;
 use keel::metrics::Metrics;
-use keel::proxy::filter;
+use keel::proxy::wasm;
 use keel::runtime::Shared;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -64,15 +64,21 @@ fn serve(path: Option<PathBuf>) -> Result<()> {
     }
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let metrics = Metrics::new().context("metrics registry")?;
+    // Each runtime thread gets its own filter instances (keel-wasm's per-worker slots).
+    let next_worker = std::sync::atomic::AtomicUsize::new(0);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_start(move || {
+            let index = next_worker.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            keel_wasm::set_worker_index(index);
+        })
         .build()
         .context("tokio runtime")?;
     rt.block_on(run(settings, path, metrics))
 }
 
 async fn run(settings: config::Settings, path: Option<PathBuf>, metrics: Metrics) -> Result<()> {
-    let shared = Shared::new(settings, path, metrics, filter::default_builder())
+    let shared = Shared::new(settings, path, metrics, wasm::builder())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let bound = keel::server::bind(&shared)
         .await

@@ -50,16 +50,23 @@ async fn stickiness_holds_and_kill_9_fails_over() {
 
     // A new session on each member; every later request with its route header and cookie
     // lands on the same Tomcat and finds the session.
+    // A Tomcat that is still warming up may miss its first CPINGs (keel then fails over, as it
+    // should): wait until each route is served by its own Tomcat before asserting stickiness.
     for route in ["tc1", "tc2"] {
-        let r = http
-            .get(&keel.url("/app/session"), &[("x-keel-route", route)])
-            .await;
-        assert_eq!(r.status, 200, "{r:?}");
-        let id = session_id(&r.body);
-        assert!(
-            id.ends_with(&format!(".{route}")),
-            "session {id} from {route}"
-        );
+        let id = eventually(
+            &format!("{route} in rotation"),
+            Duration::from_secs(20),
+            || {
+                let http = http.clone();
+                let url = keel.url("/app/session");
+                async move {
+                    let r = http.get(&url, &[("x-keel-route", route)]).await;
+                    let id = session_id(&r.body);
+                    (r.status == 200 && id.ends_with(&format!(".{route}"))).then_some(id)
+                }
+            },
+        )
+        .await;
         let cookie = format!("JSESSIONID={id}");
         for visit in 2..=4 {
             let r = http

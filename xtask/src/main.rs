@@ -1,5 +1,7 @@
 //! keel's task runner, run as `cargo xtask <task>` (the alias is in `.cargo/config.toml`).
 //!
+//! * `cluster` runs keel's main job, a sticky, failing-over cluster on the embedded default
+//!   configuration, with a tour that shows it working ([`cluster`]).
 //! * `build-wasm` builds every proxy-wasm module of the workspace for `wasm32-wasip1` in the small
 //!   `wasm` profile and writes them to `target/filters/<name>.wasm` ([`wasm`]).
 //! * `test` is the project's one test command (the README's and CI's): fmt, clippy for the native
@@ -10,6 +12,7 @@
 //! `[package.metadata.keel]` of their `Cargo.toml` ([`workspace`]).
 
 mod bench;
+mod cluster;
 mod cmd;
 mod test;
 mod wasm;
@@ -38,9 +41,11 @@ fn run_task() -> Result<()> {
         Some("build-wasm") => wasm::build().map(|_| ()),
         Some("test") => test::run(&rest),
         Some("bench") => bench::run(&rest),
+        Some("cluster") => cluster::run(&rest),
         _ => bail!(
             "usage: cargo xtask <task>\n\n\
-             tasks:\n  build-wasm  build the filters to target/filters/*.wasm\n  \
+             tasks:\n  cluster     two session-holding backends behind keel, a tour, then serve\n  \
+             build-wasm  build the filters to target/filters/*.wasm\n  \
              test        fmt, clippy (native and wasm32), build-wasm, every test\n  \
              bench       build-wasm, then the criterion benchmarks (extra arguments go to them)"
         ),

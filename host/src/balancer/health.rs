@@ -33,7 +33,9 @@ async fn run(balancer: Weak<Balancer>, index: usize, s: CheckSettings) {
     loop {
         tick.tick().await;
         let Some(b) = balancer.upgrade() else { return };
-        let member = b.at(index).clone();
+        let Some(member) = b.members().get(index).cloned() else {
+            return;
+        };
         drop(b);
         let started = Instant::now();
         let result = member.upstream.health_check(s.timeout).await;

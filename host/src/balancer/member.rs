@@ -1,8 +1,15 @@
 //! One balancer member: its upstream, administrative status, weight, traffic counters and
 //! health (passive error state with backoff, active check results).
+//!
+//! Passive health works like a circuit breaker: a failure that counts puts the member in error
+//! for the retry interval (grown by the backoff factor for each ejection in a row). Failures of
+//! requests that were already under way when it was ejected do not grow the backoff again. Once
+//! the interval has passed, one request at a time may go to it (the probe); the others keep
+//! away until the probe succeeds, so a recovering member is not hit by every waiting request at
+//! once. A probe whose request ends without a verdict (client gone) frees the slot.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -25,8 +32,10 @@ pub struct Ejection {
 pub struct Health {
     /// In error (passive) until then.
     pub error_until: Option<Instant>,
-    /// Failures in a row (passive and active).
+    /// Ejections in a row (the backoff exponent).
     pub failures: u32,
+    /// The retry interval passed and this probe (an id) is the one request let through.
+    pub probe: Option<u64>,
     /// Active checks: consecutive passes and fails.
     pub check_passes: u32,
     /// Active checks: consecutive fails.
@@ -54,7 +63,22 @@ pub struct Member {
     in_flight: AtomicUsize,
     requests: AtomicU64,
     errors: AtomicU64,
+    probes: AtomicU64,
+    /// False while the member is plainly healthy (no error, not checked down): lets the
+    /// balancer skip the health lock on the hot path.
+    troubled: AtomicBool,
     health: Mutex<Health>,
+}
+
+/// Whether a member can take a request now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    /// Healthy.
+    Up,
+    /// Its retry interval has passed and no probe is under way: one request may try it.
+    Recovering,
+    /// In error, probed by another request, or taken out by its health checks.
+    Down,
 }
 
 fn status_code(s: MemberStatus) -> u8 {
@@ -86,6 +110,8 @@ impl Member {
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            probes: AtomicU64::new(0),
+            troubled: AtomicBool::new(false),
             health: Mutex::new(Health::default()),
         }
     }
@@ -135,19 +161,58 @@ impl Member {
         self.health.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
-    /// Whether it is healthy now (not in passive error, not taken out by checks).
+    /// Whether it is healthy now (not in error, or its retry interval has passed), as the
+    /// status page shows it.
     pub fn is_healthy(&self, now: Instant) -> bool {
-        self.health
-            .lock()
-            .map(|h| !h.check_down && h.error_until.is_none_or(|t| now >= t))
-            .unwrap_or(false)
+        self.availability(now) != Availability::Down
     }
 
-    /// Starts an attempt; the guard ends it.
-    pub fn begin(self: &Arc<Self>) -> InFlight {
+    /// Whether it can take a request now.
+    pub fn availability(&self, now: Instant) -> Availability {
+        if !self.troubled.load(Ordering::Acquire) {
+            return Availability::Up;
+        }
+        let Ok(h) = self.health.lock() else {
+            return Availability::Down;
+        };
+        match h.error_until {
+            _ if h.check_down => Availability::Down,
+            None => Availability::Up,
+            Some(t) if now < t || h.probe.is_some() => Availability::Down,
+            Some(_) => Availability::Recovering,
+        }
+    }
+
+    /// Claims the probe of a recovering member; `None` if it is not recovering (any more).
+    pub(crate) fn claim_probe(&self, now: Instant) -> Option<u64> {
+        let mut h = self.health.lock().ok()?;
+        let due = !h.check_down && h.probe.is_none() && h.error_until.is_some_and(|t| now >= t);
+        if !due {
+            return None;
+        }
+        let id = self.probes.fetch_add(1, Ordering::Relaxed);
+        h.probe = Some(id);
+        Some(id)
+    }
+
+    fn release_probe(&self, id: u64) {
+        if let Ok(mut h) = self.health.lock()
+            && h.probe == Some(id)
+        {
+            h.probe = None;
+        }
+    }
+
+    /// Starts an attempt; the guard ends it. `index` is the member's place in the balancer,
+    /// `probe` the probe this attempt holds (see [`Self::claim_probe`]).
+    pub(crate) fn begin(self: &Arc<Self>, index: usize, probe: Option<u64>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.requests.fetch_add(1, Ordering::AcqRel);
-        InFlight(self.clone())
+        InFlight {
+            member: self.clone(),
+            index,
+            probe,
+        }
     }
 
     /// A successful exchange: clears the passive error state.
@@ -160,40 +225,60 @@ impl Member {
             }
             h.failures = 0;
             h.error_until = None;
+            h.probe = None;
+            self.settle(&h);
         }
     }
 
-    /// A failure that counts: puts the member in error for the retry interval, grown by the
-    /// backoff factor for each failure in a row.
+    /// Keeps the lock-free "plainly healthy" flag in step with the health state.
+    fn settle(&self, h: &Health) {
+        let troubled = h.check_down || h.error_until.is_some();
+        self.troubled.store(troubled, Ordering::Release);
+    }
+
+    /// A failure that counts. A member not yet in error (or whose probe failed) goes in error
+    /// for the retry interval grown by the backoff factor per ejection in a row; a member
+    /// already in error stays as it is (requests under way when it failed end now, and they
+    /// are one outage, not many).
     pub fn record_failure(&self, ej: &Ejection, now: Instant, why: &str) {
         self.errors.fetch_add(1, Ordering::AcqRel);
-        if let Ok(mut h) = self.health.lock() {
-            let exp = h.failures.min(16) as i32;
-            h.failures = h.failures.saturating_add(1);
-            let secs = ej.interval.as_secs_f64() * ej.backoff.powi(exp);
-            let wait = Duration::from_secs_f64(secs.min(ej.max_interval.as_secs_f64()));
-            h.error_until = Some(now + wait);
-            h.last_error = Some(why.to_string());
-            log::warn!(
-                "member {} in error for {wait:?} (failure {} in a row): {why}",
-                self.route,
-                h.failures
-            );
+        let Ok(mut h) = self.health.lock() else {
+            return;
+        };
+        h.last_error = Some(why.to_string());
+        let in_error = h.error_until.is_some_and(|t| now < t);
+        if in_error && h.probe.is_none() {
+            return;
         }
+        h.probe = None;
+        let exp = i32::try_from(h.failures.min(16)).unwrap_or(16);
+        h.failures = h.failures.saturating_add(1);
+        let secs = ej.interval.as_secs_f64() * ej.backoff.powi(exp);
+        let cap = ej.max_interval.as_secs_f64();
+        let wait = Duration::try_from_secs_f64(secs.min(cap)).unwrap_or(ej.max_interval);
+        // Durations are capped in the configuration; the fallback is unreachable.
+        h.error_until = Some(now.checked_add(wait).unwrap_or(now));
+        self.settle(&h);
+        log::warn!(
+            "member {} in error for {wait:?} (ejection {} in a row): {why}",
+            self.route,
+            h.failures
+        );
     }
 
-    /// Records one active check result; `passes`/`fails` consecutive results flip the state.
+    /// Records one active check result; `passes`/`fails` consecutive results flip the
+    /// checked-down state (independent of the passive error state).
     pub fn record_check(&self, ok: bool, latency: Duration, passes: u32, fails: u32, err: &str) {
         if let Ok(mut h) = self.health.lock() {
             h.last_check = Some((SystemTime::now(), latency, ok));
             if ok {
                 h.check_fails = 0;
                 h.check_passes = h.check_passes.saturating_add(1);
-                if h.check_passes >= passes && (h.check_down || h.error_until.is_some()) {
+                // Only what the checks did: a passive ejection keeps its retry interval
+                // (a member can pass `GET /health` and still fail requests).
+                if h.check_passes >= passes && h.check_down {
                     log::info!("member {} passes its health checks", self.route);
                     h.check_down = false;
-                    h.error_until = None;
-                    h.failures = 0;
                 }
             } else {
                 h.check_passes = 0;
@@ -204,29 +289,36 @@ impl Member {
                     h.check_down = true;
                 }
             }
-        }
-    }
-
-    /// Takes it out of rotation now (admin: reset health) — used by tests and admin enable.
-    pub fn reset_health(&self) {
-        if let Ok(mut h) = self.health.lock() {
-            *h = Health::default();
+            self.settle(&h);
         }
     }
 }
 
-/// An attempt in flight on a member (bybusyness counts these).
-pub struct InFlight(Arc<Member>);
+/// An attempt in flight on a member (bybusyness counts these); holds the member's probe if
+/// the attempt is one.
+pub struct InFlight {
+    member: Arc<Member>,
+    index: usize,
+    probe: Option<u64>,
+}
 
 impl InFlight {
     /// The member.
     pub fn member(&self) -> &Arc<Member> {
-        &self.0
+        &self.member
+    }
+
+    /// The member's place in the balancer.
+    pub fn index(&self) -> usize {
+        self.index
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.member.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if let Some(id) = self.probe {
+            self.member.release_probe(id);
+        }
     }
 }

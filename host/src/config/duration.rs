@@ -1,11 +1,23 @@
-//! Durations in the configuration: `250ms`, `5s`, `2m`, `1h` (an integer and a unit).
+//! Durations in the configuration: `250ms`, `5s`, `2m`, `1h` (an integer and a unit), at most
+//! [`MAX`] (so that no deadline computed from one can overflow).
 
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-/// Parses `<integer><unit>` with unit `ms`, `s`, `m` or `h`.
+/// The longest duration the configuration accepts: one day.
+pub const MAX: Duration = Duration::from_secs(86_400);
+
+/// Parses `<integer><unit>` with unit `ms`, `s`, `m` or `h`, up to [`MAX`].
 pub fn parse(text: &str) -> Result<Duration, String> {
+    let d = parse_unbounded(text)?;
+    if d > MAX {
+        return Err(format!("duration {:?} is longer than 24h", text.trim()));
+    }
+    Ok(d)
+}
+
+fn parse_unbounded(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t
         .find(|c: char| !c.is_ascii_digit())
@@ -56,5 +68,8 @@ mod tests {
         assert!(parse("5").is_err());
         assert!(parse("5x").is_err());
         assert!(parse("s").is_err());
+        assert_eq!(parse("24h"), Ok(MAX));
+        assert!(parse("25h").is_err());
+        assert!(parse("18446744073709551615s").is_err(), "no overflow later");
     }
 }

@@ -94,34 +94,8 @@ pub struct ListenerSettings {
     pub tls: Option<(PathBuf, PathBuf)>,
 }
 
-/// A validated filter, in the shape keel-wasm's `FilterSpec` takes.
-#[derive(Debug, Clone)]
-pub struct FilterSettings {
-    /// Name.
-    pub name: String,
-    /// Resolved `.wasm` path.
-    pub wasm: PathBuf,
-    /// Plugin configuration, JSON bytes (routes injected if asked).
-    pub plugin_config: Vec<u8>,
-    /// VM configuration, JSON bytes.
-    pub vm_config: Vec<u8>,
-    /// Root id.
-    pub root_id: String,
-    /// VM id.
-    pub vm_id: String,
-    /// Failure policy.
-    pub failure_policy: FailurePolicy,
-    /// Limits.
-    pub memory_bytes: u64,
-    /// Deadline per callback.
-    pub callback_deadline: std::time::Duration,
-    /// Body bytes a filter may hold.
-    pub max_buffered_body: usize,
-    /// Pause timeout.
-    pub pause_timeout: std::time::Duration,
-    /// Environment.
-    pub env: Vec<(String, String)>,
-}
+/// A validated filter: keel-wasm's `FilterSpec` (paths resolved, routes injected if asked).
+pub use keel_wasm::FilterSpec as FilterSettings;
 
 /// A validated admin section.
 #[derive(Debug, Clone)]

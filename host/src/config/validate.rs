@@ -7,13 +7,16 @@ use std::path::{Path, PathBuf};
 
 use http::HeaderName;
 
-use super::schema::Config;
+use super::schema::{Config, FailurePolicy};
 use super::{
     AdminSettings, ConfigError, FilterSettings, ListenerSettings, MemberSettings, Scheme, Settings,
 };
 use crate::upstream::AjpSettings;
 
 type R<T> = Result<T, ConfigError>;
+
+/// The most members a balancer has (the attempt loop tracks tried members in a 128-bit set).
+const MAX_MEMBERS: usize = 128;
 
 fn socket_addr(key: &str, text: &str) -> R<SocketAddr> {
     text.parse::<SocketAddr>()
@@ -136,6 +139,12 @@ pub(super) fn validate(config: Config, base: &Path) -> R<Settings> {
             "at least one member is needed",
         ));
     }
+    if b.members.len() > MAX_MEMBERS {
+        return Err(ConfigError::at(
+            "balancer.members",
+            format!("at most {MAX_MEMBERS} members"),
+        ));
+    }
     let mut members = Vec::new();
     let mut routes = BTreeSet::new();
     for (i, m) in b.members.iter().enumerate() {
@@ -208,6 +217,12 @@ pub(super) fn validate(config: Config, base: &Path) -> R<Settings> {
         return Err(ConfigError::at(
             "balancer.retry.backoff",
             "must be 1.0..=10.0",
+        ));
+    }
+    if r.max_interval.0 < r.interval.0 {
+        return Err(ConfigError::at(
+            "balancer.retry.max_interval",
+            "must be at least balancer.retry.interval",
         ));
     }
     for (i, s) in r.failonstatus.iter().enumerate() {
@@ -318,11 +333,16 @@ pub(super) fn validate(config: Config, base: &Path) -> R<Settings> {
             vm_config: to_bytes(&f.vm_config),
             root_id: f.root_id.clone(),
             vm_id: f.vm_id.clone(),
-            failure_policy: f.failure_policy,
-            memory_bytes: f.limits.memory_bytes,
-            callback_deadline: f.limits.callback_deadline.0,
-            max_buffered_body: f.limits.max_buffered_body,
-            pause_timeout: f.limits.pause_timeout.0,
+            failure_policy: match f.failure_policy {
+                FailurePolicy::FailClosed => keel_wasm::FailurePolicy::FailClosed,
+                FailurePolicy::FailOpen => keel_wasm::FailurePolicy::FailOpen,
+            },
+            limits: keel_wasm::Limits {
+                memory_bytes: f.limits.memory_bytes,
+                callback_deadline: f.limits.callback_deadline.0,
+                max_buffered_body: f.limits.max_buffered_body,
+                pause_timeout: f.limits.pause_timeout.0,
+            },
             env: f.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         });
     }

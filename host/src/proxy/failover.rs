@@ -1,15 +1,20 @@
 //! The attempt loop: pick a member, send, and on failure decide whether another member may
 //! get the request — before anything was sent: any method (while a streaming body is still
 //! untaken); after: only idempotent methods with an empty or whole-held body; `failonstatus`
-//! statuses count as failures for those; at most `maxattempts`; client errors end it.
+//! statuses put the member in error for any method and move idempotent, replayable requests
+//! on (when no other member can take it, the member's own answer goes back); at most
+//! `maxattempts`; client errors end it and never count against the member.
 
 use std::time::Instant;
 
 use http::{Request, Response, StatusCode};
 
 use super::{ConnInfo, Outcome, Proxy, idempotent, local};
-use crate::balancer::{InFlight, Member, PickError};
+use crate::balancer::{InFlight, Member, PickError, Tried};
 use crate::upstream::{Body, ClientInfo, RequestBody, UpstreamRequest, UpstreamResponse};
+
+/// How the attempts so far ended, for the client when no further attempt is made.
+type Answer = Result<(UpstreamResponse, InFlight), Response<Body>>;
 
 impl Proxy {
     /// The attempt loop with failover; on success the response and the in-flight guard.
@@ -20,21 +25,29 @@ impl Proxy {
         conn: &ConnInfo,
         sticky: Option<&str>,
         outcome: &mut Outcome,
-    ) -> Result<(UpstreamResponse, InFlight), Response<Body>> {
+    ) -> Answer {
         let b = &self.balancer;
         let retry = &self.settings.config.balancer.retry;
-        let max = if retry.maxattempts == 0 {
-            b.members().len()
-        } else {
-            retry.maxattempts as usize
+        let max = match retry.maxattempts {
+            0 => b.members().len(),
+            n => usize::try_from(n).unwrap_or(usize::MAX),
         };
         let safe_method = idempotent(&parts.method);
-        let mut tried = Vec::new();
-        let mut last: Option<Response<Body>> = None;
+        let replayable = !matches!(body, RequestBody::Streaming { .. });
+        let client = ClientInfo {
+            remote: conn.remote,
+            local: conn.local,
+            tls: conn.tls.clone(),
+        };
+        let mut tried = Tried::default();
+        let mut last: Option<Answer> = None;
         for n in 0..max {
-            let i = match b.pick(sticky, &tried) {
-                Ok(i) => i,
+            let guard = match b.pick(sticky, tried) {
+                Ok(g) => g,
                 Err(PickError::StickyUnavailable(r)) => {
+                    if let Some(Ok(held)) = last {
+                        return Ok(held);
+                    }
                     log::info!("sticky member {r} unavailable and sticky_force is set");
                     return Err(local(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -43,17 +56,12 @@ impl Proxy {
                 }
                 Err(PickError::NoMember) => break,
             };
-            tried.push(i);
-            let member = b.at(i).clone();
-            let guard = member.begin();
+            tried.add(guard.index());
+            let member = guard.member().clone();
             let request = UpstreamRequest {
                 parts: clone_parts(parts),
                 body: body.clone(),
-                client: ClientInfo {
-                    remote: conn.remote,
-                    local: conn.local,
-                    tls: conn.tls.clone(),
-                },
+                client: client.clone(),
                 route: member.route.clone(),
             };
             let started = Instant::now();
@@ -61,10 +69,7 @@ impl Proxy {
             let elapsed = started.elapsed();
             outcome.member = Some(member.clone());
             outcome.upstream_time = Some(elapsed);
-            let replayable = match &body {
-                RequestBody::Empty | RequestBody::Whole(_) => true,
-                RequestBody::Streaming { .. } => false,
-            };
+            let more = n + 1 < max;
             match result {
                 Ok(res) => {
                     self.metrics
@@ -72,26 +77,23 @@ impl Proxy {
                         .with_label_values(&[member.route.as_str()])
                         .observe(elapsed.as_secs_f64());
                     let status = res.status();
-                    if retry.failonstatus.contains(&status.as_u16())
-                        && safe_method
-                        && replayable
-                        && n + 1 < max
-                    {
-                        member.record_failure(
-                            &b.ejection,
-                            Instant::now(),
-                            &format!("status {status}"),
-                        );
-                        self.count_failure(&member, "status");
-                        last = Some(local(status, "member failed"));
-                        continue;
+                    if !retry.failonstatus.contains(&status.as_u16()) {
+                        member.record_success();
+                        return Ok((res, guard));
                     }
-                    member.record_success();
-                    return Ok((res, guard));
+                    member.record_failure(&b.ejection, Instant::now(), status.as_str());
+                    self.count_failure(&member, "status");
+                    if !(safe_method && replayable && more) {
+                        return Ok((res, guard));
+                    }
+                    self.count_failover(&member);
+                    // Kept for the client in case no other member can take the request.
+                    last = Some(Ok((res, guard)));
                 }
                 Err(e) => {
                     if e.counts_against_member() {
                         log::warn!("member {}: {e}", member.route);
+                        member.record_failure(&b.ejection, Instant::now(), &e.to_string());
                     } else {
                         log::info!("member {} (not its fault): {e}", member.route);
                     }
@@ -100,41 +102,47 @@ impl Proxy {
                     } else {
                         "upstream"
                     };
-                    if e.counts_against_member() {
-                        member.record_failure(&b.ejection, Instant::now(), &e.to_string());
-                    }
                     self.count_failure(&member, kind);
                     if e.is_client_error() {
                         return Err(local(e.client_status(), "bad request"));
                     }
-                    let body_left = match &body {
-                        RequestBody::Streaming { body, .. } => !body.is_taken(),
-                        _ => true,
-                    };
                     let may_retry = if e.was_sent() {
                         safe_method && replayable
                     } else {
-                        body_left
+                        match &body {
+                            RequestBody::Streaming { body, .. } => !body.is_taken(),
+                            RequestBody::Empty | RequestBody::Whole(_) => true,
+                        }
                     };
-                    last = Some(local(e.client_status(), "upstream failed"));
-                    if !may_retry {
-                        return Err(last
-                            .unwrap_or_else(|| local(StatusCode::BAD_GATEWAY, "upstream failed")));
+                    let answer = local(e.client_status(), "upstream failed");
+                    if !(may_retry && more) {
+                        return Err(answer);
                     }
-                    self.metrics
-                        .failovers
-                        .with_label_values(&[member.route.as_str()])
-                        .inc();
+                    self.count_failover(&member);
+                    last = Some(Err(answer));
                 }
             }
         }
-        Err(last.unwrap_or_else(|| local(StatusCode::SERVICE_UNAVAILABLE, "no member available")))
+        match last {
+            Some(answer) => answer,
+            None => Err(local(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no member available",
+            )),
+        }
     }
 
     fn count_failure(&self, member: &Member, kind: &str) {
         self.metrics
             .upstream_failures
             .with_label_values(&[member.route.as_str(), kind])
+            .inc();
+    }
+
+    fn count_failover(&self, member: &Member) {
+        self.metrics
+            .failovers
+            .with_label_values(&[member.route.as_str()])
             .inc();
     }
 }

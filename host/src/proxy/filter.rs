@@ -1,76 +1,17 @@
-//! The filter-chain hook: the proxy's view of a filter chain, mirroring keel-wasm's `Stream`
-//! API (request/response headers, bodies, trailers, finish; the same verdicts). keel-wasm's
-//! `FilterChain` plugs in through a thin adapter implementing [`FilterChain`]; the default is
-//! [`EmptyChain`], which the proxy skips entirely.
+//! The filter-chain hook: the proxy's view of a filter chain — keel-wasm's `Stream` API
+//! (request/response headers, bodies, trailers, finish) as a trait, with keel-wasm's verdict
+//! types. keel-wasm's `FilterChain` implements it (`proxy::wasm`); [`EmptyChain`], which the
+//! proxy skips entirely, stands for no filters; tests plug in chains written in Rust.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::HeaderMap;
+pub use keel_wasm::{BodyVerdict, HeadersVerdict, LocalResponse, StreamInfo, UpstreamInfo};
 
 use crate::callout::Callouts;
 use crate::config::FilterSettings;
 use crate::upstream::BoxFuture;
-
-/// Facts about the stream, for filter properties.
-#[derive(Debug, Clone)]
-pub struct StreamInfo {
-    /// Client address.
-    pub source: SocketAddr,
-    /// Listener address.
-    pub destination: SocketAddr,
-    /// Client connection is TLS.
-    pub tls: bool,
-    /// Client HTTP version.
-    pub protocol: http::Version,
-    /// Per-process request counter.
-    pub request_id: u64,
-    /// Route name (keel has one: "default").
-    pub route_name: String,
-    /// Cluster name (keel has one: "balancer").
-    pub cluster_name: String,
-}
-
-/// The member that served (property `upstream.address`).
-#[derive(Debug, Clone)]
-pub struct UpstreamInfo {
-    /// `ip:port`.
-    pub address: SocketAddr,
-    /// Route.
-    pub route: String,
-}
-
-/// A response a filter sends instead of the upstream's.
-#[derive(Debug, Clone)]
-pub struct LocalResponse {
-    /// Status.
-    pub status: StatusCode,
-    /// Headers.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// Body.
-    pub body: Bytes,
-}
-
-/// What to do after a headers (or trailers) callback.
-#[derive(Debug, Clone)]
-pub enum HeadersVerdict {
-    /// Go on.
-    Continue,
-    /// Answer the client with this instead.
-    Respond(LocalResponse),
-}
-
-/// What to do after a body callback.
-#[derive(Debug, Clone)]
-pub enum BodyVerdict {
-    /// Forward these bytes (possibly changed).
-    Forward(Bytes),
-    /// The chain holds the data (it is forwarded later, at the latest with end of stream).
-    Hold,
-    /// Answer the client with this instead.
-    Respond(LocalResponse),
-}
 
 /// One request's pass through the chain.
 pub trait FilterStream: Send {
@@ -126,21 +67,10 @@ pub struct ChainContext<'a> {
     pub workers: usize,
 }
 
-/// Builds the chain from the configuration (at start and on every reload). The coordinator
-/// wires keel-wasm's `FilterChain::new` in here.
+/// Builds the chain from the configuration (at start and on every reload): keel's is
+/// [`crate::proxy::wasm::builder`]; tests pass chains of their own.
 pub type ChainBuilder =
     Arc<dyn Fn(&ChainContext<'_>) -> Result<Arc<dyn FilterChain>, String> + Send + Sync>;
-
-/// The builder used until keel-wasm is wired in: no filters, or an error naming the gap.
-pub fn default_builder() -> ChainBuilder {
-    Arc::new(|ctx| {
-        if ctx.filters.is_empty() {
-            Ok(Arc::new(EmptyChain) as Arc<dyn FilterChain>)
-        } else {
-            Err("filters: the wasm filter runtime is not built into this keel yet".into())
-        }
-    })
-}
 
 /// No filters.
 #[derive(Debug, Default)]

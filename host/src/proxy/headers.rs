@@ -3,8 +3,8 @@
 
 use std::net::SocketAddr;
 
+use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{StatusCode, Version};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -52,17 +52,19 @@ pub fn check_request(
             "Content-Length together with Transfer-Encoding",
         ));
     }
-    let lengths: Vec<&HeaderValue> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
-    if lengths.len() > 1 && lengths.windows(2).any(|w| w[0] != w[1]) {
-        return Err((StatusCode::BAD_REQUEST, "conflicting Content-Length"));
-    }
-    if let Some(v) = lengths.first()
-        && v.to_str()
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    if let Some(first) = lengths.next() {
+        if lengths.any(|v| v != first) {
+            return Err((StatusCode::BAD_REQUEST, "conflicting Content-Length"));
+        }
+        if first
+            .to_str()
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
             .is_none()
-    {
-        return Err((StatusCode::BAD_REQUEST, "bad Content-Length"));
+        {
+            return Err((StatusCode::BAD_REQUEST, "bad Content-Length"));
+        }
     }
     if headers.len() > max_headers {
         return Err((
@@ -104,11 +106,18 @@ pub struct ForwardedSettings {
     pub forwarded: bool,
 }
 
+/// Appends `value` to the list header `name`, keeping every earlier value (all of its
+/// fields, joined), or starts it.
 fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {value}"),
-        _ => value.to_string(),
-    };
+    let mut joined = String::new();
+    for prev in headers.get_all(&name) {
+        let Ok(prev) = prev.to_str() else { continue };
+        if !prev.trim().is_empty() {
+            joined.push_str(prev);
+            joined.push_str(", ");
+        }
+    }
+    joined.push_str(value);
     if let Ok(v) = HeaderValue::from_str(&joined) {
         headers.insert(name, v);
     }
@@ -121,12 +130,17 @@ pub fn add_forwarded(
     s: ForwardedSettings,
     client: SocketAddr,
     tls: bool,
-    host: Option<&str>,
+    host: Option<&HeaderValue>,
 ) {
     let proto = if tls { "https" } else { "http" };
-    let ip = client.ip().to_string();
     if s.xff {
-        append(headers, HeaderName::from_static("x-forwarded-for"), &ip);
+        let ip = client.ip().to_string();
+        let name = HeaderName::from_static("x-forwarded-for");
+        if headers.contains_key(&name) {
+            append(headers, name, &ip);
+        } else if let Ok(v) = HeaderValue::try_from(ip) {
+            headers.insert(name, v);
+        }
     }
     if s.proto {
         headers.insert(
@@ -135,9 +149,9 @@ pub fn add_forwarded(
         );
     }
     if s.host {
-        match host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        match host {
             Some(v) => {
-                headers.insert(HeaderName::from_static("x-forwarded-host"), v);
+                headers.insert(HeaderName::from_static("x-forwarded-host"), v.clone());
             }
             None => {
                 headers.remove("x-forwarded-host");
@@ -145,31 +159,22 @@ pub fn add_forwarded(
         }
     }
     if s.forwarded {
-        let node = if client.is_ipv6() {
-            format!("\"[{ip}]\"")
+        let ip = client.ip();
+        let mut v = if client.is_ipv6() {
+            format!("for=\"[{ip}]\";proto={proto}")
         } else {
-            ip
+            format!("for={ip};proto={proto}")
         };
-        let mut v = format!("for={node};proto={proto}");
-        if let Some(h) = host
+        if let Some(h) = host.map(HeaderValue::as_bytes)
+            && let Ok(h) = std::str::from_utf8(h)
             && h.bytes()
                 .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
         {
-            v.push_str(&format!(";host=\"{h}\""));
+            v.push_str(";host=\"");
+            v.push_str(h);
+            v.push('"');
         }
         append(headers, header::FORWARDED, &v);
-    }
-}
-
-/// The `Version` as an access-log string.
-pub fn version_str(v: Version) -> &'static str {
-    match v {
-        Version::HTTP_09 => "HTTP/0.9",
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_11 => "HTTP/1.1",
-        Version::HTTP_2 => "HTTP/2.0",
-        Version::HTTP_3 => "HTTP/3.0",
-        _ => "HTTP/?",
     }
 }
 
@@ -226,6 +231,7 @@ mod tests {
     fn forwarded_headers() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
         let s = ForwardedSettings {
             xff: true,
             proto: true,
@@ -237,9 +243,13 @@ mod tests {
             s,
             "[::1]:5000".parse().unwrap(),
             true,
-            Some("example.org"),
+            Some(&HeaderValue::from_static("example.org")),
         );
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, ::1");
+        assert_eq!(
+            h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(),
+            ["10.0.0.1, 10.0.0.2, ::1"],
+            "every earlier hop is kept"
+        );
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "example.org");
         assert_eq!(

@@ -66,9 +66,9 @@ impl Follower {
             match self.state {
                 State::Off => return,
                 State::Body(n) | State::ChunkData(n) if n > 0 => {
-                    let take = (data.len() as u64).min(n) as usize;
-                    data = &data[take..];
-                    let left = n - take as u64;
+                    let take = data.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+                    data = data.get(take..).unwrap_or_default();
+                    let left = n.saturating_sub(u64::try_from(take).unwrap_or(u64::MAX));
                     self.state = match self.state {
                         State::Body(_) if left == 0 => State::Head { first: true },
                         State::Body(_) => State::Body(left),
@@ -84,13 +84,18 @@ impl Follower {
                         }
                         return;
                     };
-                    self.line.extend_from_slice(&data[..pos]);
-                    data = &data[pos + 1..];
-                    let mut line = std::mem::take(&mut self.line);
-                    if line.last() == Some(&b'\r') {
-                        line.pop();
+                    let (head, rest) = data.split_at(pos);
+                    data = rest.get(1..).unwrap_or_default();
+                    if self.line.is_empty() {
+                        // The usual case: the whole line is in this read; no copy.
+                        self.on_line(strip_cr(head));
+                    } else {
+                        let mut line = std::mem::take(&mut self.line);
+                        line.extend_from_slice(head);
+                        self.on_line(strip_cr(&line));
+                        line.clear();
+                        self.line = line; // keeps its capacity
                     }
-                    self.on_line(&line);
                 }
             }
         }
@@ -135,30 +140,27 @@ impl Follower {
                 let Some(colon) = line.iter().position(|&b| b == b':') else {
                     return;
                 };
-                let name = &line[..colon];
-                let value = String::from_utf8_lossy(&line[colon + 1..])
-                    .trim()
-                    .to_string();
+                let (name, value) = line.split_at(colon);
+                let value = value.get(1..).unwrap_or_default().trim_ascii();
                 if name.eq_ignore_ascii_case(b"content-length") {
-                    self.content_length = value.parse().ok().or(Some(0));
+                    self.content_length = Some(number(value, 10).unwrap_or(0));
                 } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
                     self.te = true;
                     self.chunked = value
-                        .rsplit(',')
+                        .rsplit(|&b| b == b',')
                         .next()
-                        .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+                        .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"chunked"));
                 } else if name.eq_ignore_ascii_case(b"upgrade") {
                     self.upgrade = true;
                 }
             }
             State::ChunkSize => {
-                let text = String::from_utf8_lossy(line);
-                let hex = text.split(';').next().unwrap_or("").trim();
-                match u64::from_str_radix(hex, 16) {
-                    Ok(0) => self.state = State::Trailers,
+                let size = line.split(|&b| b == b';').next().unwrap_or_default();
+                match number(size.trim_ascii(), 16) {
+                    Some(0) => self.state = State::Trailers,
                     // data, then the CRLF after it (read as an empty line)
-                    Ok(n) => self.state = State::ChunkData(n),
-                    Err(_) => self.state = State::Off,
+                    Some(n) => self.state = State::ChunkData(n),
+                    None => self.state = State::Off,
                 }
             }
             State::ChunkData(_) => {
@@ -174,6 +176,16 @@ impl Follower {
             State::Body(_) | State::Off => {}
         }
     }
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn number(digits: &[u8], radix: u32) -> Option<u64> {
+    std::str::from_utf8(digits)
+        .ok()
+        .and_then(|s| u64::from_str_radix(s, radix).ok())
 }
 
 /// A client stream whose read side is followed for ambiguous framing.

@@ -1,7 +1,9 @@
 //! The HTTP/1.1 upstream: a pooled hyper client per member (hyper-util's legacy client with
 //! an idle timeout), connect and response-header timeouts, and error classification for
 //! failover (connect errors are "not sent"; a streaming body taken by the attempt makes it
-//! "sent").
+//! "sent"). The response-header timeout runs from the end of the request: while a streaming
+//! body is still on its way, a slow client is the client's business (its body idle timeout),
+//! and only a member that stops reading for that long has timed out.
 
 use std::error::Error as _;
 use std::pin::Pin;
@@ -17,6 +19,7 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::Notify;
 
 use super::{
     Body, BoxError, BoxFuture, RequestBody, StreamingBody, Upstream, UpstreamError,
@@ -26,7 +29,7 @@ use super::{
 /// An HTTP member.
 pub struct HttpUpstream {
     client: Client<HttpConnector, Body>,
-    authority: String,
+    authority: http::uri::Authority,
     response_timeout: Duration,
     connect_timeout: Duration,
     health_path: String,
@@ -47,24 +50,28 @@ impl HttpUpstream {
             .build(connector);
         Self {
             client,
-            authority: spec.authority.clone(),
+            authority: http::uri::Authority::try_from(spec.authority.as_str())
+                .unwrap_or_else(|_| http::uri::Authority::from_static("invalid.")),
             response_timeout: spec.response_timeout,
             connect_timeout: spec.connect_timeout,
             health_path: spec.health_path.clone(),
         }
     }
 
+    /// The absolute URI for the member (the authority is parsed once, at build time).
     fn uri(&self, path_and_query: Option<&http::uri::PathAndQuery>) -> Result<Uri, UpstreamError> {
-        let pq = path_and_query.map(|p| p.as_str()).unwrap_or("/");
-        Uri::builder()
-            .scheme("http")
-            .authority(self.authority.as_str())
-            .path_and_query(pq)
-            .build()
-            .map_err(|e| UpstreamError::Unencodable {
-                reason: format!("request target: {e}"),
-                too_large: false,
-            })
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(
+            path_and_query
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
+        Uri::from_parts(parts).map_err(|e| UpstreamError::Unencodable {
+            reason: format!("request target: {e}"),
+            too_large: false,
+        })
     }
 }
 
@@ -81,7 +88,7 @@ impl Upstream for HttpUpstream {
             let mut parts = request.parts;
             parts.uri = uri?;
             parts.version = Version::HTTP_11;
-            let client_failed = Arc::new(AtomicBool::new(false));
+            let progress = Arc::new(Progress::default());
             let (body, slot) = match request.body {
                 RequestBody::Empty => (empty_body(), None),
                 RequestBody::Whole(bytes) => (full_body(bytes), None),
@@ -90,23 +97,39 @@ impl Upstream for HttpUpstream {
                         slot: Some(body.clone()),
                         inner: None,
                         length,
-                        client_failed: client_failed.clone(),
+                        progress: progress.clone(),
                     };
                     (lazy.boxed_unsync(), Some(body))
                 }
             };
             let req = Request::from_parts(parts, body);
-            match tokio::time::timeout(response_timeout, client.request(req)).await {
-                Err(_) => {
-                    if slot.as_ref().is_some_and(|s| !s.is_taken()) {
-                        // The connection never came up far enough to take the body.
-                        Err(UpstreamError::ConnectTimeout(connect_timeout))
-                    } else {
-                        Err(UpstreamError::ResponseTimeout(response_timeout))
+            let exchange = client.request(req);
+            tokio::pin!(exchange);
+            let classify = |e: hyper_util::client::legacy::Error| {
+                classify(&e, &progress, slot.as_ref(), connect_timeout)
+            };
+            if let Some(slot) = &slot {
+                // The body is on its way: wait for the answer or the end of the body.
+                while !progress.done.load(Ordering::Acquire) {
+                    tokio::select! {
+                        r = &mut exchange => return r.map(into_body).map_err(classify),
+                        () = progress.moved.notified() => {}
+                        () = tokio::time::sleep(response_timeout) => {
+                            if !slot.is_taken() {
+                                // The connection never came up far enough to take the body.
+                                return Err(UpstreamError::ConnectTimeout(connect_timeout));
+                            }
+                            if !progress.waiting_on_client.load(Ordering::Acquire) {
+                                // The member stopped reading the request.
+                                return Err(UpstreamError::ResponseTimeout(response_timeout));
+                            }
+                        }
                     }
                 }
-                Ok(Ok(res)) => Ok(res.map(|b| b.map_err(BoxError::from).boxed_unsync())),
-                Ok(Err(e)) => Err(classify(&e, &client_failed, slot.as_ref(), connect_timeout)),
+            }
+            match tokio::time::timeout(response_timeout, &mut exchange).await {
+                Err(_) => Err(UpstreamError::ResponseTimeout(response_timeout)),
+                Ok(r) => r.map(into_body).map_err(classify),
             }
         })
     }
@@ -124,7 +147,7 @@ impl Upstream for HttpUpstream {
             let req = Request::builder()
                 .method(Method::GET)
                 .uri(uri?)
-                .header(http::header::HOST, authority)
+                .header(http::header::HOST, authority.as_str())
                 .header(http::header::USER_AGENT, "keel-health-check")
                 .body(empty_body())
                 .map_err(|e| UpstreamError::Response(e.to_string()))?;
@@ -142,7 +165,7 @@ impl Upstream for HttpUpstream {
                     "health check got {status}"
                 ))),
                 Ok(_) => Ok(()),
-                Err(e) => Err(classify(&e, &AtomicBool::new(false), None, connect_timeout)),
+                Err(e) => Err(classify(&e, &Progress::default(), None, connect_timeout)),
             }
         })
     }
@@ -151,12 +174,12 @@ impl Upstream for HttpUpstream {
 /// Sorts a client error into the failover classes.
 fn classify(
     e: &hyper_util::client::legacy::Error,
-    client_failed: &AtomicBool,
+    progress: &Progress,
     slot: Option<&StreamingBody>,
     connect_timeout: Duration,
 ) -> UpstreamError {
     let msg = error_chain(e);
-    if client_failed.load(Ordering::Acquire) {
+    if progress.client_failed.load(Ordering::Acquire) {
         return UpstreamError::ClientBody(msg);
     }
     if e.is_connect() {
@@ -199,13 +222,40 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+fn into_body(res: http::Response<hyper::body::Incoming>) -> UpstreamResponse {
+    res.map(|b| b.map_err(BoxError::from).boxed_unsync())
+}
+
+/// How a streaming request body is getting on (shared by the body and the attempt).
+#[derive(Debug, Default)]
+struct Progress {
+    /// The whole body went out.
+    done: AtomicBool,
+    /// The last poll of the client's body had to wait for the client.
+    waiting_on_client: AtomicBool,
+    /// The client's body failed (never the member's fault).
+    client_failed: AtomicBool,
+    /// Woken whenever the body moves (a frame, the end, a failure).
+    moved: Notify,
+}
+
+impl Progress {
+    fn moved(&self, done: bool) {
+        self.waiting_on_client.store(false, Ordering::Release);
+        if done {
+            self.done.store(true, Ordering::Release);
+        }
+        self.moved.notify_one();
+    }
+}
+
 /// The client's body, taken from the slot on first poll (so that an attempt that never
 /// connected leaves it for the next one). Errors from the client are flagged as client errors.
 struct LazyBody {
     slot: Option<StreamingBody>,
     inner: Option<Body>,
     length: Option<u64>,
-    client_failed: Arc<AtomicBool>,
+    progress: Arc<Progress>,
 }
 
 /// The client's body failed while it was being forwarded.
@@ -229,7 +279,8 @@ impl HttpBody for LazyBody {
             match slot.take() {
                 Some(b) => this.inner = Some(b),
                 None => {
-                    this.client_failed.store(true, Ordering::Release);
+                    this.progress.client_failed.store(true, Ordering::Release);
+                    this.progress.moved(false);
                     return Poll::Ready(Some(Err(Box::new(ClientBodyError(
                         "body already consumed by an earlier attempt".into(),
                     )))));
@@ -239,17 +290,34 @@ impl HttpBody for LazyBody {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        match Pin::new(inner).poll_frame(cx) {
+        match Pin::new(&mut *inner).poll_frame(cx) {
             Poll::Ready(Some(Err(e))) => {
-                this.client_failed.store(true, Ordering::Release);
+                this.progress.client_failed.store(true, Ordering::Release);
+                this.progress.moved(false);
                 Poll::Ready(Some(Err(Box::new(ClientBodyError(e.to_string())))))
             }
-            other => other,
+            Poll::Ready(Some(Ok(frame))) => {
+                this.progress.moved(inner.is_end_stream());
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                this.progress.moved(true);
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                this.progress
+                    .waiting_on_client
+                    .store(true, Ordering::Release);
+                Poll::Pending
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.length == Some(0)
+        match &self.inner {
+            Some(inner) => inner.is_end_stream(),
+            None => self.length == Some(0),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -97,6 +97,16 @@ fn every_error_names_its_key() {
             "not an HTTP status",
         ),
         (
+            format!("{BASE}  retry:\n    max_interval: 18446744073709551615s\n"),
+            "balancer.retry.max_interval",
+            "longer than 24h",
+        ),
+        (
+            format!("{BASE}  retry:\n    interval: 1m\n    max_interval: 30s\n"),
+            "balancer.retry.max_interval",
+            "at least balancer.retry.interval",
+        ),
+        (
             format!("{BASE}  retry:\n    backoff: 0.5\n"),
             "balancer.retry.backoff",
             "1.0..=10.0",
@@ -216,9 +226,21 @@ fn inject_routes_fills_the_routes_map() {
     assert_eq!(s.filters[0].wasm, dir.0.join("sticky.wasm"));
 }
 
+/// The embedded default names the filters under `target/filters/` of the working directory (the
+/// repository root); tests run in `host/`, so it is parsed against the root, or against the
+/// folder `cargo xtask test` built the filters into.
 #[test]
 fn the_embedded_default_is_valid() {
-    let s = keel::config::default_settings().expect("default config");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let text = match std::env::var("KEEL_FILTERS_DIR") {
+        Ok(dir) => keel::config::DEFAULT_CONFIG.replace("target/filters", &dir),
+        Err(_) => keel::config::DEFAULT_CONFIG.to_string(),
+    };
+    let s = keel::config::parse(&text, root)
+        .expect("default config (are the filters built? run `cargo xtask build-wasm`)");
+    assert_eq!(s.filters.len(), 2, "sticky and route_suffix");
     assert!(s.listeners[0].address.ip().is_loopback());
     assert!(s.members.iter().all(|m| m.address.ip().is_loopback()));
 }

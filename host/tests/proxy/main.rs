@@ -7,6 +7,7 @@
 mod harness;
 
 mod admin;
+mod blame;
 mod config_errors;
 mod failover;
 mod filter_hook;
@@ -14,3 +15,4 @@ mod lifecycle;
 mod limits;
 mod protocols;
 mod sticky;
+mod wasm_filters;

@@ -7,13 +7,19 @@
 //! this route), `/hang`, `/slow/<ms>`, `/die` (reads the body, then exits without answering;
 //! the member named `b` answers it instead, to show a replay),
 //! `/stream` (a chunk now, one 2 s later), `/stall` (a chunk, then silence),
-//! `/stats` (`get=N post=M`), `/echo-headers`, anything else: 200 with the route and
-//! `x-body-len`.
+//! `/stats` (`get=N post=M`), `/echo-headers`, `/app/...` (a session-holding page, as Tomcat
+//! with a `jvmRoute` would serve it: a `JSESSIONID=<32 hex>.<route>` cookie for a client without
+//! a session this member knows, and a hit counter per session), anything else: 200 with the
+//! route and `x-body-len`.
+//!
+//! `cargo xtask cluster` runs two of these behind keel as the README's first command.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::hash::{BuildHasher, RandomState};
 use std::io::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,6 +36,10 @@ struct State {
     gets: AtomicU64,
     posts: AtomicU64,
     unhealthy: AtomicBool,
+    /// Session id (with its route suffix) → hits.
+    sessions: Mutex<HashMap<String, u64>>,
+    /// Makes session ids unpredictable enough for a test backend (not a CSPRNG).
+    id_seed: RandomState,
 }
 
 type Out = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -152,6 +162,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ou
             }
             reply(&state, StatusCode::OK, s)
         }
+        p if p.starts_with("/app") => session_page(&state, &headers),
         p if p.starts_with("/slow/") => {
             let ms: u64 = p["/slow/".len()..].parse().unwrap_or(100);
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -165,6 +176,52 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ou
             res
         }
     })
+}
+
+/// The session page: finds this member's session in the `JSESSIONID` cookie or starts one.
+fn session_page(state: &State, headers: &http::HeaderMap) -> Response<Out> {
+    let presented = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().strip_prefix("JSESSIONID="))
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    let Ok(mut sessions) = state.sessions.lock() else {
+        return reply(state, StatusCode::INTERNAL_SERVER_ERROR, "poisoned".into());
+    };
+    let known = presented
+        .iter()
+        .find(|id| sessions.contains_key(*id))
+        .cloned();
+    let (id, new) = match known {
+        Some(id) => (id, false),
+        None => {
+            let n = sessions.len() as u64;
+            let id = format!(
+                "{:016X}{:016X}.{}",
+                state.id_seed.hash_one(n),
+                state.id_seed.hash_one(!n),
+                state.route
+            );
+            (id, true)
+        }
+    };
+    let hits = sessions.entry(id.clone()).or_insert(0);
+    *hits += 1;
+    let body = format!(
+        "served by {} session {} hits {}{}\n",
+        state.route,
+        id,
+        hits,
+        if new { " (new session)" } else { "" }
+    );
+    let mut res = reply(state, StatusCode::OK, body);
+    if new && let Ok(v) = format!("JSESSIONID={id}; Path=/; HttpOnly").parse() {
+        res.headers_mut().insert(http::header::SET_COOKIE, v);
+    }
+    res
 }
 
 #[tokio::main]

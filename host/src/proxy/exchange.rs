@@ -1,0 +1,230 @@
+//! One request's exchange: the checks on the request head (framing, limits), the filter
+//! chain's request phase, routing (the routing header), the headers the member sees, the
+//! request body (empty, held whole when replayable, or streaming), the attempts, and the
+//! response on its way back through the chain. Nothing here allocates for a request that
+//! needs nothing (no filters, no body).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+
+use super::body::{self, Direction, IdleTimeout, Keep, Limited, SharedStream};
+use super::filter::{HeadersVerdict, LocalResponse, StreamInfo, UpstreamInfo};
+use super::{ConnInfo, Proxy, from_local, headers, idempotent, local};
+use crate::balancer::Member;
+use crate::upstream::{Body, BoxError, RequestBody, StreamingBody};
+
+static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// What the access log needs about how a request went.
+#[derive(Default)]
+pub(super) struct Outcome {
+    pub(super) member: Option<Arc<Member>>,
+    pub(super) route: Option<String>,
+    pub(super) upstream_time: Option<Duration>,
+}
+
+/// Ends the filter stream when the response body is done (or dropped).
+struct Finish(Option<SharedStream>);
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        let Some(s) = self.0.take() else { return };
+        // Usually uncontended (the pumps are done): finish right here.
+        if let Ok(mut guard) = s.try_lock() {
+            if let Some(stream) = guard.take() {
+                stream.finish();
+            }
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Some(stream) = s.lock().await.take() {
+                    stream.finish();
+                }
+            });
+        }
+    }
+}
+
+/// Where a filter's local answer from the middle of a body lands.
+type LocalSlot = Arc<std::sync::Mutex<Option<LocalResponse>>>;
+
+fn take_local(slot: Option<&LocalSlot>) -> Option<LocalResponse> {
+    slot.and_then(|s| s.lock().ok().and_then(|mut s| s.take()))
+}
+
+impl Proxy {
+    pub(super) async fn exchange<B>(
+        &self,
+        mut parts: http::request::Parts,
+        body: B,
+        conn: &ConnInfo,
+        outcome: &mut Outcome,
+    ) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let cfg = &self.settings.config;
+        let lim = &cfg.limits;
+        if conn.ambiguous_framing.load(Ordering::Acquire) {
+            return local(
+                StatusCode::BAD_REQUEST,
+                "Content-Length together with Transfer-Encoding",
+            );
+        }
+        if let Err((status, why)) =
+            headers::check_request(&parts.headers, lim.max_headers, lim.max_header_bytes)
+        {
+            return local(status, why);
+        }
+        let length = headers::content_length(&parts.headers);
+        if length.is_some_and(|n| n > lim.max_body_bytes) {
+            return local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        }
+        let no_body = body.is_end_stream() || length == Some(0);
+        // The client's authority: the Host header, or HTTP/2's :authority.
+        let host: Option<HeaderValue> = match parts.headers.get(header::HOST) {
+            Some(h) => Some(h.clone()),
+            None => {
+                let h = parts
+                    .uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+                if let Some(h) = &h {
+                    parts.headers.insert(header::HOST, h.clone());
+                }
+                h
+            }
+        };
+
+        // The filter chain, request headers.
+        let stream: Option<SharedStream> = if self.chain.is_empty() {
+            None
+        } else {
+            let mut s = self.chain.stream(StreamInfo {
+                source: conn.remote,
+                destination: conn.local,
+                tls: conn.tls.is_some(),
+                protocol: parts.version,
+                request_id: REQUEST_IDS.fetch_add(1, Ordering::Relaxed),
+                route_name: "default".into(),
+                cluster_name: "balancer".into(),
+            });
+            if let HeadersVerdict::Respond(lr) = s.request_headers(&mut parts, no_body).await {
+                s.finish();
+                return from_local(lr);
+            }
+            Some(Arc::new(tokio::sync::Mutex::new(Some(s))))
+        };
+        let local_slot: Option<LocalSlot> = stream.as_ref().map(|_| Arc::default());
+        let finish = Finish(stream.clone());
+
+        // Routing, then the headers the member sees.
+        let sticky = parts
+            .headers
+            .remove(&self.routing_header)
+            .and_then(|v| v.to_str().ok().map(str::to_string));
+        headers::remove_hop_by_hop(&mut parts.headers);
+        headers::add_forwarded(
+            &mut parts.headers,
+            self.forwarded,
+            conn.remote,
+            conn.tls.is_some(),
+            host.as_ref(),
+        );
+        if parts.uri.scheme().is_some()
+            && let Some(pq) = parts.uri.path_and_query().cloned()
+        {
+            parts.uri = http::Uri::from(pq);
+        }
+
+        // The body: empty, held whole (idempotent and small: replayable), or streaming.
+        let body_idle = cfg.balancer.timeouts.body_idle.0;
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let req_body = if no_body {
+            RequestBody::Empty
+        } else {
+            let mut client_body: Body = IdleTimeout::new(
+                Limited::new(body, lim.max_body_bytes, exceeded.clone()).boxed_unsync(),
+                body_idle,
+            )
+            .boxed_unsync();
+            if let (Some(s), Some(slot)) = (&stream, &local_slot) {
+                client_body = body::pump(client_body, s.clone(), Direction::Request, slot.clone());
+                parts.headers.remove(header::CONTENT_LENGTH);
+            }
+            let replay_limit = cfg.balancer.retry.max_replay_body;
+            if idempotent(&parts.method)
+                && stream.is_none()
+                && length.is_some_and(|n| n <= replay_limit)
+            {
+                match client_body.collect().await {
+                    Ok(c) => RequestBody::Whole(c.to_bytes()),
+                    Err(_) if exceeded.load(Ordering::Acquire) => {
+                        return local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+                    }
+                    Err(e) => {
+                        log::debug!("client body failed: {e}");
+                        return local(StatusCode::BAD_REQUEST, "request body incomplete");
+                    }
+                }
+            } else {
+                RequestBody::Streaming {
+                    body: StreamingBody::new(client_body),
+                    length: if stream.is_some() { None } else { length },
+                }
+            }
+        };
+
+        let total = cfg.balancer.timeouts.total.0;
+        let attempt = self.attempts(&parts, req_body, conn, sticky.as_deref(), outcome);
+        let result = match tokio::time::timeout(total, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(local(StatusCode::GATEWAY_TIMEOUT, "upstream timed out")),
+        };
+        outcome.route = sticky;
+        if let Some(lr) = take_local(local_slot.as_ref()) {
+            return from_local(lr);
+        }
+        if exceeded.load(Ordering::Acquire) {
+            return local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        }
+        let (res, guard) = match result {
+            Ok(ok) => ok,
+            Err(res) => return res,
+        };
+
+        // The response.
+        let (mut rparts, rbody) = res.into_parts();
+        let mut rbody = IdleTimeout::new(rbody, body_idle).boxed_unsync();
+        headers::remove_hop_by_hop(&mut rparts.headers);
+        if let (Some(s), Some(slot)) = (&stream, &local_slot) {
+            let member = guard.member();
+            let info = UpstreamInfo {
+                address: member.address,
+                route: member.route.clone(),
+            };
+            let eos = http_body::Body::is_end_stream(&rbody);
+            let verdict = match s.lock().await.as_mut() {
+                Some(st) => st.response_headers(&mut rparts, Some(&info), eos).await,
+                None => HeadersVerdict::Continue,
+            };
+            if let HeadersVerdict::Respond(lr) = verdict {
+                return from_local(lr);
+            }
+            if !eos {
+                rbody = body::pump(rbody, s.clone(), Direction::Response, slot.clone());
+                rparts.headers.remove(header::CONTENT_LENGTH);
+            }
+        }
+        let body = Keep::new(rbody, (guard, finish)).boxed_unsync();
+        Response::from_parts(rparts, body)
+    }
+}
