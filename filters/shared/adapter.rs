@@ -1,19 +1,55 @@
 //! What the filter adapters share: reading and validating the plugin configuration in
-//! `on_configure`, the header list the logic reads, and counters (`proxy_define_metric`).
+//! `on_configure` (and adopting the host's log level there), the header list the logic reads, and
+//! counters (`proxy_define_metric`).
 //!
 //! Compiled into each filter crate with `#[path]`: every filter is its own `cdylib`, and the logic
 //! crate (`keel-filter-logic`) stays free of proxy-wasm.
 
 use keel_filter_logic::config::ConfigError;
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MetricType};
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
 
-/// The guest's log level: everything, the host filters by its own level. Not the host's level
-/// from `proxy_get_log_level`: Envoy answers with its raw spdlog level, 6 when logging is off, and
-/// the SDK (0.2.5) writes that into a `LogLevel` enum that stops at 5 (undefined behaviour). With
-/// the host's level taken over, its `critical` would also become the SDK's `Off` and swallow the
-/// error line of a refused configuration.
+/// The guest's log level until `on_configure` takes over the host's ([`adopt_host_log_level`]).
 pub const LOG_LEVEL: LogLevel = LogLevel::Trace;
+
+// The host's log level, read without the SDK's `hostcalls::get_log_level`: that one (0.2.5) has
+// the host write into a `LogLevel` enum that stops at 5, and Envoy answers with its raw spdlog
+// level, 6 when logging is off (undefined behaviour). The same import the SDK declares, with the
+// same wasm signature (i32) -> i32, so the module still imports it once.
+#[link(wasm_import_module = "env")]
+#[allow(unsafe_code)]
+unsafe extern "C" {
+    fn proxy_get_log_level(return_level: *mut u32) -> u32;
+}
+
+/// The host's log level as the guest logger's: 0 trace … 4 error; 5 (critical), Envoy's 6 (off)
+/// and anything above are taken as error, never as the SDK's `Critical` (= log nothing), so that
+/// the error line of a refused configuration still reaches the host (which drops it if it likes).
+/// `None` when the host does not answer `Ok`.
+fn host_log_level() -> Option<LogLevel> {
+    let mut raw: u32 = 0;
+    // SAFETY: `raw` is a live local `u32`; the pointer is valid and aligned for the 4 bytes the
+    // host writes (a `u32` level) and is not kept past the call. Any value is a valid `u32`.
+    #[allow(unsafe_code)]
+    let status = unsafe { proxy_get_log_level(&mut raw) };
+    // Status 0 is `Ok`.
+    (status == 0).then_some(match raw {
+        0 => LogLevel::Trace,
+        1 => LogLevel::Debug,
+        2 => LogLevel::Info,
+        3 => LogLevel::Warn,
+        _ => LogLevel::Error,
+    })
+}
+
+/// Adopts the host's log level (called first thing in `on_configure`): lines the host would drop
+/// are then not even formatted (`log::debug!` and friends check `log::max_level()` first). A host
+/// that does not answer leaves the level as it was.
+pub fn adopt_host_log_level() {
+    if let Some(level) = host_log_level() {
+        proxy_wasm::set_log_level(level);
+    }
+}
 
 /// The work of `on_configure`: read the plugin configuration and `parse` it. `None` after logging
 /// an error that names the filter and the bad field; the caller then returns false. Called again
@@ -22,6 +58,7 @@ pub fn configure<T>(
     filter: &str,
     parse: impl FnOnce(&[u8]) -> Result<T, ConfigError>,
 ) -> Option<T> {
+    adopt_host_log_level();
     let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
         Ok(bytes) => bytes.unwrap_or_default(),
         Err(status) => {
@@ -38,12 +75,90 @@ pub fn configure<T>(
     }
 }
 
-/// A header map as the SDK's `*_bytes` getters return it, as the pairs the logic reads.
-pub fn view(headers: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
-    headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_slice()))
-        .collect()
+// The host's header map, read without the SDK's `get_map_bytes`, which copies every name and
+// value into its own `String` / `Vec` (two allocations per header, per read). The same import the
+// SDK declares (its `MapType` is a `#[repr(u32)]` enum): the wasm signature is (i32, i32, i32) ->
+// i32 either way, so the module still imports it once.
+#[link(wasm_import_module = "env")]
+#[allow(unsafe_code)]
+unsafe extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+}
+
+/// A header map as the host serialized it: one buffer, read once per callback; [`pairs`] views it
+/// as the `(name, value)` list the logic reads, borrowing from it.
+pub struct HeaderMap {
+    bytes: Vec<u8>,
+}
+
+impl HeaderMap {
+    /// Reads `map` (empty when the host has none or refuses).
+    pub fn read(map: MapType) -> Self {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        // SAFETY: both out-pointers point to live locals of the types the ABI writes (a guest
+        // pointer, a 32-bit size) and are not kept past the call.
+        #[allow(unsafe_code)]
+        let status = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
+        // Status 0 is `Ok`.
+        if status != 0 || data.is_null() {
+            return HeaderMap { bytes: Vec::new() };
+        }
+        // SAFETY: on `Ok` the host returns a buffer of `size` bytes it obtained from the guest's
+        // `proxy_on_memory_allocate` (the SDK's: a `Box<[u8]>` of exactly `size` bytes, align 1)
+        // and hands it over; a `Vec` of that length and capacity owns and frees it the same way
+        // (what the SDK's own `get_map_bytes` does).
+        #[allow(unsafe_code)]
+        let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
+        HeaderMap { bytes }
+    }
+
+    /// The `(name, value)` pairs, in the host's order, borrowed from the buffer. A malformed
+    /// buffer yields the pairs before the damage; a name that is not UTF-8 is skipped (no HTTP
+    /// header name is).
+    pub fn pairs(&self) -> Vec<(&str, &[u8])> {
+        parse_pairs(&self.bytes)
+    }
+}
+
+/// The proxy-wasm map serialization: a u32 count, then `count` (name length, value length) u32
+/// pairs, then each name and value followed by a NUL byte; little-endian.
+fn parse_pairs(bytes: &[u8]) -> Vec<(&str, &[u8])> {
+    let u32_at = |at: usize| -> Option<usize> {
+        let raw = bytes.get(at..at.checked_add(4)?)?;
+        let raw: [u8; 4] = raw.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(raw)).ok()
+    };
+    let Some(count) = u32_at(0) else {
+        return Vec::new();
+    };
+    let Some(mut at) = count.checked_mul(8).and_then(|n| n.checked_add(4)) else {
+        return Vec::new();
+    };
+    let mut pairs = Vec::with_capacity(count.min(bytes.len() / 8));
+    let mut take = |len: usize| -> Option<&[u8]> {
+        let end = at.checked_add(len)?;
+        let part = bytes.get(at..end)?;
+        at = end.checked_add(1)?;
+        Some(part)
+    };
+    for n in 0..count {
+        let sizes = 4 + n * 8;
+        let (Some(name_len), Some(value_len)) = (u32_at(sizes), u32_at(sizes + 4)) else {
+            break;
+        };
+        let (Some(name), Some(value)) = (take(name_len), take(value_len)) else {
+            break;
+        };
+        if let Ok(name) = std::str::from_utf8(name) {
+            pairs.push((name, value));
+        }
+    }
+    pairs
 }
 
 /// `N` counters, defined once per VM (`None` where the host refused one: counting is then
@@ -70,5 +185,65 @@ impl<const N: usize> Counters<N> {
             // A host that no longer knows the metric is no reason to fail the request.
             let _ = hostcalls::increment_metric(*id, i64::try_from(n).unwrap_or(i64::MAX));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_pairs;
+
+    /// The proxy-wasm serialization of `pairs`.
+    fn serialize(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut out = u32::try_from(pairs.len())
+            .expect("few")
+            .to_le_bytes()
+            .to_vec();
+        for (name, value) in pairs {
+            out.extend(u32::try_from(name.len()).expect("short").to_le_bytes());
+            out.extend(u32::try_from(value.len()).expect("short").to_le_bytes());
+        }
+        for (name, value) in pairs {
+            out.extend_from_slice(name);
+            out.push(0);
+            out.extend_from_slice(value);
+            out.push(0);
+        }
+        out
+    }
+
+    #[test]
+    fn pairs_in_order_values_as_bytes() {
+        let bytes = serialize(&[
+            (b":path", b"/a;jsessionid=X.t1"),
+            (b"cookie", b"A=1; B=\xff"),
+            (b"x-empty", b""),
+        ]);
+        assert_eq!(
+            parse_pairs(&bytes),
+            vec![
+                (":path", &b"/a;jsessionid=X.t1"[..]),
+                ("cookie", &b"A=1; B=\xff"[..]),
+                ("x-empty", &b""[..]),
+            ]
+        );
+        assert!(parse_pairs(&serialize(&[])).is_empty());
+        assert!(parse_pairs(b"").is_empty());
+    }
+
+    #[test]
+    fn malformed_buffers_do_not_panic() {
+        let good = serialize(&[(b"a", b"1"), (b"\xff", b"2"), (b"c", b"3")]);
+        // A name that is not UTF-8 is skipped.
+        assert_eq!(parse_pairs(&good), vec![("a", &b"1"[..]), ("c", &b"3"[..])]);
+        for cut in 0..good.len() {
+            let pairs = parse_pairs(&good[..cut]);
+            assert!(pairs.len() <= 2, "{cut}");
+        }
+        let mut huge = good.clone();
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(parse_pairs(&huge).is_empty());
+        let mut long = good;
+        long[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(parse_pairs(&long).is_empty());
     }
 }

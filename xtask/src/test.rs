@@ -33,14 +33,5 @@ pub fn run(extra: &[String]) -> Result<()> {
     wasm_clippy.extend(["--".into(), "-D".into(), "warnings".into()]);
     cmd::run("cargo", &wasm_clippy)?;
     wasm::build()?;
-    let filters = wasm::out_dir();
-    eprintln!("xtask: tests load the filters from {}", filters.display());
-    let mut args: Vec<String> = ["test", "--workspace", "--all-targets"]
-        .map(String::from)
-        .to_vec();
-    if !extra.is_empty() {
-        args.push("--".into());
-        args.extend(extra.iter().cloned());
-    }
-    cmd::run_with_env("cargo", &args, &[("KEEL_FILTERS_DIR", &filters)])
+    wasm::cargo_with_modules(&["test", "--workspace", "--all-targets"], extra)
 }

@@ -72,3 +72,16 @@ pub fn lint_packages() -> Result<Vec<String>> {
         .map(|p| p.package)
         .collect())
 }
+
+/// Runs `cargo <args> [-- <extra>]` with `KEEL_FILTERS_DIR` naming the freshly built modules
+/// (what `test` and `bench` hand the tests and benchmarks).
+pub fn cargo_with_modules(args: &[&str], extra: &[String]) -> Result<()> {
+    let filters = out_dir();
+    eprintln!("xtask: modules from {}", filters.display());
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    if !extra.is_empty() {
+        all.push("--".into());
+        all.extend(extra.iter().cloned());
+    }
+    cmd::run_with_env("cargo", &all, &[("KEEL_FILTERS_DIR", &filters)])
+}

@@ -19,7 +19,7 @@ use keel_filter_logic::fingerprint::fingerprint;
 use keel_filter_logic::route_suffix::{self, ClientSession, HeaderEdit};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType};
+use proxy_wasm::types::{Action, ContextType, MapType};
 
 use metrics::{Counter, Counters};
 
@@ -111,9 +111,8 @@ impl HttpContext for Stream {
         let Some(config) = self.config.clone() else {
             return Action::Continue;
         };
-        let headers = self.get_http_request_headers_bytes();
-        let view = adapter::view(&headers);
-        let plan = route_suffix::on_request(&config, &view);
+        let headers = adapter::HeaderMap::read(MapType::HttpRequestHeaders);
+        let plan = route_suffix::on_request(&config, &headers.pairs());
         let stripped = plan.new_path.is_some() || plan.new_cookie.is_some();
         if let Some(path) = &plan.new_path {
             self.set_http_request_header_bytes(":path", Some(path));
@@ -127,11 +126,13 @@ impl HttpContext for Stream {
         if stripped {
             self.count(Counter::Stripped, 1);
         }
-        let (len, fp) = id_summary(self.client.cookie_id.as_deref());
-        log::debug!(
-            "route_suffix: request cookie_id_len={len} cookie_id_fp={fp:08x} path_id={} stripped={stripped}",
-            self.client.path_id.is_some(),
-        );
+        if log::log_enabled!(log::Level::Debug) {
+            let (len, fp) = id_summary(self.client.cookie_id.as_deref());
+            log::debug!(
+                "route_suffix: request cookie_id_len={len} cookie_id_fp={fp:08x} path_id={} stripped={stripped}",
+                self.client.path_id.is_some(),
+            );
+        }
         Action::Continue
     }
 
@@ -144,9 +145,8 @@ impl HttpContext for Stream {
             log::debug!("route_suffix: response from a backend not in routes: unchanged");
             return Action::Continue;
         };
-        let headers = self.get_http_response_headers_bytes();
-        let view = adapter::view(&headers);
-        let plan = route_suffix::on_response(&config, served, &self.client, &view);
+        let headers = adapter::HeaderMap::read(MapType::HttpResponseHeaders);
+        let plan = route_suffix::on_response(&config, served, &self.client, &headers.pairs());
         for edit in &plan.edits {
             match edit {
                 HeaderEdit::ReplaceAll { name, values } => {

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use keel_filter_logic::config::StickyConfig;
 use keel_filter_logic::sticky::{self, StickyDecision};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType};
+use proxy_wasm::types::{Action, ContextType, MapType};
 
 use metrics::{Counter, Counters};
 
@@ -106,8 +106,8 @@ impl HttpContext for Stream {
         let Some(config) = self.config.clone() else {
             return Action::Continue;
         };
-        let headers = self.get_http_request_headers_bytes();
-        let decision = sticky::decide(&config, &adapter::view(&headers));
+        let headers = adapter::HeaderMap::read(MapType::HttpRequestHeaders);
+        let decision = sticky::decide(&config, &headers.pairs());
         if decision.client_sent_header {
             // Removes every copy; adding afterwards leaves exactly one, ours.
             self.set_http_request_header_bytes(&config.header, None);
