@@ -8,8 +8,24 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use keel_wasm::{BodyVerdict, HeadersVerdict, UpstreamInfo};
+use keel_wasm::{BodyVerdict, FilterChain, HeadersVerdict, Stream, UpstreamInfo};
 use wasm_tests::{chain, header, info, metric, request, response, spec};
+
+/// Sends the request headers of `GET uri` into a new stream of `chain` and asserts the filters
+/// let them continue; returns the stream (still open) and the request head as the filters left it.
+async fn continued_get(
+    chain: &FilterChain,
+    uri: &str,
+    end_of_stream: bool,
+) -> (Stream, http::request::Parts) {
+    let mut stream = chain.stream(info());
+    let mut req = request(uri, &[]);
+    assert_eq!(
+        stream.request_headers(&mut req, end_of_stream).await,
+        HeadersVerdict::Continue
+    );
+    (stream, req)
+}
 
 #[tokio::test]
 async fn header_maps_properties_metrics_and_shared_data() {
@@ -115,12 +131,7 @@ async fn a_local_response_replaces_the_request() {
 #[tokio::test]
 async fn a_paused_body_is_buffered_then_rewritten() {
     let (chain, _registry) = chain(vec![spec("probe", "test_probe", "body_buffer")]);
-    let mut stream = chain.stream(info());
-    let mut req = request("/upload", &[]);
-    assert_eq!(
-        stream.request_headers(&mut req, false).await,
-        HeadersVerdict::Continue
-    );
+    let (mut stream, _) = continued_get(&chain, "/upload", false).await;
     assert_eq!(
         stream
             .request_body(Bytes::from_static(b"hello "), false)
@@ -157,12 +168,7 @@ async fn a_body_over_the_limit_is_answered_413() {
     let mut probe = spec("probe", "test_probe", "body_buffer");
     probe.limits.max_buffered_body = 10;
     let (chain, _registry) = chain(vec![probe]);
-    let mut stream = chain.stream(info());
-    let mut req = request("/upload", &[]);
-    assert_eq!(
-        stream.request_headers(&mut req, false).await,
-        HeadersVerdict::Continue
-    );
+    let (mut stream, _) = continued_get(&chain, "/upload", false).await;
     assert_eq!(
         stream
             .request_body(Bytes::from_static(b"0123456789"), false)
@@ -180,12 +186,7 @@ async fn wasi_environment_clocks_random_and_output() {
     let mut probe = spec("probe", "test_probe", "wasi");
     probe.env = vec![("PROBE_ENV".into(), "from-config".into())];
     let (chain, _registry) = chain(vec![probe]);
-    let mut stream = chain.stream(info());
-    let mut req = request("/", &[]);
-    assert_eq!(
-        stream.request_headers(&mut req, true).await,
-        HeadersVerdict::Continue
-    );
+    let (_stream, req) = continued_get(&chain, "/", true).await;
     assert_eq!(header(&req.headers, "x-env"), "from-config");
     assert_eq!(header(&req.headers, "x-clock"), "true");
     assert_eq!(header(&req.headers, "x-monotonic"), "true");
@@ -194,12 +195,7 @@ async fn wasi_environment_clocks_random_and_output() {
 #[tokio::test]
 async fn foreign_functions_are_not_found_and_grpc_fails_cleanly() {
     let (chain, _registry) = chain(vec![spec("probe", "test_probe", "foreign")]);
-    let mut stream = chain.stream(info());
-    let mut req = request("/", &[]);
-    assert_eq!(
-        stream.request_headers(&mut req, true).await,
-        HeadersVerdict::Continue
-    );
+    let (_stream, req) = continued_get(&chain, "/", true).await;
     assert_eq!(header(&req.headers, "x-foreign"), "Err(NotFound)");
     assert_eq!(header(&req.headers, "x-grpc"), "Err(InternalFailure)");
 }
@@ -207,12 +203,7 @@ async fn foreign_functions_are_not_found_and_grpc_fails_cleanly() {
 #[tokio::test]
 async fn bad_guest_pointers_get_invalid_memory_access() {
     let (chain, registry) = chain(vec![spec("probe", "test_probe", "bad_pointers")]);
-    let mut stream = chain.stream(info());
-    let mut req = request("/", &[]);
-    assert_eq!(
-        stream.request_headers(&mut req, true).await,
-        HeadersVerdict::Continue
-    );
+    let (_stream, req) = continued_get(&chain, "/", true).await;
     // log ×2, get_header_map_value, get_header_map_pairs, get_property: 6 (InvalidMemoryAccess);
     // set_header_map_pairs with garbage: 2 (BadArgument); get_buffer_bytes to a bad out-pointer: 6.
     assert_eq!(header(&req.headers, "x-bad"), "6,6,6,6,6,2,6");
@@ -271,12 +262,7 @@ async fn queued_items_reach_on_queue_ready() {
 #[tokio::test]
 async fn request_trailers_are_read_and_written() {
     let (chain, _registry) = chain(vec![spec("probe", "test_probe", "trailers")]);
-    let mut stream = chain.stream(info());
-    let mut req = request("/", &[]);
-    assert_eq!(
-        stream.request_headers(&mut req, false).await,
-        HeadersVerdict::Continue
-    );
+    let (mut stream, _) = continued_get(&chain, "/", false).await;
     assert_eq!(
         stream
             .request_body(Bytes::from_static(b"data"), false)

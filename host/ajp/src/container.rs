@@ -5,6 +5,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
+use crate::decode::payload_len;
 use crate::error::DecodeError;
 use crate::header_codes;
 use crate::method;
@@ -62,23 +63,10 @@ pub fn decode_from_proxy(
     buf: &mut BytesMut,
     size: PacketSize,
 ) -> Result<Option<Bytes>, DecodeError> {
-    if buf.len() >= 2 && buf[..2] != wire::MAGIC_TO_CONTAINER {
-        return Err(DecodeError::BadMagic(buf[0], buf[1]));
-    }
-    let Some(l) = buf.get(2..4) else {
+    let Some(len) = payload_len(buf, wire::MAGIC_TO_CONTAINER, size)? else {
         return Ok(None);
     };
-    let len = usize::from(u16::from_be_bytes([l[0], l[1]]));
-    if len > size.max_payload() {
-        return Err(DecodeError::Oversize {
-            len,
-            max: size.max_payload(),
-        });
-    }
-    if buf.len() < 4 + len {
-        return Ok(None);
-    }
-    buf.advance(4);
+    buf.advance(wire::HEADER_LEN);
     Ok(Some(buf.split_to(len).freeze()))
 }
 

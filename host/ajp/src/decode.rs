@@ -58,9 +58,23 @@ pub fn decode(buf: &mut BytesMut, size: PacketSize) -> Result<Option<Frame>, Dec
 /// Checks the header at the front of `buf`: `Ok(None)` until the whole packet is there,
 /// else its payload length. Errors as soon as the header is wrong (before the payload arrives).
 pub fn packet_len(buf: &[u8], size: PacketSize) -> Result<Option<usize>, DecodeError> {
+    match payload_len(buf, wire::MAGIC_FROM_CONTAINER, size)? {
+        Some(0) => Err(DecodeError::Empty),
+        len => Ok(len),
+    }
+}
+
+/// Checks a packet header with `magic` at the front of `buf`: `Ok(None)` until the whole
+/// packet is there, else its payload length (possibly 0). Errors as soon as the magic or the
+/// announced length is wrong. Both directions of the codec frame packets this way.
+pub(crate) fn payload_len(
+    buf: &[u8],
+    magic: [u8; 2],
+    size: PacketSize,
+) -> Result<Option<usize>, DecodeError> {
     match buf.get(..2) {
         None => return Ok(None),
-        Some(&[a, b]) if [a, b] != wire::MAGIC_FROM_CONTAINER => {
+        Some(&[a, b]) if [a, b] != magic => {
             return Err(DecodeError::BadMagic(a, b));
         }
         Some(_) => {}
@@ -74,9 +88,6 @@ pub fn packet_len(buf: &[u8], size: PacketSize) -> Result<Option<usize>, DecodeE
             len,
             max: size.max_payload(),
         });
-    }
-    if len == 0 {
-        return Err(DecodeError::Empty);
     }
     if buf.len() < wire::HEADER_LEN + len {
         return Ok(None);

@@ -13,7 +13,7 @@ use keel_ajp::client::{
     AjpClient, BodySource, ClientConfig, ClientError, ConfigError, RequestBody, Secret,
 };
 use keel_ajp::test_server::{Action, ServerConfig, TestServer};
-use support::{channel_body, client, collect, data, request, stream_of};
+use support::{channel_body, client, collect, data, get_root, request, stream_of};
 
 const SECRET: &str = "test-secret";
 
@@ -23,6 +23,18 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Waits until `server` saw its peer (keel) close exactly one connection.
+async fn wait_closed(server: &TestServer, what: &str) {
+    wait_until(what, || {
+        server
+            .seen()
+            .peer_closed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1
+    })
+    .await;
 }
 
 async fn scripted(script: impl Fn() -> Vec<Action> + Send + Sync + 'static) -> TestServer {
@@ -190,14 +202,7 @@ async fn client_body_that_comes_up_short_closes_the_backend_connection() {
     assert!(err.was_sent() && !err.counts_against_member() && err.is_client_error());
     assert_eq!(err.client_status(), StatusCode::BAD_REQUEST);
     assert_eq!(c.idle_connections(), 0);
-    wait_until("server sees the close", || {
-        server
-            .seen()
-            .peer_closed
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 1
-    })
-    .await;
+    wait_closed(&server, "server sees the close").await;
     // A body longer than announced is refused the same way.
     let (tx, body) = channel_body(Some(10));
     tx.send(Ok(Bytes::from(vec![1u8; 11]))).await.unwrap();
@@ -272,10 +277,7 @@ async fn pooled_connection_reuse_follows_end_response() {
     let server = scripted(|| vec![ok_headers(), Action::End { reuse: false }]).await;
     let c = client(server.addr(), Some(SECRET));
     for _ in 0..3 {
-        let res = c
-            .send(request(Method::GET, "/", &[], RequestBody::Empty))
-            .await
-            .unwrap();
+        let res = c.send(get_root()).await.unwrap();
         collect(res.into_body()).await.unwrap();
     }
     assert_eq!(
@@ -293,10 +295,7 @@ async fn cping_before_reusing_an_idle_connection_and_as_health_check() {
     config.pool.cping_after_idle = Duration::ZERO;
     let c = AjpClient::new(server.addr(), config).unwrap();
     for _ in 0..3 {
-        let res = c
-            .send(request(Method::GET, "/", &[], RequestBody::Empty))
-            .await
-            .unwrap();
+        let res = c.send(get_root()).await.unwrap();
         collect(res.into_body()).await.unwrap();
     }
     assert_eq!(
@@ -328,20 +327,10 @@ async fn keel_closes_idle_connections_itself() {
     let mut config = ClientConfig::new(Secret::Value(SECRET.into()));
     config.pool.idle_timeout = Duration::from_millis(100);
     let c = AjpClient::new(server.addr(), config).unwrap();
-    let res = c
-        .send(request(Method::GET, "/", &[], RequestBody::Empty))
-        .await
-        .unwrap();
+    let res = c.send(get_root()).await.unwrap();
     collect(res.into_body()).await.unwrap();
     assert_eq!(c.idle_connections(), 1);
-    wait_until("the idle connection is closed", || {
-        server
-            .seen()
-            .peer_closed
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 1
-    })
-    .await;
+    wait_closed(&server, "the idle connection is closed").await;
     assert_eq!(c.idle_connections(), 0);
     assert_eq!(c.stats().idle_closed, 1);
 }
@@ -350,20 +339,14 @@ async fn keel_closes_idle_connections_itself() {
 async fn a_pooled_connection_the_member_closed_is_not_used() {
     let server = scripted(|| vec![ok_headers(), Action::End { reuse: true }, Action::Close]).await;
     let c = client(server.addr(), Some(SECRET));
-    let res = c
-        .send(request(Method::GET, "/", &[], RequestBody::Empty))
-        .await
-        .unwrap();
+    let res = c.send(get_root()).await.unwrap();
     collect(res.into_body()).await.unwrap();
     wait_until("server closed", || {
         server.seen().requests.lock().unwrap().len() == 1
     })
     .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let res = c
-        .send(request(Method::GET, "/", &[], RequestBody::Empty))
-        .await
-        .unwrap();
+    let res = c.send(get_root()).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(server.connections(), 2);
     assert_eq!(c.stats().stale_dropped, 1);
@@ -373,10 +356,7 @@ async fn a_pooled_connection_the_member_closed_is_not_used() {
 async fn secret_mismatch_is_reported_and_the_secret_is_required() {
     let server = TestServer::echo(Some(SECRET)).await.unwrap();
     let c = client(server.addr(), Some("wrong"));
-    let res = c
-        .send(request(Method::GET, "/", &[], RequestBody::Empty))
-        .await
-        .unwrap();
+    let res = c.send(get_root()).await.unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     collect(res.into_body()).await.unwrap();
     assert_eq!(c.stats().secret_rejections, 1);
@@ -397,10 +377,7 @@ async fn secret_mismatch_is_reported_and_the_secret_is_required() {
     })
     .await;
     let c = client(server.addr(), Some(SECRET));
-    let res = c
-        .send(request(Method::GET, "/", &[], RequestBody::Empty))
-        .await
-        .unwrap();
+    let res = c.send(get_root()).await.unwrap();
     collect(res.into_body()).await.unwrap();
     assert_eq!(c.stats().secret_rejections, 0);
 }
@@ -482,10 +459,7 @@ async fn hostile(script: Vec<Action>, check: impl Fn(&ClientError) -> bool) {
     let mut config = ClientConfig::new(Secret::Value(SECRET.into()));
     config.response_timeout = Duration::from_millis(300);
     let c = AjpClient::new(server.addr(), config).unwrap();
-    let err = match c
-        .send(request(Method::GET, "/", &[], RequestBody::Empty))
-        .await
-    {
+    let err = match c.send(get_root()).await {
         Err(e) => e,
         Ok(res) => collect(res.into_body())
             .await
@@ -598,19 +572,9 @@ async fn dropping_the_response_body_closes_the_connection() {
     })
     .await;
     let c = client(server.addr(), Some(SECRET));
-    let res = c
-        .send(request(Method::GET, "/", &[], RequestBody::Empty))
-        .await
-        .unwrap();
+    let res = c.send(get_root()).await.unwrap();
     drop(res);
-    wait_until("the connection is closed", || {
-        server
-            .seen()
-            .peer_closed
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 1
-    })
-    .await;
+    wait_closed(&server, "the connection is closed").await;
     assert_eq!(c.idle_connections(), 0);
 }
 
@@ -623,15 +587,9 @@ async fn max_connections_waits_then_times_out() {
     config.response_timeout = Duration::from_secs(5);
     let c = AjpClient::new(server.addr(), config).unwrap();
     let c2 = c.clone();
-    let first = tokio::spawn(async move {
-        c2.send(request(Method::GET, "/", &[], RequestBody::Empty))
-            .await
-    });
+    let first = tokio::spawn(async move { c2.send(get_root()).await });
     wait_until("first request arrived", || server.requests().len() == 1).await;
-    let err = c
-        .send(request(Method::GET, "/", &[], RequestBody::Empty))
-        .await
-        .unwrap_err();
+    let err = c.send(get_root()).await.unwrap_err();
     assert!(
         matches!(err, ClientError::PoolTimeout(_))
             && !err.was_sent()
@@ -656,25 +614,16 @@ async fn a_reused_connection_closed_before_any_answer_is_sent_but_not_counted() 
     .await
     .unwrap();
     let c = client(server.addr(), Some(SECRET));
-    let res = c
-        .send(request(Method::GET, "/", &[], RequestBody::Empty))
-        .await
-        .unwrap();
+    let res = c.send(get_root()).await.unwrap();
     collect(res.into_body()).await.unwrap();
-    let err = c
-        .send(request(Method::GET, "/", &[], RequestBody::Empty))
-        .await
-        .unwrap_err();
+    let err = c.send(get_root()).await.unwrap_err();
     assert!(matches!(err, ClientError::Unanswered(_)), "{err}");
     assert!(
         err.was_sent() && !err.counts_against_member(),
         "retry only if idempotent: {err}"
     );
     // On a new connection the same close is a truncated response: sent, counts.
-    let err = c
-        .send(request(Method::GET, "/", &[], RequestBody::Empty))
-        .await
-        .unwrap_err();
+    let err = c.send(get_root()).await.unwrap_err();
     assert!(
         matches!(err, ClientError::Truncated) && err.was_sent() && err.counts_against_member(),
         "{err}"
@@ -685,7 +634,7 @@ async fn a_reused_connection_closed_before_any_answer_is_sent_but_not_counted() 
 async fn tls_clients_get_tls_attributes() {
     let server = TestServer::echo(Some(SECRET)).await.unwrap();
     let c = client(server.addr(), Some(SECRET));
-    let mut req = request(Method::GET, "/", &[], RequestBody::Empty);
+    let mut req = get_root();
     req.peer.tls = Some(keel_ajp::TlsAttributes {
         cipher: Some("TLS_AES_128_GCM_SHA256".into()),
         session: None,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use keel_ajp::client::{ClientError, RequestBody};
+use keel_ajp::client::{AjpClient, ClientError, RequestBody};
 use support::tomcat::Tomcat;
 use support::{client, collect, crc32, data, request, stream_of};
 
@@ -20,6 +20,11 @@ const SECRET: &str = "s3cret-for-tests";
 fn tomcat() -> &'static Tomcat {
     static T: OnceLock<Tomcat> = OnceLock::new();
     T.get_or_init(|| Tomcat::start("tc1", SECRET))
+}
+
+/// A client of the shared Tomcat's AJP connector.
+fn tomcat_client() -> AjpClient {
+    client(tomcat().ajp, Some(SECRET))
 }
 
 /// Parses the echo servlet's `key=value` lines (later duplicates get a `#n` suffix).
@@ -45,8 +50,7 @@ async fn echo(
     headers: &[(&str, &str)],
     body: RequestBody,
 ) -> (StatusCode, http::HeaderMap, HashMap<String, String>) {
-    let t = tomcat();
-    let c = client(t.ajp, Some(SECRET));
+    let c = tomcat_client();
     let res = c.send(request(method, uri, headers, body)).await.unwrap();
     let (parts, body) = res.into_parts();
     let body = collect(body).await.unwrap();
@@ -81,8 +85,7 @@ async fn get_with_encoded_query_and_client_facts() {
 
 #[tokio::test]
 async fn head_has_headers_and_no_body() {
-    let t = tomcat();
-    let c = client(t.ajp, Some(SECRET));
+    let c = tomcat_client();
     let res = c
         .send(request(Method::HEAD, "/app/echo", &[], RequestBody::Empty))
         .await
@@ -173,8 +176,7 @@ async fn many_and_long_headers_and_cookies() {
 
 #[tokio::test]
 async fn headers_larger_than_the_packet_are_refused_before_tomcat() {
-    let t = tomcat();
-    let c = client(t.ajp, Some(SECRET));
+    let c = tomcat_client();
     let big = "v".repeat(9000);
     let err = c
         .send(request(
@@ -209,8 +211,7 @@ async fn not_modified() {
 
 #[tokio::test]
 async fn five_megabytes_streamed() {
-    let t = tomcat();
-    let c = client(t.ajp, Some(SECRET));
+    let c = tomcat_client();
     let res = c
         .send(request(
             Method::GET,
@@ -242,8 +243,7 @@ async fn five_megabytes_streamed() {
 
 #[tokio::test]
 async fn slow_response_arrives_piece_by_piece() {
-    let t = tomcat();
-    let c = client(t.ajp, Some(SECRET));
+    let c = tomcat_client();
     let start = Instant::now();
     let res = c
         .send(request(
@@ -275,8 +275,7 @@ async fn slow_response_arrives_piece_by_piece() {
 
 #[tokio::test]
 async fn session_cookie_carries_jvm_route() {
-    let t = tomcat();
-    let c = client(t.ajp, Some(SECRET));
+    let c = tomcat_client();
     let res = c
         .send(request(
             Method::GET,
@@ -307,8 +306,7 @@ async fn session_cookie_carries_jvm_route() {
 #[tokio::test]
 async fn body_read_after_send_headers() {
     let body = data(50_000);
-    let t = tomcat();
-    let c = client(t.ajp, Some(SECRET));
+    let c = tomcat_client();
     let res = c
         .send(request(
             Method::POST,
@@ -326,8 +324,7 @@ async fn body_read_after_send_headers() {
 
 #[tokio::test]
 async fn connections_are_reused_and_cping_works() {
-    let t = tomcat();
-    let c = client(t.ajp, Some(SECRET));
+    let c = tomcat_client();
     for _ in 0..5 {
         let res = c
             .send(request(Method::GET, "/app/echo", &[], RequestBody::Empty))

@@ -5,19 +5,13 @@ use std::time::Duration;
 
 use http::Method;
 
-use crate::harness::{Backend, Http, Keel, config, eventually};
+use crate::harness::{Backend, Http, Keel, config, eventually, eventually_served_by, two_members};
 
 const FAST_RETRY: &str = "  retry:\n    interval: 100ms\n    max_interval: 200ms\n";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_of_the_sticky_member_under_steady_gets() {
-    let mut a = Backend::start("a");
-    let b = Backend::start("b");
-    let keel = Keel::start(&config(
-        &[("a", a.url(), "active"), ("b", b.url(), "active")],
-        FAST_RETRY,
-        "",
-    ));
+    let (mut a, _b, keel) = two_members(FAST_RETRY);
     let http = Http::new();
     // A steady stream of sticky GETs from 4 clients; a is killed, then comes back.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -57,24 +51,24 @@ async fn kill9_of_the_sticky_member_under_steady_gets() {
     })
     .await;
     a.kill();
-    eventually("traffic moved to b", Duration::from_secs(5), || async {
-        (probe
-            .get(&keel.url("/"), &[("x-keel-route", "a")])
-            .await
-            .served_by()
-            == "b")
-            .then_some(())
-    })
+    eventually_served_by(
+        &probe,
+        &keel,
+        "a",
+        "b",
+        "traffic moved to b",
+        Duration::from_secs(5),
+    )
     .await;
     a.restart();
-    eventually("a back in rotation", Duration::from_secs(10), || async {
-        (probe
-            .get(&keel.url("/"), &[("x-keel-route", "a")])
-            .await
-            .served_by()
-            == "a")
-            .then_some(())
-    })
+    eventually_served_by(
+        &probe,
+        &keel,
+        "a",
+        "a",
+        "a back in rotation",
+        Duration::from_secs(10),
+    )
     .await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut total_ok = 0;
@@ -91,13 +85,7 @@ async fn kill9_of_the_sticky_member_under_steady_gets() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_post_whose_member_dies_after_receiving_it_is_not_replayed() {
-    let mut a = Backend::start("a");
-    let b = Backend::start("b");
-    let keel = Keel::start(&config(
-        &[("a", a.url(), "active"), ("b", b.url(), "active")],
-        "",
-        "",
-    ));
+    let (mut a, _b, keel) = two_members("");
     let http = Http::new();
     let r = http
         .send(
@@ -109,11 +97,7 @@ async fn a_post_whose_member_dies_after_receiving_it_is_not_replayed() {
         .await
         .expect("response");
     assert_eq!(r.status, 502, "sent to a, a died: the client gets 502");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !a.has_exited() {
-        assert!(std::time::Instant::now() < deadline, "a did not exit");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    a.wait_exited().await;
     let stats = http
         .get(&keel.url("/stats"), &[("x-keel-route", "b")])
         .await;
@@ -123,13 +107,7 @@ async fn a_post_whose_member_dies_after_receiving_it_is_not_replayed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_post_fails_over_when_nothing_was_sent() {
-    let mut a = Backend::start("a");
-    let b = Backend::start("b");
-    let keel = Keel::start(&config(
-        &[("a", a.url(), "active"), ("b", b.url(), "active")],
-        "",
-        "",
-    ));
+    let (mut a, _b, keel) = two_members("");
     a.kill();
     let http = Http::new();
     let big = "x".repeat(200_000);
@@ -150,13 +128,7 @@ async fn a_post_fails_over_when_nothing_was_sent() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failonstatus_moves_idempotent_requests() {
-    let a = Backend::start("a");
-    let b = Backend::start("b");
-    let keel = Keel::start(&config(
-        &[("a", a.url(), "active"), ("b", b.url(), "active")],
-        "  retry:\n    failonstatus: [503]\n",
-        "",
-    ));
+    let (_a, _b, keel) = two_members("  retry:\n    failonstatus: [503]\n");
     let http = Http::new();
     let r = http
         .get(&keel.url("/fail?route=a"), &[("x-keel-route", "a")])
@@ -253,13 +225,7 @@ async fn drain_and_disable_are_honoured() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn active_health_checks_take_a_member_out_and_bring_it_back() {
-    let a = Backend::start("a");
-    let b = Backend::start("b");
-    let keel = Keel::start(&config(
-        &[("a", a.url(), "active"), ("b", b.url(), "active")],
-        "",
-        "",
-    ));
+    let (a, _b, keel) = two_members("");
     let http = Http::new();
     // a keeps accepting connections but fails its health check.
     http.get(&format!("{}/control/unhealthy", a.url()), &[])
@@ -280,26 +246,20 @@ async fn active_health_checks_take_a_member_out_and_bring_it_back() {
         "a sticky request fails over from a member its checks took out"
     );
     http.get(&format!("{}/control/healthy", a.url()), &[]).await;
-    eventually("a back in rotation", Duration::from_secs(5), || async {
-        (http
-            .get(&keel.url("/"), &[("x-keel-route", "a")])
-            .await
-            .served_by()
-            == "a")
-            .then_some(())
-    })
+    eventually_served_by(
+        &http,
+        &keel,
+        "a",
+        "a",
+        "a back in rotation",
+        Duration::from_secs(5),
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idempotent_request_with_a_held_body_is_replayed_after_send() {
-    let mut a = Backend::start("a");
-    let b = Backend::start("b");
-    let keel = Keel::start(&config(
-        &[("a", a.url(), "active"), ("b", b.url(), "active")],
-        "",
-        "",
-    ));
+    let (mut a, _b, keel) = two_members("");
     let http = Http::new();
     // a reads the PUT and dies without answering; the body is held whole, so b gets it.
     let r = http
@@ -313,9 +273,5 @@ async fn an_idempotent_request_with_a_held_body_is_replayed_after_send() {
         .expect("response");
     assert_eq!(r.status, 200, "replayed on b");
     assert_eq!(r.served_by(), "b");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !a.has_exited() {
-        assert!(std::time::Instant::now() < deadline, "a did not die");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    a.wait_exited().await;
 }

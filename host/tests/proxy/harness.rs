@@ -137,6 +137,16 @@ impl Backend {
             None => true,
         }
     }
+
+    /// Waits (at most 5 s) until the process exited, e.g. after `/die`.
+    pub async fn wait_exited(&mut self) {
+        let what = format!("{} to exit", self.route);
+        eventually(&what, Duration::from_secs(5), || {
+            let exited = self.has_exited();
+            async move { exited.then_some(()) }
+        })
+        .await;
+    }
 }
 
 impl Drop for Backend {
@@ -368,4 +378,36 @@ pub fn config(members: &[(&str, String, &str)], balancer_extra: &str, top_extra:
     s.push_str(balancer_extra);
     s.push_str(top_extra);
     s
+}
+
+/// Backends `a` and `b`, both active, behind a keel with `balancer_extra` under `balancer:`.
+pub fn two_members(balancer_extra: &str) -> (Backend, Backend, Keel) {
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let keel = Keel::start(&config(
+        &[("a", a.url(), "active"), ("b", b.url(), "active")],
+        balancer_extra,
+        "",
+    ));
+    (a, b, keel)
+}
+
+/// Polls until a GET of `/` bound to `route` is served by `member`.
+pub async fn eventually_served_by(
+    http: &Http,
+    keel: &Keel,
+    route: &str,
+    member: &str,
+    what: &str,
+    timeout: Duration,
+) {
+    eventually(what, timeout, || async {
+        (http
+            .get(&keel.url("/"), &[("x-keel-route", route)])
+            .await
+            .served_by()
+            == member)
+            .then_some(())
+    })
+    .await;
 }

@@ -1,17 +1,11 @@
 //! Stickiness by route: the routing header (as the sticky filter sets it) picks the member,
 //! is removed before forwarding, and `sticky_force` gives 503 instead of failover.
 
-use crate::harness::{Backend, Http, Keel, config};
+use crate::harness::{Http, two_members};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn routing_header_picks_the_member_and_is_not_forwarded() {
-    let a = Backend::start("a");
-    let b = Backend::start("b");
-    let keel = Keel::start(&config(
-        &[("a", a.url(), "active"), ("b", b.url(), "active")],
-        "",
-        "",
-    ));
+    let (_a, _b, keel) = two_members("");
     let http = Http::new();
     for _ in 0..10 {
         let r = http.get(&keel.url("/"), &[("x-keel-route", "b")]).await;
@@ -57,13 +51,7 @@ async fn routing_header_picks_the_member_and_is_not_forwarded() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_route_balances_and_down_route_fails_over() {
-    let mut a = Backend::start("a");
-    let b = Backend::start("b");
-    let keel = Keel::start(&config(
-        &[("a", a.url(), "active"), ("b", b.url(), "active")],
-        "",
-        "",
-    ));
+    let (mut a, _b, keel) = two_members("");
     let http = Http::new();
     let r = http
         .get(&keel.url("/"), &[("x-keel-route", "nosuch")])
@@ -79,13 +67,7 @@ async fn unknown_route_balances_and_down_route_fails_over() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sticky_force_gives_503() {
-    let mut a = Backend::start("a");
-    let b = Backend::start("b");
-    let keel = Keel::start(&config(
-        &[("a", a.url(), "active"), ("b", b.url(), "active")],
-        "  sticky:\n    force: true\n",
-        "",
-    ));
+    let (mut a, _b, keel) = two_members("  sticky:\n    force: true\n");
     let http = Http::new();
     assert_eq!(
         http.get(&keel.url("/"), &[("x-keel-route", "a")])

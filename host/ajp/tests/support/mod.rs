@@ -16,6 +16,11 @@ use keel_ajp::client::{
 };
 use tokio::sync::mpsc;
 
+/// A bodiless `GET /` (Host `keel.test`, route `r1`).
+pub fn get_root() -> AjpRequest {
+    request(Method::GET, "/", &[], RequestBody::Empty)
+}
+
 /// A client peer as keel would describe it.
 pub fn peer() -> Peer {
     Peer {
