@@ -72,16 +72,68 @@ impl MapRef<'_> {
 
     /// The number of pairs (the `num_headers` argument of the headers callbacks).
     pub fn count(&self) -> usize {
-        let mut count = 0;
-        self.for_each(|_, _| count += 1);
-        count
+        // What `for_each` yields, counted without walking the map.
+        match self {
+            MapRef::Request(parts, _) => {
+                let pseudo = 3 + usize::from(authority_of(parts).is_some());
+                let hidden = if parts.uri.authority().is_none() {
+                    parts.headers.get_all(HOST).iter().count()
+                } else {
+                    0
+                };
+                pseudo + parts.headers.len() - hidden
+            }
+            MapRef::Response(parts) => 1 + parts.headers.len(),
+            MapRef::Trailers(map) => map.len(),
+            MapRef::Pairs(pairs) => pairs.len(),
+        }
     }
 
     /// The serialized map (`proxy_get_header_map_pairs`).
     pub fn serialize(&self) -> Vec<u8> {
-        let mut pairs: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
-        self.for_each(|key, value| pairs.push((key, value)));
-        crate::serial::serialize_pairs(pairs.iter().copied())
+        let mut out = vec![0; self.serialized_len()];
+        self.serialize_into(&mut out);
+        out
+    }
+
+    /// The length of [`MapRef::serialize`]'s output, without building it.
+    pub fn serialized_len(&self) -> usize {
+        let mut size = 4usize;
+        self.for_each(|key, value| size += 8 + key.len() + value.len() + 2);
+        size
+    }
+
+    /// Serializes the map into `out`, which must be exactly [`MapRef::serialized_len`] bytes
+    /// long; false (and `out` unspecified) when it is not.
+    pub fn serialize_into(&self, out: &mut [u8]) -> bool {
+        let (count, size) = {
+            let (mut count, mut size) = (0usize, 4usize);
+            self.for_each(|key, value| {
+                count += 1;
+                size += 8 + key.len() + value.len() + 2;
+            });
+            (count, size)
+        };
+        if size != out.len() {
+            return false;
+        }
+        crate::serial::write_pairs_header(out, count);
+        let (mut index, mut data) = (4usize, 4 + count * 8);
+        self.for_each(|key, value| {
+            out[index..index + 4].copy_from_slice(&crate::serial::len32(key.len()).to_le_bytes());
+            out[index + 4..index + 8]
+                .copy_from_slice(&crate::serial::len32(value.len()).to_le_bytes());
+            index += 8;
+            out[data..data + key.len()].copy_from_slice(key);
+            data += key.len();
+            out[data] = 0;
+            data += 1;
+            out[data..data + value.len()].copy_from_slice(value);
+            data += value.len();
+            out[data] = 0;
+            data += 1;
+        });
+        true
     }
 
     /// The bytes of keys and values (`proxy_get_header_map_size`, Envoy's `byteSize`).
@@ -91,27 +143,32 @@ impl MapRef<'_> {
         size
     }
 
-    /// The first value of `key` (Envoy returns the first one).
-    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        let key = key.to_ascii_lowercase();
+    /// The first value of `key` (Envoy returns the first one); `key` in any case.
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        let is = |name: &[u8]| key.eq_ignore_ascii_case(name);
         match self {
-            MapRef::Request(parts, tls) => match key.as_slice() {
-                b":authority" => authority_of(parts).map(<[u8]>::to_vec),
-                b":path" => Some(path_of(parts).as_bytes().to_vec()),
-                b":method" => Some(parts.method.as_str().as_bytes().to_vec()),
-                b":scheme" => Some(scheme_of(parts, *tls).as_bytes().to_vec()),
-                b"host" if parts.uri.authority().is_none() => None,
-                other => first(&parts.headers, other),
-            },
-            MapRef::Response(parts) => match key.as_slice() {
-                b":status" => Some(parts.status.as_str().as_bytes().to_vec()),
-                other => first(&parts.headers, other),
-            },
-            MapRef::Trailers(map) => first(map, &key),
+            MapRef::Request(parts, tls) => {
+                if is(b":authority") {
+                    authority_of(parts)
+                } else if is(b":path") {
+                    Some(path_of(parts).as_bytes())
+                } else if is(b":method") {
+                    Some(parts.method.as_str().as_bytes())
+                } else if is(b":scheme") {
+                    Some(scheme_of(parts, *tls).as_bytes())
+                } else if is(b"host") && parts.uri.authority().is_none() {
+                    None
+                } else {
+                    first(&parts.headers, key)
+                }
+            }
+            MapRef::Response(parts) if is(b":status") => Some(parts.status.as_str().as_bytes()),
+            MapRef::Response(parts) => first(&parts.headers, key),
+            MapRef::Trailers(map) => first(map, key),
             MapRef::Pairs(pairs) => pairs
                 .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(&key))
-                .map(|(_, value)| value.clone()),
+                .find(|(name, _)| name.eq_ignore_ascii_case(key))
+                .map(|(_, value)| value.as_slice()),
         }
     }
 
@@ -127,15 +184,15 @@ impl MapRef<'_> {
 
     /// Removes every value of `key` (pseudo-headers stay: keel's types always have them).
     pub fn remove(&mut self, key: &[u8]) {
-        let key = key.to_ascii_lowercase();
         if key.first() == Some(&b':') {
             return;
         }
         if let MapRef::Pairs(pairs) = self {
-            pairs.retain(|(name, _)| !name.eq_ignore_ascii_case(&key));
+            pairs.retain(|(name, _)| !name.eq_ignore_ascii_case(key));
             return;
         }
-        if let (Ok(name), Some(map)) = (HeaderName::from_bytes(&key), self.header_map()) {
+        // A `&str` key is matched case-insensitively without allocating.
+        if let (Ok(name), Some(map)) = (std::str::from_utf8(key), self.header_map()) {
             map.remove(name);
         }
     }
@@ -170,18 +227,19 @@ impl MapRef<'_> {
     }
 
     fn write(&mut self, key: &[u8], value: &[u8], replace: bool) -> bool {
-        let key = key.to_ascii_lowercase();
         if key.first() == Some(&b':') {
-            return self.write_pseudo(&key, value);
+            return self.write_pseudo(&key.to_ascii_lowercase(), value);
         }
         if let MapRef::Pairs(pairs) = self {
+            let key = key.to_ascii_lowercase();
             if replace {
                 pairs.retain(|(name, _)| *name != key);
             }
             pairs.push((key, value.to_vec()));
             return true;
         }
-        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(&key), HeaderValue::from_bytes(value))
+        // `HeaderName::from_bytes` lowercases the name itself.
+        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(key), HeaderValue::from_bytes(value))
         else {
             return false;
         };
@@ -243,9 +301,10 @@ impl MapRef<'_> {
     }
 }
 
-fn first(map: &HeaderMap, key: &[u8]) -> Option<Vec<u8>> {
-    let name = HeaderName::from_bytes(key).ok()?;
-    map.get(name).map(|value| value.as_bytes().to_vec())
+fn first<'m>(map: &'m HeaderMap, key: &[u8]) -> Option<&'m [u8]> {
+    // A `&str` key is matched case-insensitively without allocating.
+    let name = std::str::from_utf8(key).ok()?;
+    map.get(name).map(HeaderValue::as_bytes)
 }
 
 /// A copy of `uri` with some of its parts replaced.
@@ -306,6 +365,56 @@ mod tests {
         assert_eq!(seen[0].1, "example.com");
         assert_eq!(seen[1].1, "/app;jsessionid=abc.tomcat1?x=1");
         assert_eq!(map.count(), 5);
+    }
+
+    #[test]
+    fn keys_match_in_any_case_without_lowercasing_first() {
+        let mut parts = request();
+        let long = "x-".to_owned() + &"long".repeat(20);
+        parts.headers.append(
+            HeaderName::from_bytes(long.as_bytes()).unwrap(),
+            HeaderValue::from_static("v"),
+        );
+        let mut map = MapRef::Request(&mut parts, false);
+        assert_eq!(map.get(b"Cookie").unwrap(), b"JSESSIONID=abc.tomcat1");
+        assert_eq!(
+            map.get(b":PATH").unwrap(),
+            b"/app;jsessionid=abc.tomcat1?x=1"
+        );
+        assert_eq!(map.get(long.to_uppercase().as_bytes()).unwrap(), b"v");
+        assert!(map.get(b"HOST").is_none());
+        assert!(map.get(b"bad header\xff").is_none());
+        assert!(map.add(b"X-Keel-Route", b"tomcat1"));
+        map.remove(long.to_uppercase().as_bytes());
+        map.remove(b"COOKIE");
+        assert!(map.get(long.as_bytes()).is_none());
+        assert!(map.get(b"cookie").is_none());
+        assert_eq!(map.get(b"x-keel-route").unwrap(), b"tomcat1");
+    }
+
+    #[test]
+    fn count_matches_the_pairs_yielded() {
+        let mut parts = request();
+        parts
+            .headers
+            .append(HOST, HeaderValue::from_static("second.example"));
+        parts.headers.append("x-a", HeaderValue::from_static("1"));
+        parts.headers.append("x-a", HeaderValue::from_static("2"));
+        for authority in [false, true] {
+            if authority {
+                parts.uri = "http://example.com/app".parse().unwrap();
+            }
+            let map = MapRef::Request(&mut parts, false);
+            let mut yielded = 0;
+            map.for_each(|_, _| yielded += 1);
+            assert_eq!(map.count(), yielded, "authority in uri: {authority}");
+            assert_eq!(map.serialized_len(), map.serialize().len());
+        }
+        let mut empty = http::Request::new(()).into_parts().0;
+        let map = MapRef::Request(&mut empty, false);
+        let mut yielded = 0;
+        map.for_each(|_, _| yielded += 1);
+        assert_eq!(map.count(), yielded);
     }
 
     #[test]

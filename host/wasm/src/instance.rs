@@ -90,10 +90,36 @@ pub(crate) enum StartError {
     Configure(String),
 }
 
+/// Runs one guest call on `store` under the deadline; an error becomes a [`Failure`].
+fn guarded<R>(
+    store: &mut Store<HostState>,
+    deadline: u64,
+    f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+) -> Result<R, Failure> {
+    store.set_epoch_deadline(deadline);
+    match f(store) {
+        Ok(value) => Ok(value),
+        Err(error) => {
+            let state = store.data();
+            Err(if let Some(code) = state.exit_code {
+                Failure::ProcExit(code)
+            } else if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                Failure::Deadline
+            } else if state.memory_exceeded {
+                Failure::Memory
+            } else {
+                let mut text = escape_controls(&format!("{error:#}"));
+                text.truncate(400);
+                Failure::Trap(text)
+            })
+        }
+    }
+}
+
 /// A live instance of a filter.
 pub(crate) struct Instance {
     pub store: Store<HostState>,
-    exports: Arc<Exports>,
+    exports: Exports,
     deadline: u64,
     next_context: u32,
 }
@@ -147,7 +173,7 @@ impl Instance {
             ));
         }
         store.data_mut().memory = memory;
-        store.data_mut().alloc = alloc.map(Arc::new);
+        store.data_mut().alloc = alloc;
         let exports = Exports {
             context_create: typed(&instance, &mut store, "proxy_on_context_create")?,
             vm_start: typed(&instance, &mut store, "proxy_on_vm_start")?,
@@ -169,37 +195,42 @@ impl Instance {
         let main = typed::<(i32, i32), i32>(&instance, &mut store, "main")?;
         let mut me = Instance {
             store,
-            exports: Arc::new(exports),
+            exports,
             deadline,
             next_context: 2,
         };
-        let exports = Arc::clone(&me.exports);
         let started = (|| {
             if let Some(init) = initialize {
-                me.call(|store| init.call(store, ()))?;
+                guarded(&mut me.store, me.deadline, |store| init.call(store, ()))?;
             }
             if let Some(main) = main {
-                me.call(|store| main.call(store, (0, 0)))?;
+                guarded(&mut me.store, me.deadline, |store| main.call(store, (0, 0)))?;
             }
             me.store.data_mut().root_context = 1;
             me.store.data_mut().effective_context = 1;
-            if let Some(create) = exports.context_create.as_ref() {
-                me.call(|store| create.call(store, (1, 0)))?;
+            if let Some(create) = me.exports.context_create.as_ref() {
+                guarded(&mut me.store, me.deadline, |store| {
+                    create.call(store, (1, 0))
+                })?;
             }
             Ok::<_, Failure>(())
         })();
         started.map_err(|failure| StartError::Start(failure.to_string()))?;
         let vm_config = me.store.data().plugin.vm_config.len() as i32;
-        if let Some(vm_start) = exports.vm_start.as_ref() {
-            match me.call(|store| vm_start.call(store, (1, vm_config))) {
+        if let Some(vm_start) = me.exports.vm_start.as_ref() {
+            match guarded(&mut me.store, me.deadline, |store| {
+                vm_start.call(store, (1, vm_config))
+            }) {
                 Ok(0) => return Err(StartError::Start(me.last_log("on_vm_start returned false"))),
                 Ok(_) => {}
                 Err(failure) => return Err(StartError::Start(failure.to_string())),
             }
         }
         let plugin_config = me.store.data().plugin.plugin_config.len() as i32;
-        if let Some(configure) = exports.configure.as_ref() {
-            match me.call(|store| configure.call(store, (1, plugin_config))) {
+        if let Some(configure) = me.exports.configure.as_ref() {
+            match guarded(&mut me.store, me.deadline, |store| {
+                configure.call(store, (1, plugin_config))
+            }) {
                 Ok(0) => {
                     return Err(StartError::Configure(
                         me.last_log("on_configure returned false"),
@@ -218,31 +249,6 @@ impl Instance {
             .last_log
             .clone()
             .unwrap_or_else(|| fallback.to_owned())
-    }
-
-    /// Runs one guest call under the deadline; an error becomes a [`Failure`].
-    pub fn call<R>(
-        &mut self,
-        f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
-    ) -> Result<R, Failure> {
-        self.store.set_epoch_deadline(self.deadline);
-        match f(&mut self.store) {
-            Ok(value) => Ok(value),
-            Err(error) => {
-                let state = self.store.data();
-                Err(if let Some(code) = state.exit_code {
-                    Failure::ProcExit(code)
-                } else if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-                    Failure::Deadline
-                } else if state.memory_exceeded {
-                    Failure::Memory
-                } else {
-                    let mut text = escape_controls(&format!("{error:#}"));
-                    text.truncate(400);
-                    Failure::Trap(text)
-                })
-            }
-        }
     }
 
     /// Puts a stream's data in the store for a call on context `context`; `effective` is the
@@ -270,12 +276,13 @@ impl Instance {
 
     /// Creates a stream context.
     pub fn create_context(&mut self) -> Result<u32, Failure> {
-        let exports = Arc::clone(&self.exports);
         let context = self.next_context;
         self.next_context = self.next_context.wrapping_add(1).max(2);
         self.store.data_mut().live_contexts.push(context);
-        if let Some(create) = exports.context_create.as_ref() {
-            self.call(|store| create.call(store, (context as i32, 1)))?;
+        if let Some(create) = self.exports.context_create.as_ref() {
+            guarded(&mut self.store, self.deadline, |store| {
+                create.call(store, (context as i32, 1))
+            })?;
         }
         Ok(context)
     }
@@ -288,27 +295,32 @@ impl Instance {
         size: usize,
         end_of_stream: bool,
     ) -> Result<i32, Failure> {
-        let exports = Arc::clone(&self.exports);
         let ctx = context as i32;
         let size = i32::try_from(size).unwrap_or(i32::MAX);
         let eos = i32::from(end_of_stream);
         let action = match callback {
             Callback::RequestHeaders => {
-                self.call3(exports.request_headers.as_ref(), (ctx, size, eos))?
+                self.call3(|e: &Exports| e.request_headers.as_ref(), (ctx, size, eos))?
             }
-            Callback::RequestBody => self.call3(exports.request_body.as_ref(), (ctx, size, eos))?,
+            Callback::RequestBody => {
+                self.call3(|e: &Exports| e.request_body.as_ref(), (ctx, size, eos))?
+            }
             Callback::ResponseHeaders => {
-                self.call3(exports.response_headers.as_ref(), (ctx, size, eos))?
+                self.call3(|e: &Exports| e.response_headers.as_ref(), (ctx, size, eos))?
             }
             Callback::ResponseBody => {
-                self.call3(exports.response_body.as_ref(), (ctx, size, eos))?
+                self.call3(|e: &Exports| e.response_body.as_ref(), (ctx, size, eos))?
             }
-            Callback::RequestTrailers => match exports.request_trailers.as_ref() {
-                Some(f) => self.call(|store| f.call(store, (ctx, size)))?,
+            Callback::RequestTrailers => match self.exports.request_trailers.as_ref() {
+                Some(f) => guarded(&mut self.store, self.deadline, |store| {
+                    f.call(store, (ctx, size))
+                })?,
                 None => action::CONTINUE,
             },
-            Callback::ResponseTrailers => match exports.response_trailers.as_ref() {
-                Some(f) => self.call(|store| f.call(store, (ctx, size)))?,
+            Callback::ResponseTrailers => match self.exports.response_trailers.as_ref() {
+                Some(f) => guarded(&mut self.store, self.deadline, |store| {
+                    f.call(store, (ctx, size))
+                })?,
                 None => action::CONTINUE,
             },
         };
@@ -318,9 +330,13 @@ impl Instance {
         }
     }
 
-    fn call3(&mut self, f: Option<&A3>, args: (i32, i32, i32)) -> Result<i32, Failure> {
-        match f {
-            Some(f) => self.call(|store| f.call(store, args)),
+    fn call3(
+        &mut self,
+        which: fn(&Exports) -> Option<&A3>,
+        args: (i32, i32, i32),
+    ) -> Result<i32, Failure> {
+        match which(&self.exports) {
+            Some(f) => guarded(&mut self.store, self.deadline, |store| f.call(store, args)),
             None => Ok(action::CONTINUE),
         }
     }
@@ -331,7 +347,6 @@ impl Instance {
         token: u32,
         response: Option<http::Response<bytes::Bytes>>,
     ) -> Result<(), Failure> {
-        let exports = Arc::clone(&self.exports);
         let mut delivered = CallResponse::default();
         if let Some(response) = response {
             let (parts, body) = response.into_parts();
@@ -353,10 +368,10 @@ impl Instance {
         );
         self.store.data_mut().call_response = Some(delivered);
         let root = self.store.data().root_context as i32;
-        let result = match exports.http_call_response.as_ref() {
-            Some(f) => {
-                self.call(|store| f.call(store, (root, token as i32, counts.0, counts.1, counts.2)))
-            }
+        let result = match self.exports.http_call_response.as_ref() {
+            Some(f) => guarded(&mut self.store, self.deadline, |store| {
+                f.call(store, (root, token as i32, counts.0, counts.1, counts.2))
+            }),
             None => Ok(()),
         };
         self.store.data_mut().call_response = None;
@@ -365,17 +380,16 @@ impl Instance {
 
     /// `on_log`, `on_done`, `on_delete` for a finished stream context.
     pub fn close_context(&mut self, context: u32) -> Result<(), Failure> {
-        let exports = Arc::clone(&self.exports);
         let ctx = context as i32;
         let result = (|| {
-            if let Some(f) = exports.log.as_ref() {
-                self.call(|store| f.call(store, ctx))?;
+            if let Some(f) = self.exports.log.as_ref() {
+                guarded(&mut self.store, self.deadline, |store| f.call(store, ctx))?;
             }
-            if let Some(f) = exports.done.as_ref() {
-                self.call(|store| f.call(store, ctx))?;
+            if let Some(f) = self.exports.done.as_ref() {
+                guarded(&mut self.store, self.deadline, |store| f.call(store, ctx))?;
             }
-            if let Some(f) = exports.delete.as_ref() {
-                self.call(|store| f.call(store, ctx))?;
+            if let Some(f) = self.exports.delete.as_ref() {
+                guarded(&mut self.store, self.deadline, |store| f.call(store, ctx))?;
             }
             Ok(())
         })();
@@ -388,18 +402,18 @@ impl Instance {
 
     /// `on_tick` on the root context.
     pub fn on_tick(&mut self) -> Result<(), Failure> {
-        let exports = Arc::clone(&self.exports);
-        match exports.tick.as_ref() {
-            Some(f) => self.call(|store| f.call(store, 1)),
+        match self.exports.tick.as_ref() {
+            Some(f) => guarded(&mut self.store, self.deadline, |store| f.call(store, 1)),
             None => Ok(()),
         }
     }
 
     /// `on_queue_ready` on the root context.
     pub fn on_queue_ready(&mut self, queue: u32) -> Result<(), Failure> {
-        let exports = Arc::clone(&self.exports);
-        match exports.queue_ready.as_ref() {
-            Some(f) => self.call(|store| f.call(store, (1, queue as i32))),
+        match self.exports.queue_ready.as_ref() {
+            Some(f) => guarded(&mut self.store, self.deadline, |store| {
+                f.call(store, (1, queue as i32))
+            }),
             None => Ok(()),
         }
     }

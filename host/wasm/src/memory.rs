@@ -87,6 +87,34 @@ pub(crate) fn read_u32(caller: &Caller<'_, HostState>, ptr: i32) -> Result<u32, 
     Ok(u32::from_le_bytes(raw))
 }
 
+/// Lends the `len` bytes at `ptr` to `f`, together with the store's data (no copy).
+pub(crate) fn with_guest<T>(
+    caller: &mut Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+    f: impl FnOnce(&[u8], &mut HostState) -> T,
+) -> Result<T, BadPointer> {
+    let memory = caller.data().memory.ok_or(BadPointer)?;
+    let (bytes, state) = memory.data_and_store_mut(caller);
+    let slice = bytes.get(range(ptr, len)?).ok_or(BadPointer)?;
+    Ok(f(slice, state))
+}
+
+/// Lends two guest ranges to `f` at once, together with the store's data (no copy).
+pub(crate) fn with_guest2<T>(
+    caller: &mut Caller<'_, HostState>,
+    (ptr1, len1): (i32, i32),
+    (ptr2, len2): (i32, i32),
+    f: impl FnOnce(&[u8], &[u8], &mut HostState) -> T,
+) -> Result<T, BadPointer> {
+    let memory = caller.data().memory.ok_or(BadPointer)?;
+    let (bytes, state) = memory.data_and_store_mut(caller);
+    let bytes: &[u8] = bytes;
+    let first = bytes.get(range(ptr1, len1)?).ok_or(BadPointer)?;
+    let second = bytes.get(range(ptr2, len2)?).ok_or(BadPointer)?;
+    Ok(f(first, second, state))
+}
+
 /// Hands `bytes` to the guest as cpp-host's `copyToPointerSize` does: allocates with the guest's
 /// allocator (nothing for an empty value, pointer 0), copies, writes pointer and length to the
 /// out-parameters. A trap in the allocator propagates (the callback fails).
@@ -96,20 +124,50 @@ pub(crate) fn copy_out(
     ret_ptr: i32,
     ret_len: i32,
 ) -> wasmtime::Result<Result<(), BadPointer>> {
-    let len = match u32::try_from(bytes.len()) {
+    copy_out_with(caller, bytes.len(), ret_ptr, ret_len, |target, _| {
+        target.copy_from_slice(bytes);
+        true
+    })
+}
+
+/// [`copy_out`] of `len` bytes that `fill` writes straight into the guest's allocation (it is
+/// given the store's data too, so nothing is copied twice). When `fill` answers false (it could
+/// not fill exactly `len` bytes) the out-parameters are left alone and the result is
+/// `BadPointer`.
+pub(crate) fn copy_out_with(
+    caller: &mut Caller<'_, HostState>,
+    len: usize,
+    ret_ptr: i32,
+    ret_len: i32,
+    fill: impl FnOnce(&mut [u8], &mut HostState) -> bool,
+) -> wasmtime::Result<Result<(), BadPointer>> {
+    let len = match u32::try_from(len) {
         Ok(len) if len <= i32::MAX as u32 => len,
         _ => return Ok(Err(BadPointer)),
     };
     let mut pointer = 0u32;
     if len > 0 {
-        let Some(alloc) = caller.data().alloc.clone() else {
+        // Taken out for the call (a TypedFunc clone costs an atomic increment), put back after.
+        let Some(alloc) = caller.data_mut().alloc.take() else {
             return Ok(Err(BadPointer));
         };
-        let ptr = alloc.call(&mut *caller, len as i32)?;
+        let called = alloc.call(&mut *caller, len as i32);
+        caller.data_mut().alloc = Some(alloc);
+        let ptr = called?;
         if ptr == 0 {
             return Ok(Err(BadPointer));
         }
-        if write(caller, ptr, bytes).is_err() {
+        let Some(memory) = caller.data().memory else {
+            return Ok(Err(BadPointer));
+        };
+        let (bytes, state) = memory.data_and_store_mut(&mut *caller);
+        let Ok(at) = range(ptr, len as i32) else {
+            return Ok(Err(BadPointer));
+        };
+        let Some(target) = bytes.get_mut(at) else {
+            return Ok(Err(BadPointer));
+        };
+        if !fill(target, state) {
             return Ok(Err(BadPointer));
         }
         pointer = ptr as u32;

@@ -27,14 +27,26 @@ fn protocol(version: http::Version) -> &'static str {
     }
 }
 
-/// The value of a property path (already split on `\0`), or `None` for NotFound.
-pub(crate) fn get(state: &mut HostState, segments: &[&[u8]], raw_path: &[u8]) -> Option<Vec<u8>> {
-    let name = segments
-        .iter()
-        .map(|segment| String::from_utf8_lossy(segment))
-        .collect::<Vec<_>>()
-        .join(".");
-    match name.as_str() {
+/// The longest dotted property name keel answers (longer paths can only be filter state).
+const MAX_NAME: usize = 64;
+
+/// The value of a property path (segments joined by `\0`, as the SDK sends it), or `None` for
+/// NotFound.
+pub(crate) fn get(state: &mut HostState, raw_path: &[u8]) -> Option<Vec<u8>> {
+    // The dotted name (`crate::serial::split_property_path` joined by `.`), built on the stack:
+    // every name keel knows is short ASCII, anything else can only be filter state.
+    let joined = raw_path.strip_suffix(b"\0").unwrap_or(raw_path);
+    let mut buffer = [0u8; MAX_NAME];
+    let name = match buffer.get_mut(..joined.len()) {
+        Some(name) => {
+            for (to, from) in name.iter_mut().zip(joined) {
+                *to = if *from == 0 { b'.' } else { *from };
+            }
+            std::str::from_utf8(name).unwrap_or("")
+        }
+        None => "",
+    };
+    match name {
         "plugin_name" => return Some(state.plugin.name.as_bytes().to_vec()),
         "plugin_root_id" => return Some(state.plugin.root_id.as_bytes().to_vec()),
         "plugin_vm_id" => return Some(state.plugin.vm_id.as_bytes().to_vec()),
@@ -43,7 +55,7 @@ pub(crate) fn get(state: &mut HostState, segments: &[&[u8]], raw_path: &[u8]) ->
     let Some(stream) = state.current_stream() else {
         return state.root_filter_state.get(raw_path).cloned();
     };
-    stream_property(stream, &name).or_else(|| stream.filter_state.get(raw_path).cloned())
+    stream_property(stream, name).or_else(|| stream.filter_state.get(raw_path).cloned())
 }
 
 fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
@@ -95,8 +107,8 @@ fn request_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
         "request.url_path" => parts.uri.path().as_bytes().to_vec(),
         "request.query" => parts.uri.query().unwrap_or("").as_bytes().to_vec(),
         "request.method" => parts.method.as_str().as_bytes().to_vec(),
-        "request.host" => MapRef::Request(parts, tls).get(b":authority")?,
-        "request.scheme" => MapRef::Request(parts, tls).get(b":scheme")?,
+        "request.host" => MapRef::Request(parts, tls).get(b":authority")?.to_vec(),
+        "request.scheme" => MapRef::Request(parts, tls).get(b":scheme")?.to_vec(),
         "request.referer" => header(parts, "referer")?,
         "request.useragent" => header(parts, "user-agent")?,
         "request.id" => {

@@ -31,7 +31,12 @@ where
     out
 }
 
-fn len32(len: usize) -> u32 {
+/// Writes the count of a serialized map at the start of `out` (at least 4 bytes).
+pub(crate) fn write_pairs_header(out: &mut [u8], count: usize) {
+    out[..4].copy_from_slice(&len32(count).to_le_bytes());
+}
+
+pub(crate) fn len32(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
 }
 

@@ -87,7 +87,10 @@ pub(crate) struct CallResponse {
 pub(crate) struct HostState {
     pub plugin: Arc<PluginInfo>,
     pub memory: Option<Memory>,
-    pub alloc: Option<Arc<TypedFunc<i32, i32>>>,
+    /// The guest's allocator (taken out of the state while it runs).
+    pub alloc: Option<TypedFunc<i32, i32>>,
+    /// A reusable buffer for values built host-side before they are copied to the guest.
+    pub scratch: Vec<u8>,
     pub memory_limit: usize,
     pub memory_exceeded: bool,
     pub exit_code: Option<i32>,
@@ -123,6 +126,7 @@ impl HostState {
             plugin,
             memory: None,
             alloc: None,
+            scratch: Vec::new(),
             memory_limit,
             memory_exceeded: false,
             exit_code: None,

@@ -62,8 +62,14 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_log",
         |mut caller: Ctx<'_>, lvl: i32, ptr: i32, len: i32| -> R {
-            let message = guest!(memory::read(&caller, ptr, len));
-            log_message(caller.data_mut(), level(lvl), &message);
+            guest!(memory::with_guest(
+                &mut caller,
+                ptr,
+                len,
+                |message, state| {
+                    log_message(state, level(lvl), message);
+                }
+            ));
             Ok(status::OK)
         },
     )?;
@@ -209,9 +215,13 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_property",
         |mut caller: Ctx<'_>, path: i32, path_len: i32, ret_ptr: i32, ret_len: i32| -> R {
-            let raw = guest!(memory::read(&caller, path, path_len));
-            let segments = crate::serial::split_property_path(&raw);
-            let Some(value) = crate::properties::get(caller.data_mut(), &segments, &raw) else {
+            let value = guest!(memory::with_guest(
+                &mut caller,
+                path,
+                path_len,
+                |raw, state| { crate::properties::get(state, raw) }
+            ));
+            let Some(value) = value else {
                 return Ok(status::NOT_FOUND);
             };
             guest!(memory::copy_out(&mut caller, &value, ret_ptr, ret_len)?);

@@ -127,50 +127,23 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         },
     )?;
     // gRPC: keel has no gRPC client; calls fail cleanly with a status the SDK accepts.
-    linker.func_wrap(
+    super::stub(
+        linker,
         "env",
         "proxy_grpc_call",
-        |_c: Ctx<'_>,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32|
-         -> R { Ok(status::INTERNAL_FAILURE) },
+        "iiiiiiiiiiii",
+        status::INTERNAL_FAILURE,
     )?;
-    linker.func_wrap(
+    super::stub(
+        linker,
         "env",
         "proxy_grpc_stream",
-        |_c: Ctx<'_>,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32|
-         -> R { Ok(status::INTERNAL_FAILURE) },
+        "iiiiiiiii",
+        status::INTERNAL_FAILURE,
     )?;
-    linker.func_wrap(
-        "env",
-        "proxy_grpc_send",
-        |_c: Ctx<'_>, _: i32, _: i32, _: i32, _: i32| -> R { Ok(status::NOT_FOUND) },
-    )?;
-    linker.func_wrap("env", "proxy_grpc_cancel", |_c: Ctx<'_>, _: i32| -> R {
-        Ok(status::NOT_FOUND)
-    })?;
-    linker.func_wrap("env", "proxy_grpc_close", |_c: Ctx<'_>, _: i32| -> R {
-        Ok(status::NOT_FOUND)
-    })?;
+    super::stub(linker, "env", "proxy_grpc_send", "iiii", status::NOT_FOUND)?;
+    super::stub(linker, "env", "proxy_grpc_cancel", "i", status::NOT_FOUND)?;
+    super::stub(linker, "env", "proxy_grpc_close", "i", status::NOT_FOUND)?;
     linker.func_wrap(
         "env",
         "proxy_get_status",

@@ -94,11 +94,30 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_header_map_pairs",
         |mut caller: Ctx<'_>, map_type: i32, ret_ptr: i32, ret_len: i32| -> R {
-            let bytes = match map_of(caller.data_mut(), map_type) {
-                Some(map) => map.serialize(),
-                None => crate::serial::serialize_pairs(std::iter::empty()),
-            };
-            guest!(memory::copy_out(&mut caller, &bytes, ret_ptr, ret_len)?);
+            // One size pass, then the pairs are written straight into the guest's allocation.
+            let len = map_of(caller.data_mut(), map_type).map_or(4, |map| map.serialized_len());
+            let filled = memory::copy_out_with(
+                &mut caller,
+                len,
+                ret_ptr,
+                ret_len,
+                |out, state| match map_of(state, map_type) {
+                    Some(map) => map.serialize_into(out),
+                    None if out.len() == 4 => {
+                        crate::serial::write_pairs_header(out, 0);
+                        true
+                    }
+                    None => false,
+                },
+            )?;
+            if filled.is_err() {
+                // The guest's allocator changed the map (it ran in between): copy it as it is now.
+                let bytes = match map_of(caller.data_mut(), map_type) {
+                    Some(map) => map.serialize(),
+                    None => crate::serial::serialize_pairs(std::iter::empty()),
+                };
+                guest!(memory::copy_out(&mut caller, &bytes, ret_ptr, ret_len)?);
+            }
             Ok(status::OK)
         },
     )?;
@@ -106,17 +125,18 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_set_header_map_pairs",
         |mut caller: Ctx<'_>, map_type: i32, ptr: i32, len: i32| -> R {
-            let raw = guest!(memory::read(&caller, ptr, len));
-            let Some(pairs) = crate::serial::deserialize_pairs(&raw) else {
-                return Ok(status::BAD_ARGUMENT);
-            };
-            let Some(mut map) = map_of(caller.data_mut(), map_type) else {
-                return Ok(status::NOT_FOUND);
-            };
-            if !map.set_all(&pairs) {
-                note_rejected(caller.data(), "set_header_map_pairs", b"");
-            }
-            Ok(status::OK)
+            guest!(memory::with_guest(&mut caller, ptr, len, |raw, state| {
+                let Some(pairs) = crate::serial::deserialize_pairs(raw) else {
+                    return Ok(status::BAD_ARGUMENT);
+                };
+                let Some(mut map) = map_of(state, map_type) else {
+                    return Ok(status::NOT_FOUND);
+                };
+                if !map.set_all(&pairs) {
+                    note_rejected(state, "set_header_map_pairs", b"");
+                }
+                Ok(status::OK)
+            }))
         },
     )?;
     linker.func_wrap(
@@ -141,12 +161,28 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          ret_ptr: i32,
          ret_len: i32|
          -> R {
-            let key = guest!(memory::read(&caller, key, key_len));
-            let Some(value) = map_of(caller.data_mut(), map_type).and_then(|map| map.get(&key))
-            else {
-                return Ok(status::NOT_FOUND);
+            let mut value = std::mem::take(&mut caller.data_mut().scratch);
+            value.clear();
+            let found = guest!(memory::with_guest(
+                &mut caller,
+                key,
+                key_len,
+                |key, state| {
+                    map_of(state, map_type)
+                        .and_then(|map| map.get(key).map(|found| value.extend_from_slice(found)))
+                        .is_some()
+                }
+            ));
+            let copied = if found {
+                memory::copy_out(&mut caller, &value, ret_ptr, ret_len)
+            } else {
+                Ok(Ok(()))
             };
-            guest!(memory::copy_out(&mut caller, &value, ret_ptr, ret_len)?);
+            caller.data_mut().scratch = value;
+            if !found {
+                return Ok(status::NOT_FOUND);
+            }
+            guest!(copied?);
             Ok(status::OK)
         },
     )?;
@@ -164,20 +200,26 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                   value: i32,
                   value_len: i32|
                   -> R {
-                let key = guest!(memory::read(&caller, key, key_len));
-                let value = guest!(memory::read(&caller, value, value_len));
-                let Some(mut map) = map_of(caller.data_mut(), map_type) else {
-                    return Ok(status::NOT_FOUND);
-                };
-                let written = if replace {
-                    map.replace(&key, &value)
-                } else {
-                    map.add(&key, &value)
-                };
-                if !written {
-                    note_rejected(caller.data(), name, &key);
-                }
-                Ok(status::OK)
+                let pair = (key, key_len);
+                guest!(memory::with_guest2(
+                    &mut caller,
+                    pair,
+                    (value, value_len),
+                    |key, value, state| {
+                        let Some(mut map) = map_of(state, map_type) else {
+                            return Ok(status::NOT_FOUND);
+                        };
+                        let written = if replace {
+                            map.replace(key, value)
+                        } else {
+                            map.add(key, value)
+                        };
+                        if !written {
+                            note_rejected(state, name, key);
+                        }
+                        Ok(status::OK)
+                    }
+                ))
             },
         )?;
     }
@@ -185,12 +227,18 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_remove_header_map_value",
         |mut caller: Ctx<'_>, map_type: i32, key: i32, key_len: i32| -> R {
-            let key = guest!(memory::read(&caller, key, key_len));
-            let Some(mut map) = map_of(caller.data_mut(), map_type) else {
-                return Ok(status::NOT_FOUND);
-            };
-            map.remove(&key);
-            Ok(status::OK)
+            guest!(memory::with_guest(
+                &mut caller,
+                key,
+                key_len,
+                |key, state| {
+                    let Some(mut map) = map_of(state, map_type) else {
+                        return Ok(status::NOT_FOUND);
+                    };
+                    map.remove(key);
+                    Ok(status::OK)
+                }
+            ))
         },
     )?;
     linker.func_wrap(
@@ -204,8 +252,18 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             };
             let from = start.min(bytes.len());
             let to = from.saturating_add(max).min(bytes.len());
-            let chunk = bytes[from..to].to_vec();
-            guest!(memory::copy_out(&mut caller, &chunk, ret_ptr, ret_len)?);
+            // Copied straight from the buffer into the guest's allocation.
+            let filled =
+                memory::copy_out_with(&mut caller, to - from, ret_ptr, ret_len, |out, state| {
+                    match buffer_of(state, kind).and_then(|bytes| bytes.get(from..to)) {
+                        Some(chunk) => {
+                            out.copy_from_slice(chunk);
+                            true
+                        }
+                        None => false,
+                    }
+                })?;
+            guest!(filled);
             Ok(status::OK)
         },
     )?;

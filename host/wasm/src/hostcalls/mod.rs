@@ -9,7 +9,7 @@ mod io;
 mod maps;
 mod wasi;
 
-use wasmtime::Linker;
+use wasmtime::{FuncType, Linker, Val, ValType};
 
 use crate::state::HostState;
 
@@ -30,6 +30,28 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     maps::add(linker)?;
     io::add(linker)?;
     wasi::add(linker)?;
+    Ok(())
+}
+
+/// Defines `module.name` as a function that ignores its arguments and answers `answer`;
+/// `params` spells the parameter types, `i` for i32 and `I` for i64.
+pub(crate) fn stub(
+    linker: &mut Linker<HostState>,
+    module: &str,
+    name: &str,
+    params: &str,
+    answer: i32,
+) -> wasmtime::Result<()> {
+    let params = params
+        .chars()
+        .map(|c| if c == 'I' { ValType::I64 } else { ValType::I32 });
+    let ty = FuncType::new(linker.engine(), params, [ValType::I32]);
+    linker.func_new(module, name, ty, move |_caller, _params, results| {
+        if let Some(result) = results.first_mut() {
+            *result = Val::I32(answer);
+        }
+        Ok(())
+    })?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use std::io::Read;
 use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use wasmtime::{Caller, FuncType, Linker, Val, ValType};
+use wasmtime::{Caller, Linker};
 
 use crate::abi::{MAX_RANDOM_BYTES, errno};
 use crate::memory;
@@ -203,17 +203,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         },
     )?;
     for (name, params, answer) in STUBS {
-        let params = params
-            .chars()
-            .map(|c| if c == 'I' { ValType::I64 } else { ValType::I32 });
-        let ty = FuncType::new(linker.engine(), params, [ValType::I32]);
-        let answer = *answer;
-        linker.func_new(WASI, name, ty, move |_caller, _params, results| {
-            if let Some(result) = results.first_mut() {
-                *result = Val::I32(answer);
-            }
-            Ok(())
-        })?;
+        super::stub(linker, WASI, name, params, *answer)?;
     }
     Ok(())
 }

@@ -434,7 +434,11 @@ impl Stream {
         if let Some(parts) = self.data().request.take() {
             *request = parts;
         }
-        self.data().request = Some(request_snapshot(request));
+        // Later callbacks (and on_log) may read the request head; with no filter left to call,
+        // nothing will, and the copy is skipped.
+        if self.filters.iter().any(|fs| fs.open) {
+            self.data().request = Some(request_snapshot(request));
+        }
         verdict
     }
 
