@@ -251,7 +251,7 @@ mod tests {
             .0;
         let seen = Seen::new(&req, &AccessLog::default());
         let line = format(&Entry {
-            remote: "10.0.0.1".parse().unwrap(),
+            remote: "127.0.0.11".parse().unwrap(),
             request: &seen,
             status: 200,
             bytes: Some(5),

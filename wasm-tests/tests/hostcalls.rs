@@ -64,7 +64,7 @@ async fn header_maps_properties_metrics_and_shared_data() {
     assert_eq!(header(h, "x-time-ok"), "true");
 
     let upstream = UpstreamInfo {
-        address: "10.1.2.3:8081".parse().unwrap(),
+        address: "127.1.2.3:8081".parse().unwrap(),
         route: "tomcat1".into(),
     };
     let mut res = response(200, &[("content-type", "text/html")]);
@@ -74,7 +74,7 @@ async fn header_maps_properties_metrics_and_shared_data() {
             .await,
         HeadersVerdict::Continue
     );
-    assert_eq!(header(&res.headers, "x-upstream"), "10.1.2.3:8081");
+    assert_eq!(header(&res.headers, "x-upstream"), "127.1.2.3:8081");
     assert_eq!(header(&res.headers, "x-state"), "kept");
     assert_eq!(header(&res.headers, "x-code"), "200");
     assert_eq!(

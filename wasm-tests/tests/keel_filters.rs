@@ -148,7 +148,7 @@ fn an_unknown_config_key_is_refused_naming_the_field() {
     }
 }
 
-const SUFFIX_CONFIG: &str = r#"{"routes": {"tomcat1": "10.0.0.1:80", "tomcat2": "10.0.0.2:80"}, "mode": "MODE",
+const SUFFIX_CONFIG: &str = r#"{"routes": {"tomcat1": "127.0.0.1:8081", "tomcat2": "127.0.0.1:8082"}, "mode": "MODE",
     "cookie": {"path": "/", "http_only": true, "secure": true, "same_site": "Lax"}}"#;
 
 fn served_by(address: &str, route: &str) -> UpstreamInfo {
@@ -210,7 +210,7 @@ async fn route_suffix_rewrites_set_cookie_keeping_attributes_and_other_cookies()
             ),
             ("content-type", b"text/html"),
         ],
-        &served_by("10.0.0.2:80", "tomcat2"),
+        &served_by("127.0.0.1:8082", "tomcat2"),
     )
     .await;
     assert_eq!(
@@ -230,7 +230,7 @@ async fn route_suffix_adds_a_cookie_after_a_failover() {
         "rewrite",
         ("/", &[("cookie", "JSESSIONID=X-n1.tomcat1")]),
         &[],
-        &served_by("10.0.0.2:80", "tomcat2"),
+        &served_by("127.0.0.1:8082", "tomcat2"),
     )
     .await;
     assert_eq!(
@@ -249,7 +249,7 @@ async fn route_suffix_leaves_the_same_route_and_unknown_backends_alone() {
         "rewrite",
         ("/", &[("cookie", "JSESSIONID=X.tomcat1")]),
         same,
-        &served_by("10.0.0.1:80", "tomcat1"),
+        &served_by("127.0.0.1:8081", "tomcat1"),
     )
     .await;
     assert_eq!(
@@ -261,7 +261,7 @@ async fn route_suffix_leaves_the_same_route_and_unknown_backends_alone() {
         "rewrite",
         ("/", &[("cookie", "JSESSIONID=X.tomcat1")]),
         same,
-        &served_by("10.9.9.9:80", "other"),
+        &served_by("127.0.0.9:8089", "other"),
     )
     .await;
     assert_eq!(
@@ -279,7 +279,7 @@ async fn route_suffix_rewrites_location() {
             "location",
             b"https://h.example/app/next;jsessionid=X.tomcat1?a=1;jsessionid=X.tomcat1",
         )],
-        &served_by("10.0.0.2:80", "tomcat2"),
+        &served_by("127.0.0.1:8082", "tomcat2"),
     )
     .await;
     assert_eq!(
@@ -300,7 +300,7 @@ async fn route_suffix_strip_append_strips_on_the_way_in_and_appends_on_the_way_o
             ("set-cookie", b"JSESSIONID=\"NEW\"; Path=/app"),
             ("location", b"/app;jsessionid=NEW"),
         ],
-        &served_by("10.0.0.1:80", "tomcat1"),
+        &served_by("127.0.0.1:8081", "tomcat1"),
     )
     .await;
     assert_eq!(req.uri, "/a;v=1;jsessionid=P-n2/b?jsessionid=Q.tomcat1");
@@ -331,7 +331,7 @@ async fn route_suffix_joins_several_cookie_headers_when_one_changes() {
             ],
         ),
         &[],
-        &served_by("10.0.0.2:80", "tomcat2"),
+        &served_by("127.0.0.1:8082", "tomcat2"),
     )
     .await;
     assert_eq!(
@@ -345,7 +345,7 @@ async fn sticky_and_route_suffix_together() {
     let sticky = spec(
         "sticky",
         "sticky",
-        r#"{"routes": {"tomcat1": "10.0.0.1:80", "tomcat2": "10.0.0.2:80"}}"#,
+        r#"{"routes": {"tomcat1": "127.0.0.1:8081", "tomcat2": "127.0.0.1:8082"}}"#,
     );
     let suffix = spec(
         "route_suffix",
@@ -368,7 +368,7 @@ async fn sticky_and_route_suffix_together() {
     assert_eq!(all(&req.headers, "x-keel-route"), vec![b"tomcat1".to_vec()]);
     // tomcat1 is down: the balancer fails over to tomcat2; the client's id must follow.
     let mut res = response(200, &[]);
-    let upstream = served_by("10.0.0.2:80", "tomcat2");
+    let upstream = served_by("127.0.0.1:8082", "tomcat2");
     assert_eq!(
         stream
             .response_headers(&mut res, Some(&upstream), true)
@@ -385,7 +385,7 @@ async fn sticky_and_route_suffix_together() {
 /// A long run through both filters: no failure, no leak that would reach a limit.
 #[tokio::test]
 async fn many_requests_through_both_filters_never_fail() {
-    let routes = r#"{"tomcat1": "10.0.0.1:80", "tomcat2": "10.0.0.2:80"}"#;
+    let routes = r#"{"tomcat1": "127.0.0.1:8081", "tomcat2": "127.0.0.1:8082"}"#;
     let sticky = spec(
         "sticky-long",
         "sticky",
@@ -397,7 +397,7 @@ async fn many_requests_through_both_filters_never_fail() {
         &format!(r#"{{"routes": {routes}, "mode": "rewrite"}}"#),
     );
     let (chain, registry) = chain(vec![sticky, suffix]);
-    let upstream = served_by("10.0.0.1:80", "tomcat1");
+    let upstream = served_by("127.0.0.1:8081", "tomcat1");
     for n in 0..40_000u32 {
         let mut stream = chain.stream(info());
         let mut req = request("/shop", &[("cookie", "JSESSIONID=S-n1.tomcat1")]);

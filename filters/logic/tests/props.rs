@@ -38,8 +38,9 @@ fn hostile() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn route_suffix_cfg(mode: &str) -> RouteSuffixConfig {
-    let json =
-        format!(r#"{{"routes": {{"t1": "10.0.0.1:80", "t2": "10.0.0.2:80"}}, "mode": "{mode}"}}"#);
+    let json = format!(
+        r#"{{"routes": {{"t1": "127.0.0.1:8081", "t2": "127.0.0.1:8082"}}, "mode": "{mode}"}}"#
+    );
     RouteSuffixConfig::from_json(json.as_bytes()).expect("valid")
 }
 
@@ -132,7 +133,7 @@ proptest! {
     fn strip_then_append_restores_the_id(b in base(), n in node(), r in "[A-Za-z0-9_-]{1,8}") {
         let Some(id) = session_id::format(&b, n.as_deref(), Some(r.as_bytes())) else { return Ok(()) };
         let cfg = RouteSuffixConfig::from_json(
-            format!(r#"{{"routes": {{"{r}": "10.0.0.1:80"}}, "mode": "strip_append"}}"#).as_bytes(),
+            format!(r#"{{"routes": {{"{r}": "127.0.0.1:8081"}}, "mode": "strip_append"}}"#).as_bytes(),
         ).expect("valid");
         let mut header = b"JSESSIONID=".to_vec();
         header.extend_from_slice(&id);

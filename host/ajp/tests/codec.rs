@@ -17,7 +17,7 @@ fn ps() -> PacketSize {
 
 fn small_request() -> ForwardRequest {
     let mut f = ForwardRequest::new(Method::GET, "/a");
-    f.remote_addr = "10.0.0.1".into();
+    f.remote_addr = "127.0.0.1".into();
     f.server_name = "h".into();
     f.server_port = 80;
     let mut h = HeaderMap::new();
@@ -33,12 +33,12 @@ fn small_request() -> ForwardRequest {
 
 #[rustfmt::skip]
 const SMALL_GET: &[u8] = &[
-    0x12, 0x34, 0x00, 0x65,                         // magic, payload length 101
+    0x12, 0x34, 0x00, 0x66,                         // magic, payload length 102
     0x02,                                           // FORWARD_REQUEST
     0x02,                                           // method GET
     0x00, 0x08, b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'1', 0x00, // protocol
     0x00, 0x02, b'/', b'a', 0x00,                   // req_uri
-    0x00, 0x08, b'1', b'0', b'.', b'0', b'.', b'0', b'.', b'1', 0x00, // remote_addr
+    0x00, 0x09, b'1', b'2', b'7', b'.', b'0', b'.', b'0', b'.', b'1', 0x00, // remote_addr
     0xFF, 0xFF,                                     // remote_host: null string
     0x00, 0x01, b'h', 0x00,                         // server_name
     0x00, 0x50,                                     // server_port 80

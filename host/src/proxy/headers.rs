@@ -230,8 +230,8 @@ mod tests {
     #[test]
     fn forwarded_headers() {
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("127.0.0.11"));
+        h.append("x-forwarded-for", HeaderValue::from_static("127.0.0.12"));
         let s = ForwardedSettings {
             xff: true,
             proto: true,
@@ -247,7 +247,7 @@ mod tests {
         );
         assert_eq!(
             h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(),
-            ["10.0.0.1, 10.0.0.2, ::1"],
+            ["127.0.0.11, 127.0.0.12, ::1"],
             "every earlier hop is kept"
         );
         assert_eq!(h["x-forwarded-proto"], "https");

@@ -187,7 +187,7 @@ fn bench(c: &mut Criterion) {
     resident_per_instance("noop", "test_noop", "");
     resident_per_instance("sticky", "sticky", "");
     let upstream = UpstreamInfo {
-        address: "10.0.0.1:80".parse().expect("addr"),
+        address: "127.0.0.1:8081".parse().expect("addr"),
         route: "tomcat1".into(),
     };
     let heads = template();
@@ -201,7 +201,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| one_request(&noop, &upstream, &heads))
     });
 
-    let routes = r#"{"tomcat1": "10.0.0.1:80", "tomcat2": "10.0.0.2:80"}"#;
+    let routes = r#"{"tomcat1": "127.0.0.1:8081", "tomcat2": "127.0.0.1:8082"}"#;
     let sticky = FilterSpec::new(
         "sticky",
         filter("sticky"),

@@ -79,7 +79,7 @@ mod tests {
 
     fn cfg(mode: &str) -> RouteSuffixConfig {
         let json = format!(
-            r#"{{"routes": {{"t1": "10.0.0.1:80", "t2": "10.0.0.2:80"}}, "mode": "{mode}"}}"#
+            r#"{{"routes": {{"t1": "127.0.0.1:8081", "t2": "127.0.0.1:8082"}}, "mode": "{mode}"}}"#
         );
         RouteSuffixConfig::from_json(json.as_bytes()).expect("valid")
     }

@@ -141,7 +141,7 @@ mod tests {
 
     fn cfg(mode: &str) -> RouteSuffixConfig {
         let json = format!(
-            r#"{{"routes": {{"tomcat1": "10.0.0.1:80", "tomcat2": "10.0.0.2:80"}}, "mode": "{mode}",
+            r#"{{"routes": {{"tomcat1": "127.0.0.1:8081", "tomcat2": "127.0.0.1:8082"}}, "mode": "{mode}",
                 "cookie": {{"path": "/", "http_only": true, "secure": true, "same_site": "Lax"}}}}"#
         );
         RouteSuffixConfig::from_json(json.as_bytes()).expect("valid")
