@@ -81,9 +81,8 @@ fn body(body: RequestBody) -> AjpBody {
 fn map_error(e: ClientError) -> UpstreamError {
     let m = e.to_string();
     match e {
-        ClientError::Connect(_) | ClientError::Cping(_) | ClientError::PoolTimeout(_) => {
-            UpstreamError::Connect(m)
-        }
+        ClientError::Connect(_) | ClientError::Cping(_) => UpstreamError::Connect(m),
+        ClientError::PoolTimeout(_) => UpstreamError::Busy(m),
         ClientError::ConnectTimeout(d) => UpstreamError::ConnectTimeout(d),
         ClientError::Stale(_) | ClientError::BodyUnavailable => UpstreamError::Stale(m),
         ClientError::Unencodable(ref inner) => UpstreamError::Unencodable {

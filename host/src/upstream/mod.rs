@@ -154,6 +154,10 @@ pub enum UpstreamError {
     /// does not count (an idle close is normal); 502.
     #[error("stale pooled connection: {0}")]
     Stale(String),
+    /// keel's own connection limit for the member is reached (no connection freed in time).
+    /// Nothing sent; does not count (the member did nothing wrong); 503.
+    #[error("member busy: {0}")]
+    Busy(String),
     /// Writing the request failed after some of it went out. Sent; counts; 502.
     #[error("sending the request failed: {0}")]
     Send(String),
@@ -184,7 +188,7 @@ impl UpstreamError {
     /// with a replayable body may go to another member).
     pub fn was_sent(&self) -> bool {
         match self {
-            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Stale(_) => false,
+            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Stale(_) | Self::Busy(_) => false,
             Self::Unencodable { .. } => false,
             Self::Send(_) | Self::ResponseTimeout(_) | Self::Response(_) | Self::ClientBody(_) => {
                 true
@@ -200,7 +204,9 @@ impl UpstreamError {
             | Self::Send(_)
             | Self::ResponseTimeout(_)
             | Self::Response(_) => true,
-            Self::Stale(_) | Self::ClientBody(_) | Self::Unencodable { .. } => false,
+            Self::Stale(_) | Self::Busy(_) | Self::ClientBody(_) | Self::Unencodable { .. } => {
+                false
+            }
         }
     }
 
@@ -215,6 +221,7 @@ impl UpstreamError {
         match self {
             Self::ConnectTimeout(_) | Self::ResponseTimeout(_) => S::GATEWAY_TIMEOUT,
             Self::Connect(_) | Self::Stale(_) | Self::Send(_) | Self::Response(_) => S::BAD_GATEWAY,
+            Self::Busy(_) => S::SERVICE_UNAVAILABLE,
             Self::ClientBody(_) => S::BAD_REQUEST,
             Self::Unencodable {
                 too_large: true, ..

@@ -46,7 +46,7 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     let mut keel = Keel::start(&config(
         &[("a", a.url(), "active")],
         "",
-        "admin:\n  token_file: {token_file}\nshutdown_grace: 10s\n",
+        "admin:\n  address: 127.0.0.1:0\n  token_file: {token_file}\nshutdown_grace: 10s\n",
     ));
     let http = Http::new();
     let url = keel.url("/slow/800");

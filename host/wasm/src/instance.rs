@@ -109,7 +109,12 @@ fn guarded<R>(
                 Failure::Memory
             } else {
                 let mut text = escape_controls(&format!("{error:#}"));
-                text.truncate(400);
+                // At most 400 bytes, cut on a character boundary (the text is the guest's).
+                let mut cut = text.len().min(400);
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                text.truncate(cut);
                 Failure::Trap(text)
             })
         }

@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn path_null_leaves_path_out() {
         let cfg = RouteSuffixConfig::from_json(
-            br#"{"routes": {"t": "1.2.3.4:5"}, "cookie": {"path": null}}"#,
+            br#"{"routes": {"t": "127.1.2.4:5"}, "cookie": {"path": null}}"#,
         )
         .expect("valid");
         assert_eq!(cfg.cookie.path, None);
@@ -170,38 +170,38 @@ mod tests {
         assert_eq!(err("").field, "routes");
         assert_eq!(err(r#"{"routes": {}}"#).field, "routes");
         assert_eq!(
-            err(r#"{"routes": {"t1": "1.2.3.4:5", "t2": "1.2.3.4:5"}}"#).field,
+            err(r#"{"routes": {"t1": "127.1.2.4:5", "t2": "127.1.2.4:5"}}"#).field,
             "routes.t2"
         );
         assert_eq!(err(r#"{"routes": {"t1": "nope"}}"#).field, "routes.t1");
         assert_eq!(
-            err(r#"{"routes": {"t": "1.2.3.4:5"}, "mode": "append"}"#).field,
+            err(r#"{"routes": {"t": "127.1.2.4:5"}, "mode": "append"}"#).field,
             "mode"
         );
         assert_eq!(
-            err(r#"{"routes": {"t": "1.2.3.4:5"}, "cookie_name": ""}"#).field,
+            err(r#"{"routes": {"t": "127.1.2.4:5"}, "cookie_name": ""}"#).field,
             "cookie_name"
         );
         assert_eq!(
-            err(r#"{"routes": {"t": "1.2.3.4:5"}, "path_parameter": "a/b"}"#).field,
+            err(r#"{"routes": {"t": "127.1.2.4:5"}, "path_parameter": "a/b"}"#).field,
             "path_parameter"
         );
         assert_eq!(
-            err(r#"{"routes": {"t": "1.2.3.4:5"}, "cookie": {"secure": "yes"}}"#).field,
+            err(r#"{"routes": {"t": "127.1.2.4:5"}, "cookie": {"secure": "yes"}}"#).field,
             "cookie.secure"
         );
         assert_eq!(
-            err(r#"{"routes": {"t": "1.2.3.4:5"}, "cookie": {"same_site": "lax"}}"#).field,
+            err(r#"{"routes": {"t": "127.1.2.4:5"}, "cookie": {"same_site": "lax"}}"#).field,
             "cookie.same_site"
         );
         assert_eq!(
-            err(r#"{"routes": {"t": "1.2.3.4:5"}, "cookie": {"same_site": "None"}}"#).field,
+            err(r#"{"routes": {"t": "127.1.2.4:5"}, "cookie": {"same_site": "None"}}"#).field,
             "cookie.same_site"
         );
-        let e = err(r#"{"routes": {"t": "1.2.3.4:5"}, "cookie": {"max_age": 5}}"#);
+        let e = err(r#"{"routes": {"t": "127.1.2.4:5"}, "cookie": {"max_age": 5}}"#);
         assert_eq!(e.field, "cookie.max_age");
         assert!(e.message.contains("unknown field `max_age`"), "{e}");
-        let e = err(r#"{"routes": {"t": "1.2.3.4:5"}, "cookies": {}}"#);
+        let e = err(r#"{"routes": {"t": "127.1.2.4:5"}, "cookies": {}}"#);
         assert!(e.message.contains("unknown field `cookies`"), "{e}");
     }
 }

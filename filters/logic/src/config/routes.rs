@@ -46,10 +46,10 @@ mod tests {
     #[test]
     fn keeps_order_and_refuses_duplicates() {
         let map: RouteMap =
-            serde_json::from_str(r#"{"b":"1.1.1.1:1","a":"2.2.2.2:2"}"#).expect("ok");
+            serde_json::from_str(r#"{"b":"127.1.1.1:1","a":"127.2.2.2:2"}"#).expect("ok");
         assert_eq!(map.0[0].0, "b");
         assert_eq!(map.0[1].0, "a");
-        let err = serde_json::from_str::<RouteMap>(r#"{"a":"1.1.1.1:1","a":"2.2.2.2:2"}"#)
+        let err = serde_json::from_str::<RouteMap>(r#"{"a":"127.1.1.1:1","a":"127.2.2.2:2"}"#)
             .expect_err("duplicate");
         assert!(
             err.to_string().contains("route `a` is named twice"),

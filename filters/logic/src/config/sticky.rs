@@ -236,7 +236,7 @@ mod tests {
             "cookie_names[1]"
         );
         assert_eq!(err(r#"{"routes": {"t1": 5}}"#).field, "routes.t1");
-        let dup = err(r#"{"routes": {"a": "1.1.1.1:1", "a": "1.1.1.1:2"}}"#);
+        let dup = err(r#"{"routes": {"a": "127.1.1.1:1", "a": "127.1.1.1:2"}}"#);
         assert_eq!(dup.field, "routes");
         assert!(dup.message.contains("named twice"), "{dup}");
     }

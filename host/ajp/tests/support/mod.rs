@@ -24,7 +24,7 @@ pub fn get_root() -> AjpRequest {
 /// A client peer as keel would describe it.
 pub fn peer() -> Peer {
     Peer {
-        remote: "192.0.2.7:40001".parse().unwrap(),
+        remote: "127.0.0.7:40001".parse().unwrap(),
         local: "127.0.0.1:8443".parse().unwrap(),
         tls: None,
     }
