@@ -12,7 +12,20 @@ use tokio::signal::unix::{SignalKind, signal};
 
 const USAGE: &str = "usage: keel serve [--config FILE] | keel check FILE | keel default-config | keel example-config | keel --version";
 
-fn main() -> Result<()> {
+/// Runs the command; an error is one line on stderr (`keel: error: ...`, the cause chain
+/// included) and exit status 1, never a backtrace.
+fn main() -> std::process::ExitCode {
+    match command() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("keel: error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The command named by the first argument.
+fn command() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("--version" | "-V") => {
