@@ -48,14 +48,16 @@ pub struct RequestParts<'a> {
 }
 
 impl<'a> RequestParts<'a> {
-    /// Picks `:path` and the `cookie` headers out of a header list (names ASCII case-insensitive).
-    pub fn from_headers(headers: &[(&'a str, &'a [u8])]) -> Self {
+    /// Picks `:path` and the `cookie` headers out of a header list (names ASCII case-insensitive,
+    /// as text or as the bytes the host sent).
+    pub fn from_headers<N: AsRef<[u8]>>(headers: &[(N, &'a [u8])]) -> Self {
         let mut parts = RequestParts::default();
-        for &(name, value) in headers {
-            if name == ":path" {
-                parts.path.get_or_insert(value);
+        for (name, value) in headers {
+            let name = name.as_ref();
+            if name == b":path" {
+                parts.path.get_or_insert(*value);
             } else if name_is(name, "cookie") {
-                parts.cookies.push(value);
+                parts.cookies.push(*value);
             }
         }
         parts
@@ -112,7 +114,7 @@ mod tests {
 
     fn found(l: Lookup<'_>) -> Option<(Vec<u8>, Source)> {
         match l {
-            Lookup::Found(id, source) => Some((id.to_vec(), source)),
+            Lookup::Found(id, source) => Some((id.as_bytes().to_vec(), source)),
             _ => None,
         }
     }

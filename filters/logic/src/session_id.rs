@@ -10,9 +10,21 @@
 /// The longest session id accepted, in bytes.
 pub const MAX_LEN: usize = 128;
 
+/// `ID_BYTES[b]`: whether `b` may stand in a session id (one load per byte on the hot path).
+const ID_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'.' || byte == b'-';
+        b += 1;
+    }
+    table
+};
+
 /// A byte a session id may contain: `[A-Za-z0-9_.-]`.
 pub fn is_id_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'.' || byte == b'-'
+    ID_BYTES[usize::from(byte)]
 }
 
 /// The validity rule alone: 1–128 bytes of `[A-Za-z0-9_.-]`.
@@ -28,6 +40,8 @@ pub fn is_valid_route(route: &[u8]) -> bool {
 /// A parsed, valid session id, borrowing the bytes it was parsed from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionId<'a> {
+    /// The whole id, as parsed.
+    bytes: &'a [u8],
     /// `<id>[-<node>]`: everything before the route.
     prefix: &'a [u8],
     /// Length of the base id inside `prefix`.
@@ -72,6 +86,7 @@ impl<'a> SessionId<'a> {
             None
         };
         Some(SessionId {
+            bytes,
             prefix: &bytes[..prefix_len],
             base_len,
             route,
@@ -103,25 +118,19 @@ impl<'a> SessionId<'a> {
         self.prefix
     }
 
-    /// The id's length in bytes, as formatted.
+    /// The whole id: the bytes it was parsed from.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The id's length in bytes.
     pub fn len(&self) -> usize {
-        self.prefix.len() + self.route.map_or(0, |r| r.len() + 1)
+        self.bytes.len()
     }
 
     /// Always false: a valid id has at least one byte.
     pub fn is_empty(&self) -> bool {
         false
-    }
-
-    /// The id formatted back into bytes (the exact bytes it was parsed from).
-    pub fn to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.len());
-        out.extend_from_slice(self.prefix);
-        if let Some(route) = self.route {
-            out.push(b'.');
-            out.extend_from_slice(route);
-        }
-        out
     }
 
     /// The same id naming `route` instead (`<id>[-<node>].<route>`); `None` when the result would
@@ -174,6 +183,18 @@ mod tests {
     }
 
     #[test]
+    fn id_bytes_are_letters_digits_underscore_dot_dash() {
+        let allowed: Vec<u8> = (0..=255u8).filter(|&b| is_id_byte(b)).collect();
+        let mut expected: Vec<u8> = (b'0'..=b'9')
+            .chain(b'A'..=b'Z')
+            .chain(b'a'..=b'z')
+            .collect();
+        expected.extend(b"_.-");
+        expected.sort_unstable();
+        assert_eq!(allowed, expected);
+    }
+
+    #[test]
     fn tomcat_id_with_jvm_route() {
         let raw = b"4F1C0D2E9A8B7C6D5E4F3A2B1C0D9E8F.tomcat1";
         let id = SessionId::parse(raw).expect("valid");
@@ -182,7 +203,7 @@ mod tests {
         assert_eq!(id.route(), Some(&b"tomcat1"[..]));
         assert_eq!(id.route_str(), Some("tomcat1"));
         assert_eq!(id.without_route(), b"4F1C0D2E9A8B7C6D5E4F3A2B1C0D9E8F");
-        assert_eq!(id.to_vec(), raw);
+        assert_eq!(id.as_bytes(), raw);
         assert_eq!(id.len(), raw.len());
     }
 

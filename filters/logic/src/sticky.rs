@@ -40,15 +40,15 @@ impl StickyOutcome {
 
 /// The decision for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StickyDecision {
+pub struct StickyDecision<'a> {
     /// How it came out.
     pub outcome: StickyOutcome,
     /// Where the session id came from, when there was a valid one.
     pub source: Option<Source>,
-    /// The id's route (validated: `[A-Za-z0-9_.-]`), when it had one.
-    pub route: Option<String>,
-    /// The routing header's value to set; `None`: set none.
-    pub header_value: Option<String>,
+    /// The id's route (validated: `[A-Za-z0-9_.-]`), when it had one; borrowed from the headers.
+    pub route: Option<&'a str>,
+    /// The routing header's value to set, borrowed from the configuration; `None`: set none.
+    pub header_value: Option<&'a str>,
     /// Whether the client sent the routing header itself (it must be removed).
     pub client_sent_header: bool,
     /// Length of the valid session id (0 without one), for log lines.
@@ -58,8 +58,13 @@ pub struct StickyDecision {
 }
 
 /// Decides the routing header for a request with these headers.
-pub fn decide(cfg: &StickyConfig, headers: &[(&str, &[u8])]) -> StickyDecision {
-    let client_sent_header = headers.iter().any(|(name, _)| name_is(name, &cfg.header));
+pub fn decide<'a, N: AsRef<[u8]>>(
+    cfg: &'a StickyConfig,
+    headers: &[(N, &'a [u8])],
+) -> StickyDecision<'a> {
+    let client_sent_header = headers
+        .iter()
+        .any(|(name, _)| name_is(name.as_ref(), &cfg.header));
     let parts = RequestParts::from_headers(headers);
     let mut decision = StickyDecision {
         outcome: StickyOutcome::NoSession,
@@ -80,16 +85,16 @@ pub fn decide(cfg: &StickyConfig, headers: &[(&str, &[u8])]) -> StickyDecision {
     };
     decision.source = Some(source);
     decision.id_len = id.len();
-    decision.id_fingerprint = fingerprint(&id.to_vec());
+    decision.id_fingerprint = fingerprint(id.as_bytes());
     let Some(route) = id.route_str() else {
         decision.outcome = StickyOutcome::NoRoute;
         return decision;
     };
-    decision.route = Some(route.to_owned());
+    decision.route = Some(route);
     match cfg.header_value_for(route) {
         Some(value) => {
             decision.outcome = StickyOutcome::Routed;
-            decision.header_value = Some(value.to_owned());
+            decision.header_value = Some(value);
         }
         None => decision.outcome = StickyOutcome::UnknownRoute,
     }
@@ -106,8 +111,9 @@ mod tests {
 
     #[test]
     fn tomcat_cookie_is_routed_by_name() {
+        let c = StickyConfig::default();
         let d = decide(
-            &StickyConfig::default(),
+            &c,
             &[
                 (":path", b"/shop"),
                 (
@@ -117,7 +123,7 @@ mod tests {
             ],
         );
         assert_eq!(d.outcome, StickyOutcome::Routed);
-        assert_eq!(d.header_value.as_deref(), Some("tomcat1"));
+        assert_eq!(d.header_value, Some("tomcat1"));
         assert_eq!(d.source, Some(Source::Cookie));
         assert_eq!(d.id_len, 40);
         assert!(!d.client_sent_header);
@@ -125,14 +131,15 @@ mod tests {
 
     #[test]
     fn msm_id_and_url_parameter_wins() {
+        let c = StickyConfig::default();
         let d = decide(
-            &StickyConfig::default(),
+            &c,
             &[
                 (":path", b"/a;jsessionid=ABC-n1.tomcat2?x"),
                 ("cookie", b"JSESSIONID=ABC-n1.tomcat1"),
             ],
         );
-        assert_eq!(d.header_value.as_deref(), Some("tomcat2"));
+        assert_eq!(d.header_value, Some("tomcat2"));
         assert_eq!(d.source, Some(Source::PathParameter));
     }
 
@@ -141,11 +148,11 @@ mod tests {
         let c = cfg(r#"{"encoding": "envoy_host", "routes": {"tomcat1": "127.0.0.1:8081"}}"#);
         let d = decide(&c, &[("cookie", b"JSESSIONID=ABC.tomcat1")]);
         assert_eq!(d.outcome, StickyOutcome::Routed);
-        assert_eq!(d.header_value.as_deref(), Some("MTI3LjAuMC4xOjgwODE="));
+        assert_eq!(d.header_value, Some("MTI3LjAuMC4xOjgwODE="));
         let d = decide(&c, &[("cookie", b"JSESSIONID=ABC.tomcat9")]);
         assert_eq!(d.outcome, StickyOutcome::UnknownRoute);
         assert_eq!(d.header_value, None);
-        assert_eq!(d.route.as_deref(), Some("tomcat9"));
+        assert_eq!(d.route, Some("tomcat9"));
     }
 
     #[test]
@@ -195,7 +202,7 @@ mod tests {
             ],
         );
         assert!(d.client_sent_header);
-        assert_eq!(d.header_value.as_deref(), Some("tomcat1"));
+        assert_eq!(d.header_value, Some("tomcat1"));
     }
 
     #[test]
@@ -208,7 +215,7 @@ mod tests {
                 ("cookie", b"JSESSIONID=Y.t2; SID=Z.t3"),
             ],
         );
-        assert_eq!(d.header_value.as_deref(), Some("t3"));
+        assert_eq!(d.header_value, Some("t3"));
         let d = decide(&c, &[("x-route", b"t1")]);
         assert!(d.client_sent_header);
     }

@@ -45,9 +45,10 @@ pub fn unquote_range(value: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
-/// ASCII-case-insensitive comparison of a header name with a lowercase constant.
-pub fn name_is(name: &str, lowercase: &str) -> bool {
-    name.eq_ignore_ascii_case(lowercase)
+/// ASCII-case-insensitive comparison of a header name (its bytes, as the host gave them) with a
+/// lowercase constant.
+pub fn name_is(name: &[u8], lowercase: &str) -> bool {
+    name.eq_ignore_ascii_case(lowercase.as_bytes())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ mod routes;
 pub mod sticky;
 
 pub use error::ConfigError;
-pub use route_suffix::{Mode, RouteSuffixConfig};
+pub use route_suffix::{Mode, RouteSuffixConfig, RouteTarget};
 pub use routes::RouteMap;
 pub use sticky::{Encoding, StickyConfig};
 

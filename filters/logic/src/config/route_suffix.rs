@@ -52,6 +52,18 @@ impl Default for Raw {
     }
 }
 
+/// One entry of `routes`: a route name and the backend address it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTarget {
+    /// The route name (Tomcat's jvmRoute).
+    pub route: String,
+    /// The backend's `ip:port`.
+    pub address: SocketAddr,
+    /// `address` written the way hosts write `upstream.address` (`127.0.0.1:8081`, `[::1]:8082`),
+    /// so that the usual answer is matched without parsing it.
+    text: String,
+}
+
 /// The validated configuration of the `route_suffix` filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteSuffixConfig {
@@ -59,8 +71,8 @@ pub struct RouteSuffixConfig {
     pub cookie_name: String,
     /// The session path parameter's name (`;jsessionid=`).
     pub path_parameter: String,
-    /// (route, backend address), addresses unique.
-    pub routes: Vec<(String, SocketAddr)>,
+    /// The routes in document order; names and addresses unique.
+    pub routes: Vec<RouteTarget>,
     /// Rewrite, or strip/append.
     pub mode: Mode,
     /// Attributes of a cookie the filter sets itself.
@@ -86,18 +98,25 @@ impl RouteSuffixConfig {
                 "is empty: no backend could ever be named",
             ));
         }
-        let mut checked: Vec<(String, SocketAddr)> = Vec::with_capacity(routes.len());
+        let mut checked: Vec<RouteTarget> = Vec::with_capacity(routes.len());
         for (route, address) in routes {
             let field = format!("routes.{route}");
             fields::route_name(&field, &route)?;
             let address = fields::address(&field, &address)?;
-            if let Some((other, _)) = checked.iter().find(|(_, a)| *a == address) {
+            if let Some(other) = checked.iter().find(|t| t.address == address) {
                 return Err(ConfigError::new(
                     field,
-                    format!("{address} is already the address of route `{other}`"),
+                    format!(
+                        "{address} is already the address of route `{}`",
+                        other.route
+                    ),
                 ));
             }
-            checked.push((route, address));
+            checked.push(RouteTarget {
+                route,
+                address,
+                text: address.to_string(),
+            });
         }
         Ok(RouteSuffixConfig {
             cookie_name: raw.cookie_name,
@@ -110,11 +129,16 @@ impl RouteSuffixConfig {
 
     /// The route of the backend at `address` (the `upstream.address` property's bytes, `ip:port`).
     pub fn route_for_address(&self, address: &[u8]) -> Option<&str> {
-        let address: SocketAddr = core::str::from_utf8(address).ok()?.trim().parse().ok()?;
-        self.routes
-            .iter()
-            .find(|(_, a)| *a == address)
-            .map(|(r, _)| r.as_str())
+        let target = match self.routes.iter().find(|t| t.text.as_bytes() == address) {
+            Some(target) => target,
+            None => {
+                // Another spelling of an address (`[0:0::1]:8082`, spaces): compare it parsed.
+                let address: SocketAddr =
+                    core::str::from_utf8(address).ok()?.trim().parse().ok()?;
+                self.routes.iter().find(|t| t.address == address)?
+            }
+        };
+        Some(target.route.as_str())
     }
 }
 

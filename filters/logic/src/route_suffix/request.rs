@@ -37,7 +37,7 @@ fn stripped(value: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Plans the request side for these request headers.
-pub fn on_request(cfg: &RouteSuffixConfig, headers: &[(&str, &[u8])]) -> RequestPlan {
+pub fn on_request<N: AsRef<[u8]>>(cfg: &RouteSuffixConfig, headers: &[(N, &[u8])]) -> RequestPlan {
     let parts = RequestParts::from_headers(headers);
     let name = cfg.cookie_name.as_bytes();
     let param = cfg.path_parameter.as_bytes();
@@ -46,10 +46,10 @@ pub fn on_request(cfg: &RouteSuffixConfig, headers: &[(&str, &[u8])]) -> Request
         .cookies
         .iter()
         .flat_map(|header| cookie::values(header, name))
-        .find_map(|value| SessionId::parse(value).map(|id| id.to_vec()));
+        .find_map(|value| SessionId::parse(value).map(|id| id.as_bytes().to_vec()));
     plan.client.path_id = parts.path.and_then(|path| {
         path_param::find_all(path, |n| n == param)
-            .find_map(|(_, p)| SessionId::parse(p.value).map(|id| id.to_vec()))
+            .find_map(|(_, p)| SessionId::parse(p.value).map(|id| id.as_bytes().to_vec()))
     });
     if cfg.mode != Mode::StripAppend {
         return plan;
@@ -76,6 +76,9 @@ pub fn on_request(cfg: &RouteSuffixConfig, headers: &[(&str, &[u8])]) -> Request
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request without headers.
+    const NO_HEADERS: &[(&str, &[u8])] = &[];
 
     fn cfg(mode: &str) -> RouteSuffixConfig {
         let json = format!(
@@ -158,6 +161,9 @@ mod tests {
             &[(":path", b"/"), ("cookie", b"SID=C.t1")],
         );
         assert_eq!(plan, RequestPlan::default());
-        assert_eq!(on_request(&cfg("rewrite"), &[]), RequestPlan::default());
+        assert_eq!(
+            on_request(&cfg("rewrite"), NO_HEADERS),
+            RequestPlan::default()
+        );
     }
 }

@@ -59,37 +59,25 @@ impl ResponsePlan {
 }
 
 /// Plans the response edits: `served` is the route of the backend that answered (learned from
-/// `upstream.address`), `client` what the request carried, `headers` the response headers.
-pub fn on_response(
+/// `upstream.address`), `client` what the request carried, `headers` the response headers (names
+/// as text or as the bytes the host sent). A response that needs no edit costs no allocation.
+pub fn on_response<N: AsRef<[u8]>>(
     cfg: &RouteSuffixConfig,
     served: &str,
     client: &ClientSession,
-    headers: &[(&str, &[u8])],
+    headers: &[(N, &[u8])],
 ) -> ResponsePlan {
     let mut plan = ResponsePlan::default();
     let name = cfg.cookie_name.as_bytes();
 
-    let set_cookies: Vec<&[u8]> = headers
-        .iter()
-        .filter(|(n, _)| name_is(n, "set-cookie"))
-        .map(|&(_, v)| v)
-        .collect();
     let mut session_cookie_set = false;
-    let new_set_cookies: Vec<Option<Vec<u8>>> = set_cookies
-        .iter()
-        .map(|raw| {
-            let parsed = SetCookie::parse(raw).filter(|c| c.name == name)?;
-            session_cookie_set = true;
-            renamed(cfg.mode, parsed.value, served).map(|value| parsed.with_value(&value))
-        })
-        .collect();
-    plan.cookies_rewritten = new_set_cookies.iter().filter(|c| c.is_some()).count();
-    if plan.cookies_rewritten > 0 {
-        let values = new_set_cookies
-            .into_iter()
-            .zip(&set_cookies)
-            .map(|(new, old)| new.unwrap_or_else(|| old.to_vec()))
-            .collect();
+    let (set_cookies, rewritten) = rewrite_each(headers, "set-cookie", |raw| {
+        let parsed = SetCookie::parse(raw).filter(|c| c.name == name)?;
+        session_cookie_set = true;
+        renamed(cfg.mode, parsed.value, served).map(|value| parsed.with_value(&value))
+    });
+    plan.cookies_rewritten = rewritten;
+    if let Some(values) = set_cookies {
         plan.edits.push(HeaderEdit::ReplaceAll {
             name: "set-cookie",
             values,
@@ -110,23 +98,12 @@ pub fn on_response(
         }
     }
 
-    let locations: Vec<&[u8]> = headers
-        .iter()
-        .filter(|(n, _)| name_is(n, "location"))
-        .map(|&(_, v)| v)
-        .collect();
     let param = cfg.path_parameter.as_bytes();
-    let new_locations: Vec<Option<Vec<u8>>> = locations
-        .iter()
-        .map(|loc| path_param::replace_values(loc, param, |v| renamed(cfg.mode, v, served)))
-        .collect();
-    plan.locations_rewritten = new_locations.iter().filter(|l| l.is_some()).count();
-    if plan.locations_rewritten > 0 {
-        let values = new_locations
-            .into_iter()
-            .zip(&locations)
-            .map(|(new, old)| new.unwrap_or_else(|| old.to_vec()))
-            .collect();
+    let (locations, rewritten) = rewrite_each(headers, "location", |location| {
+        path_param::replace_values(location, param, |v| renamed(cfg.mode, v, served))
+    });
+    plan.locations_rewritten = rewritten;
+    if let Some(values) = locations {
         plan.edits.push(HeaderEdit::ReplaceAll {
             name: "location",
             values,
@@ -135,9 +112,56 @@ pub fn on_response(
     plan
 }
 
+/// Offers the value of every header called `name` (lowercase), in order, to `change`, which
+/// answers a replacement or `None` to keep it. When at least one changed: every value of that
+/// header in order, the changed ones replaced, and how many changed. Otherwise `(None, 0)`, and
+/// nothing was allocated.
+fn rewrite_each<N: AsRef<[u8]>>(
+    headers: &[(N, &[u8])],
+    name: &str,
+    mut change: impl FnMut(&[u8]) -> Option<Vec<u8>>,
+) -> (Option<Vec<Vec<u8>>>, usize) {
+    let mut values = headers
+        .iter()
+        .filter(|(n, _)| name_is(n.as_ref(), name))
+        .map(|&(_, value)| value);
+    let mut kept = 0;
+    let (first, mut list) = loop {
+        let Some(value) = values.next() else {
+            return (None, 0);
+        };
+        if let Some(new) = change(value) {
+            break (new, Vec::new());
+        }
+        kept += 1;
+    };
+    list.extend(
+        headers
+            .iter()
+            .filter(|(n, _)| name_is(n.as_ref(), name))
+            .take(kept)
+            .map(|(_, value)| value.to_vec()),
+    );
+    list.push(first);
+    let mut changed = 1;
+    for value in values {
+        list.push(match change(value) {
+            Some(new) => {
+                changed += 1;
+                new
+            }
+            None => value.to_vec(),
+        });
+    }
+    (Some(list), changed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A response without headers.
+    const NO_HEADERS: &[(&str, &[u8])] = &[];
 
     fn cfg(mode: &str) -> RouteSuffixConfig {
         let json = format!(
@@ -232,7 +256,7 @@ mod tests {
             &[("set-cookie", b"JSESSIONID=Y; Path=/")],
         );
         assert!(plan.is_unchanged());
-        let plan = on_response(&cfg("rewrite"), "tomcat2", &client(Some(b"X")), &[]);
+        let plan = on_response(&cfg("rewrite"), "tomcat2", &client(Some(b"X")), NO_HEADERS);
         assert!(plan.is_unchanged());
     }
 
@@ -242,7 +266,7 @@ mod tests {
             cookie_id: None,
             path_id: Some(b"X.tomcat1".to_vec()),
         };
-        assert!(on_response(&cfg("rewrite"), "tomcat2", &c, &[]).is_unchanged());
+        assert!(on_response(&cfg("rewrite"), "tomcat2", &c, NO_HEADERS).is_unchanged());
     }
 
     #[test]
@@ -298,14 +322,19 @@ mod tests {
     #[test]
     fn strip_append_moves_a_client_without_route_or_with_another() {
         for held in [&b"X"[..], b"X.tomcat1"] {
-            let plan = on_response(&cfg("strip_append"), "tomcat2", &client(Some(held)), &[]);
+            let plan = on_response(
+                &cfg("strip_append"),
+                "tomcat2",
+                &client(Some(held)),
+                NO_HEADERS,
+            );
             assert!(plan.cookie_added, "{held:?}");
         }
         let plan = on_response(
             &cfg("strip_append"),
             "tomcat2",
             &client(Some(b"X.tomcat2")),
-            &[],
+            NO_HEADERS,
         );
         assert!(plan.is_unchanged());
     }
