@@ -1,6 +1,6 @@
 //! What the filter adapters share: reading and validating the plugin configuration in
-//! `on_configure` (and adopting the host's log level there), the header list the logic reads, and
-//! counters (`proxy_define_metric`).
+//! `on_configure` (and adopting the host's log level there), the header list the logic reads,
+//! taking over buffers the host hands back, and counters (`proxy_define_metric`).
 //!
 //! Compiled into each filter crate with `#[path]`: every filter is its own `cdylib`, and the logic
 //! crate (`keel-filter-logic`) stays free of proxy-wasm.
@@ -105,29 +105,44 @@ impl HeaderMap {
         #[allow(unsafe_code)]
         let status = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
         // Status 0 is `Ok`.
-        if status != 0 || data.is_null() {
+        if status != 0 {
             return HeaderMap { bytes: Vec::new() };
         }
-        // SAFETY: on `Ok` the host returns a buffer of `size` bytes it obtained from the guest's
-        // `proxy_on_memory_allocate` (the SDK's: a `Box<[u8]>` of exactly `size` bytes, align 1)
-        // and hands it over; a `Vec` of that length and capacity owns and frees it the same way
-        // (what the SDK's own `get_map_bytes` does).
+        // SAFETY: the host answered `Ok`, so `data` and `size` are the buffer it filled in.
         #[allow(unsafe_code)]
-        let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
+        let bytes = unsafe { take_host_buffer(data, size) };
         HeaderMap { bytes }
     }
 
-    /// The `(name, value)` pairs, in the host's order, borrowed from the buffer. A malformed
-    /// buffer yields the pairs before the damage; a name that is not UTF-8 is skipped (no HTTP
-    /// header name is).
-    pub fn pairs(&self) -> Vec<(&str, &[u8])> {
+    /// The `(name, value)` pairs, in the host's order, borrowed from the buffer (names as bytes:
+    /// the logic compares them ASCII case-insensitively and needs no UTF-8 check). A malformed
+    /// buffer yields the pairs before the damage.
+    pub fn pairs(&self) -> Vec<(&[u8], &[u8])> {
         parse_pairs(&self.bytes)
     }
 }
 
+/// Takes over a buffer the host filled in and handed back through out-parameters (header maps,
+/// properties); empty for a null pointer (the host's answer for an empty value).
+///
+/// # Safety
+///
+/// `data` and `size` must come from a host call that answered `Ok`: the host then obtained
+/// `data` from this module's `proxy_on_memory_allocate` (the SDK's: a `Box<[u8]>` of exactly
+/// `size` bytes, align 1) and handed it over, so nothing else owns or frees it.
+#[allow(unsafe_code)]
+pub unsafe fn take_host_buffer(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: by the contract above, a `Vec` of that length and capacity owns the allocation and
+    // frees it the way it was made (what the SDK's own `get_map_bytes` does).
+    unsafe { Vec::from_raw_parts(data, size, size) }
+}
+
 /// The proxy-wasm map serialization: a u32 count, then `count` (name length, value length) u32
 /// pairs, then each name and value followed by a NUL byte; little-endian.
-fn parse_pairs(bytes: &[u8]) -> Vec<(&str, &[u8])> {
+fn parse_pairs(bytes: &[u8]) -> Vec<(&[u8], &[u8])> {
     let u32_at = |at: usize| -> Option<usize> {
         let raw = bytes.get(at..at.checked_add(4)?)?;
         let raw: [u8; 4] = raw.try_into().ok()?;
@@ -143,7 +158,11 @@ fn parse_pairs(bytes: &[u8]) -> Vec<(&str, &[u8])> {
     let mut take = |len: usize| -> Option<&[u8]> {
         let end = at.checked_add(len)?;
         let part = bytes.get(at..end)?;
-        at = end.checked_add(1)?;
+        // Each name and value ends with a NUL; a buffer cut before it is damaged there.
+        if *bytes.get(end)? != 0 {
+            return None;
+        }
+        at = end + 1;
         Some(part)
     };
     for n in 0..count {
@@ -154,9 +173,7 @@ fn parse_pairs(bytes: &[u8]) -> Vec<(&str, &[u8])> {
         let (Some(name), Some(value)) = (take(name_len), take(value_len)) else {
             break;
         };
-        if let Ok(name) = std::str::from_utf8(name) {
-            pairs.push((name, value));
-        }
+        pairs.push((name, value));
     }
     pairs
 }
@@ -221,9 +238,9 @@ mod tests {
         assert_eq!(
             parse_pairs(&bytes),
             vec![
-                (":path", &b"/a;jsessionid=X.t1"[..]),
-                ("cookie", &b"A=1; B=\xff"[..]),
-                ("x-empty", &b""[..]),
+                (&b":path"[..], &b"/a;jsessionid=X.t1"[..]),
+                (b"cookie", b"A=1; B=\xff"),
+                (b"x-empty", b""),
             ]
         );
         assert!(parse_pairs(&serialize(&[])).is_empty());
@@ -233,11 +250,14 @@ mod tests {
     #[test]
     fn malformed_buffers_do_not_panic() {
         let good = serialize(&[(b"a", b"1"), (b"\xff", b"2"), (b"c", b"3")]);
-        // A name that is not UTF-8 is skipped.
-        assert_eq!(parse_pairs(&good), vec![("a", &b"1"[..]), ("c", &b"3"[..])]);
+        // Names are bytes: one that is not UTF-8 is passed on (the logic matches none of them).
+        assert_eq!(
+            parse_pairs(&good),
+            vec![(&b"a"[..], &b"1"[..]), (b"\xff", b"2"), (b"c", b"3")]
+        );
         for cut in 0..good.len() {
             let pairs = parse_pairs(&good[..cut]);
-            assert!(pairs.len() <= 2, "{cut}");
+            assert!(pairs.len() < 3, "{cut}");
         }
         let mut huge = good.clone();
         huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());

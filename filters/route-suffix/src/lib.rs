@@ -11,13 +11,13 @@
 #[path = "../../shared/adapter.rs"]
 mod adapter;
 mod metrics;
+mod upstream;
 
 use std::rc::Rc;
 
 use keel_filter_logic::config::RouteSuffixConfig;
 use keel_filter_logic::fingerprint::fingerprint;
 use keel_filter_logic::route_suffix::{self, ClientSession, HeaderEdit};
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, MapType};
 
@@ -92,10 +92,7 @@ impl Stream {
 
     /// The route of the backend that served, from `upstream.address`.
     fn served_route(config: &RouteSuffixConfig) -> Option<&str> {
-        match hostcalls::get_property(vec!["upstream", "address"]) {
-            Ok(Some(address)) => config.route_for_address(&address),
-            Ok(None) | Err(_) => None,
-        }
+        config.route_for_address(&upstream::address()?)
     }
 }
 

@@ -90,7 +90,7 @@ impl Stream {
             "sticky: {} source={} route={} header={} id_len={} id_fp={:08x} client_header={}",
             decision.outcome.as_str(),
             decision.source.map_or("-", |s| s.as_str()),
-            decision.route.as_deref().unwrap_or("-"),
+            decision.route.unwrap_or("-"),
             decision.header_value.is_some(),
             decision.id_len,
             decision.id_fingerprint,
@@ -113,7 +113,7 @@ impl HttpContext for Stream {
             self.set_http_request_header_bytes(&config.header, None);
             self.count(Counter::ClientHeaderRemoved);
         }
-        if let Some(value) = &decision.header_value {
+        if let Some(value) = decision.header_value {
             self.add_http_request_header_bytes(&config.header, value.as_bytes());
         }
         self.count(decision.outcome.into());
