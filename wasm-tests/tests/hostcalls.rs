@@ -63,10 +63,7 @@ async fn header_maps_properties_metrics_and_shared_data() {
     assert_eq!(header(h, "x-shared"), "one:true:true");
     assert_eq!(header(h, "x-time-ok"), "true");
 
-    let upstream = UpstreamInfo {
-        address: "127.1.2.3:8081".parse().unwrap(),
-        route: "tomcat1".into(),
-    };
+    let upstream = UpstreamInfo::new("127.1.2.3:8081".parse().unwrap(), "tomcat1");
     let mut res = response(200, &[("content-type", "text/html")]);
     assert_eq!(
         stream

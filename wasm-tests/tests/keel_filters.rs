@@ -152,10 +152,7 @@ const SUFFIX_CONFIG: &str = r#"{"routes": {"tomcat1": "127.0.0.1:8081", "tomcat2
     "cookie": {"path": "/", "http_only": true, "secure": true, "same_site": "Lax"}}"#;
 
 fn served_by(address: &str, route: &str) -> UpstreamInfo {
-    UpstreamInfo {
-        address: address.parse().unwrap(),
-        route: route.into(),
-    }
+    UpstreamInfo::new(address.parse().unwrap(), route)
 }
 
 /// One request and response through route_suffix; returns the request and response heads.

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::MemberStatus;
+use crate::proxy::filter::UpstreamInfo;
 use crate::upstream::Upstream;
 
 /// Passive ejection settings.
@@ -56,6 +57,8 @@ pub struct Member {
     pub url: String,
     /// Resolved address (`upstream.address`).
     pub address: SocketAddr,
+    /// What the filters learn of this member when it serves (address and route), made once.
+    pub info: UpstreamInfo,
     /// Transport.
     pub upstream: Arc<dyn Upstream>,
     status: AtomicU8,
@@ -101,6 +104,7 @@ impl Member {
         status: MemberStatus,
     ) -> Self {
         Self {
+            info: UpstreamInfo::new(address, route.as_str()),
             route,
             url,
             address,

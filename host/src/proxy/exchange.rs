@@ -14,7 +14,7 @@ use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 
 use super::body::{self, Direction, IdleTimeout, Keep, Limited, SharedStream};
-use super::filter::{HeadersVerdict, LocalResponse, StreamInfo, UpstreamInfo};
+use super::filter::{HeadersVerdict, LocalResponse, StreamInfo};
 use super::{ConnInfo, Proxy, from_local, headers, idempotent, local};
 use crate::balancer::Member;
 use crate::upstream::{Body, BoxError, RequestBody, StreamingBody};
@@ -206,14 +206,10 @@ impl Proxy {
         let mut rbody = IdleTimeout::new(rbody, body_idle).boxed_unsync();
         headers::remove_hop_by_hop(&mut rparts.headers);
         if let (Some(s), Some(slot)) = (&stream, &local_slot) {
-            let member = guard.member();
-            let info = UpstreamInfo {
-                address: member.address,
-                route: member.route.clone(),
-            };
+            let info = &guard.member().info;
             let eos = http_body::Body::is_end_stream(&rbody);
             let verdict = match s.lock().await.as_mut() {
-                Some(st) => st.response_headers(&mut rparts, Some(&info), eos).await,
+                Some(st) => st.response_headers(&mut rparts, Some(info), eos).await,
                 None => HeadersVerdict::Continue,
             };
             if let HeadersVerdict::Respond(lr) = verdict {

@@ -91,10 +91,10 @@ impl FilterStream for Stream {
     ) -> BoxFuture<'a, HeadersVerdict> {
         Box::pin(async move {
             if let Some(u) = upstream {
-                let cookie = format!("JSESSIONID=abc.{}; Path=/", u.route);
+                let cookie = format!("JSESSIONID=abc.{}; Path=/", u.route());
                 res.headers
                     .insert("set-cookie", HeaderValue::from_str(&cookie).unwrap());
-                let addr = u.address.to_string();
+                let addr = u.address().to_string();
                 res.headers
                     .insert("x-upstream-address", HeaderValue::from_str(&addr).unwrap());
             }

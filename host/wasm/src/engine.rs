@@ -25,6 +25,11 @@ static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
 fn build() -> Result<Runtime, String> {
     let mut config = Config::new();
     config.epoch_interruption(true);
+    // `KEEL_WASM_PERFMAP=1` writes /tmp/perf-<pid>.map, so that `perf` names the filters' own
+    // functions (build them unstripped to see their names; see README, benchmarks).
+    if std::env::var_os("KEEL_WASM_PERFMAP").is_some_and(|v| v == "1") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     let engine = Engine::new(&config).map_err(|e| format!("{e:#}"))?;
     let mut linker = Linker::new(&engine);
     crate::hostcalls::add_to_linker(&mut linker).map_err(|e| format!("{e:#}"))?;

@@ -104,22 +104,24 @@ impl MapRef<'_> {
     }
 
     /// Serializes the map into `out`, which must be exactly [`MapRef::serialized_len`] bytes
-    /// long; false (and `out` unspecified) when it is not.
+    /// long; false (and `out` unspecified) when it is not. One walk over the map: every write is
+    /// checked against `out` as it goes.
     pub fn serialize_into(&self, out: &mut [u8]) -> bool {
-        let (count, size) = {
-            let (mut count, mut size) = (0usize, 4usize);
-            self.for_each(|key, value| {
-                count += 1;
-                size += 8 + key.len() + value.len() + 2;
-            });
-            (count, size)
+        let count = self.count();
+        let Some(table_end) = count.checked_mul(8).and_then(|n| n.checked_add(4)) else {
+            return false;
         };
-        if size != out.len() {
+        if table_end > out.len() {
             return false;
         }
         crate::serial::write_pairs_header(out, count);
-        let (mut index, mut data) = (4usize, 4 + count * 8);
+        let (mut index, mut data, mut fits) = (4usize, table_end, true);
         self.for_each(|key, value| {
+            let end = data + key.len() + value.len() + 2;
+            if !fits || index + 8 > table_end || end > out.len() {
+                fits = false;
+                return;
+            }
             out[index..index + 4].copy_from_slice(&crate::serial::len32(key.len()).to_le_bytes());
             out[index + 4..index + 8]
                 .copy_from_slice(&crate::serial::len32(value.len()).to_le_bytes());
@@ -133,7 +135,7 @@ impl MapRef<'_> {
             out[data] = 0;
             data += 1;
         });
-        true
+        fits && index == table_end && data == out.len()
     }
 
     /// The bytes of keys and values (`proxy_get_header_map_size`, Envoy's `byteSize`).
@@ -415,6 +417,20 @@ mod tests {
         let mut yielded = 0;
         map.for_each(|_, _| yielded += 1);
         assert_eq!(map.count(), yielded);
+    }
+
+    #[test]
+    fn serialize_into_refuses_a_buffer_of_the_wrong_size() {
+        let mut parts = request();
+        let map = MapRef::Request(&mut parts, false);
+        let golden = map.serialize();
+        let mut exact = vec![0xAA; golden.len()];
+        assert!(map.serialize_into(&mut exact));
+        assert_eq!(exact, golden);
+        for len in [0, 3, 4, 12, golden.len() - 1, golden.len() + 1] {
+            let mut out = vec![0; len];
+            assert!(!map.serialize_into(&mut out), "{len} bytes");
+        }
     }
 
     #[test]

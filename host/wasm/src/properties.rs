@@ -69,8 +69,8 @@ fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
         "request.protocol" => protocol(info.protocol).as_bytes().to_vec(),
         "xds.cluster_name" => info.cluster_name.as_bytes().to_vec(),
         "xds.route_name" => info.route_name.as_bytes().to_vec(),
-        "upstream.address" => addr(stream.upstream.as_ref()?.address),
-        "upstream.port" => int(u64::from(stream.upstream.as_ref()?.address.port())),
+        "upstream.address" => stream.upstream.as_ref()?.address_text().as_bytes().to_vec(),
+        "upstream.port" => int(u64::from(stream.upstream.as_ref()?.address().port())),
         "request.size" => int(stream.request_body_bytes),
         "response.size" => int(stream.response_body_bytes),
         "request.time" => {

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -145,13 +146,43 @@ pub struct StreamInfo {
     pub cluster_name: String,
 }
 
-/// The backend that serves a response (`upstream.address`, and the member's route).
+/// The backend that serves a response (`upstream.address`, and the member's route). Made once per
+/// backend and shared: a stream keeps it (for `on_log`) at the cost of a reference count.
 #[derive(Debug, Clone)]
-pub struct UpstreamInfo {
+pub struct UpstreamInfo(Arc<Upstream>);
+
+#[derive(Debug)]
+struct Upstream {
+    address: SocketAddr,
+    route: String,
+    address_text: String,
+}
+
+impl UpstreamInfo {
+    /// The backend at `address`, a balancer member called `route`.
+    pub fn new(address: SocketAddr, route: impl Into<String>) -> Self {
+        UpstreamInfo(Arc::new(Upstream {
+            address,
+            route: route.into(),
+            address_text: address.to_string(),
+        }))
+    }
+
     /// The backend's address.
-    pub address: SocketAddr,
+    pub fn address(&self) -> SocketAddr {
+        self.0.address
+    }
+
     /// The balancer member's route name.
-    pub route: String,
+    pub fn route(&self) -> &str {
+        &self.0.route
+    }
+
+    /// The address as `upstream.address` gives it (`127.0.0.1:8081`, `[::1]:8082`), formatted
+    /// once.
+    pub fn address_text(&self) -> &str {
+        &self.0.address_text
+    }
 }
 
 /// A response a filter makes instead of the backend's.
