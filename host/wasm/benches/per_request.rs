@@ -1,7 +1,11 @@
 //! Per-request cost of the runtime (headers only): a stream opened, request headers, response
-//! headers, then on_log/on_done/on_delete — with the no-op test filter, and with keel's
-//! sticky + route_suffix chain. Needs the built filters (`cargo xtask build-wasm`, or
-//! `KEEL_FILTERS_DIR`). Also prints each instance's linear memory.
+//! headers, then on_log/on_done/on_delete — for an empty chain (the reference), the no-op test
+//! filter and keel's sticky + route_suffix chain. Needs the built filters (`cargo xtask
+//! build-wasm`, or `KEEL_FILTERS_DIR`).
+//!
+//! Before criterion's wall-time figures it prints the CPU time per request of each case, from
+//! interleaved rounds, as median, best and ratio to the empty chain; and the memory per instance
+//! (linear memory, and the resident memory one more instance costs).
 
 #![allow(missing_docs)]
 
@@ -166,41 +170,69 @@ fn thread_cpu_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Prints the CPU time (not wall time: the machine is shared) one request takes.
-fn cpu_per_request(name: &str, chain: &FilterChain, upstream: &UpstreamInfo, heads: &Template) {
-    const N: u32 = 20_000;
-    for _ in 0..1_000 {
-        one_request(chain, upstream, heads);
-    }
+/// CPU time (not wall time: the machine is shared) of one request through `chain`, in
+/// nanoseconds, averaged over a batch. The thread's CPU time advances in scheduler ticks (4 ms
+/// here), so a batch is long enough for a tick to be under 1% of the chain's figure.
+fn cpu_per_request(chain: &FilterChain, upstream: &UpstreamInfo, heads: &Template) -> f64 {
+    const N: u32 = 100_000;
     let before = thread_cpu_ns();
     for _ in 0..N {
         one_request(chain, upstream, heads);
     }
-    let spent = thread_cpu_ns().saturating_sub(before);
-    eprintln!(
-        "cpu time per request: {name}: {:.2} µs",
-        spent as f64 / f64::from(N) / 1000.0
-    );
+    thread_cpu_ns().saturating_sub(before) as f64 / f64::from(N)
+}
+
+/// Prints the CPU time per request of each case, measured in interleaved rounds (so that a noisy
+/// moment hits every case alike): the median and the best round, and the median as a ratio to
+/// the first case (the reference, measured in the same run).
+fn cpu_time_table(cases: &[(&str, &FilterChain)], upstream: &UpstreamInfo, heads: &Template) {
+    const ROUNDS: usize = 5;
+    for (_, chain) in cases {
+        for _ in 0..2_000 {
+            one_request(chain, upstream, heads);
+        }
+    }
+    let mut rounds = vec![Vec::with_capacity(ROUNDS); cases.len()];
+    for _ in 0..ROUNDS {
+        for ((_, chain), times) in cases.iter().zip(&mut rounds) {
+            times.push(cpu_per_request(chain, upstream, heads));
+        }
+    }
+    let medians: Vec<f64> = rounds
+        .iter_mut()
+        .map(|times| {
+            times.sort_by(f64::total_cmp);
+            times[ROUNDS / 2]
+        })
+        .collect();
+    for (((name, _), times), median) in cases.iter().zip(&rounds).zip(&medians) {
+        eprintln!(
+            "cpu time per request: {name}: median {:.2} µs, best {:.2} µs, {:.1}× the {}",
+            median / 1000.0,
+            times[0] / 1000.0,
+            median / medians[0],
+            cases[0].0,
+        );
+    }
 }
 
 fn bench(c: &mut Criterion) {
     resident_per_instance("noop", "test_noop", "");
     resident_per_instance("sticky", "sticky", "");
-    let upstream = UpstreamInfo {
-        address: "127.0.0.1:8081".parse().expect("addr"),
-        route: "tomcat1".into(),
-    };
+    let upstream = UpstreamInfo::new("127.0.0.1:8081".parse().expect("addr"), "tomcat1");
     let heads = template();
+    let empty = FilterChain::new(
+        Vec::new(),
+        1,
+        &prometheus::Registry::new(),
+        Arc::new(NoCallouts),
+    )
+    .expect("chain");
     let noop = chain(vec![FilterSpec::new(
         "noop",
         filter("test_noop"),
         Vec::new(),
     )]);
-    cpu_per_request("noop", &noop, &upstream, &heads);
-    c.bench_function("noop filter, headers only", |b| {
-        b.iter(|| one_request(&noop, &upstream, &heads))
-    });
-
     let routes = r#"{"tomcat1": "127.0.0.1:8081", "tomcat2": "127.0.0.1:8082"}"#;
     let sticky = FilterSpec::new(
         "sticky",
@@ -213,21 +245,24 @@ fn bench(c: &mut Criterion) {
         format!(r#"{{"routes": {routes}, "mode": "rewrite"}}"#).into_bytes(),
     );
     let pair = chain(vec![sticky, suffix]);
-    cpu_per_request("sticky + route_suffix", &pair, &upstream, &heads);
-    c.bench_function("sticky + route_suffix, headers only", |b| {
-        b.iter(|| one_request(&pair, &upstream, &heads))
-    });
+    cpu_time_table(
+        &[
+            ("empty chain", &empty),
+            ("noop filter", &noop),
+            ("sticky + route_suffix", &pair),
+        ],
+        &upstream,
+        &heads,
+    );
 
-    let empty = FilterChain::new(
-        Vec::new(),
-        1,
-        &prometheus::Registry::new(),
-        Arc::new(NoCallouts),
-    )
-    .expect("chain");
-    cpu_per_request("empty chain", &empty, &upstream, &heads);
     c.bench_function("empty chain, headers only", |b| {
         b.iter(|| one_request(&empty, &upstream, &heads))
+    });
+    c.bench_function("noop filter, headers only", |b| {
+        b.iter(|| one_request(&noop, &upstream, &heads))
+    });
+    c.bench_function("sticky + route_suffix, headers only", |b| {
+        b.iter(|| one_request(&pair, &upstream, &heads))
     });
 }
 
