@@ -51,10 +51,26 @@ pub struct StickyDecision<'a> {
     pub header_value: Option<&'a str>,
     /// Whether the client sent the routing header itself (it must be removed).
     pub client_sent_header: bool,
+    /// The valid session id (empty without one): only its length and fingerprint leave this
+    /// struct, for log lines.
+    id: &'a [u8],
+}
+
+impl StickyDecision<'_> {
     /// Length of the valid session id (0 without one), for log lines.
-    pub id_len: usize,
-    /// [`fingerprint`] of the valid session id (0 without one), for log lines.
-    pub id_fingerprint: u32,
+    pub fn id_len(&self) -> usize {
+        self.id.len()
+    }
+
+    /// [`fingerprint`] of the valid session id (0 without one), for log lines. Computed when
+    /// asked: a request whose log line is off does not pay for it.
+    pub fn id_fingerprint(&self) -> u32 {
+        if self.id.is_empty() {
+            0
+        } else {
+            fingerprint(self.id)
+        }
+    }
 }
 
 /// Decides the routing header for a request with these headers.
@@ -72,8 +88,7 @@ pub fn decide<'a, N: AsRef<[u8]>>(
         route: None,
         header_value: None,
         client_sent_header,
-        id_len: 0,
-        id_fingerprint: 0,
+        id: &[],
     };
     let (id, source) = match find_session(&parts, &cfg.path_parameters, &cfg.cookie_names) {
         Lookup::Found(id, source) => (id, source),
@@ -84,8 +99,7 @@ pub fn decide<'a, N: AsRef<[u8]>>(
         Lookup::Absent => return decision,
     };
     decision.source = Some(source);
-    decision.id_len = id.len();
-    decision.id_fingerprint = fingerprint(id.as_bytes());
+    decision.id = id.as_bytes();
     let Some(route) = id.route_str() else {
         decision.outcome = StickyOutcome::NoRoute;
         return decision;
@@ -125,7 +139,11 @@ mod tests {
         assert_eq!(d.outcome, StickyOutcome::Routed);
         assert_eq!(d.header_value, Some("tomcat1"));
         assert_eq!(d.source, Some(Source::Cookie));
-        assert_eq!(d.id_len, 40);
+        assert_eq!(d.id_len(), 40);
+        assert_eq!(
+            d.id_fingerprint(),
+            fingerprint(b"4F1C0D2E9A8B7C6D5E4F3A2B1C0D9E8F.tomcat1")
+        );
         assert!(!d.client_sent_header);
     }
 
@@ -168,12 +186,12 @@ mod tests {
         let c = StickyConfig::default();
         let d = decide(&c, &[(":path", b"/")]);
         assert_eq!(
-            (d.outcome, d.header_value),
-            (StickyOutcome::NoSession, None)
+            (d.outcome, d.header_value, d.id_len(), d.id_fingerprint()),
+            (StickyOutcome::NoSession, None, 0, 0)
         );
         let d = decide(&c, &[("cookie", b"JSESSIONID=ABC")]);
         assert_eq!(
-            (d.outcome, d.header_value, d.id_len),
+            (d.outcome, d.header_value, d.id_len()),
             (StickyOutcome::NoRoute, None, 3)
         );
         let d = decide(&c, &[("cookie", b"JSESSIONID=AB\"C.t1")]);

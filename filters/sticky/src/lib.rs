@@ -92,8 +92,8 @@ impl Stream {
             decision.source.map_or("-", |s| s.as_str()),
             decision.route.unwrap_or("-"),
             decision.header_value.is_some(),
-            decision.id_len,
-            decision.id_fingerprint,
+            decision.id_len(),
+            decision.id_fingerprint(),
             decision.client_sent_header,
         );
     }
