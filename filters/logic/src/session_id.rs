@@ -50,46 +50,41 @@ pub struct SessionId<'a> {
 }
 
 impl<'a> SessionId<'a> {
-    /// Parses `bytes`; `None` when they are not a valid session id ("no session").
+    /// Parses `bytes`; `None` when they are not a valid session id ("no session"). One pass:
+    /// each byte is checked and the separators are found on the way.
     pub fn parse(bytes: &'a [u8]) -> Option<Self> {
-        if !is_valid(bytes) {
+        if bytes.is_empty() || bytes.len() > MAX_LEN {
             return None;
         }
-        let base_len = bytes
-            .iter()
-            .position(|&b| b == b'-' || b == b'.')
-            .unwrap_or(bytes.len());
-        if base_len == 0 {
+        // The first `-` or `.` (where the base id ends) and the first `.` (where the route
+        // starts; a `-` after it belongs to the route).
+        let (mut separator, mut dot) = (None, None);
+        for (at, &byte) in bytes.iter().enumerate() {
+            if !is_id_byte(byte) {
+                return None;
+            }
+            if byte == b'.' && dot.is_none() {
+                dot = Some(at);
+                separator.get_or_insert(at);
+            } else if byte == b'-' {
+                separator.get_or_insert(at);
+            }
+        }
+        let base_len = separator.unwrap_or(bytes.len());
+        // The prefix `<id>[-<node>]` ends where the route starts.
+        let prefix_len = dot.unwrap_or(bytes.len());
+        // An empty base id, an empty node (`-` right before `.` or the end), an empty route.
+        if base_len == 0
+            || (base_len < prefix_len && base_len + 1 == prefix_len)
+            || prefix_len + 1 == bytes.len()
+        {
             return None;
         }
-        let prefix_len = if bytes.get(base_len) == Some(&b'-') {
-            let node_start = base_len + 1;
-            let node_len = bytes[node_start..]
-                .iter()
-                .position(|&b| b == b'.')
-                .unwrap_or(bytes.len() - node_start);
-            if node_len == 0 {
-                return None;
-            }
-            node_start + node_len
-        } else {
-            base_len
-        };
-        let route = if prefix_len < bytes.len() {
-            // bytes[prefix_len] is the '.' that starts the route.
-            let route = &bytes[prefix_len + 1..];
-            if route.is_empty() {
-                return None;
-            }
-            Some(route)
-        } else {
-            None
-        };
         Some(SessionId {
             bytes,
             prefix: &bytes[..prefix_len],
             base_len,
-            route,
+            route: dot.map(|dot| &bytes[dot + 1..]),
         })
     }
 
