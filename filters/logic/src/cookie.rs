@@ -6,6 +6,8 @@
 //! value is validated later, by whoever uses it). Each pair knows where its value sits in the
 //! header, so that [`replace_values`] can change one value and keep every other byte.
 
+use memchr::memchr;
+
 use crate::syntax::{trimmed_range, unquote_range};
 
 /// One `name=value` pair of a `Cookie` header.
@@ -47,13 +49,10 @@ impl<'a> Iterator for Pairs<'a> {
         while self.pos < self.header.len() {
             let start = self.pos;
             let rest = &self.header[start..];
-            let end = rest
-                .iter()
-                .position(|&b| b == b';')
-                .map_or(self.header.len(), |i| start + i);
+            let end = memchr(b';', rest).map_or(self.header.len(), |i| start + i);
             self.pos = end + 1;
             let piece = &self.header[start..end];
-            let Some(eq) = piece.iter().position(|&b| b == b'=') else {
+            let Some(eq) = memchr(b'=', piece) else {
                 continue;
             };
             let (name_start, name_end) = trimmed_range(&piece[..eq]);

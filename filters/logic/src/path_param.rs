@@ -7,6 +7,8 @@
 //! left alone: `%3B` is not a `;`, and a value keeps its bytes as they are. This works on a request
 //! `:path` and on a `Location` value (an absolute URL's scheme and authority contain no `;`).
 
+use memchr::{memchr, memchr2};
+
 /// A path parameter whose name matched: where its value is in the URI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PathParam<'a> {
@@ -20,9 +22,7 @@ pub struct PathParam<'a> {
 
 /// Length of the path part of `uri`: up to the first `?` or `#`.
 pub fn path_len(uri: &[u8]) -> usize {
-    uri.iter()
-        .position(|&b| b == b'?' || b == b'#')
-        .unwrap_or(uri.len())
+    memchr2(b'?', b'#', uri).unwrap_or(uri.len())
 }
 
 /// Every parameter of the path part of `uri` whose name satisfies `is_name`, in order.
@@ -37,16 +37,12 @@ where
     let mut pos = 0;
     core::iter::from_fn(move || {
         while pos < path.len() {
-            let semi = pos + path[pos..].iter().position(|&b| b == b';')?;
+            let semi = pos + memchr(b';', &path[pos..])?;
             let body = semi + 1;
-            let end = body
-                + path[body..]
-                    .iter()
-                    .position(|&b| b == b';' || b == b'/')
-                    .unwrap_or(path.len() - body);
+            let end = body + memchr2(b';', b'/', &path[body..]).unwrap_or(path.len() - body);
             pos = end;
             let param = &path[body..end];
-            let Some(eq) = param.iter().position(|&b| b == b'=') else {
+            let Some(eq) = memchr(b'=', param) else {
                 continue;
             };
             let name = &param[..eq];

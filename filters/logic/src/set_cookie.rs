@@ -5,6 +5,8 @@
 //! Domain, Expires with its comma, Max-Age, Secure, HttpOnly, SameSite, Partitioned, unknown
 //! ones) stay byte for byte.
 
+use memchr::memchr;
+
 use crate::syntax::{trim_ows, trimmed_range, unquote_range};
 
 /// A parsed `Set-Cookie` header, borrowing the header's bytes.
@@ -23,9 +25,9 @@ pub struct SetCookie<'a> {
 impl<'a> SetCookie<'a> {
     /// Parses a `Set-Cookie` value; `None` when it has no `name=` (such a header is left alone).
     pub fn parse(raw: &'a [u8]) -> Option<Self> {
-        let attrs_start = raw.iter().position(|&b| b == b';').unwrap_or(raw.len());
+        let attrs_start = memchr(b';', raw).unwrap_or(raw.len());
         let pair = &raw[..attrs_start];
-        let eq = pair.iter().position(|&b| b == b'=')?;
+        let eq = memchr(b'=', pair)?;
         let name = trim_ows(&pair[..eq]);
         if name.is_empty() {
             return None;
