@@ -75,13 +75,15 @@ impl MapRef<'_> {
         // What `for_each` yields, counted without walking the map.
         match self {
             MapRef::Request(parts, _) => {
-                let pseudo = 3 + usize::from(authority_of(parts).is_some());
-                let hidden = if parts.uri.authority().is_none() {
-                    parts.headers.get_all(HOST).iter().count()
+                // Without an authority in the URI, `:authority` is the first `host` header and
+                // every `host` header is hidden (one lookup for both).
+                let (authority, hidden) = if parts.uri.authority().is_some() {
+                    (1, 0)
                 } else {
-                    0
+                    let hosts = parts.headers.get_all(HOST).iter().count();
+                    (usize::from(hosts > 0), hosts)
                 };
-                pseudo + parts.headers.len() - hidden
+                3 + authority + parts.headers.len() - hidden
             }
             MapRef::Response(parts) => 1 + parts.headers.len(),
             MapRef::Trailers(map) => map.len(),
