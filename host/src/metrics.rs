@@ -2,7 +2,11 @@
 //! [`Metrics::new`] and passed to everything that registers (keel-wasm registers its own
 //! metrics into the same registry). Names are constants here.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+use crate::access_log::SinkMetrics;
 
 /// Requests answered, by member (`-` for local answers) and status code.
 pub const REQUESTS: &str = "keel_requests_total";
@@ -16,6 +20,10 @@ pub const FAILOVERS: &str = "keel_failovers_total";
 pub const MEMBER_HEALTHY: &str = "keel_member_healthy";
 /// Requests in flight on the member.
 pub const MEMBER_IN_FLIGHT: &str = "keel_member_in_flight";
+/// Access-log lines dropped because the file's writer fell behind.
+pub const ACCESS_LOG_DROPPED: &str = "keel_access_log_dropped_total";
+/// Access-log writes that failed.
+pub const ACCESS_LOG_WRITE_ERRORS: &str = "keel_access_log_write_errors_total";
 
 /// The metrics keel itself records.
 #[derive(Clone)]
@@ -34,6 +42,8 @@ pub struct Metrics {
     pub member_healthy: IntGaugeVec,
     /// [`MEMBER_IN_FLIGHT`].
     pub member_in_flight: IntGaugeVec,
+    /// [`ACCESS_LOG_DROPPED`] and [`ACCESS_LOG_WRITE_ERRORS`].
+    pub access_log: SinkMetrics,
 }
 
 impl Metrics {
@@ -76,6 +86,18 @@ impl Metrics {
         registry.register(Box::new(failovers.clone()))?;
         registry.register(Box::new(member_healthy.clone()))?;
         registry.register(Box::new(member_in_flight.clone()))?;
+        let access_log = SinkMetrics {
+            dropped: IntCounter::new(
+                ACCESS_LOG_DROPPED,
+                "Access-log lines dropped because the file's writer fell behind.",
+            )?,
+            write_errors: IntCounter::new(
+                ACCESS_LOG_WRITE_ERRORS,
+                "Access-log writes that failed.",
+            )?,
+        };
+        registry.register(Box::new(access_log.dropped.clone()))?;
+        registry.register(Box::new(access_log.write_errors.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -84,6 +106,7 @@ impl Metrics {
             failovers,
             member_healthy,
             member_in_flight,
+            access_log,
         })
     }
 

@@ -91,12 +91,24 @@ fn valid_route(route: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-pub(super) fn validate(config: Config, base: &Path) -> R<Settings> {
+pub(super) fn validate(mut config: Config, base: &Path) -> R<Settings> {
     if let Some(_store) = &config.session_store {
         return Err(ConfigError::at(
             "session_store",
             "the session store is not available in this version",
         ));
+    }
+    if let Some(path) = config.access_log.path.take() {
+        let path = resolve(base, &path);
+        // The file itself is created when keel starts; a directory that is not there is a typo.
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        if path.file_name().is_none() || !dir.is_dir() {
+            return Err(ConfigError::at(
+                "access_log.path",
+                format!("{} is not a file in an existing directory", path.display()),
+            ));
+        }
+        config.access_log.path = Some(path);
     }
     if config.listeners.is_empty() {
         return Err(ConfigError::at(

@@ -59,6 +59,8 @@ pub struct Proxy {
     pub metrics: Metrics,
     /// Callout upstreams (shared with the filter chain).
     pub callouts: Arc<Callouts>,
+    /// Where access-log lines go (a file is opened again by each generation).
+    access_log: access_log::Sink,
     routing_header: HeaderName,
     forwarded: ForwardedSettings,
 }
@@ -134,6 +136,13 @@ impl Proxy {
             max_interval: b.retry.max_interval.0,
         };
         let balancer = Arc::new(Balancer::new(members, b.lbmethod, b.sticky.force, ejection));
+        // Before anything starts tasks: a file that cannot be opened refuses the generation.
+        let al = &settings.config.access_log;
+        let access_log = if al.enabled {
+            access_log::Sink::open(al.path.as_deref(), &metrics.access_log)?
+        } else {
+            access_log::Sink::Log
+        };
         let callouts = Arc::new(Callouts::new(settings.callouts.clone()));
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
         let chain = chain_builder(&ChainContext {
@@ -168,6 +177,7 @@ impl Proxy {
             chain,
             metrics,
             callouts,
+            access_log,
             routing_header,
             forwarded,
         }))
@@ -200,7 +210,7 @@ impl Proxy {
                 route: outcome.route.as_deref(),
                 upstream_time: outcome.upstream_time,
             };
-            log::info!(target: "keel::access", "{}", access_log::format(&entry));
+            self.access_log.write(access_log::format(&entry));
         }
         res
     }

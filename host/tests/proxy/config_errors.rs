@@ -195,6 +195,16 @@ fn every_error_names_its_key() {
             "balancer.old_members",
             "unknown field",
         ),
+        (
+            format!("{BASE}access_log:\n  path: no-such-dir/access.log\n"),
+            "access_log.path",
+            "not a file in an existing directory",
+        ),
+        (
+            format!("{BASE}access_log:\n  path: /\n"),
+            "access_log.path",
+            "not a file in an existing directory",
+        ),
     ];
     for (text, key, message) in cases {
         let (k, full) = err(&text, &dir.0);

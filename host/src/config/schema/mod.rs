@@ -220,8 +220,11 @@ fn admin_address() -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessLog {
-    /// Whether to write it (log target `keel::access`, level info).
+    /// Whether to write it.
     pub enabled: bool,
+    /// The file the lines are appended to (opened again on reload, for log rotation); without
+    /// one they go to keel's log (target `keel::access`, level info), a write per line.
+    pub path: Option<PathBuf>,
     /// Cookie names that hold the session id (hashed in the log).
     pub session_cookies: Vec<String>,
     /// Path parameter that holds the session id.
@@ -232,6 +235,7 @@ impl Default for AccessLog {
     fn default() -> Self {
         Self {
             enabled: true,
+            path: None,
             session_cookies: vec!["JSESSIONID".into()],
             session_path_parameter: "jsessionid".into(),
         }

@@ -1,6 +1,6 @@
 //! The access log: combined format plus member, route, upstream time and a hash of the
-//! session id (never the id itself). Written at log target `keel::access`, level info.
-//! Client-controlled fields are escaped.
+//! session id (never the id itself). Client-controlled fields are escaped. The line goes to a
+//! [`Sink`]: keel's log (target `keel::access`, level info) or a file of its own.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,6 +11,10 @@ use http::{Method, Version};
 use sha2::{Digest, Sha256};
 
 use crate::config::schema::AccessLog;
+
+mod sink;
+
+pub use sink::{Sink, SinkMetrics};
 
 /// What the access log keeps of a request, taken before the request goes on (cheap clones of
 /// the values it needs, never the whole header map).
