@@ -94,7 +94,12 @@ fn metrics_text(shared: &Shared) -> String {
             .with_label_values(&[r])
             .set(i64::try_from(m.in_flight()).unwrap_or(i64::MAX));
     }
-    shared.metrics.render()
+    let members = proxy.balancer.members();
+    let counters: Vec<(&str, Vec<_>)> = members
+        .iter()
+        .map(|m| (m.route.as_str(), m.upstream.counters()))
+        .collect();
+    shared.metrics.render(&counters)
 }
 
 fn action(shared: &Shared, path: &str) -> Response<Body> {

@@ -6,7 +6,10 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
+use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
+
 use crate::access_log::SinkMetrics;
+use crate::upstream::TransportCounter;
 
 /// Requests answered, by member (`-` for local answers) and status code.
 pub const REQUESTS: &str = "keel_requests_total";
@@ -110,11 +113,78 @@ impl Metrics {
         })
     }
 
-    /// The text exposition of everything in the registry.
-    pub fn render(&self) -> String {
-        let encoder = prometheus::TextEncoder::new();
-        encoder
-            .encode_to_string(&self.registry.gather())
+    /// The text exposition of everything in the registry, followed by the members' transport
+    /// counters (route, its counters), read now: they belong to the current configuration's
+    /// connection pools, so a reload starts them again from zero.
+    pub fn render(&self, members: &[(&str, Vec<TransportCounter>)]) -> String {
+        let mut families = self.registry.gather();
+        families.extend(transport_families(members));
+        prometheus::TextEncoder::new()
+            .encode_to_string(&families)
             .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
+    }
+}
+
+/// One counter family per transport counter name (in the order the members report them), a
+/// sample per member labelled `member`.
+fn transport_families(members: &[(&str, Vec<TransportCounter>)]) -> Vec<MetricFamily> {
+    let mut families: Vec<MetricFamily> = Vec::new();
+    for (route, counters) in members {
+        for counter in counters {
+            let at = match families.iter().position(|f| f.name() == counter.name) {
+                Some(at) => at,
+                None => {
+                    let mut family = MetricFamily::default();
+                    family.set_name(counter.name.to_owned());
+                    family.set_help(counter.help.to_owned());
+                    family.set_field_type(MetricType::COUNTER);
+                    families.push(family);
+                    families.len() - 1
+                }
+            };
+            let mut label = LabelPair::default();
+            label.set_name("member".to_owned());
+            label.set_value((*route).to_owned());
+            let mut value = Counter::default();
+            value.set_value(counter.value as f64);
+            let mut metric = Metric::from_label(vec![label]);
+            metric.set_counter(value);
+            families[at].mut_metric().push(metric);
+        }
+    }
+    families
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_counters_are_one_family_per_name_a_sample_per_member() {
+        let metrics = Metrics::new().unwrap();
+        let c = |name, value| TransportCounter {
+            name,
+            help: "Help.",
+            value,
+        };
+        let text = metrics.render(&[
+            ("t1", vec![c("keel_x_total", 3), c("keel_y_total", 4)]),
+            ("t2", vec![c("keel_x_total", 5), c("keel_y_total", 0)]),
+            ("h", Vec::new()),
+        ]);
+        assert_eq!(text.matches("# TYPE keel_x_total counter").count(), 1);
+        assert_eq!(text.matches("# HELP keel_y_total Help.").count(), 1);
+        for sample in [
+            "keel_x_total{member=\"t1\"} 3",
+            "keel_x_total{member=\"t2\"} 5",
+            "keel_y_total{member=\"t1\"} 4",
+            "keel_y_total{member=\"t2\"} 0",
+        ] {
+            assert!(text.contains(sample), "{sample} missing from\n{text}");
+        }
+        assert!(
+            text.contains("keel_access_log_dropped_total 0"),
+            "the registry too"
+        );
     }
 }

@@ -99,3 +99,49 @@ async fn explicitly_no_secret_works_with_a_connector_without_one() {
         .unwrap();
     assert_eq!(req.attribute(0x0C), None, "no secret attribute");
 }
+
+/// The value of `name{member="t1"}` in a Prometheus text page.
+fn sample(page: &str, name: &str) -> u64 {
+    let prefix = format!("{name}{{member=\"t1\"}} ");
+    page.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} in\n{page}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pool_counters_are_on_metrics() {
+    let server = TestServer::echo(Some(SECRET)).await.unwrap();
+    let scratch = Scratch::new();
+    let secret = scratch.write("ajp-secret", SECRET);
+    let keel = Keel::start(&config(
+        &[("t1", format!("ajp://{}", server.addr()), "active")],
+        &format!("  ajp:\n    secret_file: {}\n", secret.display()),
+        "admin:\n  address: 127.0.0.1:0\n  token_file: {token_file}\n",
+    ));
+    let http = Http::new();
+    for _ in 0..3 {
+        let r = http
+            .send(Method::POST, &keel.url("/"), &[], "x")
+            .await
+            .unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let bearer = format!("Bearer {}", harness::TOKEN);
+    let metrics = format!("http://{}/metrics", keel.admin.unwrap());
+    let page = http
+        .get(&metrics, &[("authorization", bearer.as_str())])
+        .await
+        .body;
+    assert!(
+        page.contains("# TYPE keel_ajp_connects_total counter"),
+        "{page}"
+    );
+    let connects = sample(&page, "keel_ajp_connects_total");
+    let reused = sample(&page, "keel_ajp_reused_total");
+    assert!(connects >= 1, "{page}");
+    assert!(connects + reused >= 3, "three requests: {page}");
+    assert_eq!(sample(&page, "keel_ajp_protocol_errors_total"), 0);
+    assert_eq!(sample(&page, "keel_ajp_secret_rejections_total"), 0);
+}

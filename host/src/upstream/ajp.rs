@@ -14,8 +14,8 @@ use keel_ajp::client::{
 use keel_ajp::{EncodeError, PacketSize, TlsAttributes};
 
 use super::{
-    BoxError, BoxFuture, RequestBody, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse,
-    UpstreamSpec,
+    BoxError, BoxFuture, RequestBody, TransportCounter, Upstream, UpstreamError, UpstreamRequest,
+    UpstreamResponse, UpstreamSpec,
 };
 
 /// The message when no secret is configured.
@@ -149,5 +149,57 @@ impl Upstream for AjpUpstream {
                 Err(_) => Err(UpstreamError::ConnectTimeout(timeout)),
             }
         })
+    }
+
+    fn counters(&self) -> Vec<TransportCounter> {
+        let s = self.client.stats();
+        let c = |name, help, value| TransportCounter { name, help, value };
+        vec![
+            c(
+                "keel_ajp_connects_total",
+                "New AJP connections.",
+                s.connects,
+            ),
+            c(
+                "keel_ajp_reused_total",
+                "Requests on a pooled AJP connection.",
+                s.reused,
+            ),
+            c(
+                "keel_ajp_cpings_total",
+                "CPINGs sent (pool and health checks).",
+                s.cpings,
+            ),
+            c(
+                "keel_ajp_cping_failures_total",
+                "CPINGs without a CPONG.",
+                s.cping_failures,
+            ),
+            c(
+                "keel_ajp_idle_closed_total",
+                "Idle AJP connections closed by keel after the idle timeout.",
+                s.idle_closed,
+            ),
+            c(
+                "keel_ajp_stale_dropped_total",
+                "Pooled AJP connections found closed by the member.",
+                s.stale_dropped,
+            ),
+            c(
+                "keel_ajp_protocol_errors_total",
+                "AJP protocol violations by the member (connection closed).",
+                s.protocol_errors,
+            ),
+            c(
+                "keel_ajp_secret_rejections_total",
+                "403 answers that look like an AJP secret mismatch.",
+                s.secret_rejections,
+            ),
+            c(
+                "keel_ajp_closed_after_response_total",
+                "AJP exchanges after which the connection was closed, not pooled.",
+                s.closed_after_response,
+            ),
+        ]
     }
 }

@@ -243,6 +243,23 @@ pub trait Upstream: Send + Sync + 'static {
     /// One active health check: HTTP `GET <path>` expecting a non-5xx status, or AJP
     /// CPING/CPONG. `Ok` means healthy.
     fn health_check(&self, timeout: Duration) -> BoxFuture<'static, Result<(), UpstreamError>>;
+
+    /// The transport's own counters (its connection pool's), exported on `/metrics` with the
+    /// member's route as the label. None by default.
+    fn counters(&self) -> Vec<TransportCounter> {
+        Vec::new()
+    }
+}
+
+/// One counter of a member's transport, read when `/metrics` is scraped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportCounter {
+    /// The metric name (`keel_ajp_connects_total`).
+    pub name: &'static str,
+    /// Its help text.
+    pub help: &'static str,
+    /// The value now.
+    pub value: u64,
 }
 
 /// Settings for AJP members (from the `balancer.ajp` configuration section).
