@@ -44,7 +44,8 @@ impl Shared {
     }
 
     /// Re-reads the configuration file and swaps it in; on any error the old one stays.
-    /// Listener and admin addresses are taken at start only.
+    /// Listener and admin addresses are taken at start only. Members that stay (same route and
+    /// URL) keep their health, counters and admin changes.
     pub fn reload(&self) -> Result<(), String> {
         let Some(path) = &self.config_path else {
             return Err("no configuration file to reload (running the embedded default)".into());
@@ -61,6 +62,8 @@ impl Shared {
             log::warn!("reload: listener changes take effect only after a restart");
         }
         let proxy = Proxy::build(settings, self.metrics.clone(), &self.builder)?;
+        // Health, counters and admin changes survive the reload (see Member::inherit).
+        proxy.balancer.inherit(&old.balancer);
         match self.current.write() {
             Ok(mut g) => *g = proxy,
             Err(poisoned) => *poisoned.into_inner() = proxy,

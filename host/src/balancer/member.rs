@@ -63,6 +63,8 @@ pub struct Member {
     pub upstream: Arc<dyn Upstream>,
     status: AtomicU8,
     weight: AtomicU32,
+    /// The status and weight the configuration file gave (the admin API changes the live ones).
+    configured: (MemberStatus, u32),
     in_flight: AtomicUsize,
     requests: AtomicU64,
     errors: AtomicU64,
@@ -111,6 +113,7 @@ impl Member {
             upstream,
             status: AtomicU8::new(status_code(status)),
             weight: AtomicU32::new(weight),
+            configured: (status, weight),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -143,6 +146,36 @@ impl Member {
     /// Sets the weight.
     pub fn set_weight(&self, w: u32) {
         self.weight.store(w, Ordering::Release);
+    }
+
+    /// Takes over what `old`, the same member (route and URL) of the configuration before a
+    /// reload, learned while it ran: its health (passive errors and their backoff, active check
+    /// results), its request and error counts, and a status or weight an admin set, unless the
+    /// new file changes that setting itself (then the file wins). A probe the old member let
+    /// through is not carried over: its answer goes to the old member, and this one lets its
+    /// own probe through when the retry interval has passed.
+    pub fn inherit(&self, old: &Member) {
+        let (old_status, old_weight) = old.configured;
+        if self.configured.0 == old_status && old.status() != old_status {
+            self.set_status(old.status());
+        }
+        if self.configured.1 == old_weight && old.weight() != old_weight {
+            self.set_weight(old.weight());
+        }
+        let mut health = old.health();
+        health.probe = None;
+        let troubled = health.check_down || health.error_until.is_some();
+        if let Ok(mut mine) = self.health.lock() {
+            *mine = health;
+        }
+        self.troubled.store(troubled, Ordering::Release);
+        for (mine, theirs) in [
+            (&self.requests, &old.requests),
+            (&self.errors, &old.errors),
+            (&self.probes, &old.probes),
+        ] {
+            mine.store(theirs.load(Ordering::Acquire), Ordering::Release);
+        }
     }
 
     /// Requests in flight.

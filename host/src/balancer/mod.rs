@@ -89,6 +89,16 @@ impl Balancer {
         &self.members
     }
 
+    /// After a reload: each member that `old` had too (same route and URL) takes over its run-time
+    /// state ([`Member::inherit`]); new members start fresh.
+    pub fn inherit(&self, old: &Balancer) {
+        for member in &self.members {
+            if let Some(before) = old.member(&member.route).filter(|m| m.url == member.url) {
+                member.inherit(before);
+            }
+        }
+    }
+
     /// The member with this route.
     pub fn member(&self, route: &str) -> Option<&Arc<Member>> {
         self.by_route.get(route).and_then(|&i| self.members.get(i))

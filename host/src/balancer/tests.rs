@@ -221,6 +221,44 @@ fn a_recovering_member_takes_one_probe_at_a_time() {
 }
 
 #[test]
+fn a_reloaded_member_inherits_its_error_but_not_the_probe_in_flight() {
+    let spec = [
+        ("a", 1, MemberStatus::Active),
+        ("b", 1, MemberStatus::Active),
+    ];
+    let old = bal(&spec, false);
+    let now = Instant::now();
+    fail(&old, 0, now);
+    let later = now + MINUTE;
+    let probe = old.pick_at(Some("a"), Tried::default(), later).unwrap();
+    assert_eq!(probe.index(), 0, "the old a has its probe under way");
+    old.at(1).set_weight(5);
+
+    let new = bal(&spec, false);
+    new.inherit(&old);
+    let at = |when| {
+        new.pick_at(Some("a"), Tried::default(), when)
+            .map(|g| g.index())
+    };
+    assert_eq!(at(now), Ok(1), "a is still in error after the reload");
+    assert_eq!(at(later), Ok(0), "the new a takes its own probe");
+    assert_eq!(new.at(1).weight(), 5, "the admin's weight");
+    assert_eq!(new.at(0).errors(), old.at(0).errors());
+
+    // A weight the new file changes itself is the file's.
+    let changed = bal(
+        &[
+            ("a", 1, MemberStatus::Active),
+            ("b", 2, MemberStatus::Active),
+        ],
+        false,
+    );
+    changed.inherit(&old);
+    assert_eq!(changed.at(1).weight(), 2);
+    drop(probe);
+}
+
+#[test]
 fn tried_is_a_set() {
     let mut t = Tried::default();
     t.add(0);

@@ -126,3 +126,67 @@ async fn admin_actions_require_the_token_and_take_effect() {
         r.body
     );
 }
+
+/// Members `a` and `b` with `a`'s status as given, no active checks (only requests change the
+/// health state) and a long retry interval, behind an admin listener.
+fn reload_config(a: &Backend, b: &Backend, a_status: &str) -> String {
+    format!(
+        "listeners:\n  - address: 127.0.0.1:0\nbalancer:\n  members:\n    - route: a\n      url: {}\n      status: {a_status}\n    - route: b\n      url: {}\n  health:\n    enabled: false\n  retry:\n    interval: 60s\n  timeouts:\n    connect: 1s\n    response_header: 2s\n    total: 5s\nadmin:\n  address: 127.0.0.1:0\n  token_file: {{token_file}}\n",
+        a.url(),
+        b.url()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_keeps_health_counters_and_admin_changes() {
+    let a = Backend::start("a");
+    let mut b = Backend::start("b");
+    let keel = Keel::start(&reload_config(&a, &b, "active"));
+    let admin = keel.admin.expect("admin listener");
+    let url = |p: &str| format!("http://{admin}{p}");
+    let http = Http::new();
+    let bearer = format!("Bearer {TOKEN}");
+    let auth = [("authorization", bearer.as_str())];
+    let status = || async {
+        let r = http.get(&url("/status"), &auth).await;
+        let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+        v["members"].clone()
+    };
+
+    for path in ["/members/a/drain", "/members/b/weight/7"] {
+        let r = http
+            .send(Method::POST, &url(path), &auth, "")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{path}");
+    }
+    b.kill();
+    // A request bound to b finds it dead: b goes in error for the retry interval (60 s).
+    http.get(&keel.url("/"), &[("x-keel-route", "b")]).await;
+    let before = status().await;
+    assert_eq!(before[1]["in_error"], true, "{before}");
+    let errors = before[1]["errors"].as_u64().unwrap();
+    assert!(errors >= 1, "{before}");
+
+    keel.signal("HUP");
+    keel.wait_line("keel: reloaded");
+    let after = status().await;
+    assert_eq!(
+        after[0]["status"], "drain",
+        "the admin's drain survives: {after}"
+    );
+    assert_eq!(
+        after[1]["weight"], 7,
+        "the admin's weight survives: {after}"
+    );
+    assert_eq!(after[1]["in_error"], true, "b is still in error: {after}");
+    assert_eq!(after[1]["errors"].as_u64(), Some(errors), "{after}");
+
+    // A status the file changes itself is the file's.
+    keel.rewrite(&reload_config(&a, &b, "disabled"));
+    keel.signal("HUP");
+    keel.wait_line("keel: reloaded");
+    let changed = status().await;
+    assert_eq!(changed[0]["status"], "disabled", "{changed}");
+    assert_eq!(changed[1]["in_error"], true, "{changed}");
+}
