@@ -145,3 +145,62 @@ async fn the_pool_counters_are_on_metrics() {
     assert_eq!(sample(&page, "keel_ajp_protocol_errors_total"), 0);
     assert_eq!(sample(&page, "keel_ajp_secret_rejections_total"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pooled_connection_closed_unanswered_fails_over_without_blaming_the_member() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let served_by = |route: &'static str| {
+        Action::Headers(
+            StatusCode::OK,
+            vec![(
+                http::HeaderName::from_static("x-served-by"),
+                http::HeaderValue::from_static(route),
+            )],
+        )
+    };
+    // t1 answers its first request and keeps the connection; the next request on it finds the
+    // connection closed before any answer (Tomcat's idle close racing the request).
+    let n = Arc::new(AtomicUsize::new(0));
+    let t1 = TestServer::start(ServerConfig::new(Some(SECRET), move |_| {
+        if n.fetch_add(1, Ordering::SeqCst) == 0 {
+            vec![served_by("t1"), Action::End { reuse: true }]
+        } else {
+            vec![Action::Close]
+        }
+    }))
+    .await
+    .unwrap();
+    let t2 = TestServer::start(ServerConfig::new(Some(SECRET), move |_| {
+        vec![served_by("t2"), Action::End { reuse: true }]
+    }))
+    .await
+    .unwrap();
+    let scratch = Scratch::new();
+    let secret = scratch.write("ajp-secret", SECRET);
+    // No active checks: only the requests touch t1's pooled connection.
+    let keel = Keel::start(&format!(
+        "listeners:\n  - address: 127.0.0.1:0\nbalancer:\n  members:\n    - route: t1\n      url: ajp://{}\n    - route: t2\n      url: ajp://{}\n  health:\n    enabled: false\n  ajp:\n    secret_file: {}\nadmin:\n  address: 127.0.0.1:0\n  token_file: {{token_file}}\n",
+        t1.addr(),
+        t2.addr(),
+        secret.display()
+    ));
+    let http = Http::new();
+    let to_t1 = [("x-keel-route", "t1")];
+    assert_eq!(http.get(&keel.url("/"), &to_t1).await.served_by(), "t1");
+    let r = http.get(&keel.url("/"), &to_t1).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.served_by(), "t2", "a GET goes on to another member");
+
+    let bearer = format!("Bearer {}", harness::TOKEN);
+    let status = http
+        .get(
+            &format!("http://{}/status", keel.admin.unwrap()),
+            &[("authorization", bearer.as_str())],
+        )
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    assert_eq!(v["members"][0]["route"], "t1");
+    assert_eq!(v["members"][0]["in_error"], false, "not t1's fault: {v}");
+    assert_eq!(v["members"][0]["errors"], 0, "{v}");
+}

@@ -96,9 +96,8 @@ fn map_error(e: ClientError) -> UpstreamError {
         ClientError::Write(_) => UpstreamError::Send(m),
         ClientError::ResponseTimeout(d) => UpstreamError::ResponseTimeout(d),
         ClientError::ClientBody(_) => UpstreamError::ClientBody(m),
-        // Sent; D's enum has no "sent, not counted" variant, so it counts.
+        ClientError::Unanswered(_) => UpstreamError::Unanswered(m),
         ClientError::Read(_)
-        | ClientError::Unanswered(_)
         | ClientError::Truncated
         | ClientError::Protocol(_)
         | ClientError::Aborted => UpstreamError::Response(m),

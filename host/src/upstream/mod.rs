@@ -161,6 +161,12 @@ pub enum UpstreamError {
     /// Writing the request failed after some of it went out. Sent; counts; 502.
     #[error("sending the request failed: {0}")]
     Send(String),
+    /// A pooled connection was closed after the request was written, before any answer: an
+    /// idle close racing the request, or a member that died on it. Sent (only an idempotent
+    /// request may go to another member); does not count (the next attempt or check tells);
+    /// 502.
+    #[error("pooled connection closed before any answer: {0}")]
+    Unanswered(String),
     /// No response head within the response timeout. Sent; counts; 504.
     #[error("no response within {0:?}")]
     ResponseTimeout(Duration),
@@ -190,9 +196,11 @@ impl UpstreamError {
         match self {
             Self::Connect(_) | Self::ConnectTimeout(_) | Self::Stale(_) | Self::Busy(_) => false,
             Self::Unencodable { .. } => false,
-            Self::Send(_) | Self::ResponseTimeout(_) | Self::Response(_) | Self::ClientBody(_) => {
-                true
-            }
+            Self::Send(_)
+            | Self::Unanswered(_)
+            | Self::ResponseTimeout(_)
+            | Self::Response(_)
+            | Self::ClientBody(_) => true,
         }
     }
 
@@ -204,9 +212,11 @@ impl UpstreamError {
             | Self::Send(_)
             | Self::ResponseTimeout(_)
             | Self::Response(_) => true,
-            Self::Stale(_) | Self::Busy(_) | Self::ClientBody(_) | Self::Unencodable { .. } => {
-                false
-            }
+            Self::Stale(_)
+            | Self::Unanswered(_)
+            | Self::Busy(_)
+            | Self::ClientBody(_)
+            | Self::Unencodable { .. } => false,
         }
     }
 
@@ -220,7 +230,11 @@ impl UpstreamError {
         use ::http::StatusCode as S;
         match self {
             Self::ConnectTimeout(_) | Self::ResponseTimeout(_) => S::GATEWAY_TIMEOUT,
-            Self::Connect(_) | Self::Stale(_) | Self::Send(_) | Self::Response(_) => S::BAD_GATEWAY,
+            Self::Connect(_)
+            | Self::Stale(_)
+            | Self::Send(_)
+            | Self::Unanswered(_)
+            | Self::Response(_) => S::BAD_GATEWAY,
             Self::Busy(_) => S::SERVICE_UNAVAILABLE,
             Self::ClientBody(_) => S::BAD_REQUEST,
             Self::Unencodable {
