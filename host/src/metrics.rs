@@ -1,12 +1,12 @@
 //! keel's Prometheus metrics. One [`prometheus::Registry`] per process, created in
 //! [`Metrics::new`] and passed to everything that registers (keel-wasm registers its own
-//! metrics into the same registry). Names are constants here.
+//! metrics into the same registry). Names are constants here; the members' transports (AJP
+//! pools) name their own counters, added at scrape time ([`Metrics::render`]).
 
+use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
-
-use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
 
 use crate::access_log::SinkMetrics;
 use crate::upstream::TransportCounter;

@@ -187,7 +187,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_write_is_counted_and_the_sink_goes_on() {
+    fn a_failing_write_is_counted() {
         let m = metrics();
         let sink = Sink::open(Some(Path::new("/dev/full")), &m).unwrap();
         sink.write("one".into());
