@@ -67,10 +67,10 @@ impl<'a> RequestParts<'a> {
 /// The first valid session id among the path parameters named in `path_names` and the cookies
 /// named in `cookie_names`. Names are tried in the configured order (their order of preference);
 /// for one name, candidates in the order they stand in the request.
-pub fn find_session<'a, S: AsRef<str>>(
+pub fn find_session<'a, P: AsRef<str>, C: AsRef<str>>(
     parts: &RequestParts<'a>,
-    path_names: &[S],
-    cookie_names: &[S],
+    path_names: &[P],
+    cookie_names: &[C],
 ) -> Lookup<'a> {
     let path = parts.path.unwrap_or_default();
     let from_path = path_names.iter().flat_map(|name| {

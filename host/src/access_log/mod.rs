@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Version};
+use keel_filter_logic::lookup::{Lookup, RequestParts, find_session};
 use sha2::{Digest, Sha256};
 
 use crate::config::schema::AccessLog;
@@ -81,46 +82,31 @@ pub fn escape_into(out: &mut String, s: &[u8]) {
     }
 }
 
-/// A valid session id (DESIGN.md: `[A-Za-z0-9_.-]{1,128}`), else None.
-fn valid_id(v: &str) -> Option<&str> {
-    let ok = !v.is_empty()
-        && v.len() <= 128
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
-    ok.then_some(v)
-}
-
-/// Finds the session id in the cookies or the path parameter.
+/// The session id of a request, found with the filters' rules (`keel_filter_logic::lookup`):
+/// the path parameter first, then the cookies, the first *valid* id (`[A-Za-z0-9_.-]{1,128}`).
 pub fn session_id<'a>(
     headers: &'a HeaderMap,
     target: &'a str,
     cookies: &[String],
     param: &str,
-) -> Option<&'a str> {
-    for v in headers.get_all(header::COOKIE) {
-        let Ok(v) = v.to_str() else { continue };
-        for pair in v.split(';') {
-            if let Some((k, val)) = pair.trim().split_once('=')
-                && cookies.iter().any(|c| c == k)
-            {
-                return valid_id(val);
-            }
-        }
+) -> Option<&'a [u8]> {
+    let parts = RequestParts {
+        path: Some(target.as_bytes()),
+        cookies: headers
+            .get_all(header::COOKIE)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect(),
+    };
+    match find_session(&parts, &[param], cookies) {
+        Lookup::Found(id, _) => Some(id.as_bytes()),
+        Lookup::Invalid | Lookup::Absent => None,
     }
-    let path = target.split('?').next().unwrap_or("");
-    for seg in path.split(';').skip(1) {
-        if let Some((k, val)) = seg.split_once('=')
-            && k.eq_ignore_ascii_case(param)
-        {
-            return valid_id(val.split('/').next().unwrap_or(""));
-        }
-    }
-    None
 }
 
 /// The first 8 bytes of SHA-256 of the id, hex.
-pub fn hash_id(id: &str) -> String {
-    let d = Sha256::digest(id.as_bytes());
+pub fn hash_id(id: &[u8]) -> String {
+    let d = Sha256::digest(id);
     d.iter().take(8).fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s
@@ -268,7 +254,7 @@ mod tests {
             tail,
             format!(
                 "\"GET /a\\x22b?q=%0a HTTP/1.1\" 200 5 \"-\" \"x\\x09y\" member=t1 route=t1\\x0a upstream_ms=7 session={}",
-                hash_id("ABC.t1")
+                hash_id(b"ABC.t1")
             )
         );
         assert!(!line.contains("ABC"), "never the id itself");
@@ -276,23 +262,36 @@ mod tests {
 
     #[test]
     fn session_id_is_found_validated_and_hashed() {
+        let c = vec!["JSESSIONID".to_string()];
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
             "a=1; JSESSIONID=ABC.tomcat1".parse().unwrap(),
         );
-        let c = vec!["JSESSIONID".to_string()];
-        assert_eq!(session_id(&h, "/", &c, "jsessionid"), Some("ABC.tomcat1"));
-        let h2 = HeaderMap::new();
         assert_eq!(
-            session_id(&h2, "/x;jsessionid=Z9.t1?q", &c, "jsessionid"),
-            Some("Z9.t1")
+            session_id(&h, "/", &c, "jsessionid"),
+            Some(&b"ABC.tomcat1"[..])
         );
         assert_eq!(
-            session_id(&h2, "/x;jsessionid=bad$id", &c, "jsessionid"),
+            session_id(&h, "/x;jsessionid=Z9.t1?q", &c, "jsessionid"),
+            Some(&b"Z9.t1"[..]),
+            "the URL wins, as in routing"
+        );
+        let mut bad_first = HeaderMap::new();
+        bad_first.insert(
+            header::COOKIE,
+            "JSESSIONID=bad$id; JSESSIONID=OK.t2".parse().unwrap(),
+        );
+        assert_eq!(
+            session_id(&bad_first, "/", &c, "jsessionid"),
+            Some(&b"OK.t2"[..]),
+            "the first valid id, as the filters take it"
+        );
+        assert_eq!(
+            session_id(&HeaderMap::new(), "/x;jsessionid=bad$id", &c, "jsessionid"),
             None
         );
-        let hash = hash_id("ABC.tomcat1");
+        let hash = hash_id(b"ABC.tomcat1");
         assert_eq!(hash.len(), 16);
         assert!(!hash.contains("ABC"));
     }
