@@ -163,6 +163,31 @@ mod tests {
     /// A response without headers.
     const NO_HEADERS: &[(&str, &[u8])] = &[];
 
+    #[test]
+    fn rewrite_each_keeps_order_and_copies_only_when_something_changed() {
+        let headers: &[(&str, &[u8])] = &[
+            ("location", b"keep-1"),
+            ("x-other", b"CHANGE-ME-NOT"),
+            ("Location", b"CHANGE-2"),
+            ("location", b"keep-3"),
+            ("location", b"CHANGE-4"),
+        ];
+        let lower = |v: &[u8]| v.starts_with(b"CHANGE").then(|| v.to_ascii_lowercase());
+        let (values, changed) = rewrite_each(headers, "location", lower);
+        assert_eq!(changed, 2);
+        assert_eq!(
+            values,
+            Some(vec![
+                b"keep-1".to_vec(),
+                b"change-2".to_vec(),
+                b"keep-3".to_vec(),
+                b"change-4".to_vec(),
+            ])
+        );
+        assert_eq!(rewrite_each(headers, "x-missing", lower), (None, 0));
+        assert_eq!(rewrite_each(&headers[..2], "location", lower), (None, 0));
+    }
+
     fn cfg(mode: &str) -> RouteSuffixConfig {
         let json = format!(
             r#"{{"routes": {{"tomcat1": "127.0.0.1:8081", "tomcat2": "127.0.0.1:8082"}}, "mode": "{mode}",
