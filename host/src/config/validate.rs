@@ -143,6 +143,12 @@ pub(super) fn validate(mut config: Config, base: &Path) -> R<Settings> {
             "must be at least 1024",
         ));
     }
+    if lim.idle_timeout.0.is_zero() {
+        return Err(ConfigError::at(
+            "limits.idle_timeout",
+            "must be longer than 0 (a connection would close before its first request)",
+        ));
+    }
 
     let b = &config.balancer;
     if b.members.is_empty() {

@@ -1,26 +1,30 @@
 //! The client-facing listeners: accept, optional TLS (ALPN picks h2 or http/1.1), hyper's
-//! automatic HTTP/1.1 + HTTP/2 server, and graceful shutdown (stop accepting, let in-flight
-//! requests finish up to the grace deadline).
+//! automatic HTTP/1.1 + HTTP/2 server, idle connections shut down ([`idle`]), and graceful
+//! shutdown (stop accepting, let in-flight requests finish up to the grace deadline).
 
 mod framing;
+mod idle;
 pub mod tls;
 
 use std::net::SocketAddr;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::proxy::ConnInfo;
+use crate::proxy::body::Keep;
 use crate::runtime::Shared;
 use framing::Sniff;
+use idle::Activity;
 
 /// A bound listener.
 pub struct Bound {
@@ -63,6 +67,28 @@ fn builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// Drives one connection: to its end, or, when keel shuts down or the connection has been idle
+/// for `idle_timeout`, into a graceful shutdown (`graceful`: hyper's, for this connection type)
+/// and then to its end.
+async fn drive<F, E>(
+    mut conn: Pin<&mut F>,
+    graceful: impl Fn(Pin<&mut F>),
+    activity: &Activity,
+    idle_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), E>
+where
+    F: Future<Output = Result<(), E>>,
+{
+    tokio::select! {
+        r = conn.as_mut() => return r,
+        _ = stop.wait_for(|stop| *stop) => {}
+        () = activity.idle_for(idle_timeout) => {}
+    }
+    graceful(conn.as_mut());
+    conn.await
+}
+
 /// Serves one listener until `shutdown` turns true, then waits up to `grace` for its
 /// connections to finish their requests.
 pub async fn serve(
@@ -75,8 +101,10 @@ pub async fn serve(
         .listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let graceful = GracefulShutdown::new();
     let builder = Arc::new(builder(&shared));
+    let idle_timeout = shared.current().settings.config.limits.idle_timeout.0;
+    // Every connection task holds a sender: once all are dropped, every connection has ended.
+    let (live, mut ended) = mpsc::channel::<()>(1);
     loop {
         let accepted = tokio::select! {
             a = bound.listener.accept() => a,
@@ -91,11 +119,14 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let watcher = graceful.watcher();
         let builder = builder.clone();
         let shared = shared.clone();
         let tls = bound.tls.clone();
+        let stop = shutdown.clone();
+        let live = live.clone();
         tokio::spawn(async move {
+            let _live = live;
+            let activity = Arc::new(Activity::default());
             match tls {
                 None => {
                     let ambiguous = Arc::new(AtomicBool::new(false));
@@ -105,10 +136,11 @@ pub async fn serve(
                         tls: None,
                         ambiguous_framing: ambiguous.clone(),
                     });
-                    let svc = service(shared, conn);
+                    let svc = service(shared, conn, activity.clone());
                     let io = TokioIo::new(Sniff::new(tcp, ambiguous));
-                    let c = builder.serve_connection(io, svc);
-                    if let Err(e) = watcher.watch(c.into_owned()).await {
+                    let c = pin!(builder.serve_connection(io, svc).into_owned());
+                    let graceful = |c: Pin<&mut _>| auto::Connection::graceful_shutdown(c);
+                    if let Err(e) = drive(c, graceful, &activity, idle_timeout, stop).await {
                         log::debug!("connection from {remote}: {e}");
                     }
                 }
@@ -130,15 +162,16 @@ pub async fn serve(
                         tls: Some(info),
                         ambiguous_framing: ambiguous.clone(),
                     });
-                    let svc = service(shared, conn);
+                    let svc = service(shared, conn, activity.clone());
                     // HTTP/2 has no such ambiguity (h2 rejects Transfer-Encoding).
                     let io = if h2 {
                         Sniff::off(stream)
                     } else {
                         Sniff::new(stream, ambiguous)
                     };
-                    let c = builder.serve_connection(TokioIo::new(io), svc);
-                    if let Err(e) = watcher.watch(c.into_owned()).await {
+                    let c = pin!(builder.serve_connection(TokioIo::new(io), svc).into_owned());
+                    let graceful = |c: Pin<&mut _>| auto::Connection::graceful_shutdown(c);
+                    if let Err(e) = drive(c, graceful, &activity, idle_timeout, stop).await {
                         log::debug!("TLS connection from {remote}: {e}");
                     }
                 }
@@ -146,18 +179,19 @@ pub async fn serve(
         });
     }
     drop(bound.listener);
+    drop(live);
     log::info!("{local}: stopped accepting; waiting up to {grace:?} for in-flight requests");
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, ended.recv()).await.is_err() {
         log::warn!("{local}: grace period over; closing remaining connections");
     }
 }
 
+/// The proxy as hyper's service; each response body carries the request's [`idle::Active`]
+/// until it is done.
 fn service(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
+    activity: Arc<Activity>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
     Response = http::Response<crate::upstream::Body>,
@@ -169,6 +203,10 @@ fn service(
     service_fn(move |req| {
         let proxy = shared.current();
         let conn = conn.clone();
-        async move { Ok(proxy.handle(req, conn).await) }
+        let active = activity.begin();
+        async move {
+            let res = proxy.handle(req, conn).await;
+            Ok(res.map(|body| Keep::new(body, active).boxed_unsync()))
+        }
     })
 }

@@ -201,6 +201,11 @@ fn every_error_names_its_key() {
             "not a file in an existing directory",
         ),
         (
+            format!("{BASE}limits:\n  idle_timeout: 0s\n"),
+            "limits.idle_timeout",
+            "longer than 0",
+        ),
+        (
             format!("{BASE}access_log:\n  path: /\n"),
             "access_log.path",
             "not a file in an existing directory",

@@ -149,3 +149,38 @@ async fn responses_stream_through() {
     let rest = body.collect().await.unwrap().to_bytes();
     assert_eq!(&rest[..], b"second\n");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_http2_connection_is_closed_a_busy_one_is_not() {
+    let a = Backend::start("a");
+    let keel = Keel::start(&config(
+        &[("a", a.url(), "active")],
+        "",
+        "limits:\n  idle_timeout: 600ms\n",
+    ));
+    let tcp = tokio::net::TcpStream::connect(keel.addr).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("h2c handshake");
+    let conn = tokio::spawn(conn);
+    // A request that takes longer than the idle timeout keeps the connection open (the
+    // harness allows the member 2 s for the response head).
+    let started = std::time::Instant::now();
+    let req = Request::get(keel.url("/slow/1800"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let res = send.send_request(req).await.expect("slow request");
+    assert_eq!(res.status(), 200);
+    res.into_body().collect().await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(1800));
+    assert!(
+        !conn.is_finished(),
+        "busy for 1.8 s with idle_timeout 600 ms: still open"
+    );
+    // Idle now: keel sends GOAWAY and closes; the client's connection ends cleanly.
+    let ended = tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("closed once idle");
+    ended.unwrap().expect("a clean end (GOAWAY), not an error");
+}

@@ -88,8 +88,12 @@ pub struct Limits {
     pub max_headers: usize,
     /// Request body bytes (413 beyond).
     pub max_body_bytes: u64,
-    /// Time allowed for a client to send the request head.
+    /// Time allowed for a client to send the request head (and, on HTTP/1.1 keep-alive, for
+    /// the next request to start).
     pub header_read_timeout: ConfigDuration,
+    /// A client connection without a request in flight for this long is shut down (HTTP/2:
+    /// GOAWAY).
+    pub idle_timeout: ConfigDuration,
 }
 
 impl Default for Limits {
@@ -99,6 +103,7 @@ impl Default for Limits {
             max_headers: 100,
             max_body_bytes: 10 * 1024 * 1024,
             header_read_timeout: d(10_000),
+            idle_timeout: d(60_000),
         }
     }
 }
