@@ -148,7 +148,16 @@ impl Balancer {
                 }
             }
         }
-        // forcerecovery: every member that could take traffic is in error: try them anyway.
+        // forcerecovery: every member that could take traffic is in error: try them anyway, the
+        // session's own member first (where its state is).
+        if let Some(route) = sticky
+            && let Some(&i) = self.by_route.get(route)
+            && let Some(m) = self.members.get(i)
+            && m.status() != MemberStatus::Disabled
+            && !tried.contains(i)
+        {
+            return Ok(m.begin(i, None));
+        }
         for want in [MemberStatus::Active, MemberStatus::HotStandby] {
             let any = |i: usize, m: &Member| !tried.contains(i) && m.status() == want;
             if let Some(i) = self.choose(any)

@@ -259,6 +259,31 @@ fn a_reloaded_member_inherits_its_error_but_not_the_probe_in_flight() {
 }
 
 #[test]
+fn with_every_member_in_error_a_sticky_request_tries_its_own_member_first() {
+    let b = bal(
+        &[
+            ("a", 1, MemberStatus::Active),
+            ("b", 1, MemberStatus::Active),
+            ("c", 1, MemberStatus::Disabled),
+        ],
+        false,
+    );
+    let now = Instant::now();
+    fail(&b, 0, now);
+    fail(&b, 1, now);
+    for _ in 0..4 {
+        assert_eq!(pick(&b, Some("b"), &[]), Ok(1), "b holds the session");
+        assert_eq!(pick(&b, Some("a"), &[]), Ok(0), "a holds the session");
+    }
+    assert_eq!(pick(&b, Some("b"), &[1]), Ok(0), "b tried: the others");
+    assert_eq!(
+        pick(&b, Some("c"), &[]).map(|i| i < 2),
+        Ok(true),
+        "a disabled member is not forced"
+    );
+}
+
+#[test]
 fn tried_is_a_set() {
     let mut t = Tried::default();
     t.add(0);
