@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 
 use super::body::{self, Direction, IdleTimeout, Keep, Limited, SharedStream};
 use super::filter::{HeadersVerdict, LocalResponse, StreamInfo};
-use super::{ConnInfo, Proxy, from_local, headers, idempotent, local};
+use super::{ConnInfo, Proxy, from_local, headers, idempotent, local, upgrade};
 use crate::balancer::Member;
 use crate::upstream::{Body, BoxError, RequestBody, StreamingBody};
 
@@ -89,6 +89,7 @@ impl Proxy {
             return local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
         }
         let no_body = body.is_end_stream() || length == Some(0);
+        let upgrade = upgrade::requested(&mut parts);
         // The client's authority: the Host header, or HTTP/2's :authority.
         let host: Option<HeaderValue> = match parts.headers.get(header::HOST) {
             Some(h) => Some(h.clone()),
@@ -132,6 +133,9 @@ impl Proxy {
             .remove(&self.routing_header)
             .and_then(|v| v.to_str().ok().map(str::to_string));
         headers::remove_hop_by_hop(&mut parts.headers);
+        if let Some(up) = &upgrade {
+            up.forward(&mut parts.headers);
+        }
         headers::add_forwarded(
             &mut parts.headers,
             self.forwarded,
@@ -204,6 +208,7 @@ impl Proxy {
         // The response.
         let (mut rparts, rbody) = res.into_parts();
         let mut rbody = IdleTimeout::new(rbody, body_idle).boxed_unsync();
+        let switched_to = rparts.headers.get(header::UPGRADE).cloned();
         headers::remove_hop_by_hop(&mut rparts.headers);
         if let (Some(s), Some(slot)) = (&stream, &local_slot) {
             let info = &guard.member().info;
@@ -219,6 +224,17 @@ impl Proxy {
                 rbody = body::pump(rbody, s.clone(), Direction::Response, slot.clone());
                 rparts.headers.remove(header::CONTENT_LENGTH);
             }
+        }
+        if let Some(up) = upgrade
+            && rparts.status == StatusCode::SWITCHING_PROTOCOLS
+        {
+            // The tunnel keeps the member busy (bybusyness, in-flight) while it lasts.
+            if let Err(why) = up.finish(&mut rparts, switched_to, guard) {
+                log::warn!("upgrade: {why}");
+                return local(StatusCode::BAD_GATEWAY, why);
+            }
+            let body = Keep::new(rbody, finish).boxed_unsync();
+            return Response::from_parts(rparts, body);
         }
         let body = Keep::new(rbody, (guard, finish)).boxed_unsync();
         Response::from_parts(rparts, body)

@@ -9,6 +9,7 @@ mod exchange;
 mod failover;
 pub mod filter;
 pub mod headers;
+mod upgrade;
 pub mod wasm;
 
 use std::net::SocketAddr;

@@ -138,8 +138,9 @@ pub async fn serve(
                     });
                     let svc = service(shared, conn, activity.clone());
                     let io = TokioIo::new(Sniff::new(tcp, ambiguous));
-                    let c = pin!(builder.serve_connection(io, svc).into_owned());
-                    let graceful = |c: Pin<&mut _>| auto::Connection::graceful_shutdown(c);
+                    let c = pin!(builder.serve_connection_with_upgrades(io, svc).into_owned());
+                    let graceful =
+                        |c: Pin<&mut _>| auto::UpgradeableConnection::graceful_shutdown(c);
                     if let Err(e) = drive(c, graceful, &activity, idle_timeout, stop).await {
                         log::debug!("connection from {remote}: {e}");
                     }
@@ -169,8 +170,13 @@ pub async fn serve(
                     } else {
                         Sniff::new(stream, ambiguous)
                     };
-                    let c = pin!(builder.serve_connection(TokioIo::new(io), svc).into_owned());
-                    let graceful = |c: Pin<&mut _>| auto::Connection::graceful_shutdown(c);
+                    let c = pin!(
+                        builder
+                            .serve_connection_with_upgrades(TokioIo::new(io), svc)
+                            .into_owned()
+                    );
+                    let graceful =
+                        |c: Pin<&mut _>| auto::UpgradeableConnection::graceful_shutdown(c);
                     if let Err(e) = drive(c, graceful, &activity, idle_timeout, stop).await {
                         log::debug!("TLS connection from {remote}: {e}");
                     }

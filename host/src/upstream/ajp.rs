@@ -126,8 +126,12 @@ impl Upstream for AjpUpstream {
                 protocol: Some(t.protocol),
             }),
         };
+        let mut parts = request.parts;
+        // AJP has no upgrades: the member answers the request as a plain one.
+        parts.headers.remove(http::header::UPGRADE);
+        parts.headers.remove(http::header::CONNECTION);
         let req = AjpRequest {
-            parts: request.parts,
+            parts,
             body: body(request.body),
             peer,
             route: Some(route),

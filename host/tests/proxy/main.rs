@@ -16,4 +16,5 @@ mod lifecycle;
 mod limits;
 mod protocols;
 mod sticky;
+mod upgrade;
 mod wasm_filters;

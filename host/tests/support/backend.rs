@@ -7,7 +7,8 @@
 //! this route), `/hang`, `/slow/<ms>`, `/die` (reads the body, then exits without answering;
 //! the member named `b` answers it instead, to show a replay),
 //! `/stream` (a chunk now, one 2 s later), `/stall` (a chunk, then silence),
-//! `/stats` (`get=N post=M`), `/echo-headers`, `/app/...` (a session-holding page, as Tomcat
+//! `/stats` (`get=N post=M`), `/echo-headers`, `/echo-upgrade` (switches to `keel-echo`: says
+//! its route, then echoes), `/app/...` (a session-holding page, as Tomcat
 //! with a `jvmRoute` would serve it: a `JSESSIONID=<32 hex>.<route>` cookie for a client without
 //! a session this member knows, and a hit counter per session), anything else: 200 with the
 //! route and `x-body-len`.
@@ -67,7 +68,51 @@ fn reply(state: &State, status: StatusCode, body: String) -> Response<Out> {
     r
 }
 
+/// `/echo-upgrade`: switches to protocol `keel-echo` (101), then writes back what it reads,
+/// prefixed once with its route and a newline.
+fn echo_upgrade(state: &State, mut req: Request<Incoming>) -> Response<Out> {
+    if req
+        .headers()
+        .get(http::header::UPGRADE)
+        .map(|v| v.as_bytes())
+        != Some(b"keel-echo")
+    {
+        return reply(
+            state,
+            StatusCode::BAD_REQUEST,
+            "upgrade: keel-echo expected".into(),
+        );
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let route = state.route.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut io = TokioIo::new(upgraded);
+        if io.write_all(format!("{route}\n").as_bytes()).await.is_err() {
+            return;
+        }
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = io.read(&mut buf).await {
+            if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut r = reply(state, StatusCode::SWITCHING_PROTOCOLS, String::new());
+    r.headers_mut()
+        .insert(http::header::CONNECTION, "upgrade".parse().expect("value"));
+    r.headers_mut()
+        .insert(http::header::UPGRADE, "keel-echo".parse().expect("value"));
+    r
+}
+
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Out>, Infallible> {
+    if req.uri().path() == "/echo-upgrade" {
+        return Ok(echo_upgrade(&state, req));
+    }
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     if path != "/health" && !path.starts_with("/stats") && !path.starts_with("/control") {
@@ -248,7 +293,7 @@ async fn main() {
         tokio::spawn(async move {
             let svc = service_fn(move |req| handle(state.clone(), req));
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tcp), svc)
+                .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
                 .await;
         });
     }
