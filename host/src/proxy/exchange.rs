@@ -1,8 +1,9 @@
 //! One request's exchange: the checks on the request head (framing, limits), the filter
 //! chain's request phase, routing (the routing header), the headers the member sees, the
 //! request body (empty, held whole when replayable, or streaming), the attempts, and the
-//! response on its way back through the chain. Nothing here allocates for a request that
-//! needs nothing (no filters, no body).
+//! response on its way back through the chain (a 101 to an upgrade request becomes a tunnel:
+//! [`super::upgrade`]). Nothing here allocates for a request that needs nothing (no filters, no
+//! body).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
