@@ -94,6 +94,11 @@ async fn header_maps_properties_metrics_and_shared_data() {
         Some(1.0)
     );
     assert_eq!(
+        metric(&registry, "keel_wasmcustom_probe_logged_heads", &[]),
+        Some(1.0),
+        "on_log reads the request and response heads"
+    );
+    assert_eq!(
         metric(&registry, "keel_wasmcustom_probe_gauge", &[]),
         Some(42.0)
     );

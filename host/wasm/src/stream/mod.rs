@@ -476,9 +476,14 @@ impl Stream {
         if let Some(parts) = self.data().response.take() {
             *response = parts;
         }
+        // Later callbacks (and on_log) may read the response head, as in Envoy; with no filter
+        // left to call, only the status is kept (properties read it).
         let mut snapshot = empty_response();
         snapshot.status = response.status;
         snapshot.version = response.version;
+        if self.filters.iter().any(|fs| fs.open) {
+            snapshot.headers = response.headers.clone();
+        }
         self.data().response = Some(snapshot);
         verdict
     }

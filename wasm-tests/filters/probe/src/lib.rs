@@ -453,8 +453,18 @@ impl HttpContext for Probe {
 
     fn on_log(&mut self) {
         if self.mode == "headers" {
+            // As in Envoy, on_log still reads both heads: counted when it sees what the
+            // response-headers callback added and the request's path.
+            let response = self.get_http_response_header("x-upstream").is_some();
+            let request = self.get_http_request_header(":path").is_some();
             let code = int(self.get_property(vec!["response", "code"]));
-            let _ = self.set_shared_data("probe_logged_code", Some(code.as_bytes()), None);
+            if response
+                && request
+                && code == "201"
+                && let Ok(id) = hostcalls::define_metric(MetricType::Counter, "probe.logged_heads")
+            {
+                let _ = hostcalls::increment_metric(id, 1);
+            }
         }
     }
 }
