@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use keel_wasm::{BodyVerdict, FilterChain, HeadersVerdict, Stream, UpstreamInfo};
+use keel_wasm::{BodyVerdict, FilterChain, HeadersVerdict, Stream, TrailersVerdict, UpstreamInfo};
 use wasm_tests::{chain, header, info, metric, request, response, spec};
 
 /// Sends the request headers of `GET uri` into a new stream of `chain` and asserts the filters
@@ -84,7 +84,7 @@ async fn header_maps_properties_metrics_and_shared_data() {
     trailers.insert("grpc-status", "0".parse().unwrap());
     assert_eq!(
         stream.response_trailers(&mut trailers).await,
-        HeadersVerdict::Continue
+        TrailersVerdict::Continue(Bytes::new())
     );
     assert_eq!(header(&trailers, "x-response-trailers"), "1");
     stream.finish();
@@ -163,6 +163,33 @@ async fn a_paused_body_is_buffered_then_rewritten() {
         stream.response_body(Bytes::from_static(b"c"), true).await,
         BodyVerdict::Forward(Bytes::from_static(b"abc!"))
     );
+}
+
+#[tokio::test]
+async fn a_body_held_when_the_trailers_come_goes_on_before_them() {
+    // The first filter buffers until the end of the stream, which never comes as a body: the
+    // trailers end it. What it held passes the second filter's body callback, then both see the
+    // trailers.
+    let (chain, _registry) = chain(vec![
+        spec("buffer", "test_probe", "body_buffer"),
+        spec("after", "test_probe", "trailers"),
+    ]);
+    let (mut stream, _) = continued_get(&chain, "/upload", false).await;
+    for part in [&b"held "[..], b"until trailers"] {
+        assert_eq!(
+            stream
+                .request_body(Bytes::copy_from_slice(part), false)
+                .await,
+            BodyVerdict::Hold
+        );
+    }
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", "0".parse().unwrap());
+    assert_eq!(
+        stream.request_trailers(&mut trailers).await,
+        TrailersVerdict::Continue(Bytes::from_static(b"held until trailers"))
+    );
+    assert_eq!(trailers.get_all("x-trailers").iter().count(), 2);
 }
 
 #[tokio::test]
@@ -275,7 +302,7 @@ async fn request_trailers_are_read_and_written() {
     trailers.insert("grpc-status", "0".parse().unwrap());
     assert_eq!(
         stream.request_trailers(&mut trailers).await,
-        HeadersVerdict::Continue
+        TrailersVerdict::Continue(Bytes::new())
     );
     assert_eq!(header(&trailers, "x-trailers"), "1:0");
     assert_eq!(header(&trailers, "grpc-status"), "0");

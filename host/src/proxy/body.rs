@@ -12,7 +12,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::sync::{Mutex, mpsc};
 
-use super::filter::{BodyVerdict, FilterStream, HeadersVerdict, LocalResponse};
+use super::filter::{BodyVerdict, FilterStream, LocalResponse, TrailersVerdict};
 use crate::upstream::{Body, BoxError};
 
 /// The client body exceeded `limits.max_body_bytes`.
@@ -196,9 +196,16 @@ pub fn pump(
                                 Direction::Request => s.request_trailers(&mut t).await,
                                 Direction::Response => s.response_trailers(&mut t).await,
                             };
-                            if let HeadersVerdict::Respond(lr) = v {
-                                store(&local, lr);
-                                let _ = tx.send(Err(Box::new(FilterResponded))).await;
+                            let held = match v {
+                                TrailersVerdict::Continue(held) => held,
+                                TrailersVerdict::Respond(lr) => {
+                                    store(&local, lr);
+                                    let _ = tx.send(Err(Box::new(FilterResponded))).await;
+                                    return;
+                                }
+                            };
+                            // A body the filters held until the trailers goes first.
+                            if !held.is_empty() && tx.send(Ok(Frame::data(held))).await.is_err() {
                                 return;
                             }
                             let _ = tx.send(Ok(Frame::trailers(t))).await;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::HeaderMap;
-pub use keel_wasm::{BodyVerdict, HeadersVerdict, LocalResponse, StreamInfo, UpstreamInfo};
+pub use keel_wasm::{
+    BodyVerdict, HeadersVerdict, LocalResponse, StreamInfo, TrailersVerdict, UpstreamInfo,
+};
 
 use crate::callout::Callouts;
 use crate::config::FilterSettings;
@@ -23,11 +25,11 @@ pub trait FilterStream: Send {
     ) -> BoxFuture<'a, HeadersVerdict>;
     /// A request body chunk.
     fn request_body(&mut self, chunk: Bytes, end_of_stream: bool) -> BoxFuture<'_, BodyVerdict>;
-    /// Request trailers.
+    /// Request trailers (first, any request body a filter still held).
     fn request_trailers<'a>(
         &'a mut self,
         trailers: &'a mut HeaderMap,
-    ) -> BoxFuture<'a, HeadersVerdict>;
+    ) -> BoxFuture<'a, TrailersVerdict>;
     /// Response headers; `upstream` says which member served (None for a local response).
     fn response_headers<'a>(
         &'a mut self,
@@ -37,11 +39,11 @@ pub trait FilterStream: Send {
     ) -> BoxFuture<'a, HeadersVerdict>;
     /// A response body chunk.
     fn response_body(&mut self, chunk: Bytes, end_of_stream: bool) -> BoxFuture<'_, BodyVerdict>;
-    /// Response trailers.
+    /// Response trailers (first, any response body a filter still held).
     fn response_trailers<'a>(
         &'a mut self,
         trailers: &'a mut HeaderMap,
-    ) -> BoxFuture<'a, HeadersVerdict>;
+    ) -> BoxFuture<'a, TrailersVerdict>;
     /// End of the stream (on_log, on_done, on_delete).
     fn finish(self: Box<Self>);
 }
@@ -100,8 +102,8 @@ impl FilterStream for PassThrough {
     fn request_body(&mut self, chunk: Bytes, _eos: bool) -> BoxFuture<'_, BodyVerdict> {
         Box::pin(async move { BodyVerdict::Forward(chunk) })
     }
-    fn request_trailers<'a>(&'a mut self, _t: &'a mut HeaderMap) -> BoxFuture<'a, HeadersVerdict> {
-        Box::pin(async { HeadersVerdict::Continue })
+    fn request_trailers<'a>(&'a mut self, _t: &'a mut HeaderMap) -> BoxFuture<'a, TrailersVerdict> {
+        Box::pin(async { TrailersVerdict::Continue(Bytes::new()) })
     }
     fn response_headers<'a>(
         &'a mut self,
@@ -114,8 +116,11 @@ impl FilterStream for PassThrough {
     fn response_body(&mut self, chunk: Bytes, _eos: bool) -> BoxFuture<'_, BodyVerdict> {
         Box::pin(async move { BodyVerdict::Forward(chunk) })
     }
-    fn response_trailers<'a>(&'a mut self, _t: &'a mut HeaderMap) -> BoxFuture<'a, HeadersVerdict> {
-        Box::pin(async { HeadersVerdict::Continue })
+    fn response_trailers<'a>(
+        &'a mut self,
+        _t: &'a mut HeaderMap,
+    ) -> BoxFuture<'a, TrailersVerdict> {
+        Box::pin(async { TrailersVerdict::Continue(Bytes::new()) })
     }
     fn finish(self: Box<Self>) {}
 }

@@ -9,7 +9,7 @@ use http::HeaderMap;
 
 use super::filter::{
     BodyVerdict, ChainBuilder, ChainContext, EmptyChain, FilterChain, FilterStream, HeadersVerdict,
-    StreamInfo, UpstreamInfo,
+    StreamInfo, TrailersVerdict, UpstreamInfo,
 };
 use crate::callout::{CalloutError, Callouts};
 use crate::upstream::BoxFuture;
@@ -88,7 +88,7 @@ impl FilterStream for keel_wasm::Stream {
     fn request_trailers<'a>(
         &'a mut self,
         trailers: &'a mut HeaderMap,
-    ) -> BoxFuture<'a, HeadersVerdict> {
+    ) -> BoxFuture<'a, TrailersVerdict> {
         Box::pin(keel_wasm::Stream::request_trailers(self, trailers))
     }
 
@@ -113,7 +113,7 @@ impl FilterStream for keel_wasm::Stream {
     fn response_trailers<'a>(
         &'a mut self,
         trailers: &'a mut HeaderMap,
-    ) -> BoxFuture<'a, HeadersVerdict> {
+    ) -> BoxFuture<'a, TrailersVerdict> {
         Box::pin(keel_wasm::Stream::response_trailers(self, trailers))
     }
 

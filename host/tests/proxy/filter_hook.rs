@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use keel::proxy::filter::{
     BodyVerdict, ChainBuilder, FilterChain, FilterStream, HeadersVerdict, LocalResponse,
-    StreamInfo, UpstreamInfo,
+    StreamInfo, TrailersVerdict, UpstreamInfo,
 };
 use keel::upstream::BoxFuture;
 
@@ -80,8 +80,8 @@ impl FilterStream for Stream {
             }
         })
     }
-    fn request_trailers<'a>(&'a mut self, _t: &'a mut HeaderMap) -> BoxFuture<'a, HeadersVerdict> {
-        Box::pin(async { HeadersVerdict::Continue })
+    fn request_trailers<'a>(&'a mut self, _t: &'a mut HeaderMap) -> BoxFuture<'a, TrailersVerdict> {
+        Box::pin(async { TrailersVerdict::Continue(Bytes::new()) })
     }
     fn response_headers<'a>(
         &'a mut self,
@@ -104,8 +104,11 @@ impl FilterStream for Stream {
     fn response_body(&mut self, chunk: Bytes, _eos: bool) -> BoxFuture<'_, BodyVerdict> {
         Box::pin(async move { BodyVerdict::Forward(Bytes::from(chunk.to_ascii_uppercase())) })
     }
-    fn response_trailers<'a>(&'a mut self, _t: &'a mut HeaderMap) -> BoxFuture<'a, HeadersVerdict> {
-        Box::pin(async { HeadersVerdict::Continue })
+    fn response_trailers<'a>(
+        &'a mut self,
+        _t: &'a mut HeaderMap,
+    ) -> BoxFuture<'a, TrailersVerdict> {
+        Box::pin(async { TrailersVerdict::Continue(Bytes::new()) })
     }
     fn finish(self: Box<Self>) {
         self.finished.fetch_add(1, Ordering::SeqCst);

@@ -38,5 +38,5 @@ pub use error::{CalloutError, ChainError};
 pub use stream::Stream;
 pub use types::{
     BodyVerdict, CalloutFuture, CalloutHandler, FailurePolicy, FilterSpec, HeadersVerdict, Limits,
-    LocalResponse, NoCallouts, StreamInfo, UpstreamInfo,
+    LocalResponse, NoCallouts, StreamInfo, TrailersVerdict, UpstreamInfo,
 };

@@ -210,11 +210,22 @@ impl LocalResponse {
     }
 }
 
-/// The outcome of a headers or trailers callback.
+/// The outcome of a headers callback.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HeadersVerdict {
     /// Go on (the headers may have been changed in place).
     Continue,
+    /// Answer with this response instead.
+    Respond(LocalResponse),
+}
+
+/// The outcome of a trailers callback.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrailersVerdict {
+    /// Send these bytes first, then the trailers (possibly changed in place). The bytes are the
+    /// body the filters still held when the trailers came (Envoy passes a buffered body on
+    /// when the filter holding it lets its trailers continue); usually empty.
+    Continue(Bytes),
     /// Answer with this response instead.
     Respond(LocalResponse),
 }

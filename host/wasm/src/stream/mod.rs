@@ -16,7 +16,8 @@ use crate::headers::MapRef;
 use crate::instance::{Callback, Failure, Instance};
 use crate::state::{Actions, HostState, StreamData};
 use crate::types::{
-    BodyVerdict, FailurePolicy, HeadersVerdict, LocalResponse, StreamInfo, UpstreamInfo,
+    BodyVerdict, FailurePolicy, HeadersVerdict, LocalResponse, StreamInfo, TrailersVerdict,
+    UpstreamInfo,
 };
 use pause::Pending;
 
@@ -31,6 +32,16 @@ struct FilterStream {
     open: bool,
     request_body: BytesMut,
     response_body: BytesMut,
+}
+
+impl FilterStream {
+    /// The body this filter buffers in `dir`.
+    fn body(&mut self, dir: Dir) -> &mut BytesMut {
+        match dir {
+            Dir::Request => &mut self.request_body,
+            Dir::Response => &mut self.response_body,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -347,77 +358,120 @@ impl Stream {
             Dir::Request => self.data().request_body_bytes += size,
             Dir::Response => self.data().response_body_bytes += size,
         }
-        let callback = match dir {
-            Dir::Request => Callback::RequestBody,
-            Dir::Response => Callback::ResponseBody,
-        };
         self.body_dir = Some(dir);
         let verdict = 'filters: {
             for k in 0..self.filters.len() {
                 let index = self.index(dir, k);
-                if !self.filters[index].active {
-                    continue;
+                match self.body_one(dir, index, chunk, end_of_stream).await {
+                    BodyVerdict::Forward(next) => chunk = next,
+                    other => break 'filters other,
                 }
-                let buffered = {
-                    let fs = &mut self.filters[index];
-                    let body = if dir == Dir::Request {
-                        &mut fs.request_body
-                    } else {
-                        &mut fs.response_body
-                    };
-                    body.extend_from_slice(&chunk);
-                    body.len()
-                };
-                let ran = self.run(index, false, |instance, context| {
-                    instance.on_stream(callback, context, buffered, end_of_stream)
-                });
-                let paused = matches!(ran, Ran::Done { action: action::PAUSE, ref actions } if !match dir {
-                    Dir::Request => actions.continue_request,
-                    Dir::Response => actions.continue_response,
-                });
-                if paused && !end_of_stream {
-                    if let Ran::Done { actions, .. } = ran
-                        && let Err(response) = Self::apply(actions, dir)
-                    {
-                        break 'filters BodyVerdict::Respond(response);
-                    }
-                    let fs = &self.filters[index];
-                    let held = if dir == Dir::Request {
-                        fs.request_body.len()
-                    } else {
-                        fs.response_body.len()
-                    };
-                    let limit = self.chain.filters[index].limits.max_buffered_body;
-                    if held > limit {
-                        let (status, text) = match dir {
-                            Dir::Request => (
-                                StatusCode::PAYLOAD_TOO_LARGE,
-                                "request body too large for a filter\n",
-                            ),
-                            Dir::Response => (
-                                StatusCode::INTERNAL_SERVER_ERROR,
-                                "response body too large for a filter\n",
-                            ),
-                        };
-                        break 'filters BodyVerdict::Respond(LocalResponse::plain(status, text));
-                    }
-                    break 'filters BodyVerdict::Hold;
-                }
-                if let Err(response) = self.step(index, dir, ran).await {
-                    break 'filters BodyVerdict::Respond(response);
-                }
-                let fs = &mut self.filters[index];
-                let body = if dir == Dir::Request {
-                    &mut fs.request_body
-                } else {
-                    &mut fs.response_body
-                };
-                chunk = body.split().freeze();
             }
             BodyVerdict::Forward(chunk)
         };
         self.body_dir = None;
         verdict
+    }
+
+    /// Filter `index`'s part of a body phase (`body_dir` set): `chunk` joins what it buffers;
+    /// `Forward` is what it passes on, `Hold` when it keeps buffering.
+    async fn body_one(
+        &mut self,
+        dir: Dir,
+        index: usize,
+        chunk: Bytes,
+        end_of_stream: bool,
+    ) -> BodyVerdict {
+        if !self.filters[index].active {
+            return BodyVerdict::Forward(chunk);
+        }
+        let callback = match dir {
+            Dir::Request => Callback::RequestBody,
+            Dir::Response => Callback::ResponseBody,
+        };
+        let buffered = {
+            let body = self.filters[index].body(dir);
+            body.extend_from_slice(&chunk);
+            body.len()
+        };
+        let ran = self.run(index, false, |instance, context| {
+            instance.on_stream(callback, context, buffered, end_of_stream)
+        });
+        let paused = matches!(ran, Ran::Done { action: action::PAUSE, ref actions } if !match dir {
+            Dir::Request => actions.continue_request,
+            Dir::Response => actions.continue_response,
+        });
+        if paused && !end_of_stream {
+            if let Ran::Done { actions, .. } = ran
+                && let Err(response) = Self::apply(actions, dir)
+            {
+                return BodyVerdict::Respond(response);
+            }
+            let held = self.filters[index].body(dir).len();
+            if held > self.chain.filters[index].limits.max_buffered_body {
+                let (status, text) = match dir {
+                    Dir::Request => (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request body too large for a filter\n",
+                    ),
+                    Dir::Response => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "response body too large for a filter\n",
+                    ),
+                };
+                return BodyVerdict::Respond(LocalResponse::plain(status, text));
+            }
+            return BodyVerdict::Hold;
+        }
+        if let Err(response) = self.step(index, dir, ran).await {
+            return BodyVerdict::Respond(response);
+        }
+        BodyVerdict::Forward(self.filters[index].body(dir).split().freeze())
+    }
+
+    /// Trailers through every filter in `dir`'s order. A body a filter still holds goes on once
+    /// that filter's trailers callback has let them continue, through the later filters' body
+    /// callbacks (not the end of the stream: the trailers follow), as Envoy passes it on; what
+    /// comes out of the last filter is sent before the trailers.
+    async fn trailers_phase(&mut self, dir: Dir, callback: Callback) -> TrailersVerdict {
+        if let Some(response) = self.deferred.take() {
+            return TrailersVerdict::Respond(response);
+        }
+        self.deliver_ready();
+        if let Some(response) = self.deferred.take() {
+            return TrailersVerdict::Respond(response);
+        }
+        let mut carry = Bytes::new();
+        for k in 0..self.filters.len() {
+            let index = self.index(dir, k);
+            if !carry.is_empty() {
+                self.body_dir = Some(dir);
+                let one = self.body_one(dir, index, carry, false).await;
+                self.body_dir = None;
+                carry = match one {
+                    BodyVerdict::Forward(next) => next,
+                    BodyVerdict::Hold => Bytes::new(),
+                    BodyVerdict::Respond(response) => return TrailersVerdict::Respond(response),
+                };
+            }
+            self.body_dir = None;
+            let ran = self.run(index, false, |instance, context| {
+                let count = header_count(instance.store.data_mut(), callback);
+                instance.on_stream(callback, context, count, true)
+            });
+            if let Err(response) = self.step(index, dir, ran).await {
+                return TrailersVerdict::Respond(response);
+            }
+            // The trailers went on: so does what this filter held (older than `carry`, which is
+            // only non-empty here when the filter was out of the stream).
+            let held = self.filters[index].body(dir).split();
+            if !held.is_empty() {
+                let mut joined = held;
+                joined.extend_from_slice(&carry);
+                carry = joined.freeze();
+            }
+        }
+        TrailersVerdict::Continue(carry)
     }
 
     /// The request headers (and pseudo-headers) through every filter, in order.
@@ -447,11 +501,11 @@ impl Stream {
         self.body_phase(Dir::Request, chunk, end_of_stream).await
     }
 
-    /// The request trailers.
-    pub async fn request_trailers(&mut self, trailers: &mut http::HeaderMap) -> HeadersVerdict {
+    /// The request trailers (and, first, any request body the filters still held).
+    pub async fn request_trailers(&mut self, trailers: &mut http::HeaderMap) -> TrailersVerdict {
         self.data().request_trailers = Some(std::mem::take(trailers));
         let verdict = self
-            .headers_phase(Dir::Request, Callback::RequestTrailers, true)
+            .trailers_phase(Dir::Request, Callback::RequestTrailers)
             .await;
         if let Some(map) = self.data().request_trailers.as_ref() {
             trailers.clone_from(map);
@@ -493,11 +547,11 @@ impl Stream {
         self.body_phase(Dir::Response, chunk, end_of_stream).await
     }
 
-    /// The response trailers.
-    pub async fn response_trailers(&mut self, trailers: &mut http::HeaderMap) -> HeadersVerdict {
+    /// The response trailers (and, first, any response body the filters still held).
+    pub async fn response_trailers(&mut self, trailers: &mut http::HeaderMap) -> TrailersVerdict {
         self.data().response_trailers = Some(std::mem::take(trailers));
         let verdict = self
-            .headers_phase(Dir::Response, Callback::ResponseTrailers, true)
+            .trailers_phase(Dir::Response, Callback::ResponseTrailers)
             .await;
         if let Some(map) = self.data().response_trailers.as_ref() {
             trailers.clone_from(map);
