@@ -272,6 +272,26 @@ async fn timers_tick_on_the_root_context() {
 }
 
 #[tokio::test]
+async fn on_tick_resumes_a_paused_stream() {
+    // The filter pauses on request headers; its next on_tick (every 10 ms) makes the stream
+    // effective and continues it. Without that, the stream would wait for the pause timeout.
+    let mut probe = spec("resumer", "test_probe", "tick_resume");
+    probe.limits.pause_timeout = Duration::from_secs(30);
+    let (chain, _registry) = chain(vec![probe]);
+    for _ in 0..3 {
+        let mut stream = chain.stream(info());
+        let mut req = request("/", &[]);
+        let verdict = tokio::time::timeout(
+            Duration::from_secs(10),
+            stream.request_headers(&mut req, true),
+        )
+        .await
+        .expect("resumed by on_tick, long before the pause timeout");
+        assert_eq!(verdict, HeadersVerdict::Continue);
+    }
+}
+
+#[tokio::test]
 async fn queued_items_reach_on_queue_ready() {
     let (chain, _registry) = chain(vec![spec("queue", "test_probe", "queue")]);
     let mut stream = chain.stream(info());

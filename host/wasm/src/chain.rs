@@ -47,6 +47,9 @@ pub(crate) struct Slot {
     pub generation: u64,
     /// When a failed replacement may be tried again.
     pub retry_at: Option<std::time::Instant>,
+    /// Fired when a root-context callback continued a paused stream of this instance (its
+    /// entry is in the instance's `resumed`).
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// How long a slot whose replacement instance did not start waits before trying again.
@@ -228,6 +231,7 @@ impl FilterChain {
                     instance: Some(instance),
                     generation: 0,
                     retry_at: None,
+                    wake: Arc::default(),
                 }));
             }
             filters.push(filter);

@@ -398,10 +398,9 @@ impl Instance {
             }
             Ok(())
         })();
-        self.store
-            .data_mut()
-            .live_contexts
-            .retain(|c| *c != context);
+        let state = self.store.data_mut();
+        state.live_contexts.retain(|c| *c != context);
+        state.resumed.retain(|(c, _, _)| *c != context);
         result
     }
 

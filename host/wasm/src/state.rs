@@ -105,6 +105,10 @@ pub(crate) struct HostState {
     pub call_response: Option<CallResponse>,
     pub next_token: u32,
     pub live_contexts: Vec<u32>,
+    /// Streams continued from a root-context callback (`on_tick`, `on_queue_ready`, a root
+    /// callout's response) after `proxy_set_effective_context` named them: (context, request,
+    /// response). The paused stream takes its entry when the slot's wake fires.
+    pub resumed: Vec<(u32, bool, bool)>,
     pub tick_period: Option<Duration>,
     pub root_filter_state: HashMap<Vec<u8>, Vec<u8>>,
     pub callout_handler: Arc<dyn CalloutHandler>,
@@ -139,6 +143,7 @@ impl HostState {
             call_response: None,
             next_token: 1,
             live_contexts: Vec::new(),
+            resumed: Vec::new(),
             tick_period: None,
             root_filter_state: HashMap::new(),
             callout_handler,

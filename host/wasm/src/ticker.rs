@@ -85,7 +85,11 @@ fn pass(
                 filter.fail(&mut slot, &failure);
                 continue;
             }
+            let resumed = !instance.store.data().resumed.is_empty();
             let callouts = std::mem::take(&mut instance.store.data_mut().callouts);
+            if resumed {
+                slot.wake.notify_waiters();
+            }
             drop(slot);
             for callout in callouts {
                 let weak = weak.clone();
@@ -103,11 +107,14 @@ fn pass(
                     if slot.generation != generation {
                         return;
                     }
-                    if let Some(instance) = slot.instance.as_mut()
-                        && let Err(failure) =
-                            instance.on_http_call_response(callout.token, response)
-                    {
-                        filter.fail(&mut slot, &failure);
+                    if let Some(instance) = slot.instance.as_mut() {
+                        match instance.on_http_call_response(callout.token, response) {
+                            Err(failure) => filter.fail(&mut slot, &failure),
+                            Ok(()) if !instance.store.data().resumed.is_empty() => {
+                                slot.wake.notify_waiters();
+                            }
+                            Ok(()) => {}
+                        }
                     }
                 });
             }

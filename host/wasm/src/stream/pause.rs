@@ -1,6 +1,7 @@
 //! The paused side of a stream: callouts started by its filters (spawned on the current tokio
 //! runtime, bounded by their timeout), their delivery to the root context of the filter that
-//! started them, and the wait of a paused filter until it continues, answers or times out.
+//! started them, and the wait of a paused filter until it continues (from a callout response
+//! or a root-context callback such as `on_tick`), answers or times out.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -108,14 +109,48 @@ impl Stream {
         }
     }
 
-    /// Waits while filter `index` is paused in direction `dir`: `Some` is a response.
+    /// Whether a root-context callback (`on_tick`, ...) continued filter `index` of this stream
+    /// in `dir`; its entry is taken.
+    fn take_resumed(&mut self, index: usize, dir: Dir) -> bool {
+        let (context, generation) = (self.filters[index].context, self.filters[index].generation);
+        let mut slot = self.chain.filters[index].lock(self.worker);
+        if slot.generation != generation {
+            return false;
+        }
+        let Some(instance) = slot.instance.as_mut() else {
+            return false;
+        };
+        let resumed = &mut instance.store.data_mut().resumed;
+        let found = resumed.iter().position(|&(c, request, response)| {
+            c == context
+                && match dir {
+                    Dir::Request => request,
+                    Dir::Response => response,
+                }
+        });
+        found.map(|at| resumed.remove(at)).is_some()
+    }
+
+    /// Waits while filter `index` is paused in direction `dir`: `Some` is a response. The filter
+    /// continues through one of its stream's callout responses, or from a root-context callback
+    /// (`on_tick`, a root callout's response) that made the stream effective.
     pub(super) async fn wait(&mut self, index: usize, dir: Dir) -> Option<LocalResponse> {
         let limits = self.chain.filters[index].limits;
         let deadline = tokio::time::Instant::now() + limits.pause_timeout;
+        let wake = self.chain.filters[index].lock(self.worker).wake.clone();
         loop {
+            let woken = wake.notified();
+            tokio::pin!(woken);
+            // Registered before the check, so that a wake in between is not missed.
+            woken.as_mut().enable();
+            if self.take_resumed(index, dir) {
+                return None;
+            }
             let next = if self.pending.is_empty() {
-                tokio::time::sleep_until(deadline).await;
-                None
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => None,
+                    () = &mut woken => continue,
+                }
             } else {
                 let pending = &mut self.pending;
                 let any = std::future::poll_fn(|cx| {
@@ -126,7 +161,10 @@ impl Stream {
                     }
                     Poll::Pending
                 });
-                tokio::time::timeout_at(deadline, any).await.ok()
+                tokio::select! {
+                    next = tokio::time::timeout_at(deadline, any) => next.ok(),
+                    () = &mut woken => continue,
+                }
             };
             let Some((at, result)) = next else {
                 let name = &self.chain.filters[index].plugin.name;

@@ -3,11 +3,13 @@
 //!
 //! Well-behaved modes: `headers` (header maps, properties, filter state, metrics, shared data,
 //! time), `local` (a local response), `callout <upstream>`, `pause` (never resumed),
-//! `body_buffer`, `tick`, `queue`, `wasi`, `foreign`, `reject` (on_configure fails); in every
+//! `body_buffer`, `tick`, `tick_resume` (request headers pause; the next on_tick resumes them),
+//! `queue`, `wasi`, `foreign`, `reject` (on_configure fails); in every
 //! mode the trailers callbacks mark the trailers they saw.
 //! Hostile modes: `trap`, `trap_response`, `loop`, `alloc`, `exit`, `bad_pointers`.
 #![allow(unsafe_code)]
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use proxy_wasm::hostcalls;
@@ -23,6 +25,11 @@ mod entry {
         proxy_wasm::set_log_level(LogLevel::Trace);
         proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(ProbeRoot::default()) });
     }}
+}
+
+thread_local! {
+    /// `tick_resume`: the stream contexts paused on request headers, for on_tick to resume.
+    static PAUSED: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
 #[derive(Default)]
@@ -46,7 +53,7 @@ impl RootContext for ProbeRoot {
                 log::error!("probe: rejected configuration: field `mode` is reject");
                 return false;
             }
-            "tick" => self.set_tick_period(Duration::from_millis(10)),
+            "tick" | "tick_resume" => self.set_tick_period(Duration::from_millis(10)),
             "queue" => self.queue = self.register_shared_queue("probe_queue"),
             _ => {}
         }
@@ -55,6 +62,14 @@ impl RootContext for ProbeRoot {
     }
 
     fn on_tick(&mut self) {
+        if self.mode == "tick_resume" {
+            for context in PAUSED.with(|paused| std::mem::take(&mut *paused.borrow_mut())) {
+                if hostcalls::set_effective_context(context).is_ok() {
+                    let _ = hostcalls::resume_http_request();
+                }
+            }
+            return;
+        }
         let (value, cas) = self.get_shared_data("probe_ticks");
         let count = value.map_or(0, |v| {
             String::from_utf8_lossy(&v).parse::<u64>().unwrap_or(0)
@@ -68,8 +83,9 @@ impl RootContext for ProbeRoot {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Probe {
+            id: context_id,
             mode: self.mode.clone(),
             args: self.args.clone(),
         }))
@@ -81,6 +97,7 @@ impl RootContext for ProbeRoot {
 }
 
 struct Probe {
+    id: u32,
     mode: String,
     args: Vec<String>,
 }
@@ -293,6 +310,10 @@ impl Context for Probe {
 impl HttpContext for Probe {
     fn on_http_request_headers(&mut self, num_headers: usize, _end_of_stream: bool) -> Action {
         match self.mode.as_str() {
+            "tick_resume" => {
+                PAUSED.with(|paused| paused.borrow_mut().push(self.id));
+                Action::Pause
+            }
             "headers" => self.headers(num_headers),
             "local" => {
                 self.send_http_response(
