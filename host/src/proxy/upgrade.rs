@@ -11,6 +11,8 @@ use http::{StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use super::headers::connection_tokens;
+
 /// An upgrade the client asked for, with the client's side of it.
 pub struct Upgrade {
     protocol: HeaderValue,
@@ -19,12 +21,7 @@ pub struct Upgrade {
 
 /// Whether `Connection` lists the `upgrade` token.
 fn connection_upgrade(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+    connection_tokens(headers).any(|token| token.eq_ignore_ascii_case("upgrade"))
 }
 
 /// The upgrade an HTTP/1.1 request asks for (`Connection: upgrade` and an `Upgrade` header),
