@@ -45,26 +45,25 @@ pub(crate) fn log_message(state: &mut HostState, lvl: log::Level, message: &[u8]
 
 fn continue_stream(caller: &mut Ctx<'_>, which: i32) -> i32 {
     let state = caller.data_mut();
-    if state.stream.is_none() {
-        // A root-context callback (on_tick, ...) continuing a paused stream it made effective.
-        let context = state.effective_context;
-        if context == state.root_context || !state.live_contexts.contains(&context) {
-            return status::NOT_FOUND;
-        }
-        let (request, response) = match which {
-            stream_type::REQUEST => (true, false),
-            stream_type::RESPONSE => (false, true),
-            2 | 3 => return status::OK,
-            _ => return status::BAD_ARGUMENT,
-        };
-        state.resumed.push((context, request, response));
-        return status::OK;
+    // Outside a stream callback, a root-context callback (on_tick, ...) may continue a paused
+    // stream it made effective.
+    let effective = state.effective_context;
+    if state.stream.is_none()
+        && (effective == state.root_context || !state.live_contexts.contains(&effective))
+    {
+        return status::NOT_FOUND;
     }
-    match which {
-        stream_type::REQUEST => state.actions.continue_request = true,
-        stream_type::RESPONSE => state.actions.continue_response = true,
-        2 | 3 => {}
+    let (request, response) = match which {
+        stream_type::REQUEST => (true, false),
+        stream_type::RESPONSE => (false, true),
+        2 | 3 => return status::OK,
         _ => return status::BAD_ARGUMENT,
+    };
+    if state.stream.is_none() {
+        state.resumed.push((effective, request, response));
+    } else {
+        state.actions.continue_request |= request;
+        state.actions.continue_response |= response;
     }
     status::OK
 }

@@ -503,14 +503,7 @@ impl Stream {
 
     /// The request trailers (and, first, any request body the filters still held).
     pub async fn request_trailers(&mut self, trailers: &mut http::HeaderMap) -> TrailersVerdict {
-        self.data().request_trailers = Some(std::mem::take(trailers));
-        let verdict = self
-            .trailers_phase(Dir::Request, Callback::RequestTrailers)
-            .await;
-        if let Some(map) = self.data().request_trailers.as_ref() {
-            trailers.clone_from(map);
-        }
-        verdict
+        self.trailers(Dir::Request, trailers).await
     }
 
     /// The response headers through every filter, in reverse order; `upstream` is the backend
@@ -549,11 +542,18 @@ impl Stream {
 
     /// The response trailers (and, first, any response body the filters still held).
     pub async fn response_trailers(&mut self, trailers: &mut http::HeaderMap) -> TrailersVerdict {
-        self.data().response_trailers = Some(std::mem::take(trailers));
-        let verdict = self
-            .trailers_phase(Dir::Response, Callback::ResponseTrailers)
-            .await;
-        if let Some(map) = self.data().response_trailers.as_ref() {
+        self.trailers(Dir::Response, trailers).await
+    }
+
+    /// Trailers in `dir`: installed for the filters, run, and handed back as they left them.
+    async fn trailers(&mut self, dir: Dir, trailers: &mut http::HeaderMap) -> TrailersVerdict {
+        let (slot, callback): (fn(&mut StreamData) -> &mut Option<http::HeaderMap>, _) = match dir {
+            Dir::Request => (|d| &mut d.request_trailers, Callback::RequestTrailers),
+            Dir::Response => (|d| &mut d.response_trailers, Callback::ResponseTrailers),
+        };
+        *slot(self.data()) = Some(std::mem::take(trailers));
+        let verdict = self.trailers_phase(dir, callback).await;
+        if let Some(map) = slot(self.data()).as_ref() {
             trailers.clone_from(map);
         }
         verdict
