@@ -7,7 +7,7 @@ mod idle;
 pub mod tls;
 
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
@@ -67,26 +68,49 @@ fn builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Drives one connection: to its end, or, when keel shuts down or the connection has been idle
-/// for `idle_timeout`, into a graceful shutdown (`graceful`: hyper's, for this connection type)
-/// and then to its end.
-async fn drive<F, E>(
-    mut conn: Pin<&mut F>,
-    graceful: impl Fn(Pin<&mut F>),
-    activity: &Activity,
+/// Serves one accepted connection (plain or TLS, behind the framing sniffer): hyper's automatic
+/// HTTP/1.1 + HTTP/2 with upgrades, to its end, or, when keel shuts down or the connection has
+/// been idle for `idle_timeout`, into a graceful shutdown and then to its end.
+async fn serve_connection<T>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: Sniff<T>,
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
     idle_timeout: Duration,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), E>
-where
-    F: Future<Output = Result<(), E>>,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    tokio::select! {
-        r = conn.as_mut() => return r,
-        _ = stop.wait_for(|stop| *stop) => {}
-        () = activity.idle_for(idle_timeout) => {}
+    let (remote, what) = (
+        conn.remote,
+        if conn.tls.is_some() {
+            "TLS connection"
+        } else {
+            "connection"
+        },
+    );
+    let activity = Arc::new(Activity::default());
+    let svc = service(shared, conn, activity.clone());
+    let mut c = pin!(
+        builder
+            .serve_connection_with_upgrades(TokioIo::new(io), svc)
+            .into_owned()
+    );
+    let ended = tokio::select! {
+        r = c.as_mut() => Some(r),
+        _ = stop.wait_for(|stop| *stop) => None,
+        () = activity.idle_for(idle_timeout) => None,
+    };
+    let result = match ended {
+        Some(r) => r,
+        None => {
+            c.as_mut().graceful_shutdown();
+            c.await
+        }
+    };
+    if let Err(e) = result {
+        log::debug!("{what} from {remote}: {e}");
     }
-    graceful(conn.as_mut());
-    conn.await
 }
 
 /// Serves one listener until `shutdown` turns true, then waits up to `grace` for its
@@ -126,62 +150,41 @@ pub async fn serve(
         let live = live.clone();
         tokio::spawn(async move {
             let _live = live;
-            let activity = Arc::new(Activity::default());
-            match tls {
-                None => {
-                    let ambiguous = Arc::new(AtomicBool::new(false));
-                    let conn = Arc::new(ConnInfo {
-                        remote,
-                        local,
-                        tls: None,
-                        ambiguous_framing: ambiguous.clone(),
-                    });
-                    let svc = service(shared, conn, activity.clone());
-                    let io = TokioIo::new(Sniff::new(tcp, ambiguous));
-                    let c = pin!(builder.serve_connection_with_upgrades(io, svc).into_owned());
-                    let graceful =
-                        |c: Pin<&mut _>| auto::UpgradeableConnection::graceful_shutdown(c);
-                    if let Err(e) = drive(c, graceful, &activity, idle_timeout, stop).await {
-                        log::debug!("connection from {remote}: {e}");
-                    }
+            let ambiguous = Arc::new(AtomicBool::new(false));
+            let Some(acceptor) = tls else {
+                let conn = Arc::new(ConnInfo {
+                    remote,
+                    local,
+                    tls: None,
+                    ambiguous_framing: ambiguous.clone(),
+                });
+                let io = Sniff::new(tcp, ambiguous);
+                serve_connection(&builder, io, shared, conn, idle_timeout, stop).await;
+                return;
+            };
+            let stream = match acceptor.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    log::debug!("TLS handshake from {remote}: {e}");
+                    return;
                 }
-                Some(acceptor) => {
-                    let stream = match acceptor.accept(tcp).await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            log::debug!("TLS handshake from {remote}: {e}");
-                            return;
-                        }
-                    };
-                    let (_, sc) = stream.get_ref();
-                    let info = tls::info(sc);
-                    let h2 = tls::is_h2(sc);
-                    let ambiguous = Arc::new(AtomicBool::new(false));
-                    let conn = Arc::new(ConnInfo {
-                        remote,
-                        local,
-                        tls: Some(info),
-                        ambiguous_framing: ambiguous.clone(),
-                    });
-                    let svc = service(shared, conn, activity.clone());
-                    // HTTP/2 has no such ambiguity (h2 rejects Transfer-Encoding).
-                    let io = if h2 {
-                        Sniff::off(stream)
-                    } else {
-                        Sniff::new(stream, ambiguous)
-                    };
-                    let c = pin!(
-                        builder
-                            .serve_connection_with_upgrades(TokioIo::new(io), svc)
-                            .into_owned()
-                    );
-                    let graceful =
-                        |c: Pin<&mut _>| auto::UpgradeableConnection::graceful_shutdown(c);
-                    if let Err(e) = drive(c, graceful, &activity, idle_timeout, stop).await {
-                        log::debug!("TLS connection from {remote}: {e}");
-                    }
-                }
-            }
+            };
+            let (_, sc) = stream.get_ref();
+            let info = tls::info(sc);
+            let h2 = tls::is_h2(sc);
+            let conn = Arc::new(ConnInfo {
+                remote,
+                local,
+                tls: Some(info),
+                ambiguous_framing: ambiguous.clone(),
+            });
+            // HTTP/2 has no such ambiguity (h2 rejects Transfer-Encoding).
+            let io = if h2 {
+                Sniff::off(stream)
+            } else {
+                Sniff::new(stream, ambiguous)
+            };
+            serve_connection(&builder, io, shared, conn, idle_timeout, stop).await;
         });
     }
     drop(bound.listener);
