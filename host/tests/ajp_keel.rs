@@ -48,18 +48,27 @@ async fn request_and_body_through_keel() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn headers_too_large_for_the_packet_are_413_before_the_member() {
+async fn a_head_too_large_for_the_packet_is_431_or_414_before_the_member() {
     let server = TestServer::echo(Some(SECRET)).await.unwrap();
     let scratch = Scratch::new();
     let keel = keel_for(&server, &scratch);
     let before = server.requests().len();
+    let http = Http::new();
+    // Header fields too large: 431 (was 413, which is about bodies).
     let big = "b".repeat(9000);
-    let r = Http::new()
+    let r = http
         .send(Method::GET, &keel.url("/"), &[("x-big", &big)], "")
         .await
         .unwrap();
-    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(server.requests().len(), before, "the member never saw it");
+    assert_eq!(r.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    // A URI that does not fit by itself (an 8 KB `;jsessionid=`): 414.
+    let path = format!("/app;jsessionid={}", "s".repeat(8200));
+    let r = http
+        .send(Method::GET, &keel.url(&path), &[], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::URI_TOO_LONG);
+    assert_eq!(server.requests().len(), before, "the member never saw them");
 }
 
 #[tokio::test(flavor = "multi_thread")]

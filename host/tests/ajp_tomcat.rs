@@ -15,7 +15,7 @@ mod tomcat;
 
 use std::time::Duration;
 
-use harness::{Http, Keel, Scratch, config, eventually};
+use harness::{Http, Keel, Scratch, config, eventually, filters_section, post_unsized};
 use tomcat::Tomcat;
 
 const SECRET: &str = "keel-ajp-interop-secret";
@@ -137,4 +137,49 @@ fn keel_refuses_to_start_without_an_ajp_secret() {
         text.contains("balancer.ajp.secret_file"),
         "says how to fix it: {text}"
     );
+}
+
+fn form_fields(body: &str) -> std::collections::BTreeMap<&str, &str> {
+    body.lines().filter_map(|l| l.split_once('=')).collect()
+}
+
+/// A login form's post, as an application reads it: through keel over AJP, with keel's
+/// default filters and without, over HTTP/1.1 (length known and chunked) and HTTP/2.
+#[tokio::test(flavor = "multi_thread")]
+async fn form_posts_reach_tomcat_parameters_with_and_without_filters() {
+    let tc = Tomcat::start("tc1", SECRET);
+    let scratch = Scratch::new();
+    let secret = scratch.write("ajp-secret", &format!("{SECRET}\n"));
+    let members = [("tc1", format!("ajp://{}", tc.ajp), "active")];
+    let ajp = format!("  ajp:\n    secret_file: {}\n", secret.display());
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    for top in [String::new(), filters_section()] {
+        let keel = Keel::start(&config(&members, &ajp, &top));
+        let url = keel.url("/app/form");
+        let filters = if top.is_empty() {
+            "no filters"
+        } else {
+            "filters"
+        };
+        let sized = Http::new()
+            .send(http::Method::POST, &url, &form, "a=1&b=2")
+            .await
+            .unwrap();
+        let chunked = post_unsized(&url, &form, b"a=1&b=2", false).await;
+        let h2 = post_unsized(&url, &form, b"a=1&b=2", true).await;
+        for (case, r, length, protocol) in [
+            ("Content-Length", &sized, "7", "HTTP/1.1"),
+            ("chunked", &chunked, "-1", "HTTP/1.1"),
+            ("HTTP/2", &h2, "-1", "HTTP/2.0"),
+        ] {
+            assert_eq!(r.status, 200, "{filters}, {case}: {r:?}");
+            let f = form_fields(&r.body);
+            assert_eq!((f["a"], f["b"]), ("1", "2"), "{filters}, {case}: {f:?}");
+            assert_eq!(f["length"], length, "{filters}, {case}: {f:?}");
+            assert_eq!(f["protocol"], protocol, "{filters}, {case}: {f:?}");
+            assert_eq!(f["remote"], "127.0.0.1", "{filters}, {case}: {f:?}");
+            // The address the client reached, not the listener's.
+            assert_eq!(f["local"], "127.0.0.1", "{filters}, {case}: {f:?}");
+        }
+    }
 }

@@ -101,8 +101,9 @@ fn parse(payload: Bytes) -> Result<Frame, DecodeError> {
     let mut r = Reader::new(payload);
     let frame = match r.u8("message type")? {
         wire::SEND_HEADERS => {
-            let head = parse_head(&mut r)?;
-            r.finish("SEND_HEADERS")?;
+            let head = parse_head(&mut r)
+                .and_then(|head| r.finish("SEND_HEADERS").map(|()| head))
+                .map_err(|e| DecodeError::Head(Box::new(e)))?;
             Frame::SendHeaders(head)
         }
         wire::SEND_BODY_CHUNK => {
@@ -121,7 +122,8 @@ fn parse(payload: Bytes) -> Result<Frame, DecodeError> {
             Frame::GetBodyChunk(n)
         }
         wire::END_RESPONSE => {
-            let reuse = r.u8("reuse flag")? == 1;
+            // "anything other than 0" (ajpv13a); Tomcat sends 1 or 0.
+            let reuse = r.u8("reuse flag")? != 0;
             r.finish("END_RESPONSE")?;
             Frame::EndResponse { reuse }
         }

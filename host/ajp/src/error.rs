@@ -13,6 +13,23 @@ pub enum EncodeError {
         /// The packet size.
         max: usize,
     },
+    /// The URI alone (path and query) does not fit the packet.
+    #[error("the request URI needs {needed} bytes, more than the AJP packet size {max} allows")]
+    UriTooLong {
+        /// Bytes the forward request would need with the URI and no header.
+        needed: usize,
+        /// The packet size.
+        max: usize,
+    },
+    /// More header fields than the member accepts (Tomcat's `maxHeaderCount`, 100 by default:
+    /// beyond it Tomcat answers 500 and closes the connection).
+    #[error("{count} request headers, more than the {max} the member accepts")]
+    TooManyHeaders {
+        /// Header fields the forward request would carry.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A string is too long for its u16 length field.
     #[error("{what} is {len} bytes, too long for an AJP string")]
     StringTooLong {
@@ -47,7 +64,10 @@ pub enum DecodeError {
     #[error("bad magic {0:#04x} {1:#04x}, expected 'A' 'B'")]
     BadMagic(u8, u8),
     /// The payload length exceeds the packet size.
-    #[error("packet payload of {len} bytes exceeds the packet size (at most {max})")]
+    #[error(
+        "packet payload of {len} bytes exceeds the packet size (at most {max}): is the \
+         container's packetSize larger than keel's balancer.ajp.packet_size?"
+    )]
     Oversize {
         /// The announced payload length.
         len: usize,
@@ -86,6 +106,11 @@ pub enum DecodeError {
     /// A status code outside 100..=999.
     #[error("invalid status code {0}")]
     InvalidStatus(u16),
+    /// A SEND_HEADERS packet, framed right, whose content is not a valid response head
+    /// (Tomcat drops a header string that does not fit the packet but keeps the count: the
+    /// usual cause is response headers larger than the packet size).
+    #[error("bad SEND_HEADERS (response headers larger than the packet size?): {0}")]
+    Head(Box<DecodeError>),
     /// SEND_BODY_CHUNK whose chunk length disagrees with the packet length.
     #[error("body chunk length {chunk} disagrees with the packet length {packet}")]
     ChunkLength {

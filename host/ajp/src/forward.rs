@@ -53,8 +53,9 @@ pub struct TlsAttributes {
     pub protocol: Option<String>,
 }
 
-/// A forward request, everything owned. Build it, then [`encode`](Self::encode) it.
-#[derive(Debug, Clone)]
+/// A forward request, everything owned. Build it, then [`encode`](Self::encode) it. Its
+/// `Debug` shows no secret.
+#[derive(Clone)]
 pub struct ForwardRequest {
     /// The method; without an AJP code it goes as `stored_method`.
     pub method: Method,
@@ -90,6 +91,30 @@ pub struct ForwardRequest {
     pub auth_type: Option<String>,
     /// The connector's secret (0x0C).
     pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for ForwardRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwardRequest")
+            .field("method", &self.method)
+            .field("protocol", &self.protocol)
+            .field("req_uri", &self.req_uri)
+            .field("remote_addr", &self.remote_addr)
+            .field("remote_host", &self.remote_host)
+            .field("server_name", &self.server_name)
+            .field("server_port", &self.server_port)
+            .field("is_ssl", &self.is_ssl)
+            .field("headers", &self.headers)
+            .field("query_string", &self.query_string)
+            .field("route", &self.route)
+            .field("remote_port", &self.remote_port)
+            .field("local_addr", &self.local_addr)
+            .field("tls", &self.tls)
+            .field("remote_user", &self.remote_user)
+            .field("auth_type", &self.auth_type)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl ForwardRequest {

@@ -58,8 +58,10 @@ pub struct ServerConfig {
     pub packet_size: PacketSize,
     /// Required secret, if any.
     pub secret: Option<String>,
-    /// Whether CPING is answered.
+    /// Whether CPING is answered (else the connection is closed).
     pub answer_cping: bool,
+    /// CPING is read and never answered, the connection kept open (a hung container).
+    pub ignore_cping: bool,
     /// The script.
     pub handler: Handler,
 }
@@ -74,6 +76,7 @@ impl ServerConfig {
             packet_size: PacketSize::DEFAULT,
             secret: secret.map(str::to_owned),
             answer_cping: true,
+            ignore_cping: false,
             handler: Arc::new(handler),
         }
     }
@@ -217,6 +220,9 @@ async fn serve_conn(stream: TcpStream, config: ServerConfig, seen: &Seen) -> boo
             return false;
         };
         if payload.as_ref() == [crate::wire::CPING] {
+            if config.ignore_cping {
+                continue;
+            }
             if !config.answer_cping {
                 return true;
             }

@@ -325,12 +325,13 @@ fn protocol_violations_split_at_every_offset() {
             packet: 7,
         },
     );
-    // SEND_HEADERS whose header string runs past the packet.
+    // SEND_HEADERS whose header string runs past the packet (errors inside a head that is
+    // framed right are `Head`: the connection is in step, the member's content is at fault).
     assert_error_at_every_split(
         &[
             b'A', b'B', 0x00, 0x09, 0x04, 0x00, 0xC8, 0xFF, 0xFF, 0x00, 0x01, 0x00, 0x09,
         ],
-        &DecodeError::Truncated("header name"),
+        &DecodeError::Head(Box::new(DecodeError::Truncated("header name"))),
     );
     // A coded header beyond WWW-Authenticate.
     assert_error_at_every_split(
@@ -338,14 +339,14 @@ fn protocol_violations_split_at_every_offset() {
             b'A', b'B', 0x00, 0x0B, 0x04, 0x00, 0xC8, 0xFF, 0xFF, 0x00, 0x01, 0xA0, 0x0C, 0xFF,
             0xFF,
         ],
-        &DecodeError::UnknownHeaderCode(0xA00C),
+        &DecodeError::Head(Box::new(DecodeError::UnknownHeaderCode(0xA00C))),
     );
     // A string without its NUL.
     assert_error_at_every_split(
         &[
             b'A', b'B', 0x00, 0x09, 0x04, 0x00, 0xC8, 0x00, 0x01, b'x', b'y', 0x00, 0x00,
         ],
-        &DecodeError::MissingNul("reason phrase"),
+        &DecodeError::Head(Box::new(DecodeError::MissingNul("reason phrase"))),
     );
     // END_RESPONSE with an extra byte.
     assert_error_at_every_split(

@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 
 use http::HeaderName;
 
-use super::schema::{Config, FailurePolicy};
+use super::schema::{AjpPing, Config, FailurePolicy};
 use super::{
     AdminSettings, ConfigError, FilterSettings, ListenerSettings, MemberSettings, Scheme, Settings,
 };
 use crate::upstream::AjpSettings;
+use keel_ajp::client::Ping;
 
 type R<T> = Result<T, ConfigError>;
 
@@ -270,6 +271,12 @@ pub(super) fn validate(mut config: Config, base: &Path) -> R<Settings> {
             "must be 8192..=65536",
         ));
     }
+    if b.ajp.max_headers == 0 {
+        return Err(ConfigError::at(
+            "balancer.ajp.max_headers",
+            "must be more than 0",
+        ));
+    }
     let secret = match &b.ajp.secret_file {
         None => None,
         Some(p) => {
@@ -422,6 +429,12 @@ pub(super) fn validate(mut config: Config, base: &Path) -> R<Settings> {
             secret,
             secret_required: b.ajp.secret_required,
             packet_size: b.ajp.packet_size,
+            ping: match b.ajp.ping {
+                AjpPing::Idle => Ping::Idle,
+                AjpPing::Connect => Ping::Connect,
+                AjpPing::Always => Ping::Always,
+            },
+            max_headers: b.ajp.max_headers,
         },
         config,
     })

@@ -144,6 +144,14 @@ impl Proxy {
             conn.tls.is_some(),
             host.as_ref(),
         );
+        // The limit holds for what the member gets, keel's own headers included (Tomcat
+        // answers 500 and closes beyond its maxHeaderCount).
+        if parts.headers.len() > lim.max_headers {
+            return local(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "too many headers with the forwarding headers",
+            );
+        }
         if parts.uri.scheme().is_some()
             && let Some(pq) = parts.uri.path_and_query().cloned()
         {
@@ -161,10 +169,16 @@ impl Proxy {
                 body_idle,
             )
             .boxed_unsync();
+            // Content-Length stays as the filters left it (as in Envoy): a filter that
+            // changes the body's length removes or fixes the header itself.
             if let (Some(s), Some(slot)) = (&stream, &local_slot) {
                 client_body = body::pump(client_body, s.clone(), Direction::Request, slot.clone());
-                parts.headers.remove(header::CONTENT_LENGTH);
             }
+            let length = if stream.is_some() {
+                headers::content_length(&parts.headers)
+            } else {
+                length
+            };
             let replay_limit = cfg.balancer.retry.max_replay_body;
             if idempotent(&parts.method)
                 && stream.is_none()
@@ -183,7 +197,7 @@ impl Proxy {
             } else {
                 RequestBody::Streaming {
                     body: StreamingBody::new(client_body),
-                    length: if stream.is_some() { None } else { length },
+                    length,
                 }
             }
         };
@@ -223,7 +237,6 @@ impl Proxy {
             }
             if !eos {
                 rbody = body::pump(rbody, s.clone(), Direction::Response, slot.clone());
-                rparts.headers.remove(header::CONTENT_LENGTH);
             }
         }
         if let Some(up) = upgrade

@@ -3,7 +3,8 @@
 //! untaken); after: only idempotent methods with an empty or whole-held body; `failonstatus`
 //! statuses put the member in error for any method and move idempotent, replayable requests
 //! on (when no other member can take it, the member's own answer goes back); at most
-//! `maxattempts`; client errors end it and never count against the member.
+//! `maxattempts`; client errors, and answers any member would give the same way (an
+//! unreadable response head), end it and never count against the member.
 
 use std::time::Instant;
 
@@ -105,6 +106,9 @@ impl Proxy {
                     self.count_failure(&member, kind);
                     if e.is_client_error() {
                         return Err(local(e.client_status(), "bad request"));
+                    }
+                    if e.is_deterministic() {
+                        return Err(local(e.client_status(), "upstream failed"));
                     }
                     let may_retry = if e.was_sent() {
                         safe_method && replayable

@@ -135,7 +135,8 @@ pub async fn serve(
             _ = shutdown.changed() => break,
         };
         let (tcp, remote) = match accepted {
-            Ok(a) => a,
+            // An IPv4 client on a dual-stack listener is 1.2.3.4, not ::ffff:1.2.3.4.
+            Ok((tcp, remote)) => (tcp, canonical(remote)),
             Err(e) => {
                 log::warn!("accept on {local}: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -143,6 +144,8 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
+        // The address this connection reached (a wildcard listener's is 0.0.0.0 or ::).
+        let local = tcp.local_addr().map_or(local, canonical);
         let builder = builder.clone();
         let shared = shared.clone();
         let tls = bound.tls.clone();
@@ -193,6 +196,11 @@ pub async fn serve(
     if tokio::time::timeout(grace, ended.recv()).await.is_err() {
         log::warn!("{local}: grace period over; closing remaining connections");
     }
+}
+
+/// `addr` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as plain IPv4.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 /// The proxy as hyper's service; each response body carries the request's [`idle::Active`]

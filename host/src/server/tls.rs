@@ -40,12 +40,16 @@ pub fn info(conn: &ServerConnection) -> TlsInfo {
         Some(v) => format!("{v:?}"),
         None => "unknown".to_string(),
     };
+    // The IANA name, as Tomcat's own JSSE connector reports it: rustls spells the TLS 1.3
+    // suites `TLS13_…` where IANA has `TLS_…`; its TLS 1.2 names are IANA's already.
     let cipher = conn
         .negotiated_cipher_suite()
-        .map(|s| {
-            s.suite()
-                .as_str()
-                .map_or_else(|| format!("{:?}", s.suite()), str::to_string)
+        .map(|s| match s.suite().as_str() {
+            Some(name) => match name.strip_prefix("TLS13_") {
+                Some(rest) => format!("TLS_{rest}"),
+                None => name.to_string(),
+            },
+            None => format!("{:?}", s.suite()),
         })
         .unwrap_or_default();
     let key_size = if cipher.contains("AES_128") {

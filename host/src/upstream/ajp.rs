@@ -11,7 +11,7 @@ use keel_ajp::client::{
     AjpClient, AjpRequest, BodySource, BodyStream, ClientConfig, ClientError, Peer, PoolConfig,
     RequestBody as AjpBody, Secret,
 };
-use keel_ajp::{EncodeError, PacketSize, TlsAttributes};
+use keel_ajp::{PacketSize, TlsAttributes};
 
 use super::{
     BoxError, BoxFuture, RequestBody, TransportCounter, Upstream, UpstreamError, UpstreamRequest,
@@ -54,8 +54,10 @@ impl AjpUpstream {
             // timeout (at most 5 s): cheap, and it catches a Tomcat restarted meanwhile.
             cping_after_idle: (spec.pool_idle_timeout / 5).min(Duration::from_secs(5)),
             cping_timeout: spec.connect_timeout,
+            ping: spec.ajp.ping,
             ..PoolConfig::default()
         };
+        config.max_headers = spec.ajp.max_headers;
         let client = AjpClient::new(spec.address, config).map_err(|e| e.to_string())?;
         Ok(Self {
             client,
@@ -83,15 +85,14 @@ fn map_error(e: ClientError) -> UpstreamError {
     match e {
         ClientError::Connect(_) | ClientError::Cping(_) => UpstreamError::Connect(m),
         ClientError::PoolTimeout(_) => UpstreamError::Busy(m),
-        ClientError::ConnectTimeout(d) => UpstreamError::ConnectTimeout(d),
+        ClientError::ConnectTimeout(d) | ClientError::CpingTimeout(d) => {
+            UpstreamError::ConnectTimeout(d)
+        }
+        ClientError::BadHead(_) => UpstreamError::BadHead(m),
         ClientError::Stale(_) | ClientError::BodyUnavailable => UpstreamError::Stale(m),
-        ClientError::Unencodable(ref inner) => UpstreamError::Unencodable {
-            too_large: matches!(inner, EncodeError::TooLarge { .. }),
+        ClientError::Unencodable(_) | ClientError::Framing(_) => UpstreamError::Unencodable {
+            status: e.client_status(),
             reason: m,
-        },
-        ClientError::Framing(_) => UpstreamError::Unencodable {
-            reason: m,
-            too_large: false,
         },
         ClientError::Write(_) => UpstreamError::Send(m),
         ClientError::ResponseTimeout(d) => UpstreamError::ResponseTimeout(d),
@@ -121,7 +122,8 @@ impl Upstream for AjpUpstream {
             tls: request.client.tls.map(|t| TlsAttributes {
                 cipher: Some(t.cipher),
                 session: None,
-                key_size: Some(t.key_size),
+                // Sent only when known, as httpd does.
+                key_size: (t.key_size > 0).then_some(t.key_size),
                 cert: None,
                 protocol: Some(t.protocol),
             }),
@@ -130,11 +132,16 @@ impl Upstream for AjpUpstream {
         // AJP has no upgrades: the member answers the request as a plain one.
         parts.headers.remove(http::header::UPGRADE);
         parts.headers.remove(http::header::CONNECTION);
+        // The client may send it once more on a new connection when a pooled one closes
+        // before any answer: only what the proxy may replay anyway.
+        let retry_unanswered = crate::proxy::idempotent(&parts.method)
+            && !matches!(request.body, RequestBody::Streaming { .. });
         let req = AjpRequest {
             parts,
             body: body(request.body),
             peer,
             route: Some(route),
+            retry_unanswered,
         };
         Box::pin(async move {
             let res = client.send(req).await.map_err(map_error)?;

@@ -70,7 +70,7 @@ impl HttpUpstream {
         );
         Uri::from_parts(parts).map_err(|e| UpstreamError::Unencodable {
             reason: format!("request target: {e}"),
-            too_large: false,
+            status: ::http::StatusCode::BAD_REQUEST,
         })
     }
 }

@@ -179,14 +179,19 @@ pub enum UpstreamError {
     #[error("client body failed: {0}")]
     ClientBody(String),
     /// The request cannot be encoded for this upstream (e.g. headers exceed the AJP packet).
-    /// Nothing sent; never counts; 413 if `too_large`, else 400.
+    /// Nothing sent; never counts; `status` (431, 414 or 400).
     #[error("request not encodable: {reason}")]
     Unencodable {
         /// What did not fit.
         reason: String,
-        /// 413 rather than 400.
-        too_large: bool,
+        /// The client's status.
+        status: ::http::StatusCode,
     },
+    /// The member's response head cannot be passed on (valid framing, invalid content, e.g.
+    /// AJP response headers larger than the packet): the application's answer, the same on
+    /// every member. Sent; does not count; no failover; 502.
+    #[error("unreadable response head: {0}")]
+    BadHead(String),
 }
 
 impl UpstreamError {
@@ -200,6 +205,7 @@ impl UpstreamError {
             | Self::Unanswered(_)
             | Self::ResponseTimeout(_)
             | Self::Response(_)
+            | Self::BadHead(_)
             | Self::ClientBody(_) => true,
         }
     }
@@ -215,9 +221,15 @@ impl UpstreamError {
             Self::Stale(_)
             | Self::Unanswered(_)
             | Self::Busy(_)
+            | Self::BadHead(_)
             | Self::ClientBody(_)
             | Self::Unencodable { .. } => false,
         }
+    }
+
+    /// Whether any member would fail the same way: no failover.
+    pub fn is_deterministic(&self) -> bool {
+        self.is_client_error() || matches!(self, Self::BadHead(_))
     }
 
     /// Whether this is the client's fault (no failover: another member would fail too).
@@ -234,13 +246,11 @@ impl UpstreamError {
             | Self::Stale(_)
             | Self::Send(_)
             | Self::Unanswered(_)
+            | Self::BadHead(_)
             | Self::Response(_) => S::BAD_GATEWAY,
             Self::Busy(_) => S::SERVICE_UNAVAILABLE,
             Self::ClientBody(_) => S::BAD_REQUEST,
-            Self::Unencodable {
-                too_large: true, ..
-            } => S::PAYLOAD_TOO_LARGE,
-            Self::Unencodable { .. } => S::BAD_REQUEST,
+            Self::Unencodable { status, .. } => *status,
         }
     }
 }
@@ -286,6 +296,10 @@ pub struct AjpSettings {
     pub secret_required: bool,
     /// Packet size (8192..=65536), equal to Tomcat's `packetSize`.
     pub packet_size: usize,
+    /// When connections are checked with CPING before a request.
+    pub ping: keel_ajp::client::Ping,
+    /// The most header fields a forward request carries (Tomcat's `maxHeaderCount`).
+    pub max_headers: usize,
 }
 
 /// Everything needed to build one member's upstream.

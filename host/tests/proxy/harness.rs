@@ -341,25 +341,103 @@ impl Http {
             .await
             .map_err(|_| "client timeout".to_string())?
             .map_err(|e| e.to_string())?;
-        let status = res.status();
-        let headers = res.headers().clone();
-        let body = res
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok(Reply {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        })
+        reply(res).await
     }
 
     /// GET.
     pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Reply {
         self.send(Method::GET, url, headers, "").await.expect("GET")
     }
+}
+
+/// Reads a whole response.
+async fn reply(res: http::Response<hyper::body::Incoming>) -> Result<Reply, String> {
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// A request body of one chunk whose size is not announced: HTTP/1.1 sends it chunked,
+/// HTTP/2 without content-length.
+pub struct UnsizedBody(Option<Bytes>);
+
+impl http_body::Body for UnsizedBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.take().map(|b| Ok(http_body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+/// POSTs `body` without announcing its length, over HTTP/1.1 (chunked) or, with `h2`, over
+/// HTTP/2 cleartext (prior knowledge).
+pub async fn post_unsized(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &'static [u8],
+    h2: bool,
+) -> Reply {
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(h2)
+        .build::<_, UnsizedBody>(HttpConnector::new());
+    let mut b = Request::builder().method(Method::POST).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b
+        .body(UnsizedBody(Some(Bytes::from_static(body))))
+        .expect("request");
+    let res = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .expect("client timeout")
+        .expect("request sent");
+    reply(res).await.expect("response")
+}
+
+/// The folder with the built filters (`KEEL_FILTERS_DIR`, else `target/filters`); a missing
+/// build is a failure that says how to fix it.
+pub fn filters_dir() -> PathBuf {
+    let dir = match std::env::var_os("KEEL_FILTERS_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/filters"),
+    };
+    for module in ["sticky.wasm", "route_suffix.wasm"] {
+        assert!(
+            dir.join(module).is_file(),
+            "{} is missing: run `cargo xtask build-wasm` (or `cargo xtask test`)",
+            dir.join(module).display()
+        );
+    }
+    dir
+}
+
+/// The `filters:` section of keel's default chain, sticky and route_suffix.
+pub fn filters_section() -> String {
+    let dir = filters_dir();
+    format!(
+        "filters:\n  - name: sticky\n    wasm: {}\n    inject_routes: true\n  \
+         - name: route_suffix\n    wasm: {}\n    inject_routes: true\n",
+        dir.join("sticky.wasm").display(),
+        dir.join("route_suffix.wasm").display()
+    )
 }
 
 /// A configuration with a listener on port 0, these members (`route url [status]`), fast

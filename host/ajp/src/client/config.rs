@@ -40,6 +40,24 @@ pub struct PoolConfig {
     pub cping_timeout: Duration,
     /// How long to wait for a free connection when `max_connections` is reached.
     pub wait_timeout: Duration,
+    /// When a connection is checked with CPING before a request.
+    pub ping: Ping,
+}
+
+/// When the pool checks a connection with CPING before a request goes out on it. Tomcat
+/// answers CPING on a worker thread, so a CPONG also says a thread is free; a CPING that
+/// times out ends the checkout (nothing sent: any request may go to another member).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ping {
+    /// Only pooled connections idle for `cping_after_idle` or longer.
+    Idle,
+    /// Those, and every new connection (mod_jk's `ping_mode=C`): a hung member that still
+    /// completes TCP connects (its accept backlog) gets no request.
+    #[default]
+    Connect,
+    /// Before every request (httpd's `ping=`, mod_jk's `ping_mode=P`): a round trip more
+    /// per request.
+    Always,
 }
 
 impl Default for PoolConfig {
@@ -51,6 +69,7 @@ impl Default for PoolConfig {
             cping_after_idle: Duration::from_secs(5),
             cping_timeout: Duration::from_secs(2),
             wait_timeout: Duration::from_secs(5),
+            ping: Ping::default(),
         }
     }
 }
@@ -68,6 +87,9 @@ pub struct ClientConfig {
     /// request or the last body chunk was written; time spent waiting for the client's body
     /// does not count. Also bounds each write to the member.
     pub response_timeout: Duration,
+    /// The most header fields a forward request may carry (Tomcat's `maxHeaderCount`, 100 by
+    /// default); more are refused with 431 before a connection is touched.
+    pub max_headers: usize,
     /// The pool.
     pub pool: PoolConfig,
 }
@@ -80,6 +102,7 @@ impl ClientConfig {
             secret,
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
+            max_headers: 100,
             pool: PoolConfig::default(),
         }
     }

@@ -73,7 +73,9 @@ impl Conn {
                 .await
                 .map_err(|e| format!("write: {e}"))?;
             match self.read_frame(size).await {
-                Ok(Frame::Cpong) => Ok(()),
+                // Anything after the CPONG would be read as the next request's answer.
+                Ok(Frame::Cpong) if self.buf.is_empty() => Ok(()),
+                Ok(Frame::Cpong) => Err("bytes after the CPONG".to_owned()),
                 Ok(other) => Err(format!("answered {} instead of CPONG", frame_name(&other))),
                 Err(ReadError::Eof) => Err("connection closed".to_owned()),
                 Err(ReadError::Io(e)) => Err(format!("read: {e}")),
@@ -83,7 +85,7 @@ impl Conn {
         match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(m)) => Err(ClientError::Cping(m)),
-            Err(_) => Err(ClientError::Cping(format!("no CPONG within {timeout:?}"))),
+            Err(_) => Err(ClientError::CpingTimeout(timeout)),
         }
     }
 

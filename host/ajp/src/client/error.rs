@@ -20,8 +20,18 @@ pub enum ClientError {
     /// CPING got no CPONG (error, wrong answer or timeout). Nothing sent; counts; 502.
     #[error("CPING failed: {0}")]
     Cping(String),
-    /// A pooled connection turned out closed when the request was written to it. Nothing
-    /// was processed; does not count (idle closes are normal); 502.
+    /// No CPONG within the CPING timeout: the member is hung or out of threads (Tomcat
+    /// answers CPING on a worker thread). Nothing sent; counts; 504.
+    #[error("no CPONG within {0:?}: the member is hung or has no free thread")]
+    CpingTimeout(Duration),
+    /// The member's response head cannot be read: valid framing, invalid content (most
+    /// likely response headers larger than the packet size: Tomcat drops a header that does
+    /// not fit but keeps its count). The same request fails the same way on any member: sent;
+    /// does not count; no failover; 502.
+    #[error("unreadable response head from AJP member: {0}")]
+    BadHead(DecodeError),
+    /// A pooled connection turned out closed when the request was written to it, and so did
+    /// the new connection tried next. Nothing was processed; does not count; 502.
     #[error("pooled AJP connection was closed by the member: {0}")]
     Stale(String),
     /// A pooled connection was closed (or reset) by the member after the request was
@@ -89,6 +99,7 @@ impl ClientError {
             Self::Connect(_)
                 | Self::ConnectTimeout(_)
                 | Self::Cping(_)
+                | Self::CpingTimeout(_)
                 | Self::Stale(_)
                 | Self::PoolTimeout(_)
                 | Self::Unencodable(_)
@@ -104,6 +115,7 @@ impl ClientError {
             Self::Connect(_)
                 | Self::ConnectTimeout(_)
                 | Self::Cping(_)
+                | Self::CpingTimeout(_)
                 | Self::Write(_)
                 | Self::Read(_)
                 | Self::Truncated
@@ -123,9 +135,16 @@ impl ClientError {
     /// The status for the client when this is the last attempt.
     pub fn client_status(&self) -> StatusCode {
         match self {
-            Self::ConnectTimeout(_) | Self::ResponseTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::ConnectTimeout(_) | Self::CpingTimeout(_) | Self::ResponseTimeout(_) => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             Self::PoolTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Unencodable(EncodeError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            // The head does not fit the packet: too many or too large header fields (httpd
+            // answers 400, mod_jk 500; 431 names the cause), or a URI too long by itself.
+            Self::Unencodable(
+                EncodeError::TooLarge { .. } | EncodeError::TooManyHeaders { .. },
+            ) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::Unencodable(EncodeError::UriTooLong { .. }) => StatusCode::URI_TOO_LONG,
             Self::Unencodable(_) | Self::Framing(_) | Self::ClientBody(_) => {
                 StatusCode::BAD_REQUEST
             }

@@ -20,6 +20,7 @@ use crate::client::pool::Pool;
 use crate::client::request::BodyStream;
 use crate::client::response::ResponseBody;
 use crate::decode::{Frame, ResponseHead};
+use crate::error::DecodeError;
 
 /// Where the response head goes.
 pub(crate) type HeadSender = oneshot::Sender<Result<Response<ResponseBody>, ClientError>>;
@@ -84,13 +85,14 @@ impl BodyState {
     }
 }
 
-/// Runs one exchange to its end. `request` holds the encoded forward request.
+/// Runs one exchange to its end, on a connection the forward request was written to.
+/// `head_only`: a HEAD request, whose response has no body.
 pub(crate) async fn run(
     pool: Arc<Pool>,
     mut conn: Conn,
-    request: BytesMut,
     mut body: BodyState,
     head_tx: HeadSender,
+    head_only: bool,
 ) {
     let size = pool.config().packet_size;
     let max_chunk = size.max_request_chunk();
@@ -100,35 +102,38 @@ pub(crate) async fn run(
         body_tx: None,
         status: None,
         received_any: false,
+        bodyless: head_only,
+        draining: false,
     };
 
     let timeout = pool.config().response_timeout;
-    let mut out = request;
+    let mut out = BytesMut::new();
     // The first body chunk goes unsolicited when the length is known and not zero.
     let mut owe: Option<usize> = match body.length {
         Some(n) if n > 0 => Some(max_chunk),
         _ => None,
     };
-    if let Err(e) = write(&mut conn, &out, timeout).await {
-        // Nothing of the request can have been processed: the connection was closed.
-        let err = match e {
-            Some(e) if conn.reused => ClientError::Stale(e.to_string()),
-            Some(e) => ClientError::Write(e),
-            None => ClientError::ResponseTimeout(timeout),
-        };
-        return ex.fail(conn, err).await;
-    }
-    out.clear();
     // The response timeout runs while keel waits for the member, not for the client: it
     // restarts after each body chunk written and pauses while the client's body is awaited
     // (a slow upload is not the member's fault).
     let mut deadline = tokio::time::Instant::now() + timeout;
 
     loop {
-        let waiting_for_member = ex.status.is_none() && owe.is_none();
+        let waiting_for_member = (ex.status.is_none() && owe.is_none()) || ex.draining;
         let event = tokio::select! {
             biased;
-            () = ex.gone() => return ex.abandon(conn),
+            () = ex.gone() => {
+                // A response without a body (HEAD, 204, 304) is dropped by the server
+                // unpolled; its END_RESPONSE is on the way: read it (briefly) and keep the
+                // connection, as httpd does.
+                if !ex.bodyless || ex.status.is_none() {
+                    return ex.abandon(conn);
+                }
+                ex.draining = true;
+                ex.body_tx = None;
+                deadline = tokio::time::Instant::now() + timeout.min(DRAIN_WAIT);
+                continue;
+            }
             r = conn.read_frame(size) => Event::Frame(r),
             c = body.next_chunk(owe.unwrap_or(0)), if owe.is_some() => Event::Chunk(c),
             () = tokio::time::sleep_until(deadline), if waiting_for_member => {
@@ -162,6 +167,18 @@ pub(crate) async fn run(
                 log::info!("AJP {}: {e}; backend connection closed", pool.addr());
                 return ex.fail(conn, e).await;
             }
+            Event::Frame(Err(ReadError::Decode(e @ DecodeError::Head(_)))) => {
+                // Framed right, unreadable content: the application's answer (e.g. a cookie
+                // larger than the packet), not a broken member.
+                pool.stats.add(&pool.stats.protocol_errors);
+                log::warn!(
+                    "AJP {}: {e}; 502 for this request, the member is not blamed (raise \
+                     packetSize on the connector and balancer.ajp.packet_size together, now {})",
+                    pool.addr(),
+                    size.get()
+                );
+                return ex.fail(conn, ClientError::BadHead(e)).await;
+            }
             Event::Frame(Err(ReadError::Decode(e))) => {
                 return ex.violation(conn, ProtocolViolation::Decode(e)).await;
             }
@@ -193,11 +210,17 @@ pub(crate) async fn run(
                                 )
                                 .await;
                         }
-                        if !ex.deliver_head(head) {
+                        if ex.draining || !ex.deliver_head(head) {
                             return ex.abandon(conn);
                         }
                     }
                     Frame::SendBodyChunk(data) => {
+                        // An empty chunk is a flush: every chunk is passed on at once anyway.
+                        // Before SEND_HEADERS too (some containers flush first; httpd's
+                        // mod_proxy_ajp and mod_jk ignore it there).
+                        if data.is_empty() {
+                            continue;
+                        }
                         if ex.status.is_none() {
                             return ex
                                 .violation(
@@ -208,20 +231,24 @@ pub(crate) async fn run(
                                 )
                                 .await;
                         }
-                        // An empty chunk is a flush: every chunk is passed on at once anyway.
-                        if !data.is_empty() && !ex.deliver_chunk(data).await {
+                        if !ex.deliver_chunk(data).await {
                             return ex.abandon(conn);
                         }
                     }
                     Frame::GetBodyChunk(n) => {
-                        if n == 0 {
+                        let unexpected = if n == 0 {
+                            Some("GET_BODY_CHUNK for 0 bytes")
+                        } else if owe.is_some() {
+                            Some("GET_BODY_CHUNK while the last one is unanswered")
+                        } else {
+                            None
+                        };
+                        if let Some(what) = unexpected {
                             return ex
-                                .violation(
-                                    conn,
-                                    ProtocolViolation::Unexpected("GET_BODY_CHUNK for 0 bytes"),
-                                )
+                                .violation(conn, ProtocolViolation::Unexpected(what))
                                 .await;
                         }
+                        pool.check_chunk_request(usize::from(n));
                         owe = Some(usize::from(n).min(max_chunk));
                     }
                     Frame::EndResponse { reuse } => {
@@ -252,8 +279,11 @@ pub(crate) async fn run(
     }
 }
 
+/// How long a bodyless response's END_RESPONSE is awaited once the server dropped the body.
+const DRAIN_WAIT: Duration = Duration::from_secs(1);
+
 /// Writes all of `bytes`; `Err(None)` if the member does not take them within `timeout`.
-async fn write(
+pub(crate) async fn write(
     conn: &mut Conn,
     bytes: &[u8],
     timeout: Duration,
@@ -276,6 +306,10 @@ struct Exchange {
     body_tx: Option<mpsc::Sender<Result<Bytes, ClientError>>>,
     status: Option<StatusCode>,
     received_any: bool,
+    /// The response has no body (HEAD, 204, 304).
+    bodyless: bool,
+    /// The server dropped a bodyless response: only END_RESPONSE is awaited.
+    draining: bool,
 }
 
 impl Exchange {
@@ -306,6 +340,7 @@ impl Exchange {
             headers.append(n, v);
         }
         self.status = Some(head.status);
+        self.bodyless |= matches!(head.status.as_u16(), 204 | 304);
         self.body_tx = Some(tx);
         match self.head_tx.take() {
             Some(h) => h.send(Ok(res)).is_ok(),
@@ -327,13 +362,7 @@ impl Exchange {
             // Tomcat answers a missing or wrong secret with 403 and closes the connection
             // (AjpProcessor.prepareRequest: status 403, ErrorState.CLOSE_CLEAN).
             self.pool.stats.add(&self.pool.stats.secret_rejections);
-            log::error!(
-                "AJP {}: configuration error: the member answered 403 and closed the connection, \
-                 which is how Tomcat rejects a missing or wrong AJP secret (or a request \
-                 attribute it does not allow); check that keel's AJP secret equals the \
-                 connector's `secret` attribute",
-                self.pool.addr()
-            );
+            self.pool.log_secret_rejection();
         }
         if reuse {
             self.pool.checkin(conn);

@@ -1,16 +1,16 @@
 //! The connection pool of one member: idle connections (last in, first out), an optional
-//! limit, CPING before reusing a connection idle for long, and a reaper that closes idle
-//! connections itself (Tomcat never does by default).
+//! limit, CPING as [`Ping`] says, a reaper that closes idle connections itself (Tomcat never
+//! does by default), and the per-member warnings (packet-size mismatch, secret rejections).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use crate::client::config::ClientConfig;
+use crate::client::config::{ClientConfig, Ping};
 use crate::client::conn::Conn;
 use crate::client::error::ClientError;
 use crate::client::stats::Stats;
@@ -23,8 +23,15 @@ pub(crate) struct Pool {
     idle: Mutex<Vec<Conn>>,
     limit: Option<Arc<Semaphore>>,
     reaper: AtomicBool,
+    /// The packet-size mismatch was logged.
+    warned_packet_size: AtomicBool,
+    /// When a secret rejection was logged last.
+    secret_logged: Mutex<Option<Instant>>,
     pub(crate) stats: Arc<Stats>,
 }
+
+/// How often a secret rejection is logged at most.
+const SECRET_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Pool {
     pub(crate) fn new(addr: SocketAddr, config: ClientConfig, stats: Arc<Stats>) -> Self {
@@ -37,6 +44,8 @@ impl Pool {
             config,
             idle: Mutex::new(Vec::new()),
             reaper: AtomicBool::new(false),
+            warned_packet_size: AtomicBool::new(false),
+            secret_logged: Mutex::new(None),
             stats,
         }
     }
@@ -58,12 +67,11 @@ impl Pool {
         self.idle.lock().ok()?.pop()
     }
 
-    /// A connection ready for a request: a pooled one (checked), else a new one.
-    pub(crate) async fn checkout(&self) -> Result<Conn, ClientError> {
-        let pool = &self.config.pool;
+    /// An idle connection that is within the idle timeout and still looks usable (not closed
+    /// by the member, nothing unexpected waiting); no CPING yet.
+    pub(crate) fn pop_usable(&self) -> Option<Conn> {
         while let Some(mut conn) = self.pop_idle() {
-            let idle = conn.idle_since.elapsed();
-            if idle >= pool.idle_timeout {
+            if conn.idle_since.elapsed() >= self.config.pool.idle_timeout {
                 self.stats.add(&self.stats.idle_closed);
                 continue;
             }
@@ -71,24 +79,95 @@ impl Pool {
                 self.stats.add(&self.stats.stale_dropped);
                 continue;
             }
-            if idle >= pool.cping_after_idle {
-                self.stats.add(&self.stats.cpings);
-                if let Err(e) = conn
-                    .cping(self.config.packet_size, pool.cping_timeout)
-                    .await
-                {
-                    log::debug!(
-                        "AJP {}: pooled connection failed CPING ({e}); dropped",
-                        self.addr
-                    );
-                    self.stats.add(&self.stats.cping_failures);
-                    continue;
+            return Some(conn);
+        }
+        None
+    }
+
+    /// A connection ready for a request: a pooled one (CPING when due), else a new one
+    /// (CPING unless [`Ping::Idle`]). A CPING that times out ends the checkout with the error:
+    /// the member is hung or out of threads, and the next connection would wait as long.
+    pub(crate) async fn checkout(&self) -> Result<Conn, ClientError> {
+        let pool = &self.config.pool;
+        while let Some(mut conn) = self.pop_usable() {
+            let due =
+                pool.ping == Ping::Always || conn.idle_since.elapsed() >= pool.cping_after_idle;
+            if due {
+                match self.ping(&mut conn).await {
+                    Ok(()) => {}
+                    Err(e @ ClientError::CpingTimeout(_)) => return Err(e),
+                    Err(e) => {
+                        log::debug!(
+                            "AJP {}: pooled connection failed CPING ({e}); dropped",
+                            self.addr
+                        );
+                        continue;
+                    }
                 }
             }
             self.stats.add(&self.stats.reused);
             return Ok(conn);
         }
-        self.connect().await
+        self.connect_checked().await
+    }
+
+    /// A new connection, checked with CPING unless [`Ping::Idle`].
+    pub(crate) async fn connect_checked(&self) -> Result<Conn, ClientError> {
+        let mut conn = self.connect().await?;
+        if self.config.pool.ping != Ping::Idle {
+            self.ping(&mut conn).await?;
+        }
+        Ok(conn)
+    }
+
+    /// CPING/CPONG on `conn`, counted.
+    pub(crate) async fn ping(&self, conn: &mut Conn) -> Result<(), ClientError> {
+        self.stats.add(&self.stats.cpings);
+        let r = conn
+            .cping(self.config.packet_size, self.config.pool.cping_timeout)
+            .await;
+        if r.is_err() {
+            self.stats.add(&self.stats.cping_failures);
+        }
+        r
+    }
+
+    /// Tomcat asks for exactly its packetSize − 6 bytes of body: another size says the two
+    /// packet sizes differ (keel's first unsolicited chunk may then overflow Tomcat's buffer,
+    /// and Tomcat's chunks keel's). Said once per member.
+    pub(crate) fn check_chunk_request(&self, n: usize) {
+        let ours = self.config.packet_size.max_request_chunk();
+        if n != ours && !self.warned_packet_size.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "AJP {}: the member asks for {n}-byte body chunks, keel's packet size gives {ours}: \
+                 if it is Tomcat, its packetSize is {} and balancer.ajp.packet_size is {}; set \
+                 both to the same value",
+                self.addr,
+                n + 6,
+                self.config.packet_size.get()
+            );
+        }
+    }
+
+    /// A 403 that closed the connection: how Tomcat rejects a wrong secret. Logged at most
+    /// once per [`SECRET_LOG_EVERY`] (the counter counts each).
+    pub(crate) fn log_secret_rejection(&self) {
+        let Ok(mut last) = self.secret_logged.lock() else {
+            return;
+        };
+        if last.is_some_and(|t| t.elapsed() < SECRET_LOG_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        log::error!(
+            "AJP {}: configuration error: the member answered 403 and closed the connection, \
+             which is how Tomcat rejects a missing or wrong AJP secret (or a request attribute \
+             it does not allow); check that keel's AJP secret equals the connector's `secret` \
+             attribute (keel_ajp_secret_rejections_total counts every one; this line repeats at \
+             most every {}s)",
+            self.addr,
+            SECRET_LOG_EVERY.as_secs()
+        );
     }
 
     /// A new connection (counted against `max_connections`).
@@ -132,7 +211,7 @@ impl Pool {
             return;
         }
         let weak: Weak<Pool> = Arc::downgrade(self);
-        let period = (self.config.pool.idle_timeout / 4).max(std::time::Duration::from_millis(10));
+        let period = (self.config.pool.idle_timeout / 4).max(Duration::from_millis(10));
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(period).await;

@@ -4,11 +4,14 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 
+use crate::client::config::ClientConfig;
 use crate::client::error::ClientError;
+use crate::error::EncodeError;
 use crate::forward::{ForwardRequest, TlsAttributes};
+use crate::wire::PacketSize;
 
 /// The error type of request body streams.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -93,12 +96,19 @@ pub struct AjpRequest {
     pub peer: Peer,
     /// The member's route, sent as the route attribute.
     pub route: Option<String>,
+    /// The caller may have the request sent again when a pooled connection closes after it
+    /// went out but before any answer: an idempotent method with an empty or whole body.
+    pub retry_unanswered: bool,
 }
 
 /// Builds the forward request. Framing: a Transfer-Encoding with a Content-Length, or two
 /// different Content-Lengths, are refused (CVE-2022-26377); AJP frames the body itself, so
-/// Transfer-Encoding never goes to Tomcat and Content-Length is set from the body.
-pub(crate) fn build(req: &AjpRequest, secret: Option<&str>) -> Result<ForwardRequest, ClientError> {
+/// Content-Length is set from the body (0 when there is none) and a body of unknown length is
+/// announced as `Transfer-Encoding: chunked`, as httpd and mod_jk forward it.
+pub(crate) fn build(
+    req: &AjpRequest,
+    config: &ClientConfig,
+) -> Result<ForwardRequest, ClientError> {
     let parts = &req.parts;
     let mut headers = parts.headers.clone();
     let lengths: Vec<&HeaderValue> = parts
@@ -117,11 +127,21 @@ pub(crate) fn build(req: &AjpRequest, secret: Option<&str>) -> Result<ForwardReq
     headers.remove(header::TRANSFER_ENCODING);
     headers.remove(header::CONTENT_LENGTH);
     match req.body.length() {
-        Some(0) if lengths.is_empty() => {}
+        // Tomcat takes a missing Content-Length for a body of unknown length, not for none
+        // (mod_jk always sends `Content-Length: 0`, mod_jk.c): an application that reads the
+        // body then gets its end at once, and getContentLength() is 0, not -1.
         Some(n) => {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
         }
-        None => {}
+        // AJP frames the body itself (Tomcat asks for it chunk by chunk); the header tells
+        // Tomcat's Request.parseParameters that a form body follows, as httpd and mod_jk pass
+        // it on. Without it, getParameter() never sees a form posted without a length.
+        None => {
+            headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
     }
 
     let host = parts
@@ -142,6 +162,13 @@ pub(crate) fn build(req: &AjpRequest, secret: Option<&str>) -> Result<ForwardReq
         headers.insert(header::HOST, h);
     }
 
+    if headers.len() > config.max_headers {
+        return Err(ClientError::Unencodable(EncodeError::TooManyHeaders {
+            count: headers.len(),
+            max: config.max_headers,
+        }));
+    }
+
     let path = parts.uri.path();
     let mut f = ForwardRequest::new(
         parts.method.clone(),
@@ -149,10 +176,13 @@ pub(crate) fn build(req: &AjpRequest, secret: Option<&str>) -> Result<ForwardReq
     );
     f.protocol = match parts.version {
         http::Version::HTTP_10 => "HTTP/1.0",
+        // As httpd's r->protocol under mod_http2; Tomcat also reads a form body of unknown
+        // length for "HTTP/2.0" (Request.parseParameters).
+        http::Version::HTTP_2 => "HTTP/2.0",
         _ => "HTTP/1.1",
     }
     .to_owned();
-    f.remote_addr = req.peer.remote.ip().to_string();
+    f.remote_addr = req.peer.remote.ip().to_canonical().to_string();
     f.remote_host = Some(f.remote_addr.clone());
     f.server_name = server_name;
     f.server_port = req.peer.local.port();
@@ -161,10 +191,28 @@ pub(crate) fn build(req: &AjpRequest, secret: Option<&str>) -> Result<ForwardReq
     f.query_string = parts.uri.query().map(str::to_owned);
     f.route = req.route.clone();
     f.remote_port = Some(req.peer.remote.port());
-    f.local_addr = Some(req.peer.local.ip().to_string());
+    f.local_addr = Some(req.peer.local.ip().to_canonical().to_string());
     f.tls = req.peer.tls.clone();
-    f.secret = secret.map(str::to_owned);
+    f.secret = config.secret_value().map(str::to_owned);
     Ok(f)
+}
+
+/// The error for a forward request that does not fit the packet: the URI alone too long
+/// (414), else the header fields (431, in [`ClientError::client_status`]).
+pub(crate) fn unencodable(
+    e: EncodeError,
+    forward: &ForwardRequest,
+    size: PacketSize,
+) -> ClientError {
+    if let EncodeError::TooLarge { .. } = e {
+        let mut bare = ForwardRequest::new(forward.method.clone(), forward.req_uri.clone());
+        bare.query_string.clone_from(&forward.query_string);
+        let mut buf = BytesMut::new();
+        if let Err(EncodeError::TooLarge { needed, max }) = bare.encode(&mut buf, size) {
+            return ClientError::Unencodable(EncodeError::UriTooLong { needed, max });
+        }
+    }
+    ClientError::Unencodable(e)
 }
 
 /// `host:port` → `host`; `[v6]:port` → `[v6]`.

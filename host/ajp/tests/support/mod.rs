@@ -50,6 +50,7 @@ pub fn request(
         body,
         peer: peer(),
         route: Some("r1".to_owned()),
+        retry_unanswered: false,
     }
 }
 

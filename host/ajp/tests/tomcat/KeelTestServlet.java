@@ -21,6 +21,7 @@ public class KeelTestServlet extends HttpServlet {
             case "/etag": etag(req, resp); break;
             case "/session": session(req, resp); break;
             case "/late-read": lateRead(req, resp); break;
+            case "/form": form(req, resp); break;
             default: echo(req, resp); break;
         }
     }
@@ -124,6 +125,21 @@ public class KeelTestServlet extends HttpServlet {
         s.setAttribute("visits", visits);
         resp.setContentType("text/plain");
         resp.getOutputStream().write(("id=" + s.getId() + "\nvisits=" + visits + "\n").getBytes(StandardCharsets.US_ASCII));
+    }
+
+    // What a form handler sees: the parameters Tomcat parsed from the body (asked for first,
+    // as an application does: reading the input stream first would hide an unparsed body),
+    // the length and protocol it was told, the addresses.
+    private void form(HttpServletRequest req, HttpServletResponse resp) throws IOException {
+        StringBuilder sb = new StringBuilder();
+        sb.append("a=").append(req.getParameter("a")).append('\n');
+        sb.append("b=").append(req.getParameter("b")).append('\n');
+        sb.append("length=").append(req.getContentLength()).append('\n');
+        sb.append("protocol=").append(req.getProtocol()).append('\n');
+        sb.append("remote=").append(req.getRemoteAddr()).append('\n');
+        sb.append("local=").append(req.getLocalAddr()).append('\n');
+        resp.setContentType("text/plain;charset=UTF-8");
+        resp.getOutputStream().write(sb.toString().getBytes(StandardCharsets.UTF_8));
     }
 
     // Sends the headers first, then reads the body (GET_BODY_CHUNK after SEND_HEADERS).

@@ -222,6 +222,11 @@ pub struct Ajp {
     pub secret_required: bool,
     /// Packet size (8192..=65536).
     pub packet_size: usize,
+    /// When a connection is checked with CPING before a request.
+    pub ping: AjpPing,
+    /// The most header fields a request may carry to an AJP member (Tomcat's
+    /// `maxHeaderCount`, 100 by default), counted with the headers keel adds.
+    pub max_headers: usize,
 }
 
 impl Default for Ajp {
@@ -230,6 +235,20 @@ impl Default for Ajp {
             secret_file: None,
             secret_required: true,
             packet_size: 8192,
+            ping: AjpPing::Connect,
+            max_headers: 100,
         }
     }
+}
+
+/// `balancer.ajp.ping`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AjpPing {
+    /// Pooled connections idle for a while.
+    Idle,
+    /// Those and every new connection (mod_jk `ping_mode=C`).
+    Connect,
+    /// Before every request (httpd `ping=`, mod_jk `ping_mode=P`).
+    Always,
 }

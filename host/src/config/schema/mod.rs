@@ -12,7 +12,7 @@ use super::duration::ConfigDuration;
 mod balancer;
 
 pub use balancer::{
-    Ajp, Balancer, Health, LbMethod, Member, MemberStatus, Pool, Retry, Sticky, Timeouts,
+    Ajp, AjpPing, Balancer, Health, LbMethod, Member, MemberStatus, Pool, Retry, Sticky, Timeouts,
 };
 
 fn d(ms: u64) -> ConfigDuration {
