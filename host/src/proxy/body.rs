@@ -166,17 +166,42 @@ pub enum Direction {
     Response,
 }
 
+/// The filters changed a body's length but left its Content-Length (a filter that changes a
+/// body must remove or fix the header in its headers callback, as in Envoy).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{dir:?} body: the filters passed on {sent} bytes or more, Content-Length says {declared}: \
+     a filter changed the body without fixing Content-Length"
+)]
+pub struct LengthMismatch {
+    dir: Direction,
+    sent: u64,
+    declared: u64,
+}
+
 /// Feeds `body` through the stream's body callbacks into a new body. A local response in the
-/// middle is stored in `local` and ends the body with an error.
+/// middle is stored in `local` and ends the body with an error, and so does a body whose
+/// length, after the filters, disagrees with `declared` (its Content-Length).
 pub fn pump(
     mut body: Body,
     stream: SharedStream,
     dir: Direction,
     local: Arc<std::sync::Mutex<Option<LocalResponse>>>,
+    declared: Option<u64>,
 ) -> Body {
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
         let mut ended = false;
+        let mut sent: u64 = 0;
+        let mismatch = |sent: u64| {
+            let e = LengthMismatch {
+                dir,
+                sent,
+                declared: declared.unwrap_or_default(),
+            };
+            log::warn!("{e}");
+            Err(Box::new(e) as BoxError)
+        };
         loop {
             let frame = body.frame().await;
             let mut guard = stream.lock().await;
@@ -222,6 +247,12 @@ pub fn pump(
             drop(guard);
             match v {
                 BodyVerdict::Forward(b) => {
+                    sent += b.len() as u64;
+                    let off = declared.is_some_and(|d| sent > d || (eos && sent != d));
+                    if off {
+                        let _ = tx.send(mismatch(sent)).await;
+                        return;
+                    }
                     if !b.is_empty() && tx.send(Ok(Frame::data(b))).await.is_err() {
                         return;
                     }

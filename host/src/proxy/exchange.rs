@@ -171,14 +171,20 @@ impl Proxy {
             .boxed_unsync();
             // Content-Length stays as the filters left it (as in Envoy): a filter that
             // changes the body's length removes or fixes the header itself.
-            if let (Some(s), Some(slot)) = (&stream, &local_slot) {
-                client_body = body::pump(client_body, s.clone(), Direction::Request, slot.clone());
-            }
             let length = if stream.is_some() {
                 headers::content_length(&parts.headers)
             } else {
                 length
             };
+            if let (Some(s), Some(slot)) = (&stream, &local_slot) {
+                client_body = body::pump(
+                    client_body,
+                    s.clone(),
+                    Direction::Request,
+                    slot.clone(),
+                    length,
+                );
+            }
             let replay_limit = cfg.balancer.retry.max_replay_body;
             if idempotent(&parts.method)
                 && stream.is_none()
@@ -236,7 +242,14 @@ impl Proxy {
                 return from_local(lr);
             }
             if !eos {
-                rbody = body::pump(rbody, s.clone(), Direction::Response, slot.clone());
+                let declared = headers::content_length(&rparts.headers);
+                rbody = body::pump(
+                    rbody,
+                    s.clone(),
+                    Direction::Response,
+                    slot.clone(),
+                    declared,
+                );
             }
         }
         if let Some(up) = upgrade

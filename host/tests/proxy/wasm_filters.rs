@@ -4,7 +4,7 @@
 //! killed the client is served by the other one and gets a cookie naming it; a client-sent
 //! routing header is ignored.
 
-use crate::harness::{Backend, Http, Keel, config, filters_dir, filters_section};
+use crate::harness::{Backend, Http, Keel, config, filters_dir, filters_section, post_unsized};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_wasm_filters_route_by_cookie_and_rewrite_after_failover() {
@@ -96,4 +96,34 @@ async fn a_filter_with_a_bad_configuration_stops_keel_naming_it() {
         stderr.contains("sticky") && stderr.contains("colour"),
         "the error names the filter and the field: {stderr}"
     );
+}
+
+/// With filters on, a body keeps its framing as Envoy keeps it: a request's Content-Length
+/// reaches the member, a chunked one goes on chunked, and a response's Content-Length reaches
+/// the client (the filters read no body, so nothing changes its length).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_filter_chain_keeps_content_length() {
+    let a = Backend::start("a");
+    let keel = Keel::start(&config(&[("a", a.url(), "active")], "", &filters_section()));
+    let url = keel.url("/echo-headers");
+    let r = Http::new()
+        .send(http::Method::POST, &url, &[], "a=1&b=2")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains("content-length: 7\n"), "{}", r.body);
+    assert!(!r.body.contains("transfer-encoding"), "{}", r.body);
+    let length = r
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok());
+    assert_eq!(length, Some(r.body.len().to_string().as_str()), "{r:?}");
+
+    let r = post_unsized(&url, &[], b"a=1&b=2", false).await;
+    assert!(
+        r.body.contains("transfer-encoding: chunked\n"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("content-length"), "{}", r.body);
 }
