@@ -411,3 +411,30 @@ pub async fn eventually_served_by(
     })
     .await;
 }
+
+/// The folder with the built filters; a missing build is a failure that says how to fix it.
+pub fn filters_dir() -> PathBuf {
+    let dir = match std::env::var_os("KEEL_FILTERS_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/filters"),
+    };
+    for module in ["sticky.wasm", "route_suffix.wasm"] {
+        assert!(
+            dir.join(module).is_file(),
+            "{} is missing: run `cargo xtask build-wasm` (or `cargo xtask test`)",
+            dir.join(module).display()
+        );
+    }
+    dir
+}
+
+/// The `filters:` section of keel's default chain: `sticky`, then `route_suffix`.
+pub fn filters_section() -> String {
+    let dir = filters_dir();
+    format!(
+        "filters:\n  - name: sticky\n    wasm: {}\n    inject_routes: true\n  \
+         - name: route_suffix\n    wasm: {}\n    inject_routes: true\n",
+        dir.join("sticky.wasm").display(),
+        dir.join("route_suffix.wasm").display()
+    )
+}

@@ -4,35 +4,7 @@
 //! killed the client is served by the other one and gets a cookie naming it; a client-sent
 //! routing header is ignored.
 
-use std::path::PathBuf;
-
-use crate::harness::{Backend, Http, Keel, config};
-
-/// The folder with the built filters; a missing build is a failure that says how to fix it.
-fn filters_dir() -> PathBuf {
-    let dir = match std::env::var_os("KEEL_FILTERS_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/filters"),
-    };
-    for module in ["sticky.wasm", "route_suffix.wasm"] {
-        assert!(
-            dir.join(module).is_file(),
-            "{} is missing: run `cargo xtask build-wasm` (or `cargo xtask test`)",
-            dir.join(module).display()
-        );
-    }
-    dir
-}
-
-fn filters_section() -> String {
-    let dir = filters_dir();
-    format!(
-        "filters:\n  - name: sticky\n    wasm: {}\n    inject_routes: true\n  \
-         - name: route_suffix\n    wasm: {}\n    inject_routes: true\n",
-        dir.join("sticky.wasm").display(),
-        dir.join("route_suffix.wasm").display()
-    )
-}
+use crate::harness::{Backend, Http, Keel, config, filters_dir, filters_section};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_wasm_filters_route_by_cookie_and_rewrite_after_failover() {
