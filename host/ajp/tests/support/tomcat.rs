@@ -1,7 +1,8 @@
 //! A real Tomcat 10 (Debian `tomcat10`) for interop tests: its own CATALINA_BASE in a
 //! temporary directory, an AJP connector on a free loopback port with a secret, an HTTP
 //! connector on another (for side-by-side comparisons), `Engine jvmRoute`, and the test web
-//! application (`tests/tomcat/KeelTestServlet.java`) compiled with javac at /app.
+//! application (`tests/tomcat/KeelTestServlet.java` at /app/*, `KeelConformanceServlet.java` at
+//! /app/conformance/*) compiled with javac.
 //!
 //! Java runs under a small `sh` guard that kills it with SIGKILL when a line arrives on its
 //! stdin or the stdin closes — so Tomcat dies with the test process even when the test
@@ -69,21 +70,36 @@ impl Tomcat {
             std::fs::create_dir_all(base.join(d)).expect("create CATALINA_BASE");
         }
         // Embedded, so the helper works from any crate's tests (keel's include this file).
-        let src = base.join("KeelTestServlet.java");
-        std::fs::write(&src, include_str!("../tomcat/KeelTestServlet.java"))
-            .expect("write servlet");
-        run(Command::new("javac")
+        let sources = [
+            (
+                "KeelTestServlet.java",
+                include_str!("../tomcat/KeelTestServlet.java"),
+            ),
+            (
+                "KeelConformanceServlet.java",
+                include_str!("../tomcat/KeelConformanceServlet.java"),
+            ),
+        ];
+        let mut javac = Command::new("javac");
+        javac
             .arg("-d")
             .arg(base.join("app/WEB-INF/classes"))
             .arg("-cp")
-            .arg(SERVLET_API)
-            .arg(&src));
+            .arg(SERVLET_API);
+        for (name, text) in sources {
+            let src = base.join(name);
+            std::fs::write(&src, text).expect("write servlet");
+            javac.arg(&src);
+        }
+        run(&mut javac);
         std::fs::write(
             base.join("app/WEB-INF/web.xml"),
             r#"<?xml version="1.0" encoding="UTF-8"?>
 <web-app xmlns="https://jakarta.ee/xml/ns/jakartaee" version="6.0" metadata-complete="true">
   <servlet><servlet-name>keel</servlet-name><servlet-class>KeelTestServlet</servlet-class></servlet>
   <servlet-mapping><servlet-name>keel</servlet-name><url-pattern>/*</url-pattern></servlet-mapping>
+  <servlet><servlet-name>conformance</servlet-name><servlet-class>KeelConformanceServlet</servlet-class></servlet>
+  <servlet-mapping><servlet-name>conformance</servlet-name><url-pattern>/conformance/*</url-pattern></servlet-mapping>
 </web-app>
 "#,
         )
