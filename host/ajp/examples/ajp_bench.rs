@@ -43,6 +43,7 @@ fn ajp_request() -> AjpRequest {
             tls: None,
         },
         route: Some("tc1".into()),
+        retry_unanswered: false,
     }
 }
 

@@ -227,3 +227,20 @@ fn service(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::canonical;
+
+    #[test]
+    fn ipv4_mapped_addresses_become_plain_ipv4() {
+        let mapped: std::net::SocketAddr = "[::ffff:10.1.2.3]:40000"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(canonical(mapped).to_string(), "10.1.2.3:40000");
+        let v6: std::net::SocketAddr = "[2001:db8::1]:443"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(canonical(v6), v6, "a real IPv6 address stays");
+    }
+}
