@@ -10,8 +10,9 @@
 //! `/stats` (`get=N post=M`), `/echo-headers`, `/echo-upgrade` (switches to `keel-echo`: says
 //! its route, then echoes), `/app/...` (a session-holding page, as Tomcat
 //! with a `jvmRoute` would serve it: a `JSESSIONID=<32 hex>.<route>` cookie for a client without
-//! a session this member knows, and a hit counter per session), anything else: 200 with the
-//! route and `x-body-len`.
+//! a session this member knows, and a hit counter per session), `/counter` (the same counter
+//! kept by keel's `session` filter instead: state in the `keel-session` header, nothing kept
+//! here), anything else: 200 with the route and `x-body-len`.
 //!
 //! `cargo xtask cluster` runs two of these behind keel as the README's first command.
 
@@ -208,6 +209,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ou
             reply(&state, StatusCode::OK, s)
         }
         p if p.starts_with("/app") => session_page(&state, &headers),
+        p if p.starts_with("/counter") => counter_page(&state, &headers, &query),
         p if p.starts_with("/slow/") => {
             let ms: u64 = p["/slow/".len()..].parse().unwrap_or(100);
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -265,6 +267,41 @@ fn session_page(state: &State, headers: &http::HeaderMap) -> Response<Out> {
     let mut res = reply(state, StatusCode::OK, body);
     if new && let Ok(v) = format!("JSESSIONID={id}; Path=/; HttpOnly").parse() {
         res.headers_mut().insert(http::header::SET_COOKIE, v);
+    }
+    res
+}
+
+/// `/counter`: a stateless page that keeps its state with keel's `session` filter (the
+/// header contract of the README): the state `n=<count>` comes in `keel-session`, the page
+/// answers `n=<count + 1>`; `?invalidate` and `?rotate` send those headers. The body says the
+/// count, the member, the session id keel sent and whether the store was unavailable.
+fn counter_page(state: &State, headers: &http::HeaderMap, query: &str) -> Response<Out> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let count: u64 = text("keel-session")
+        .strip_prefix("n=")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+        + 1;
+    let body = format!(
+        "counter={count} served-by={} session-id={} store={}\n",
+        state.route,
+        text("keel-session-id"),
+        if text("keel-session-store").is_empty() { "ok" } else { text("keel-session-store") },
+    );
+    let mut res = reply(state, StatusCode::OK, body);
+    let h = res.headers_mut();
+    match query {
+        "invalidate" => {
+            h.insert("keel-session-invalidate", http::HeaderValue::from_static("1"));
+        }
+        other => {
+            if let Ok(v) = format!("n={count}").parse() {
+                h.insert("keel-session", v);
+            }
+            if other == "rotate" {
+                h.insert("keel-session-rotate", http::HeaderValue::from_static("1"));
+            }
+        }
     }
     res
 }

@@ -140,6 +140,8 @@ impl Tomcat {
             .arg(format!("-Dcatalina.home={CATALINA_HOME}"))
             .arg(format!("-Dcatalina.base={}", base.display()))
             .arg(format!("-Djava.io.tmpdir={}", base.join("temp").display()))
+            // For the test servlets that say which Tomcat served (`/counter`).
+            .arg(format!("-Dkeel.test.route={route}"))
             .arg("-XX:TieredStopAtLevel=1")
             .arg("-XX:+UseSerialGC")
             .arg("-Xss512k")

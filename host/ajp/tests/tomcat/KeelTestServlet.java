@@ -22,6 +22,7 @@ public class KeelTestServlet extends HttpServlet {
             case "/session": session(req, resp); break;
             case "/late-read": lateRead(req, resp); break;
             case "/form": form(req, resp); break;
+            case "/counter": counter(req, resp); break;
             default: echo(req, resp); break;
         }
     }
@@ -140,6 +141,36 @@ public class KeelTestServlet extends HttpServlet {
         sb.append("local=").append(req.getLocalAddr()).append('\n');
         resp.setContentType("text/plain;charset=UTF-8");
         resp.getOutputStream().write(sb.toString().getBytes(StandardCharsets.UTF_8));
+    }
+
+    // A stateless page whose state keel's session filter keeps (the README's header contract):
+    // the state "n=<count>" comes in keel-session; the answer carries n=<count + 1>;
+    // ?invalidate and ?rotate send those headers. No HttpSession is used.
+    private void counter(HttpServletRequest req, HttpServletResponse resp) throws IOException {
+        String state = req.getHeader("keel-session");
+        long count = 1;
+        if (state != null && state.startsWith("n=")) {
+            try {
+                count = Long.parseLong(state.substring(2)) + 1;
+            } catch (NumberFormatException e) {
+                count = 1;
+            }
+        }
+        String query = req.getQueryString() == null ? "" : req.getQueryString();
+        if ("invalidate".equals(query)) {
+            resp.setHeader("keel-session-invalidate", "1");
+        } else {
+            resp.setHeader("keel-session", "n=" + count);
+            if ("rotate".equals(query)) {
+                resp.setHeader("keel-session-rotate", "1");
+            }
+        }
+        String store = req.getHeader("keel-session-store");
+        String body = "counter=" + count + " served-by=" + System.getProperty("keel.test.route")
+            + " session-id=" + req.getHeader("keel-session-id")
+            + " store=" + (store == null ? "ok" : store) + "\n";
+        resp.setContentType("text/plain");
+        resp.getOutputStream().write(body.getBytes(StandardCharsets.US_ASCII));
     }
 
     // Sends the headers first, then reads the body (GET_BODY_CHUNK after SEND_HEADERS).

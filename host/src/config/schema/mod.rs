@@ -48,9 +48,86 @@ pub struct Config {
     /// How long a graceful shutdown waits for in-flight requests.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: ConfigDuration,
-    /// Reserved for the session store (a later issue): refused for now.
+    /// The session store the `session` filter reaches as a callout upstream, served in
+    /// process (absent: no store).
     #[serde(default)]
-    pub session_store: Option<serde_yaml_ng::Value>,
+    pub session_store: Option<SessionStore>,
+}
+
+/// `session_store:`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionStore {
+    /// `memory` (one keel instance, lost on restart: the demo) or `memcached`.
+    #[serde(rename = "type")]
+    pub kind: StoreKind,
+    /// The callout upstream name the `session` filter calls (its `store_upstream`).
+    #[serde(default = "default_store_upstream")]
+    pub upstream: String,
+    /// memcached nodes, `n1:host:port,n2:host:port` (memcached-session-manager's
+    /// `memcachedNodes`).
+    #[serde(default)]
+    pub nodes: Option<String>,
+    /// Node ids used only when no primary is available (msm's `failoverNodes`), comma
+    /// separated.
+    #[serde(default)]
+    pub failover_nodes: String,
+    /// The largest state a backend may store (bytes).
+    #[serde(default = "default_max_state_bytes")]
+    pub max_state_bytes: usize,
+    /// The idle timeout when a request does not say (the filter always says).
+    #[serde(default = "default_store_ttl")]
+    pub default_ttl: ConfigDuration,
+    /// memcached: TCP connect timeout per node.
+    #[serde(default = "default_store_connect")]
+    pub connect_timeout: ConfigDuration,
+    /// memcached: how long one command may take.
+    #[serde(default = "default_store_op")]
+    pub op_timeout: ConfigDuration,
+    /// memcached: a node whose command failed is skipped this long.
+    #[serde(default = "default_store_retry")]
+    pub retry_delay: ConfigDuration,
+    /// memcached: connections per node at most.
+    #[serde(default = "default_store_connections")]
+    pub max_connections: usize,
+}
+
+/// `session_store.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// In process.
+    Memory,
+    /// memcached nodes.
+    Memcached,
+}
+
+fn default_store_upstream() -> String {
+    "keel_store".to_owned()
+}
+
+fn default_max_state_bytes() -> usize {
+    4096
+}
+
+fn default_store_ttl() -> ConfigDuration {
+    d(30 * 60 * 1000)
+}
+
+fn default_store_connect() -> ConfigDuration {
+    d(500)
+}
+
+fn default_store_op() -> ConfigDuration {
+    d(1000)
+}
+
+fn default_store_retry() -> ConfigDuration {
+    d(1000)
+}
+
+fn default_store_connections() -> usize {
+    8
 }
 
 fn default_shutdown_grace() -> ConfigDuration {
