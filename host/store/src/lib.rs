@@ -1,6 +1,7 @@
 //! keel's session store: the store behind the `session` filter, served in process by keel
 //! and over HTTP by `keel bridge` through the same handler.
 //!
+//! * [`api`]: [`api::handle`], the HTTP API (version 1) over a [`Store`].
 //! * [`store`]: [`Store`] — memcached with memcached-session-manager's node semantics, or an
 //!   in-process map — with its [`StoreConfig`], [`Record`]s and [`StoreError`]s.
 //! * [`nodes`]: the node list (`n1:127.0.0.1:11211,…`, `failover_nodes`).
@@ -9,6 +10,7 @@
 //! * [`session_key`]: ids (`<32 hex>-<node>`) and the memcached keys built from them.
 //! * [`metrics`]: the store's counters. [`clock`]: the injectable clock.
 
+pub mod api;
 pub mod clock;
 mod envelope;
 pub mod meta;
