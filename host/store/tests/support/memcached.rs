@@ -1,0 +1,1 @@
+//! Real memcached processes for the tests (filled in with the memcached tests).
