@@ -123,6 +123,45 @@ pub struct Settings {
     pub admin: Option<AdminSettings>,
     /// AJP settings.
     pub ajp: AjpSettings,
+    /// The session store, when configured.
+    pub session_store: Option<StoreSettings>,
+}
+
+/// A validated `session_store` section: what [`StoreSettings::build`] makes a store of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreSettings {
+    /// The callout upstream name served in process.
+    pub upstream: String,
+    /// Memory, or memcached on these nodes with this transport.
+    pub backend: StoreBackend,
+    /// Size limit and default TTL.
+    pub config: keel_store::StoreConfig,
+}
+
+/// Where the store keeps sessions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreBackend {
+    /// In process.
+    Memory,
+    /// memcached.
+    Memcached {
+        /// The nodes (`n1:host:port,…`, with the failover nodes).
+        nodes: keel_store::Nodes,
+        /// Timeouts, pool size, retry delay.
+        transport: keel_store::node::TransportConfig,
+    },
+}
+
+impl StoreSettings {
+    /// The store (memcached connects lazily: this never fails).
+    pub fn build(&self) -> keel_store::Store {
+        match &self.backend {
+            StoreBackend::Memory => keel_store::Store::memory(self.config.clone()),
+            StoreBackend::Memcached { nodes, transport } => {
+                keel_store::Store::memcached(nodes, transport.clone(), self.config.clone())
+            }
+        }
+    }
 }
 
 /// Parses and validates configuration text; relative paths are taken from `base_dir`.

@@ -4,12 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use http::HeaderName;
 
-use super::schema::{AjpPing, Config, FailurePolicy};
+use super::schema::{AjpPing, Config, FailurePolicy, SessionStore, StoreKind};
 use super::{
     AdminSettings, ConfigError, FilterSettings, ListenerSettings, MemberSettings, Scheme, Settings,
+    StoreBackend, StoreSettings,
 };
 use crate::upstream::AjpSettings;
 use keel_ajp::client::Ping;
@@ -93,12 +95,11 @@ fn valid_route(route: &str) -> bool {
 }
 
 pub(super) fn validate(mut config: Config, base: &Path) -> R<Settings> {
-    if let Some(_store) = &config.session_store {
-        return Err(ConfigError::at(
-            "session_store",
-            "the session store is not available in this version",
-        ));
-    }
+    let session_store = config
+        .session_store
+        .as_ref()
+        .map(|s| store(s, &config.callout_upstreams))
+        .transpose()?;
     if let Some(path) = config.access_log.path.take() {
         let path = resolve(base, &path);
         // The file itself is created when keel starts; a directory that is not there is a typo.
@@ -425,6 +426,7 @@ pub(super) fn validate(mut config: Config, base: &Path) -> R<Settings> {
         filters,
         callouts,
         admin,
+        session_store,
         ajp: AjpSettings {
             secret,
             secret_required: b.ajp.secret_required,
@@ -437,5 +439,81 @@ pub(super) fn validate(mut config: Config, base: &Path) -> R<Settings> {
             max_headers: b.ajp.max_headers,
         },
         config,
+    })
+}
+
+/// The `session_store` section.
+fn store(s: &SessionStore, callouts: &BTreeMap<String, String>) -> R<StoreSettings> {
+    if s.upstream.is_empty() || callouts.contains_key(&s.upstream) {
+        return Err(ConfigError::at(
+            "session_store.upstream",
+            format!(
+                "{:?} must be a name of its own, not one of callout_upstreams",
+                s.upstream
+            ),
+        ));
+    }
+    if s.max_state_bytes == 0 || s.max_state_bytes > 1024 * 1024 {
+        return Err(ConfigError::at(
+            "session_store.max_state_bytes",
+            "must be 1..=1048576 (memcached's item size)",
+        ));
+    }
+    if s.default_ttl.0 < Duration::from_secs(1) {
+        return Err(ConfigError::at(
+            "session_store.default_ttl",
+            "must be at least 1s",
+        ));
+    }
+    let backend = match (s.kind, &s.nodes) {
+        (StoreKind::Memory, None) if s.failover_nodes.is_empty() => StoreBackend::Memory,
+        (StoreKind::Memory, _) => {
+            return Err(ConfigError::at(
+                "session_store.nodes",
+                "only for type: memcached",
+            ));
+        }
+        (StoreKind::Memcached, None) => {
+            return Err(ConfigError::at(
+                "session_store.nodes",
+                "type: memcached needs nodes (n1:host:port,n2:host:port)",
+            ));
+        }
+        (StoreKind::Memcached, Some(nodes)) => {
+            let nodes = keel_store::Nodes::parse(nodes, &s.failover_nodes)
+                .map_err(|e| ConfigError::at("session_store.nodes", e.to_string()))?;
+            for (key, v) in [
+                ("session_store.connect_timeout", s.connect_timeout),
+                ("session_store.op_timeout", s.op_timeout),
+                ("session_store.retry_delay", s.retry_delay),
+            ] {
+                if v.0.is_zero() {
+                    return Err(ConfigError::at(key, "must be more than 0"));
+                }
+            }
+            if s.max_connections == 0 {
+                return Err(ConfigError::at(
+                    "session_store.max_connections",
+                    "must be more than 0",
+                ));
+            }
+            let transport = keel_store::node::TransportConfig {
+                connect_timeout: s.connect_timeout.0,
+                op_timeout: s.op_timeout.0,
+                max_connections: s.max_connections,
+                max_idle: s.max_connections,
+                retry_delay: s.retry_delay.0,
+                ..keel_store::node::TransportConfig::default()
+            };
+            StoreBackend::Memcached { nodes, transport }
+        }
+    };
+    Ok(StoreSettings {
+        upstream: s.upstream.clone(),
+        backend,
+        config: keel_store::StoreConfig {
+            max_state_bytes: s.max_state_bytes,
+            default_ttl: s.default_ttl.0,
+        },
     })
 }
