@@ -11,6 +11,7 @@
 #[path = "../../shared/adapter.rs"]
 mod adapter;
 mod metrics;
+#[path = "../../shared/upstream.rs"]
 mod upstream;
 
 use std::rc::Rc;

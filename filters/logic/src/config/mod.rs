@@ -8,8 +8,8 @@ mod routes;
 pub mod sticky;
 
 pub use error::ConfigError;
-pub use route_suffix::{Mode, RouteSuffixConfig, RouteTarget};
-pub use routes::RouteMap;
+pub use route_suffix::{Mode, RouteSuffixConfig};
+pub use routes::{RouteMap, RouteTarget, RouteTargets};
 pub use sticky::{Encoding, StickyConfig};
 
 use serde::de::DeserializeOwned;
