@@ -60,72 +60,66 @@ mod upstream;
 use std::rc::Rc;
 use std::time::Duration;
 
-use keel_filter_logic::config::SessionConfig;
+use keel_filter_logic::config::{ConfigError, SessionConfig};
 use keel_filter_logic::fingerprint::fingerprint;
 use keel_filter_logic::session::{
     self, BackendSaid, Decision, LoadEffect, LoadOutcome, Loaded, StateError, StoreAnswer,
     StoreCall, StoreKey,
 };
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, MapType};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, MapType};
 
 use metrics::{Counter, Counters};
 
 // The module's entry point (`_initialize`), as the SDK's macro writes it.
 #[allow(missing_docs)]
 mod entry {
-    use super::*;
-
     proxy_wasm::main! {{
-        proxy_wasm::set_log_level(adapter::LOG_LEVEL);
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+        crate::adapter::start::<crate::Session>();
     }}
 }
 
-/// The plugin (root) context: holds the configuration and the counters.
-#[derive(Default)]
-struct Root {
-    config: Option<Rc<SessionConfig>>,
-    counters: Option<Rc<Counters>>,
-}
+/// The filter, for the shared root context.
+struct Session;
 
-impl Context for Root {}
+impl adapter::Filter for Session {
+    type Config = SessionConfig;
+    type Counters = Counters;
+    const NAME: &'static str = "session";
 
-impl RootContext for Root {
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let Some(config) = adapter::configure("session", SessionConfig::from_json) else {
-            return false;
-        };
-        log::info!(
-            "session: configured: store {}, cookie {}, idle timeout {} s, {} routes, {:?} writes, fail {}",
+    fn parse(bytes: &[u8]) -> Result<SessionConfig, ConfigError> {
+        SessionConfig::from_json(bytes)
+    }
+
+    fn summary(config: &SessionConfig) -> String {
+        format!(
+            "store {}, cookie {}, idle timeout {} s, {} routes, {:?} writes, fail {}",
             config.store_upstream,
             config.cookie_name,
             config.idle_timeout_seconds,
             config.routes.len(),
             config.write_mode,
             if config.fail_closed { "closed" } else { "open" },
-        );
-        self.config = Some(Rc::new(config));
-        if self.counters.is_none() {
-            self.counters = Some(Rc::new(metrics::define()));
-        }
-        true
+        )
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream {
-            config: self.config.clone(),
-            counters: self.counters.clone(),
+    fn define_counters() -> Counters {
+        metrics::define()
+    }
+
+    fn stream(
+        config: Option<Rc<SessionConfig>>,
+        counters: Option<Rc<Counters>>,
+    ) -> Box<dyn HttpContext> {
+        Box::new(Stream {
+            config,
+            counters,
             ignored: false,
             session: None,
             served: None,
             pending: None,
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        })
     }
 }
 
