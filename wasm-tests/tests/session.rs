@@ -109,6 +109,19 @@ async fn exchange(
     }
 }
 
+/// A request of the stored session `key` (its cookie naming tomcat1) to `uri`, served by tomcat1
+/// with `backend` headers.
+async fn in_session(s: &Setup, key: &str, uri: &str, backend: &[(&str, &str)]) -> Exchange {
+    exchange(
+        s,
+        uri,
+        &[("cookie", &cookie(key, "tomcat1"))],
+        backend,
+        "tomcat1",
+    )
+    .await
+}
+
 fn cookie(key: &str, route: &str) -> String {
     format!("JSESSIONID={key}.{route}")
 }
@@ -135,14 +148,7 @@ async fn a_known_session_is_loaded_for_the_backend_and_unchanged_state_is_not_wr
     let s = setup(CONFIG);
     let key = s.store.insert(HEX, "n1", "counter=4", Some("tomcat1"));
     let (loaded, unchanged) = (s.counter("loaded"), s.counter("unchanged"));
-    let x = exchange(
-        &s,
-        "/shop",
-        &[("cookie", &cookie(&key, "tomcat1"))],
-        &[("keel-session", "counter=4")],
-        "tomcat1",
-    )
-    .await;
+    let x = in_session(&s, &key, "/shop", &[("keel-session", "counter=4")]).await;
     let req = x.request.unwrap();
     assert_eq!(header(&req.headers, "keel-session"), "counter=4");
     assert_eq!(header(&req.headers, "keel-session-id"), HEX);
@@ -281,14 +287,7 @@ async fn changed_state_is_saved_with_cas_and_a_conflict_keeps_the_first_writer()
     let s = setup(CONFIG);
     let key = s.store.insert(HEX, "n1", "counter=1", Some("tomcat1"));
     let (saved, conflicts) = (s.counter("saved"), s.counter("cas_conflicts"));
-    let x = exchange(
-        &s,
-        "/",
-        &[("cookie", &cookie(&key, "tomcat1"))],
-        &[("keel-session", "counter=2")],
-        "tomcat1",
-    )
-    .await;
+    let x = in_session(&s, &key, "/", &[("keel-session", "counter=2")]).await;
     let put = &s.store.calls()[1];
     assert_eq!(
         (put.method.as_str(), put.path.as_str()),
@@ -355,15 +354,14 @@ async fn invalidate_deletes_the_record_and_expires_the_cookie() {
     let s = setup(CONFIG);
     let key = s.store.insert(HEX, "n1", "user=7", Some("tomcat1"));
     let deleted = s.counter("deleted");
-    let x = exchange(
+    let x = in_session(
         &s,
+        &key,
         "/logout",
-        &[("cookie", &cookie(&key, "tomcat1"))],
         &[
             ("keel-session-invalidate", "true"),
             ("keel-session", "user=7"),
         ],
-        "tomcat1",
     )
     .await;
     assert_eq!(
@@ -384,14 +382,7 @@ async fn rotate_gives_a_new_id_with_the_same_state() {
     let s = setup(CONFIG);
     let key = s.store.insert(HEX, "n1", "user=7", Some("tomcat1"));
     let rotated = s.counter("rotated");
-    let x = exchange(
-        &s,
-        "/login",
-        &[("cookie", &cookie(&key, "tomcat1"))],
-        &[("keel-session-rotate", "1")],
-        "tomcat1",
-    )
-    .await;
+    let x = in_session(&s, &key, "/login", &[("keel-session-rotate", "1")]).await;
     let post = &s.store.calls()[1];
     assert_eq!(
         (post.method.as_str(), post.path.as_str()),
@@ -417,14 +408,7 @@ async fn a_relocated_session_gets_a_cookie_with_its_new_node() {
     let key = s.store.insert(HEX, "n1", "user=7", Some("tomcat1"));
     s.store.relocate_to("n2");
     let relocated = s.counter("relocated");
-    let x = exchange(
-        &s,
-        "/",
-        &[("cookie", &cookie(&key, "tomcat1"))],
-        &[],
-        "tomcat1",
-    )
-    .await;
+    let x = in_session(&s, &key, "/", &[]).await;
     assert_eq!(
         header(&x.request.unwrap().headers, "keel-session"),
         "user=7"
@@ -445,14 +429,7 @@ async fn a_store_that_is_down_fails_open_with_a_header_and_a_count() {
         let key = s.store.insert(HEX, "n1", "user=7", None);
         s.store.set_mode(mode.clone());
         let down = s.counter("store_unavailable");
-        let x = exchange(
-            &s,
-            "/",
-            &[("cookie", &cookie(&key, "tomcat1"))],
-            &[],
-            "tomcat1",
-        )
-        .await;
+        let x = in_session(&s, &key, "/", &[]).await;
         let req = x.request.unwrap();
         assert_eq!(
             header(&req.headers, "keel-session-store"),
@@ -471,14 +448,7 @@ async fn fail_closed_answers_503_when_the_store_is_down() {
     let s = setup(&config(r#""fail_closed": true, "#));
     let key = s.store.insert(HEX, "n1", "user=7", None);
     s.store.set_mode(Mode::Failing);
-    let x = exchange(
-        &s,
-        "/",
-        &[("cookie", &cookie(&key, "tomcat1"))],
-        &[],
-        "tomcat1",
-    )
-    .await;
+    let x = in_session(&s, &key, "/", &[]).await;
     assert!(x.request.is_none());
     assert_eq!(x.local.unwrap().status, 503);
 }
@@ -528,14 +498,7 @@ async fn async_saves_do_not_hold_the_response() {
     let _serial = SERIAL.lock().await;
     let s = setup(&config(r#""write_mode": "async", "#));
     let key = s.store.insert(HEX, "n1", "counter=1", None);
-    let x = exchange(
-        &s,
-        "/",
-        &[("cookie", &cookie(&key, "tomcat1"))],
-        &[("keel-session", "counter=2")],
-        "tomcat1",
-    )
-    .await;
+    let x = in_session(&s, &key, "/", &[("keel-session", "counter=2")]).await;
     assert!(x.response.is_some());
     assert_eq!(s.store.call_lines()[1], format!("PUT /v1/sessions/{key}"));
 }
