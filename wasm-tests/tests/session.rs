@@ -244,7 +244,11 @@ async fn new_state_creates_a_session_and_the_client_gets_its_cookie() {
         &s,
         "/app/login",
         &[],
-        &[("keel-session", "user=7")],
+        &[
+            ("keel-session", "user=7"),
+            ("set-cookie", "JSESSIONID=TOMCAT.tomcat2; Path=/app"),
+            ("set-cookie", "theme=dark"),
+        ],
         "tomcat2",
     )
     .await;
@@ -254,10 +258,12 @@ async fn new_state_creates_a_session_and_the_client_gets_its_cookie() {
     assert_eq!(calls[0].body, b"user=7");
     let res = x.response.unwrap();
     assert!(session_headers(&res.headers).is_empty());
+    // The backend's own session cookie gives way to keel's; other cookies stay.
     let cookies = set_cookies(&res);
-    let [cookie] = cookies.as_slice() else {
-        panic!("one cookie: {cookies:?}");
+    let [theme, cookie] = cookies.as_slice() else {
+        panic!("two cookies: {cookies:?}");
     };
+    assert_eq!(theme, "theme=dark");
     let value = cookie
         .strip_prefix("JSESSIONID=")
         .and_then(|c| c.strip_suffix(".tomcat2; Path=/app; Secure; HttpOnly"))

@@ -10,6 +10,8 @@
 
 #[path = "../../shared/adapter.rs"]
 mod adapter;
+#[path = "../../shared/edits.rs"]
+mod edits;
 mod metrics;
 #[path = "../../shared/upstream.rs"]
 mod upstream;
@@ -18,7 +20,7 @@ use std::rc::Rc;
 
 use keel_filter_logic::config::{ConfigError, RouteSuffixConfig};
 use keel_filter_logic::fingerprint::fingerprint;
-use keel_filter_logic::route_suffix::{self, ClientSession, HeaderEdit};
+use keel_filter_logic::route_suffix::{self, ClientSession};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
@@ -140,15 +142,7 @@ impl HttpContext for Stream {
         let headers = adapter::HeaderMap::read(MapType::HttpResponseHeaders);
         let plan = route_suffix::on_response(&config, served, &self.client, &headers.pairs());
         for edit in &plan.edits {
-            match edit {
-                HeaderEdit::ReplaceAll { name, values } => {
-                    self.set_http_response_header_bytes(name, None);
-                    for value in values {
-                        self.add_http_response_header_bytes(name, value);
-                    }
-                }
-                HeaderEdit::Add { name, value } => self.add_http_response_header_bytes(name, value),
-            }
+            edits::apply_to_response(edit);
         }
         self.count(Counter::Rewritten, plan.cookies_rewritten);
         self.count(Counter::Added, usize::from(plan.cookie_added));

@@ -45,6 +45,8 @@
 //!   `path`, `domain`, `http_only`, `secure`, `same_site`), `route` naming the member that served
 //!   (from `upstream.address` through `routes`, as route_suffix learns it). A record the store
 //!   moved to another node because its node was down gets the client the cookie with the new node.
+//!   When keel sets the cookie, any other `Set-Cookie` of `cookie_name` in the response (a
+//!   backend's own session id) is dropped: the response sets the session cookie once.
 //! * **Writes are synchronous** by default: the response waits until the store has answered, so
 //!   nothing is lost if the proxy dies right after. `write_mode: async` lets saves and deletes go
 //!   on at once; a create or rotation still waits, since the new id comes from the store.
@@ -53,6 +55,8 @@
 
 #[path = "../../shared/adapter.rs"]
 mod adapter;
+#[path = "../../shared/edits.rs"]
+mod edits;
 mod metrics;
 #[path = "../../shared/upstream.rs"]
 mod upstream;
@@ -173,6 +177,13 @@ impl Stream {
         .map_err(|status| format!("{status:?}"))
     }
 
+    /// Gives the client `cookie`, replacing any other `Set-Cookie` of the session cookie (read
+    /// from the response headers: in their callback, or while the response waits).
+    fn set_cookie(config: &SessionConfig, cookie: Vec<u8>) {
+        let headers = adapter::HeaderMap::read(MapType::HttpResponseHeaders);
+        edits::apply_to_response(&session::cookie_edit(config, &headers.pairs(), cookie));
+    }
+
     /// A local reply (the SDK's `send_http_response` panics on a status it does not expect).
     fn local_reply(status: u32, body: &[u8]) {
         if let Err(status) = hostcalls::send_http_response(status, Vec::new(), Some(body)) {
@@ -273,8 +284,8 @@ impl Stream {
             ),
             _ => {}
         }
-        if headers_open && let Some(cookie) = &result.cookie {
-            self.add_http_response_header_bytes("set-cookie", cookie);
+        if headers_open && let Some(cookie) = result.cookie {
+            Self::set_cookie(config, cookie);
         }
         let Some(next) = result.next else {
             return false;
@@ -415,8 +426,8 @@ impl HttpContext for Stream {
             .and_then(|address| config.routes.route_for_address(&address).map(str::to_owned));
         let plan =
             session::on_response(&config, said, self.session.as_ref(), self.served.as_deref());
-        if let Some(cookie) = &plan.cookie {
-            self.add_http_response_header_bytes("set-cookie", cookie);
+        if let Some(cookie) = plan.cookie {
+            Self::set_cookie(&config, cookie);
         }
         match plan.decision {
             Decision::Nothing => Action::Continue,

@@ -16,8 +16,8 @@ pub mod store_api;
 pub use key::StoreKey;
 pub use request::{LoadEffect, LoadOutcome, Loaded, RequestPlan, on_load_answer, on_request};
 pub use response::{
-    BackendSaid, Decision, ResponsePlan, StateError, WriteOutcome, WriteResult, on_response,
-    on_write_answer,
+    BackendSaid, Decision, ResponsePlan, StateError, WriteOutcome, WriteResult, cookie_edit,
+    on_response, on_write_answer,
 };
 pub use store_api::{CallKind, StoreAnswer, StoreCall};
 

@@ -7,6 +7,8 @@ use super::store_api::{CallKind, StoreAnswer, StoreCall};
 use super::{INVALIDATE_HEADER, ROTATE_HEADER, STATE_HEADER, is_session_header};
 use crate::config::{SessionConfig, WriteMode};
 use crate::new_cookie;
+use crate::route_suffix::HeaderEdit;
+use crate::set_cookie::SetCookie;
 use crate::syntax::name_is;
 
 /// What the backend said, from the response headers.
@@ -280,6 +282,38 @@ pub fn on_write_answer(
         result.cookie = relocation_cookie(cfg, session, route);
     }
     result
+}
+
+/// The edit that gives the client `cookie`: a plain add, unless the response already sets the
+/// cookie `cookie_name` (the backend's own id, or another filter's rewrite of it) — then those
+/// `Set-Cookie` headers go, the others stay in order, and `cookie` comes last: one response never
+/// sets the session cookie twice.
+pub fn cookie_edit<N: AsRef<[u8]>>(
+    cfg: &SessionConfig,
+    headers: &[(N, &[u8])],
+    cookie: Vec<u8>,
+) -> HeaderEdit {
+    let name = cfg.cookie_name.as_bytes();
+    let set_cookies = headers
+        .iter()
+        .filter(|(n, _)| name_is(n.as_ref(), "set-cookie"))
+        .map(|&(_, value)| value);
+    let names_ours = |value: &[u8]| SetCookie::parse(value).is_some_and(|c| c.name == name);
+    if !set_cookies.clone().any(names_ours) {
+        return HeaderEdit::Add {
+            name: "set-cookie",
+            value: cookie,
+        };
+    }
+    let mut values: Vec<Vec<u8>> = set_cookies
+        .filter(|value| !names_ours(value))
+        .map(<[u8]>::to_vec)
+        .collect();
+    values.push(cookie);
+    HeaderEdit::ReplaceAll {
+        name: "set-cookie",
+        values,
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The response decisions and the write answers, as tables of facts and outcomes.
 
 use super::*;
+use crate::route_suffix::HeaderEdit;
 use crate::session::request::Loaded;
 use crate::session::store_api::{CAS, REPLACES, ROUTE};
 
@@ -318,4 +319,41 @@ fn write_answers() {
         &answer(Some(503), None),
     );
     assert!(r.cookie.is_some());
+}
+
+#[test]
+fn our_cookie_replaces_any_other_setting_of_the_session_cookie() {
+    let c = cfg("");
+    let ours = b"JSESSIONID=NEW-n1.t1; Path=/; HttpOnly".to_vec();
+    let edit = cookie_edit(
+        &c,
+        &[("set-cookie", &b"a=1"[..]), ("content-type", b"x")],
+        ours.clone(),
+    );
+    assert_eq!(
+        edit,
+        HeaderEdit::Add {
+            name: "set-cookie",
+            value: ours.clone()
+        }
+    );
+    let headers: &[(&str, &[u8])] = &[
+        ("Set-Cookie", b"JSESSIONID=TOMCAT.t1; Path=/"),
+        ("set-cookie", b"a=1"),
+        ("set-cookie", b" JSESSIONID = \"X\" ; Path=/"),
+        ("set-cookie", b"jsessionid=other-case"),
+        ("set-cookie", b"\xff=\xfe"),
+    ];
+    assert_eq!(
+        cookie_edit(&c, headers, ours.clone()),
+        HeaderEdit::ReplaceAll {
+            name: "set-cookie",
+            values: vec![
+                b"a=1".to_vec(),
+                b"jsessionid=other-case".to_vec(),
+                b"\xff=\xfe".to_vec(),
+                ours
+            ],
+        }
+    );
 }
