@@ -61,6 +61,8 @@ pub enum Mode {
     Unavailable,
     /// Fails every call (the filter sees a failed callout, no headers).
     Failing,
+    /// Never answers (the call times out).
+    Hanging,
 }
 
 #[derive(Default)]
@@ -290,13 +292,13 @@ impl CalloutHandler for FakeStore {
             headers,
             body: body.to_vec(),
         };
-        let failing = self.lock().mode == Mode::Failing;
+        let mode = self.lock().mode.clone();
         let response = self.handle(&call);
         Box::pin(async move {
-            if failing {
-                Err(CalloutError::Failed("the fake store is down".into()))
-            } else {
-                Ok(response)
+            match mode {
+                Mode::Failing => Err(CalloutError::Failed("the fake store is down".into())),
+                Mode::Hanging => std::future::pending().await,
+                Mode::Up | Mode::Unavailable => Ok(response),
             }
         })
     }

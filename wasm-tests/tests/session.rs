@@ -448,6 +448,24 @@ async fn a_store_that_is_down_fails_open_with_a_header_and_a_count() {
     }
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_store_that_does_not_answer_in_store_timeout_ms_fails_open() {
+    let _serial = SERIAL.lock().await;
+    let s = setup(&config(r#""store_timeout_ms": 200, "#));
+    let key = s.store.insert(HEX, "n1", "user=7", None);
+    s.store.set_mode(Mode::Hanging);
+    let down = s.counter("store_unavailable");
+    let started = tokio::time::Instant::now();
+    let x = in_session(&s, &key, "/", &[]).await;
+    assert_eq!(
+        header(&x.request.unwrap().headers, "keel-session-store"),
+        "unavailable"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert_eq!(s.counter("store_unavailable") - down, 1.0);
+}
+
 #[tokio::test]
 async fn fail_closed_answers_503_when_the_store_is_down() {
     let _serial = SERIAL.lock().await;
