@@ -10,8 +10,8 @@
 //!   "routes": { "tomcat1": "127.0.0.1:8081" } }
 //! ```
 //! `routes` is required (keel fills it with `inject_routes: true`): it turns `upstream.address`
-//! into the route the cookie names. `ignore_pattern: null` ignores nothing. Unknown keys are
-//! refused.
+//! into the route the cookie names. `ignore_pattern` must match the whole path (without the
+//! query), as msm's `requestUriIgnorePattern`; `null` ignores nothing. Unknown keys are refused.
 
 use regex_lite::Regex;
 use serde::Deserialize;
@@ -84,7 +84,8 @@ pub struct SessionConfig {
     pub path_parameter: String,
     /// Attributes of the cookie the filter sets.
     pub cookie: CookieAttributes,
-    /// Paths (without the query) that neither load nor store; `None`: none.
+    /// Paths (without the query) that neither load nor store — the whole path must match, as in
+    /// msm; `None`: none.
     pub ignore_pattern: Option<Regex>,
     /// The idle timeout (the store's TTL), in seconds.
     pub idle_timeout_seconds: u64,
@@ -123,7 +124,8 @@ impl SessionConfig {
         fields::cookie_attributes("cookie", &raw.cookie)?;
         let ignore_pattern = match &raw.ignore_pattern {
             None => None,
-            Some(pattern) => Some(Regex::new(pattern).map_err(|err| {
+            // The whole path must match, as msm's `Pattern.matcher(uri).matches()` wants it.
+            Some(pattern) => Some(Regex::new(&format!("^(?:{pattern})$")).map_err(|err| {
                 ConfigError::new("ignore_pattern", format!("not a regular expression: {err}"))
             })?),
         };
@@ -215,8 +217,15 @@ mod tests {
         }
         let c = cfg(r#""ignore_pattern": null"#).expect("valid");
         assert!(!c.is_ignored(b"/favicon.ico"));
-        let c = cfg(r#""ignore_pattern": "^/static/""#).expect("valid");
+        let c = cfg(r#""ignore_pattern": "/static/.*""#).expect("valid");
         assert!(c.is_ignored(b"/static/x"));
+        assert!(!c.is_ignored(b"/app/static/x"), "the whole path must match");
+        let c = cfg(r#""ignore_pattern": "a|/b""#).expect("valid");
+        assert!(
+            !c.is_ignored(b"/ab"),
+            "alternatives stay inside the anchors"
+        );
+        assert!(c.is_ignored(b"/b"));
     }
 
     #[test]
