@@ -16,8 +16,9 @@
 //!   treated as no session and never reaches the store.
 //! * **Client headers.** Every request header whose name starts with `keel-session` is removed,
 //!   on every request (ignored paths too). A client can neither forge nor read state.
-//! * **Ignored paths.** A request whose whole path (without the query) matches `ignore_pattern` (default
-//!   `.*\.(ico|png|gif|jpg|css|js)$`, msm's `requestUriIgnorePattern`) neither loads nor stores.
+//! * **Ignored paths.** A request whose whole path (without the query) matches `ignore_pattern`
+//!   (default `.*\.(ico|png|gif|jpg|css|js)$`, msm's `requestUriIgnorePattern`) neither loads nor
+//!   stores.
 //! * **Load.** With a valid id the request waits for `GET /v1/sessions/<id>-<node>` (which also
 //!   touches the idle timeout, `idle_timeout_seconds`). Found: the backend gets
 //!   `keel-session: <state>` (exactly as it last sent it) and `keel-session-id: <id>` (the 32 hex
