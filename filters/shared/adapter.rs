@@ -1,13 +1,17 @@
-//! What the filter adapters share: reading and validating the plugin configuration in
-//! `on_configure` (and adopting the host's log level there), the header list the logic reads,
-//! taking over buffers the host hands back, and counters (`proxy_define_metric`).
+//! What the filter adapters share: the root context ([`Root`], configured through a [`Filter`]),
+//! reading and validating the plugin configuration in `on_configure` (and adopting the host's log
+//! level there), the header list the logic reads, taking over buffers the host hands back, and
+//! counters (`proxy_define_metric`).
 //!
 //! Compiled into each filter crate with `#[path]`: every filter is its own `cdylib`, and the logic
 //! crate (`keel-filter-logic`) stays free of proxy-wasm.
 
+use std::rc::Rc;
+
 use keel_filter_logic::config::ConfigError;
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType, MetricType};
 
 /// The guest's log level until `on_configure` takes over the host's ([`adopt_host_log_level`]).
 pub const LOG_LEVEL: LogLevel = LogLevel::Trace;
@@ -72,6 +76,70 @@ pub fn configure<T>(
             log::error!("{filter}: invalid plugin configuration: {err}");
             None
         }
+    }
+}
+
+/// What a filter crate gives the shared root context: its configuration, counters and streams.
+pub trait Filter: 'static {
+    /// The validated plugin configuration.
+    type Config: 'static;
+    /// The filter's counters.
+    type Counters: 'static;
+    /// The filter's name, in log lines.
+    const NAME: &'static str;
+    /// Parses and validates the plugin configuration.
+    fn parse(bytes: &[u8]) -> Result<Self::Config, ConfigError>;
+    /// What the "configured" log line says about a configuration.
+    fn summary(config: &Self::Config) -> String;
+    /// Defines the counters with the host (once per VM).
+    fn define_counters() -> Self::Counters;
+    /// A stream context. `config` is `None` only if a host creates streams for a plugin it never
+    /// configured: the stream then passes everything through.
+    fn stream(
+        config: Option<Rc<Self::Config>>,
+        counters: Option<Rc<Self::Counters>>,
+    ) -> Box<dyn HttpContext>;
+}
+
+/// The plugin (root) context of filter `F`: holds the configuration and the counters.
+pub struct Root<F: Filter> {
+    config: Option<Rc<F::Config>>,
+    counters: Option<Rc<F::Counters>>,
+}
+
+/// The module's start (what `proxy_wasm::main!` runs): the guest's log level and `F`'s root
+/// context.
+pub fn start<F: Filter>() {
+    proxy_wasm::set_log_level(LOG_LEVEL);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root::<F> {
+            config: None,
+            counters: None,
+        })
+    });
+}
+
+impl<F: Filter> Context for Root<F> {}
+
+impl<F: Filter> RootContext for Root<F> {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let Some(config) = configure(F::NAME, F::parse) else {
+            return false;
+        };
+        log::info!("{}: configured: {}", F::NAME, F::summary(&config));
+        self.config = Some(Rc::new(config));
+        if self.counters.is_none() {
+            self.counters = Some(Rc::new(F::define_counters()));
+        }
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(F::stream(self.config.clone(), self.counters.clone()))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
     }
 }
 

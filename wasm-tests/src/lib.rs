@@ -1,6 +1,8 @@
 //! Helpers shared by the tests that load the built `.wasm` filters (see `tests/`): where the
-//! filters are, a chain builder, stream information, requests and responses, and a callout
-//! handler that answers from a table.
+//! filters are, a chain builder, stream information, requests and responses, a callout handler
+//! that answers from a table, and [`fake_store`], a test double of the session store's API.
+
+pub mod fake_store;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

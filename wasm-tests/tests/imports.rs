@@ -1,6 +1,6 @@
 //! The built filters import only what stock Envoy provides.
 //!
-//! Reads `target/filters/sticky.wasm` and `route_suffix.wasm` (from `KEEL_FILTERS_DIR` when set,
+//! Reads `target/filters/sticky.wasm`, `route_suffix.wasm` and `session.wasm` (from `KEEL_FILTERS_DIR` when set,
 //! which `cargo xtask test` does; else `<workspace>/target/filters`), lists their imports with
 //! `wasmparser`, and fails naming every import that `wasm-tests/envoy-abi-imports.txt` (Envoy's
 //! proxy-wasm 0.2.1 `env` functions and `wasi_snapshot_preview1`, sources named in its header) does
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use wasmparser::{Parser, Payload, TypeRef};
 
 /// The filters `cargo xtask build-wasm` writes.
-const FILTERS: &[&str] = &["sticky", "route_suffix"];
+const FILTERS: &[&str] = &["sticky", "route_suffix", "session"];
 
 /// What a proxy-wasm module must export for Envoy to run it (cpp-host `src/wasm.cc`).
 const REQUIRED_EXPORTS: &[&str] = &[
@@ -152,6 +152,11 @@ fn sticky_imports_only_what_envoy_provides() {
 #[test]
 fn route_suffix_imports_only_what_envoy_provides() {
     check_filter(FILTERS[1]);
+}
+
+#[test]
+fn session_imports_only_what_envoy_provides() {
+    check_filter(FILTERS[2]);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! A new `Set-Cookie` built from configured attributes (route_suffix uses it to move a client to
-//! the route that really served it when the backend set no cookie itself).
+//! the route that really served it when the backend set no cookie itself; the session filter to
+//! hand out the ids it owns, and to expire one).
 
 use serde::Deserialize;
 
@@ -79,6 +80,14 @@ pub fn build(name: &[u8], value: &[u8], attrs: &CookieAttributes) -> Vec<u8> {
     out
 }
 
+/// A `Set-Cookie` that makes the browser drop the cookie `name` (same Path and Domain as the one
+/// it replaces, an empty value, `Max-Age=0`).
+pub fn build_expired(name: &[u8], attrs: &CookieAttributes) -> Vec<u8> {
+    let mut out = build(name, b"", attrs);
+    out.extend_from_slice(b"; Max-Age=0");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +98,14 @@ mod tests {
         assert_eq!(
             build(b"JSESSIONID", b"ABC.t2", &CookieAttributes::default()),
             b"JSESSIONID=ABC.t2; Path=/; HttpOnly"
+        );
+    }
+
+    #[test]
+    fn expired() {
+        assert_eq!(
+            build_expired(b"JSESSIONID", &CookieAttributes::default()),
+            b"JSESSIONID=; Path=/; HttpOnly; Max-Age=0"
         );
     }
 

@@ -9,6 +9,8 @@ use keel_filter_logic::{base64, cookie, path_param, sticky};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
+mod common;
+
 fn base() -> impl Strategy<Value = Vec<u8>> {
     "[A-Za-z0-9_]{1,40}".prop_map(String::into_bytes)
 }
@@ -20,21 +22,7 @@ fn route() -> impl Strategy<Value = Option<Vec<u8>>> {
 }
 /// Bytes biased towards the separators the parsers care about.
 fn hostile() -> impl Strategy<Value = Vec<u8>> {
-    vec(
-        prop_oneof![
-            any::<u8>(),
-            Just(b';'),
-            Just(b'='),
-            Just(b'"'),
-            Just(b' '),
-            Just(b'.'),
-            Just(b'-'),
-            Just(b'/'),
-            Just(b'?'),
-            Just(b'A'),
-        ],
-        0..80,
-    )
+    common::biased_bytes(b";=\" ./-?A", 80)
 }
 
 fn route_suffix_cfg(mode: &str) -> RouteSuffixConfig {

@@ -10,68 +10,65 @@
 
 #[path = "../../shared/adapter.rs"]
 mod adapter;
+#[path = "../../shared/edits.rs"]
+mod edits;
 mod metrics;
+#[path = "../../shared/upstream.rs"]
 mod upstream;
 
 use std::rc::Rc;
 
-use keel_filter_logic::config::RouteSuffixConfig;
+use keel_filter_logic::config::{ConfigError, RouteSuffixConfig};
 use keel_filter_logic::fingerprint::fingerprint;
-use keel_filter_logic::route_suffix::{self, ClientSession, HeaderEdit};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, MapType};
+use keel_filter_logic::route_suffix::{self, ClientSession};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, MapType};
 
 use metrics::{Counter, Counters};
 
 // The module's entry point (`_initialize`), as the SDK's macro writes it.
 #[allow(missing_docs)]
 mod entry {
-    use super::*;
-
     proxy_wasm::main! {{
-        proxy_wasm::set_log_level(adapter::LOG_LEVEL);
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+        crate::adapter::start::<crate::RouteSuffix>();
     }}
 }
 
-/// The plugin (root) context: holds the configuration and the counters.
-#[derive(Default)]
-struct Root {
-    config: Option<Rc<RouteSuffixConfig>>,
-    counters: Option<Rc<Counters>>,
-}
+/// The filter, for the shared root context.
+struct RouteSuffix;
 
-impl Context for Root {}
+impl adapter::Filter for RouteSuffix {
+    type Config = RouteSuffixConfig;
+    type Counters = Counters;
+    const NAME: &'static str = "route_suffix";
 
-impl RootContext for Root {
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let Some(config) = adapter::configure("route_suffix", RouteSuffixConfig::from_json) else {
-            return false;
-        };
-        log::info!(
-            "route_suffix: configured: mode {:?}, cookie {}, parameter {}, {} routes",
+    fn parse(bytes: &[u8]) -> Result<RouteSuffixConfig, ConfigError> {
+        RouteSuffixConfig::from_json(bytes)
+    }
+
+    fn summary(config: &RouteSuffixConfig) -> String {
+        format!(
+            "mode {:?}, cookie {}, parameter {}, {} routes",
             config.mode,
             config.cookie_name,
             config.path_parameter,
             config.routes.len(),
-        );
-        self.config = Some(Rc::new(config));
-        if self.counters.is_none() {
-            self.counters = Some(Rc::new(metrics::define()));
-        }
-        true
+        )
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream {
-            config: self.config.clone(),
-            counters: self.counters.clone(),
+    fn define_counters() -> Counters {
+        metrics::define()
+    }
+
+    fn stream(
+        config: Option<Rc<RouteSuffixConfig>>,
+        counters: Option<Rc<Counters>>,
+    ) -> Box<dyn HttpContext> {
+        Box::new(Stream {
+            config,
+            counters,
             client: ClientSession::default(),
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        })
     }
 }
 
@@ -145,15 +142,7 @@ impl HttpContext for Stream {
         let headers = adapter::HeaderMap::read(MapType::HttpResponseHeaders);
         let plan = route_suffix::on_response(&config, served, &self.client, &headers.pairs());
         for edit in &plan.edits {
-            match edit {
-                HeaderEdit::ReplaceAll { name, values } => {
-                    self.set_http_response_header_bytes(name, None);
-                    for value in values {
-                        self.add_http_response_header_bytes(name, value);
-                    }
-                }
-                HeaderEdit::Add { name, value } => self.add_http_response_header_bytes(name, value),
-            }
+            edits::apply_to_response(edit);
         }
         self.count(Counter::Rewritten, plan.cookies_rewritten);
         self.count(Counter::Added, usize::from(plan.cookie_added));

@@ -11,61 +11,52 @@ mod metrics;
 
 use std::rc::Rc;
 
-use keel_filter_logic::config::StickyConfig;
+use keel_filter_logic::config::{ConfigError, StickyConfig};
 use keel_filter_logic::sticky::{self, StickyDecision};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, MapType};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, MapType};
 
 use metrics::{Counter, Counters};
 
 // The module's entry point (`_initialize`), as the SDK's macro writes it.
 #[allow(missing_docs)]
 mod entry {
-    use super::*;
-
     proxy_wasm::main! {{
-        proxy_wasm::set_log_level(adapter::LOG_LEVEL);
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+        crate::adapter::start::<crate::Sticky>();
     }}
 }
 
-/// The plugin (root) context: holds the configuration and the counters.
-#[derive(Default)]
-struct Root {
-    config: Option<Rc<StickyConfig>>,
-    counters: Option<Rc<Counters>>,
-}
+/// The filter, for the shared root context.
+struct Sticky;
 
-impl Context for Root {}
+impl adapter::Filter for Sticky {
+    type Config = StickyConfig;
+    type Counters = Counters;
+    const NAME: &'static str = "sticky";
 
-impl RootContext for Root {
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let Some(config) = adapter::configure("sticky", StickyConfig::from_json) else {
-            return false;
-        };
-        log::info!(
-            "sticky: configured: header {}, {} cookie names, {} path parameters, {} routes",
+    fn parse(bytes: &[u8]) -> Result<StickyConfig, ConfigError> {
+        StickyConfig::from_json(bytes)
+    }
+
+    fn summary(config: &StickyConfig) -> String {
+        format!(
+            "header {}, {} cookie names, {} path parameters, {} routes",
             config.header,
             config.cookie_names.len(),
             config.path_parameters.len(),
             config.routes.as_ref().map_or(0, Vec::len),
-        );
-        self.config = Some(Rc::new(config));
-        if self.counters.is_none() {
-            self.counters = Some(Rc::new(metrics::define()));
-        }
-        true
+        )
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream {
-            config: self.config.clone(),
-            counters: self.counters.clone(),
-        }))
+    fn define_counters() -> Counters {
+        metrics::define()
     }
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    fn stream(
+        config: Option<Rc<StickyConfig>>,
+        counters: Option<Rc<Counters>>,
+    ) -> Box<dyn HttpContext> {
+        Box::new(Stream { config, counters })
     }
 }
 

@@ -5,11 +5,13 @@ mod error;
 mod fields;
 pub mod route_suffix;
 mod routes;
+pub mod session;
 pub mod sticky;
 
 pub use error::ConfigError;
-pub use route_suffix::{Mode, RouteSuffixConfig, RouteTarget};
-pub use routes::RouteMap;
+pub use route_suffix::{Mode, RouteSuffixConfig};
+pub use routes::{RouteMap, RouteTarget, RouteTargets};
+pub use session::{SessionConfig, WriteMode};
 pub use sticky::{Encoding, StickyConfig};
 
 use serde::de::DeserializeOwned;

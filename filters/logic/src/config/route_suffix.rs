@@ -10,11 +10,9 @@
 //! `routes` is required (it is how the filter turns `upstream.address` into a route); the rest is
 //! optional. Unknown keys are refused.
 
-use core::net::SocketAddr;
-
 use serde::Deserialize;
 
-use super::{ConfigError, RouteMap, deserialize, fields};
+use super::{ConfigError, RouteMap, RouteTargets, deserialize, fields};
 use crate::new_cookie::CookieAttributes;
 
 /// What the filter does with the route suffix.
@@ -52,18 +50,6 @@ impl Default for Raw {
     }
 }
 
-/// One entry of `routes`: a route name and the backend address it stands for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteTarget {
-    /// The route name (Tomcat's jvmRoute).
-    pub route: String,
-    /// The backend's `ip:port`.
-    pub address: SocketAddr,
-    /// `address` written the way hosts write `upstream.address` (`127.0.0.1:8081`, `[::1]:8082`),
-    /// so that the usual answer is matched without parsing it.
-    text: String,
-}
-
 /// The validated configuration of the `route_suffix` filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteSuffixConfig {
@@ -72,7 +58,7 @@ pub struct RouteSuffixConfig {
     /// The session path parameter's name (`;jsessionid=`).
     pub path_parameter: String,
     /// The routes in document order; names and addresses unique.
-    pub routes: Vec<RouteTarget>,
+    pub routes: RouteTargets,
     /// Rewrite, or strip/append.
     pub mode: Mode,
     /// Attributes of a cookie the filter sets itself.
@@ -86,42 +72,11 @@ impl RouteSuffixConfig {
         fields::cookie_name("cookie_name", &raw.cookie_name)?;
         fields::parameter_name("path_parameter", &raw.path_parameter)?;
         fields::cookie_attributes("cookie", &raw.cookie)?;
-        let Some(RouteMap(routes)) = raw.routes else {
-            return Err(ConfigError::new(
-                "routes",
-                "required: the map of route name to backend ip:port that turns upstream.address into a route",
-            ));
-        };
-        if routes.is_empty() {
-            return Err(ConfigError::new(
-                "routes",
-                "is empty: no backend could ever be named",
-            ));
-        }
-        let mut checked: Vec<RouteTarget> = Vec::with_capacity(routes.len());
-        for (route, address) in routes {
-            let field = format!("routes.{route}");
-            fields::route_name(&field, &route)?;
-            let address = fields::address(&field, &address)?;
-            if let Some(other) = checked.iter().find(|t| t.address == address) {
-                return Err(ConfigError::new(
-                    field,
-                    format!(
-                        "{address} is already the address of route `{}`",
-                        other.route
-                    ),
-                ));
-            }
-            checked.push(RouteTarget {
-                route,
-                address,
-                text: address.to_string(),
-            });
-        }
+        let routes = RouteTargets::from_map("routes", raw.routes)?;
         Ok(RouteSuffixConfig {
             cookie_name: raw.cookie_name,
             path_parameter: raw.path_parameter,
-            routes: checked,
+            routes,
             mode: raw.mode,
             cookie: raw.cookie,
         })
@@ -129,16 +84,7 @@ impl RouteSuffixConfig {
 
     /// The route of the backend at `address` (the `upstream.address` property's bytes, `ip:port`).
     pub fn route_for_address(&self, address: &[u8]) -> Option<&str> {
-        let target = match self.routes.iter().find(|t| t.text.as_bytes() == address) {
-            Some(target) => target,
-            None => {
-                // Another spelling of an address (`[0:0::1]:8082`, spaces): compare it parsed.
-                let address: SocketAddr =
-                    core::str::from_utf8(address).ok()?.trim().parse().ok()?;
-                self.routes.iter().find(|t| t.address == address)?
-            }
-        };
-        Some(target.route.as_str())
+        self.routes.route_for_address(address)
     }
 }
 

@@ -1,6 +1,9 @@
 //! The backend that served the response: the `upstream.address` property, read through the ABI
 //! import itself. The SDK's `get_property` builds the path from a `Vec<&str>` into a new buffer
 //! on every call; here the path is a constant.
+//!
+//! Compiled into the filters that need it (route_suffix, session) with `#[path]`, beside
+//! `adapter.rs`.
 
 use crate::adapter::take_host_buffer;
 
