@@ -99,7 +99,7 @@ fn metrics_text(shared: &Shared) -> String {
         .iter()
         .map(|m| (m.route.as_str(), m.upstream.counters()))
         .collect();
-    shared.metrics.render(&counters)
+    shared.metrics.render(&counters, shared.store_metrics())
 }
 
 fn action(shared: &Shared, path: &str) -> Response<Body> {

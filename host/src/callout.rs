@@ -1,10 +1,12 @@
 //! HTTP callouts for filters (`proxy_http_call`): the named `callout_upstreams` of the
-//! configuration, each with a pooled HTTP/1.1 client. keel-wasm's `CalloutHandler` adapter
+//! configuration, each with a pooled HTTP/1.1 client, and the session store's name, answered
+//! in process by `keel_store::api::handle` (no loopback hop). keel-wasm's `CalloutHandler` adapter
 //! forwards to [`Callouts::call`] and [`Callouts::has_upstream`]. A response is read whole, up
 //! to [`MAX_RESPONSE_BODY`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,15 +35,26 @@ pub enum CalloutError {
     Failed(String),
 }
 
+/// The session store served in process under a callout upstream name.
+#[derive(Clone)]
+pub struct LocalStore {
+    /// The upstream name the `session` filter calls.
+    pub name: String,
+    /// The store.
+    pub store: Arc<keel_store::Store>,
+}
+
 /// The callout upstreams.
 pub struct Callouts {
     upstreams: BTreeMap<String, SocketAddr>,
+    store: Option<LocalStore>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl Callouts {
-    /// Clients for the configured upstreams (name → address).
-    pub fn new(upstreams: BTreeMap<String, SocketAddr>) -> Self {
+    /// Clients for the configured upstreams (name → address), and the session store served
+    /// in process under its own name (the same handler `keel bridge` serves over HTTP).
+    pub fn new(upstreams: BTreeMap<String, SocketAddr>, store: Option<LocalStore>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
@@ -49,12 +62,16 @@ impl Callouts {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Self { upstreams, client }
+        Self {
+            upstreams,
+            store,
+            client,
+        }
     }
 
     /// Whether `name` is configured.
     pub fn has_upstream(&self, name: &str) -> bool {
-        self.upstreams.contains_key(name)
+        self.upstreams.contains_key(name) || self.store.as_ref().is_some_and(|s| s.name == name)
     }
 
     /// Sends `request` (origin-form or absolute URI; the upstream's address is used) and reads
@@ -65,6 +82,11 @@ impl Callouts {
         request: http::Request<Bytes>,
         timeout: Duration,
     ) -> Result<http::Response<Bytes>, CalloutError> {
+        if let Some(local) = self.store.as_ref().filter(|s| s.name == name) {
+            return tokio::time::timeout(timeout, keel_store::api::handle(&local.store, request))
+                .await
+                .map_err(|_| CalloutError::Timeout(timeout));
+        }
         let addr = *self
             .upstreams
             .get(name)

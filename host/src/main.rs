@@ -1,4 +1,5 @@
-//! The `keel` command: `serve`, `check`, `default-config`, `example-config`, `--version`.
+//! The `keel` command: `serve`, `check`, `bridge`, `default-config`, `example-config`,
+//! `--version`.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use keel::proxy::wasm;
 use keel::runtime::Shared;
 use tokio::signal::unix::{SignalKind, signal};
 
-const USAGE: &str = "usage: keel serve [--config FILE] | keel check FILE | keel default-config | keel example-config | keel --version";
+const USAGE: &str = "usage: keel serve [--config FILE] | keel check FILE | keel bridge --listen ADDR (--nodes ... | --memory) | keel default-config | keel example-config | keel --version";
 
 /// Runs the command; an error is one line on stderr (`keel: error: ...`, the cause chain
 /// included) and exit status 1, never a backtrace.
@@ -64,6 +65,10 @@ fn command() -> Result<()> {
             };
             serve(path)
         }
+        Some("bridge") => {
+            let args = keel::bridge::BridgeArgs::parse(&args[1..]).map_err(anyhow::Error::msg)?;
+            bridge(args)
+        }
         Some(other) => bail!("unknown command {other:?}; {USAGE}"),
         None => bail!("no command given; {USAGE}"),
     }
@@ -88,6 +93,37 @@ fn serve(path: Option<PathBuf>) -> Result<()> {
         .build()
         .context("tokio runtime")?;
     rt.block_on(run(settings, path, metrics))
+}
+
+/// `keel bridge`: the store's API over HTTP until SIGTERM or SIGINT.
+fn bridge(args: keel::bridge::BridgeArgs) -> Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::new().filter_or("KEEL_LOG", "info")).init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("--listen: cannot bind {}", args.listen))?;
+        let store = std::sync::Arc::new(args.store());
+        println!(
+            "keel bridge: listening on http://{}",
+            listener.local_addr()?
+        );
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(keel::bridge::serve(listener, store, rx));
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        let _ = tx.send(true);
+        let _ = task.await;
+        println!("keel bridge: stopped");
+        Ok(())
+    })
 }
 
 async fn run(settings: config::Settings, path: Option<PathBuf>, metrics: Metrics) -> Result<()> {

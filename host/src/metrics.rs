@@ -116,13 +116,85 @@ impl Metrics {
     /// The text exposition of everything in the registry, followed by the members' transport
     /// counters (route, its counters), read now: they belong to the current configuration's
     /// connection pools, so a reload starts them again from zero.
-    pub fn render(&self, members: &[(&str, Vec<TransportCounter>)]) -> String {
+    /// The session store's counters follow, when there is a store.
+    pub fn render(
+        &self,
+        members: &[(&str, Vec<TransportCounter>)],
+        store: Option<keel_store::MetricsSnapshot>,
+    ) -> String {
         let mut families = self.registry.gather();
         families.extend(transport_families(members));
-        prometheus::TextEncoder::new()
-            .encode_to_string(&families)
-            .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
+        families.extend(store.map(store_families).unwrap_or_default());
+        encode(&families)
     }
+}
+
+fn encode(families: &[MetricFamily]) -> String {
+    prometheus::TextEncoder::new()
+        .encode_to_string(families)
+        .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
+}
+
+/// The session store's counters alone, as `keel bridge` serves them on `/metrics`.
+pub fn render_store(store: keel_store::MetricsSnapshot) -> String {
+    encode(&store_families(store))
+}
+
+/// One unlabelled counter family per store counter (`keel_store_*_total`).
+fn store_families(s: keel_store::MetricsSnapshot) -> Vec<MetricFamily> {
+    [
+        (
+            "keel_store_loads_total",
+            "Session loads (valid keys).",
+            s.loads,
+        ),
+        (
+            "keel_store_hits_total",
+            "Loads that found the session (primary or backup).",
+            s.hits,
+        ),
+        (
+            "keel_store_misses_total",
+            "Loads that found nothing (unknown or expired).",
+            s.misses,
+        ),
+        ("keel_store_creates_total", "Sessions created.", s.creates),
+        ("keel_store_saves_total", "Saves that wrote.", s.saves),
+        (
+            "keel_store_cas_conflicts_total",
+            "Saves refused: the session changed since it was loaded.",
+            s.cas_conflicts,
+        ),
+        (
+            "keel_store_relocations_total",
+            "Sessions moved to another memcached node because theirs was down.",
+            s.relocations,
+        ),
+        (
+            "keel_store_node_failures_total",
+            "memcached operations that failed and marked their node down.",
+            s.node_failures,
+        ),
+        (
+            "keel_store_unavailable_total",
+            "Store requests answered 503: no memcached node reachable.",
+            s.unavailable,
+        ),
+    ]
+    .into_iter()
+    .map(|(name, help, value)| {
+        let mut family = MetricFamily::default();
+        family.set_name(name.to_owned());
+        family.set_help(help.to_owned());
+        family.set_field_type(MetricType::COUNTER);
+        let mut counter = Counter::default();
+        counter.set_value(value as f64);
+        let mut metric = Metric::default();
+        metric.set_counter(counter);
+        family.mut_metric().push(metric);
+        family
+    })
+    .collect()
 }
 
 /// One counter family per transport counter name (in the order the members report them), a
@@ -167,11 +239,14 @@ mod tests {
             help: "Help.",
             value,
         };
-        let text = metrics.render(&[
-            ("t1", vec![c("keel_x_total", 3), c("keel_y_total", 4)]),
-            ("t2", vec![c("keel_x_total", 5), c("keel_y_total", 0)]),
-            ("h", Vec::new()),
-        ]);
+        let text = metrics.render(
+            &[
+                ("t1", vec![c("keel_x_total", 3), c("keel_y_total", 4)]),
+                ("t2", vec![c("keel_x_total", 5), c("keel_y_total", 0)]),
+                ("h", Vec::new()),
+            ],
+            None,
+        );
         assert_eq!(text.matches("# TYPE keel_x_total counter").count(), 1);
         assert_eq!(text.matches("# HELP keel_y_total Help.").count(), 1);
         for sample in [

@@ -23,7 +23,7 @@ use http::{Method, Request, Response, StatusCode};
 use crate::access_log;
 use crate::balancer::health::{self, CheckSettings};
 use crate::balancer::{Balancer, Ejection, Member};
-use crate::callout::Callouts;
+use crate::callout::{Callouts, LocalStore};
 use crate::config::{Scheme, Settings};
 use crate::metrics::Metrics;
 use crate::upstream::http::HttpUpstream;
@@ -100,6 +100,7 @@ impl Proxy {
         settings: Settings,
         metrics: Metrics,
         chain_builder: &ChainBuilder,
+        store: Option<LocalStore>,
     ) -> Result<Arc<Self>, String> {
         let b = &settings.config.balancer;
         let mut members = Vec::new();
@@ -144,7 +145,7 @@ impl Proxy {
         } else {
             access_log::Sink::Log
         };
-        let callouts = Arc::new(Callouts::new(settings.callouts.clone()));
+        let callouts = Arc::new(Callouts::new(settings.callouts.clone(), store));
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
         let chain = chain_builder(&ChainContext {
             filters: &settings.filters,

@@ -276,7 +276,12 @@ fn session_page(state: &State, headers: &http::HeaderMap) -> Response<Out> {
 /// answers `n=<count + 1>`; `?invalidate` and `?rotate` send those headers. The body says the
 /// count, the member, the session id keel sent and whether the store was unavailable.
 fn counter_page(state: &State, headers: &http::HeaderMap, query: &str) -> Response<Out> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
     let count: u64 = text("keel-session")
         .strip_prefix("n=")
         .and_then(|n| n.parse().ok())
@@ -286,13 +291,20 @@ fn counter_page(state: &State, headers: &http::HeaderMap, query: &str) -> Respon
         "counter={count} served-by={} session-id={} store={}\n",
         state.route,
         text("keel-session-id"),
-        if text("keel-session-store").is_empty() { "ok" } else { text("keel-session-store") },
+        if text("keel-session-store").is_empty() {
+            "ok"
+        } else {
+            text("keel-session-store")
+        },
     );
     let mut res = reply(state, StatusCode::OK, body);
     let h = res.headers_mut();
     match query {
         "invalidate" => {
-            h.insert("keel-session-invalidate", http::HeaderValue::from_static("1"));
+            h.insert(
+                "keel-session-invalidate",
+                http::HeaderValue::from_static("1"),
+            );
         }
         other => {
             if let Ok(v) = format!("n={count}").parse() {
