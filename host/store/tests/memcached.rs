@@ -166,6 +166,33 @@ async fn a_primary_that_lost_the_record_gets_it_back_from_the_backup() {
 }
 
 #[tokio::test]
+async fn a_restarted_node_is_used_again_at_once() {
+    let (mut m1, m2) = (Memcached::start(), Memcached::start());
+    let (s, _) = store(&[("n1", &m1), ("n2", &m2)], "");
+    let key = loop {
+        let (key, _) = create(&s, b"kept", None, 60).await;
+        if node_of(&key) == "n1" {
+            break key;
+        }
+    };
+    assert_eq!(load(&s, &key, 60).await.status, StatusCode::OK);
+    // Restarted between two requests: the store's pooled connections to n1 are dead.
+    let port = m1.port;
+    m1.kill();
+    let m1 = Memcached::start_on(port);
+    let l = load(&s, &key, 60).await;
+    assert_eq!((l.status, &l.body[..]), (StatusCode::OK, &b"kept"[..]));
+    assert_eq!(
+        l.key.as_deref(),
+        Some(key.as_str()),
+        "restored in place, not moved"
+    );
+    assert!(m1.has(&format!("keel:{}", id_of(&key))));
+    let m = s.metrics_snapshot();
+    assert_eq!((m.node_failures, m.relocations), (0, 0), "{m:?}");
+}
+
+#[tokio::test]
 async fn create_skips_a_dead_node() {
     let (mut m1, m2) = (Memcached::start(), Memcached::start());
     let (s, _) = store(&[("n1", &m1), ("n2", &m2)], "");
