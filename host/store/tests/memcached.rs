@@ -48,7 +48,8 @@ async fn records_are_written_to_the_primary_and_the_next_node() {
     let (m1, m2, m3) = (Memcached::start(), Memcached::start(), Memcached::start());
     let (s, _) = store(&[("n1", &m1), ("n2", &m2), ("n3", &m3)], "");
     let mut seen = std::collections::HashSet::new();
-    for _ in 0..12 {
+    // 40 creates miss one of three nodes with probability 3 * (2/3)^40, about 3e-7.
+    for _ in 0..40 {
         let (key, _) = create(&s, b"state", Some("tomcat1"), 60).await;
         let id = id_of(&key);
         let (primary, backup) = match node_of(&key) {
@@ -114,6 +115,34 @@ async fn load_falls_back_to_the_backup_and_relocates_when_the_primary_is_killed(
     assert_eq!((l.status, &l.body[..]), (StatusCode::OK, &b"counter=8"[..]));
     assert_eq!(l.key.as_deref(), Some(moved.as_str()), "no second move");
     assert_eq!(s.metrics_snapshot().relocations, 1);
+}
+
+#[tokio::test]
+async fn a_frozen_node_times_out_and_its_sessions_move() {
+    let (mut m1, m2) = (Memcached::start(), Memcached::start());
+    let (s, _) = store(&[("n1", &m1), ("n2", &m2)], "");
+    let key = loop {
+        let (key, _) = create(&s, b"warm", None, 60).await;
+        if node_of(&key) == "n1" {
+            break key;
+        }
+    };
+    m1.freeze();
+    let started = std::time::Instant::now();
+    let l = load(&s, &key, 60).await;
+    assert_eq!((l.status, &l.body[..]), (StatusCode::OK, &b"warm"[..]));
+    assert_eq!(l.key, Some(format!("{}-n2", id_of(&key))));
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "one op timeout (500 ms), not more: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(s.metrics_snapshot().node_failures, 1);
+    // Marked down: the next create does not wait for n1 again.
+    let started = std::time::Instant::now();
+    assert_eq!(node_of(&create(&s, b"x", None, 60).await.0), "n2");
+    assert!(started.elapsed() < Duration::from_millis(400));
+    m1.kill();
 }
 
 #[tokio::test]

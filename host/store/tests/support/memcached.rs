@@ -106,6 +106,24 @@ impl Memcached {
         }
     }
 
+    /// SIGSTOP: the process keeps its port and connections but answers nothing.
+    pub fn freeze(&self) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .expect("kill -STOP")
+            .success();
+        assert!(ok, "kill -STOP {pid}");
+        // The signal is delivered asynchronously: wait until the kernel shows every thread
+        // stopped.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !all_threads_stopped(pid) {
+            assert!(Instant::now() < deadline, "memcached {pid} did not stop");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// What memcached wrote to stderr (with `-vv`: every command line it read).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -161,6 +179,20 @@ impl Memcached {
         let r = self.raw(format!("mg {key} t\r\n").as_bytes(), b"\r\n");
         r.trim().strip_prefix("HD t").and_then(|t| t.parse().ok())
     }
+}
+
+/// Whether every thread of `pid` is in state `T` (stopped).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|t| {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        stat.rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next())
+            == Some("T")
+    })
 }
 
 impl Drop for Memcached {
