@@ -9,6 +9,24 @@
 //! * [`node`]: the tokio transport to one memcached node (pool, timeouts, dead marking).
 //! * [`session_key`]: ids (`<32 hex>-<node>`) and the memcached keys built from them.
 //! * [`metrics`]: the store's counters. [`clock`]: the injectable clock.
+//!
+//! The contract is `/work/notes/store-api.md` (version 1 of the API). Where it was silent,
+//! this crate decided (and the note says so):
+//!
+//! * `keel-store-ttl` is optional (default `StoreConfig::default_ttl`, 30 min); 0 or non-digits
+//!   is 400; over 30 days memcached gets `now + ttl`, capped at 2^31−1.
+//! * The path's key is not percent-decoded (`%`, `/`, `..` are 400). An unknown node id is
+//!   404 for every call; a bad `keel-store-replaces` is 400.
+//! * A save writes the whole record: no `keel-store-route` = unbound. Without a CAS token it
+//!   is a replace (`MR`): a gone record is 404, never recreated.
+//! * The CAS check needs the primary item: a save that relocates (primary down) or restores
+//!   a primary that lost the item (backup present) is written without it.
+//! * A load whose primary is alive but misses while the backup hits writes the record back
+//!   to the primary (same key). With no node to relocate to, the backup's copy is served
+//!   under the old key with CAS 0.
+//! * A value that is not a version-1 envelope is a miss. Delete is 503 only when neither
+//!   the primary's nor the backup's node answered. memcached error lines are 500 and do not
+//!   mark the node down. The memory backend's node id is `local`.
 
 pub mod api;
 pub mod clock;

@@ -165,3 +165,11 @@ async fn rotation_gives_a_new_key_and_deletes_the_old() {
     assert_eq!(&load(&s, &new, 60).await.body[..], b"state");
     assert_eq!(load(&s, &old, 60).await.status, StatusCode::NOT_FOUND);
 }
+
+#[test]
+fn the_handler_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let (s, _) = store();
+    let fut = keel_store::api::handle(&s, support::request("GET", "/v1/sessions", b"", &[]));
+    assert_send(&fut);
+}

@@ -23,6 +23,9 @@ enum Script {
     Garbage,
     /// Answers `CLIENT_ERROR`.
     ClientError,
+    /// Answers `HD` to the first command, then closes the connection (as a node that
+    /// restarts, or closes idle connections, does).
+    HdThenClose,
 }
 
 /// Starts the server; returns its address and the count of accepted connections.
@@ -45,6 +48,10 @@ async fn server(script: Script) -> (SocketAddr, Arc<AtomicUsize>) {
                         Script::Silent => continue,
                         Script::Garbage => b"STORED\r\n",
                         Script::ClientError => b"CLIENT_ERROR bad command line format\r\n",
+                        Script::HdThenClose => {
+                            s.write_all(b"HD\r\n").await.ok();
+                            return;
+                        }
                     };
                     for b in answer {
                         if s.write_all(&[*b]).await.is_err() {
@@ -158,5 +165,21 @@ async fn an_error_line_drops_the_connection_but_not_the_node() {
         accepted.load(Ordering::SeqCst),
         2,
         "no reuse after an error line"
+    );
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_node_closed_is_replaced_without_a_failure() {
+    let (addr, accepted) = server(Script::HdThenClose).await;
+    let node = client(addr, Arc::new(ManualClock::new()));
+    for n in 1..=3 {
+        let r = node.call(b"mn\r\n").await.expect("answer");
+        assert!(matches!(r, Response::Done(_)));
+        assert!(node.is_available(), "call {n}: the node is not blamed");
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        3,
+        "a new connection each time"
     );
 }

@@ -103,28 +103,23 @@ impl NodeClient {
     }
 
     async fn call_inner(&self, command: &[u8]) -> Result<Response, NodeError> {
-        let op_timeout = self.config.op_timeout;
-        let timed_out = || NodeError::Timeout {
-            node: self.id.clone(),
-            after: op_timeout,
+        let deadline = tokio::time::Instant::now() + self.config.op_timeout;
+        let (mut conn, pooled) = match self.pop_live_idle() {
+            Some(c) => (c, true),
+            None => (self.fresh(deadline).await?, false),
         };
-        let deadline = tokio::time::Instant::now() + op_timeout;
-        let mut conn = match self.pop_idle() {
-            Some(c) => c,
-            None => {
-                let permit = tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned())
-                    .await
-                    .map_err(|_| timed_out())?
-                    .map_err(|_| timed_out())?;
-                Conn::new(self.connect().await?, permit)
-            }
-        };
-        let response = tokio::time::timeout_at(
-            deadline,
-            conn.exchange(&self.id, command, self.config.limits),
-        )
-        .await
-        .map_err(|_| timed_out())??;
+        let mut result = self.exchange(&mut conn, command, deadline).await;
+        if pooled
+            && conn.nothing_read()
+            && matches!(result, Err(NodeError::Closed(_) | NodeError::Io { .. }))
+        {
+            // A pooled connection the node closed while it sat idle (a restart, an idle
+            // timeout): nothing was processed. Once more, on a new connection.
+            drop(conn);
+            conn = self.fresh(deadline).await?;
+            result = self.exchange(&mut conn, command, deadline).await;
+        }
+        let response = result?;
         if let Response::Error(source) = response {
             // After SERVER_ERROR memcached may close; after CLIENT_ERROR it may read the
             // rest of the command as another one. Either way the connection is done.
@@ -163,8 +158,48 @@ impl NodeClient {
         Ok(stream)
     }
 
-    fn pop_idle(&self) -> Option<Conn> {
-        self.idle.lock().ok()?.pop()
+    /// One command on `conn`, finished by `deadline`.
+    async fn exchange(
+        &self,
+        conn: &mut Conn,
+        command: &[u8],
+        deadline: tokio::time::Instant,
+    ) -> Result<Response, NodeError> {
+        tokio::time::timeout_at(
+            deadline,
+            conn.exchange(&self.id, command, self.config.limits),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(NodeError::Timeout {
+                node: self.id.clone(),
+                after: self.config.op_timeout,
+            })
+        })
+    }
+
+    /// A new connection, counted against `max_connections` (waiting at most until
+    /// `deadline` for a free slot).
+    async fn fresh(&self, deadline: tokio::time::Instant) -> Result<Conn, NodeError> {
+        let permit = tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| NodeError::Timeout {
+                node: self.id.clone(),
+                after: self.config.op_timeout,
+            })?;
+        Ok(Conn::new(self.connect().await?, permit))
+    }
+
+    /// The most recently used idle connection that still looks open; closed ones are dropped.
+    fn pop_live_idle(&self) -> Option<Conn> {
+        loop {
+            let conn = self.idle.lock().ok()?.pop()?;
+            if conn.looks_alive() {
+                return Some(conn);
+            }
+        }
     }
 
     fn push_idle(&self, conn: Conn) {

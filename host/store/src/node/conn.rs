@@ -61,4 +61,16 @@ impl Conn {
     pub(crate) fn is_clean(&self) -> bool {
         self.rbuf.is_empty()
     }
+
+    /// Whether no byte of an answer has been read (the node cannot have answered).
+    pub(crate) fn nothing_read(&self) -> bool {
+        self.rbuf.is_empty()
+    }
+
+    /// Whether an idle connection still looks open: not closed by the node, and no bytes
+    /// nobody asked for.
+    pub(crate) fn looks_alive(&self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.stream.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
 }

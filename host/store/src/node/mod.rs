@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! call: node marked down? → Down (nothing sent)
-//!       idle connection, else a new one (connect timeout) → write → read one response
-//!       (all within the op timeout) → clean: back to the pool
+//!       idle connection that still looks open, else a new one (connect timeout) → write →
+//!       read one response (all within the op timeout) → clean: back to the pool
+//!       a pooled connection closed by the node before any answer: once more on a new one
 //!       failure: connection closed; connect/timeout/I/O/protocol errors mark the node down
 //! ```
 
