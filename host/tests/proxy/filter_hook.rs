@@ -206,7 +206,7 @@ async fn sticky_header_in_route_suffix_out_through_the_hook() {
 async fn callouts_reach_the_named_upstreams() {
     let a = Backend::start("a");
     let addr: std::net::SocketAddr = a.url().trim_start_matches("http://").parse().unwrap();
-    let callouts = keel::callout::Callouts::new([("store".to_string(), addr)].into());
+    let callouts = keel::callout::Callouts::new([("store".to_string(), addr)].into(), None);
     assert!(callouts.has_upstream("store"));
     assert!(!callouts.has_upstream("other"));
     let req = http::Request::post("/echo-headers")
