@@ -272,6 +272,12 @@ pub(super) fn validate(mut config: Config, base: &Path) -> R<Settings> {
             "must be 8192..=65536",
         ));
     }
+    if b.ajp.max_connections == Some(0) {
+        return Err(ConfigError::at(
+            "balancer.ajp.max_connections",
+            "must be more than 0 (leave it out for no limit)",
+        ));
+    }
     if b.ajp.max_headers == 0 {
         return Err(ConfigError::at(
             "balancer.ajp.max_headers",
@@ -437,6 +443,7 @@ pub(super) fn validate(mut config: Config, base: &Path) -> R<Settings> {
                 AjpPing::Always => Ping::Always,
             },
             max_headers: b.ajp.max_headers,
+            max_connections: b.ajp.max_connections,
         },
         config,
     })

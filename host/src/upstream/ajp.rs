@@ -47,7 +47,8 @@ impl AjpUpstream {
         config.connect_timeout = spec.connect_timeout;
         config.response_timeout = spec.response_timeout;
         config.pool = PoolConfig {
-            max_connections: None,
+            max_connections: spec.ajp.max_connections,
+            wait_timeout: spec.connect_timeout,
             max_idle: spec.pool_max_idle,
             idle_timeout: spec.pool_idle_timeout,
             // CPING a connection before reusing it once it idled for a fifth of the idle
@@ -55,7 +56,6 @@ impl AjpUpstream {
             cping_after_idle: (spec.pool_idle_timeout / 5).min(Duration::from_secs(5)),
             cping_timeout: spec.connect_timeout,
             ping: spec.ajp.ping,
-            ..PoolConfig::default()
         };
         config.max_headers = spec.ajp.max_headers;
         let client = AjpClient::new(spec.address, config).map_err(|e| e.to_string())?;

@@ -300,6 +300,8 @@ pub struct AjpSettings {
     pub ping: keel_ajp::client::Ping,
     /// The most header fields a forward request carries (Tomcat's `maxHeaderCount`).
     pub max_headers: usize,
+    /// At most this many connections per member (`None`: no limit).
+    pub max_connections: Option<usize>,
 }
 
 /// Everything needed to build one member's upstream.

@@ -37,6 +37,43 @@ fn every_error_names_its_key() {
             "secret",
         ),
         (
+            format!("{BASE}  ajp:\n    max_connections: 0\n"),
+            "balancer.ajp.max_connections",
+            "more than 0",
+        ),
+        (
+            format!("{BASE}  ajp:\n    ping: sometimes\n"),
+            "balancer.ajp.ping",
+            "unknown variant",
+        ),
+        (
+            format!("{BASE}session_store:\n  type: memcached\n"),
+            "session_store.nodes",
+            "needs nodes",
+        ),
+        (
+            format!("{BASE}session_store:\n  type: memcached\n  nodes: n1:localhost:11211\n"),
+            "session_store.nodes",
+            "n1",
+        ),
+        (
+            format!("{BASE}session_store:\n  type: memory\n  nodes: n1:127.0.0.1:11211\n"),
+            "session_store.nodes",
+            "only for type: memcached",
+        ),
+        (
+            format!(
+                "{BASE}session_store:\n  type: memory\n  upstream: store\ncallout_upstreams:\n  store: http://127.0.0.1:8099\n"
+            ),
+            "session_store.upstream",
+            "a name of its own",
+        ),
+        (
+            format!("{BASE}session_store:\n  type: memory\n  colour: blue\n"),
+            "session_store",
+            "unknown field",
+        ),
+        (
             format!("{BASE}  ajp:\n    secret_file: token\n    secret_required: false\n"),
             "balancer.ajp.secret_required",
             "remove one",
@@ -178,7 +215,7 @@ fn every_error_names_its_key() {
         (
             format!("{BASE}session_store:\n  nodes: n1:127.0.0.1:11211\n"),
             "session_store",
-            "not available",
+            "missing field `type`",
         ),
         (
             format!("{BASE}limits:\n  max_headers: 0\n"),

@@ -227,6 +227,10 @@ pub struct Ajp {
     /// The most header fields a request may carry to an AJP member (Tomcat's
     /// `maxHeaderCount`, 100 by default), counted with the headers keel adds.
     pub max_headers: usize,
+    /// At most this many connections to each AJP member (busy and idle; no limit when
+    /// absent): keep it at or below the connector's `maxThreads`. A request that finds none
+    /// free within `timeouts.connect` gets 503, and the member is not blamed.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for Ajp {
@@ -237,6 +241,7 @@ impl Default for Ajp {
             packet_size: 8192,
             ping: AjpPing::Connect,
             max_headers: 100,
+            max_connections: None,
         }
     }
 }
