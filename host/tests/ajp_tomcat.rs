@@ -156,6 +156,12 @@ async fn form_posts_reach_tomcat_parameters_with_and_without_filters() {
     for top in [String::new(), filters_section()] {
         let keel = Keel::start(&config(&members, &ajp, &top));
         let url = keel.url("/app/form");
+        // A Tomcat still warming up may miss its first CPINGs (keel then answers 504).
+        eventually("tc1 answers", Duration::from_secs(20), || {
+            let url = keel.url("/app/echo");
+            async move { (Http::new().get(&url, &[]).await.status == 200).then_some(()) }
+        })
+        .await;
         let filters = if top.is_empty() {
             "no filters"
         } else {

@@ -261,6 +261,7 @@ pub(super) fn validate(mut config: Config, base: &Path) -> R<Settings> {
         ),
         ("balancer.timeouts.total", b.timeouts.total),
         ("balancer.timeouts.body_idle", b.timeouts.body_idle),
+        ("balancer.ajp.ping_timeout", b.ajp.ping_timeout),
     ] {
         if v.0.is_zero() {
             return Err(ConfigError::at(k, "must be more than 0"));
@@ -444,6 +445,7 @@ pub(super) fn validate(mut config: Config, base: &Path) -> R<Settings> {
             },
             max_headers: b.ajp.max_headers,
             max_connections: b.ajp.max_connections,
+            ping_timeout: b.ajp.ping_timeout.0,
         },
         config,
     })

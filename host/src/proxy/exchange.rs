@@ -14,8 +14,9 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 
-use super::body::{self, Direction, IdleTimeout, Keep, Limited, SharedStream};
+use super::body::{IdleTimeout, Keep, Limited};
 use super::filter::{HeadersVerdict, LocalResponse, StreamInfo};
+use super::filtered::{Direction, Filtered, LocalSlot, SharedStream};
 use super::{ConnInfo, Proxy, from_local, headers, idempotent, local, upgrade};
 use crate::balancer::Member;
 use crate::upstream::{Body, BoxError, RequestBody, StreamingBody};
@@ -52,9 +53,6 @@ impl Drop for Finish {
         }
     }
 }
-
-/// Where a filter's local answer from the middle of a body lands.
-type LocalSlot = Arc<std::sync::Mutex<Option<LocalResponse>>>;
 
 fn take_local(slot: Option<&LocalSlot>) -> Option<LocalResponse> {
     slot.and_then(|s| s.lock().ok().and_then(|mut s| s.take()))
@@ -177,13 +175,14 @@ impl Proxy {
                 length
             };
             if let (Some(s), Some(slot)) = (&stream, &local_slot) {
-                client_body = body::pump(
+                client_body = Filtered::new(
                     client_body,
                     s.clone(),
                     Direction::Request,
                     slot.clone(),
                     length,
-                );
+                )
+                .boxed_unsync();
             }
             let replay_limit = cfg.balancer.retry.max_replay_body;
             if idempotent(&parts.method)
@@ -243,13 +242,14 @@ impl Proxy {
             }
             if !eos {
                 let declared = headers::content_length(&rparts.headers);
-                rbody = body::pump(
+                rbody = Filtered::new(
                     rbody,
                     s.clone(),
                     Direction::Response,
                     slot.clone(),
                     declared,
-                );
+                )
+                .boxed_unsync();
             }
         }
         if let Some(up) = upgrade

@@ -8,6 +8,7 @@ pub mod body;
 mod exchange;
 mod failover;
 pub mod filter;
+pub mod filtered;
 pub mod headers;
 mod upgrade;
 pub mod wasm;

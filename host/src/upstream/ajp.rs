@@ -54,7 +54,7 @@ impl AjpUpstream {
             // CPING a connection before reusing it once it idled for a fifth of the idle
             // timeout (at most 5 s): cheap, and it catches a Tomcat restarted meanwhile.
             cping_after_idle: (spec.pool_idle_timeout / 5).min(Duration::from_secs(5)),
-            cping_timeout: spec.connect_timeout,
+            cping_timeout: spec.ajp.ping_timeout,
             ping: spec.ajp.ping,
         };
         config.max_headers = spec.ajp.max_headers;

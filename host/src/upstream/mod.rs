@@ -302,6 +302,8 @@ pub struct AjpSettings {
     pub max_headers: usize,
     /// At most this many connections per member (`None`: no limit).
     pub max_connections: Option<usize>,
+    /// How long a CPONG may take.
+    pub ping_timeout: Duration,
 }
 
 /// Everything needed to build one member's upstream.

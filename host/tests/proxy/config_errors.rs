@@ -70,7 +70,7 @@ fn every_error_names_its_key() {
         ),
         (
             format!("{BASE}session_store:\n  type: memory\n  colour: blue\n"),
-            "session_store",
+            "session_store.colour",
             "unknown field",
         ),
         (
@@ -292,7 +292,11 @@ fn the_embedded_default_is_valid() {
     };
     let s = keel::config::parse(&text, root)
         .expect("default config (are the filters built? run `cargo xtask build-wasm`)");
-    assert_eq!(s.filters.len(), 2, "sticky and route_suffix");
+    let names: Vec<&str> = s.filters.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["sticky", "session", "route_suffix"]);
+    let store = s.session_store.as_ref().expect("a session store");
+    assert_eq!(store.backend, keel::config::StoreBackend::Memory);
+    assert_eq!(store.upstream, "keel_store");
     assert!(s.listeners[0].address.ip().is_loopback());
     assert!(s.members.iter().all(|m| m.address.ip().is_loopback()));
 }
@@ -339,6 +343,7 @@ fn the_full_example_is_valid() {
     dir.write("tls/cert.pem", &cert.cert.pem());
     dir.write("tls/key.pem", &cert.key_pair.serialize_pem());
     dir.write("filters/sticky.wasm", "");
+    dir.write("filters/session.wasm", "");
     dir.write("filters/route_suffix.wasm", "");
     dir.write("ajp-secret", "s3cret\n");
     dir.write("admin-token", "0123456789abcdef0123\n");

@@ -224,6 +224,9 @@ pub struct Ajp {
     pub packet_size: usize,
     /// When a connection is checked with CPING before a request.
     pub ping: AjpPing,
+    /// How long a CPONG may take (mod_jk's `ping_timeout`); longer: the member is hung or
+    /// out of threads, nothing is sent, the request goes to another member.
+    pub ping_timeout: ConfigDuration,
     /// The most header fields a request may carry to an AJP member (Tomcat's
     /// `maxHeaderCount`, 100 by default), counted with the headers keel adds.
     pub max_headers: usize,
@@ -240,6 +243,7 @@ impl Default for Ajp {
             secret_required: true,
             packet_size: 8192,
             ping: AjpPing::Connect,
+            ping_timeout: d(5000),
             max_headers: 100,
             max_connections: None,
         }

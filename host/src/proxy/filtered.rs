@@ -1,0 +1,250 @@
+//! A body on its way through the filter chain's body and trailers callbacks, polled by whoever
+//! reads it (hyper's connection task, or the upstream's): no task, no channel, no thread change
+//! per body. Each frame read from the inner body becomes one callback (a boxed future that takes
+//! the stream's lock); its verdict decides what goes on — bytes (possibly changed), nothing yet
+//! (held), or a local response that ends the body with an error. The body also checks that what
+//! the filters pass on agrees with the Content-Length the head carries.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::{Body as HttpBody, Frame};
+
+use super::filter::{BodyVerdict, FilterStream, LocalResponse, TrailersVerdict};
+use crate::upstream::{Body, BoxError, BoxFuture};
+
+/// The filter stream shared by the request body, the response phase and the response body.
+pub type SharedStream = Arc<tokio::sync::Mutex<Option<Box<dyn FilterStream>>>>;
+
+/// Where a filter's local answer from the middle of a body lands.
+pub type LocalSlot = Arc<std::sync::Mutex<Option<LocalResponse>>>;
+
+/// Which way a body goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Client → member.
+    Request,
+    /// Member → client.
+    Response,
+}
+
+/// A filter answered locally in the middle of a body.
+#[derive(Debug, thiserror::Error)]
+#[error("a filter answered locally")]
+pub struct FilterResponded;
+
+/// The filters changed a body's length but left its Content-Length (a filter that changes a
+/// body must remove or fix the header in its headers callback, as in Envoy).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{dir:?} body: the filters passed on {sent} bytes or more, Content-Length says {declared}: \
+     a filter changed the body without fixing Content-Length"
+)]
+pub struct LengthMismatch {
+    dir: Direction,
+    sent: u64,
+    declared: u64,
+}
+
+/// What one callback decided.
+enum Verdict {
+    Body(BodyVerdict),
+    Trailers(TrailersVerdict, HeaderMap),
+    /// The stream was finished meanwhile (the exchange is over): the body ends.
+    Gone,
+}
+
+/// A body fed through the stream's body callbacks. See the module docs.
+pub struct Filtered {
+    inner: Body,
+    stream: SharedStream,
+    dir: Direction,
+    local: LocalSlot,
+    declared: Option<u64>,
+    sent: u64,
+    /// The callback in progress.
+    call: Option<BoxFuture<'static, Verdict>>,
+    /// Frames decided on, not yet read.
+    ready: VecDeque<Frame<Bytes>>,
+    /// End of stream was given to the filters.
+    eos_sent: bool,
+    /// Nothing more comes after `ready`.
+    done: bool,
+}
+
+impl Filtered {
+    /// `inner` through `stream`'s callbacks for `dir`; a local response lands in `local`;
+    /// `declared` is the head's Content-Length after the headers callbacks.
+    pub fn new(
+        inner: Body,
+        stream: SharedStream,
+        dir: Direction,
+        local: LocalSlot,
+        declared: Option<u64>,
+    ) -> Self {
+        Filtered {
+            inner,
+            stream,
+            dir,
+            local,
+            declared,
+            sent: 0,
+            call: None,
+            ready: VecDeque::new(),
+            eos_sent: false,
+            done: false,
+        }
+    }
+
+    fn body_call(&self, chunk: Bytes, eos: bool) -> BoxFuture<'static, Verdict> {
+        let (stream, dir) = (self.stream.clone(), self.dir);
+        Box::pin(async move {
+            let mut guard = stream.lock().await;
+            let Some(s) = guard.as_mut() else {
+                return Verdict::Gone;
+            };
+            Verdict::Body(match dir {
+                Direction::Request => s.request_body(chunk, eos).await,
+                Direction::Response => s.response_body(chunk, eos).await,
+            })
+        })
+    }
+
+    fn trailers_call(&self, mut trailers: HeaderMap) -> BoxFuture<'static, Verdict> {
+        let (stream, dir) = (self.stream.clone(), self.dir);
+        Box::pin(async move {
+            let mut guard = stream.lock().await;
+            let Some(s) = guard.as_mut() else {
+                return Verdict::Gone;
+            };
+            let v = match dir {
+                Direction::Request => s.request_trailers(&mut trailers).await,
+                Direction::Response => s.response_trailers(&mut trailers).await,
+            };
+            Verdict::Trailers(v, trailers)
+        })
+    }
+
+    /// A local response: kept for the exchange, and the body ends with an error.
+    fn respond(&mut self, lr: LocalResponse) -> BoxError {
+        if let Ok(mut slot) = self.local.lock() {
+            *slot = Some(lr);
+        }
+        self.done = true;
+        Box::new(FilterResponded)
+    }
+
+    /// Applies a verdict; `Err` ends the body with that error.
+    fn apply(&mut self, verdict: Verdict) -> Result<(), BoxError> {
+        match verdict {
+            Verdict::Gone => self.done = true,
+            Verdict::Body(BodyVerdict::Forward(bytes)) => self.forward(bytes)?,
+            Verdict::Body(BodyVerdict::Hold) => {}
+            Verdict::Body(BodyVerdict::Respond(lr)) => return Err(self.respond(lr)),
+            Verdict::Trailers(TrailersVerdict::Continue(held), trailers) => {
+                // A body the filters held until the trailers goes first.
+                self.forward(held)?;
+                self.ready.push_back(Frame::trailers(trailers));
+                self.done = true;
+            }
+            Verdict::Trailers(TrailersVerdict::Respond(lr), _) => return Err(self.respond(lr)),
+        }
+        if self.eos_sent && self.call.is_none() && !self.done {
+            // The end went through the filters and they let it pass.
+            self.done = true;
+            if let Some(declared) = self.declared.filter(|d| *d != self.sent) {
+                return Err(self.mismatch(declared));
+            }
+        }
+        Ok(())
+    }
+
+    fn forward(&mut self, bytes: Bytes) -> Result<(), BoxError> {
+        self.sent += bytes.len() as u64;
+        if let Some(declared) = self.declared.filter(|d| self.sent > *d) {
+            return Err(self.mismatch(declared));
+        }
+        if !bytes.is_empty() {
+            self.ready.push_back(Frame::data(bytes));
+        }
+        Ok(())
+    }
+
+    fn mismatch(&mut self, declared: u64) -> BoxError {
+        self.done = true;
+        self.ready.clear();
+        let e = LengthMismatch {
+            dir: self.dir,
+            sent: self.sent,
+            declared,
+        };
+        log::warn!("{e}");
+        Box::new(e)
+    }
+}
+
+impl HttpBody for Filtered {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(frame) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            if let Some(call) = this.call.as_mut() {
+                let verdict = std::task::ready!(call.as_mut().poll(cx));
+                this.call = None;
+                if let Err(e) = this.apply(verdict) {
+                    return Poll::Ready(Some(Err(e)));
+                }
+                continue;
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            let call = match std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                // The body ended without saying so on its last frame: tell the filters.
+                None if !this.eos_sent => {
+                    this.eos_sent = true;
+                    this.body_call(Bytes::new(), true)
+                }
+                None => {
+                    this.done = true;
+                    continue;
+                }
+                Some(Err(e)) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        let eos = this.inner.is_end_stream();
+                        this.eos_sent = eos;
+                        this.body_call(data, eos)
+                    }
+                    Err(frame) => match frame.into_trailers() {
+                        Ok(trailers) => {
+                            this.eos_sent = true;
+                            this.trailers_call(trailers)
+                        }
+                        Err(_) => continue,
+                    },
+                },
+            };
+            this.call = Some(call);
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.ready.is_empty() && self.call.is_none()
+    }
+}
