@@ -158,16 +158,9 @@ fn memcached_installed() -> bool {
 /// Starts one memcached node on 127.0.0.1:`port` and waits until it listens.
 fn start_memcached(port: u16) -> Result<Child> {
     let child = Command::new("memcached")
-        .args([
-            "-l",
-            "127.0.0.1",
-            "-U",
-            "0",
-            "-m",
-            "64",
-            "-p",
-            &port.to_string(),
-        ])
+        // `-u`: memcached refuses to run as root without a user to become (ignored otherwise).
+        .args(["-l", "127.0.0.1", "-U", "0", "-m", "64", "-u", "nobody"])
+        .args(["-p", &port.to_string()])
         .spawn()
         .with_context(|| format!("could not start memcached on {port}"))?;
     wait_for(&format!("127.0.0.1:{port}"))

@@ -84,20 +84,29 @@ impl NodeClient {
             return Err(NodeError::Down(self.id.clone()));
         }
         let result = self.call_inner(command).await;
+        // Logged when the node's state changes: a node that stays down says so once, not once
+        // per retry delay.
+        let was_down = self.down_until.lock().is_ok_and(|d| d.is_some());
         if let Err(e) = &result
             && e.counts_against_node()
         {
-            log::warn!(
-                "memcached node {} ({}) marked down for {:?}: {e}",
-                self.id,
-                self.addr,
-                self.config.retry_delay
-            );
+            if was_down {
+                log::debug!("memcached node {} ({}) still down: {e}", self.id, self.addr);
+            } else {
+                log::warn!(
+                    "memcached node {} ({}) down (retried every {:?}): {e}",
+                    self.id,
+                    self.addr,
+                    self.config.retry_delay
+                );
+            }
             self.mark_down();
         } else if result.is_ok()
+            && was_down
             && let Ok(mut d) = self.down_until.lock()
         {
             *d = None;
+            log::info!("memcached node {} ({}) is back", self.id, self.addr);
         }
         result
     }
