@@ -1,9 +1,11 @@
-//! **A test double** of the session store's HTTP API (`notes/store-api.md`, version 1), served as a
-//! callout handler: records in a map, ids from a counter, no memcached, no nodes but the ones a
-//! test names. It exists so that `tests/session.rs` can drive `session.wasm` before the real store
-//! lands; the real store (the `keel-store` crate, `keel_store::api::handle`) replaces it then. It
-//! checks what the filter sends (method, path, `:authority`, `keel-store-ttl`, CAS) as strictly as
-//! the API says, and records every call for the tests to look at.
+//! **A test double** of the session store's HTTP API (the README's store API, version 1), served
+//! as a callout handler: records in a map, ids from a counter, no memcached, no nodes but the ones
+//! a test names. It drives `session.wasm` through what the real store (`keel_store::api::handle`)
+//! cannot be made to do on demand in a unit test — answer 503, fail or hang a call, move a record
+//! to another node on its next load — and it records every call, checking what the filter sends
+//! (method, path, `:authority`, `keel-store-ttl`, CAS) as strictly as the API says. The filter
+//! against the real store, in memory and on real memcached, is tested end to end through keel
+//! (`host/tests/sessions.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
