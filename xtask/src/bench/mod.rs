@@ -3,8 +3,8 @@
 //! (A B C … A B C …), medians; a report in `target/bench/report.md` and `report.svg`.
 //!
 //! * `--quick`: direct, keel sticky + route_suffix and HAProxy, small GET at 32 connections,
-//!   2 rounds of 2 s (CI runs it, so the harness keeps working; a contender that does not
-//!   start fails the run).
+//!   2 rounds of 2 s, the failover and flood checks (CI runs it, so that the harness keeps
+//!   working: a contender that does not start, or errors under the load, fails the run).
 //! * `--micro [criterion args]`: the criterion benchmarks instead ([`micro`]).
 //! * `--rounds N`, `--seconds N`: override the rounds and the length of a run.
 //! * `--only ID,ID`: only these contenders (ids: direct, haproxy, nginx, httpd, keel-none,
