@@ -6,7 +6,8 @@
 //!   `wasm` profile and writes them to `target/filters/<name>.wasm` ([`wasm`]).
 //! * `test` is the project's one test command (the README's and CI's): fmt, clippy for the native
 //!   and wasm32 targets, the wasm build, then every test in the workspace ([`test`]).
-//! * `bench` runs the criterion benchmarks against freshly built modules ([`bench`]).
+//! * `bench` runs keel side by side with HAProxy, nginx and Apache httpd under `wrk`, and with
+//!   `--micro` the criterion benchmarks ([`bench`]).
 //!
 //! Which packages are wasm modules is declared by the packages themselves, in
 //! `[package.metadata.keel]` of their `Cargo.toml` ([`workspace`]).
@@ -47,7 +48,7 @@ fn run_task() -> Result<()> {
              tasks:\n  cluster     two session-holding backends behind keel, a tour, then serve\n  \
              build-wasm  build the filters to target/filters/*.wasm\n  \
              test        fmt, clippy (native and wasm32), build-wasm, every test\n  \
-             bench       build-wasm, then the criterion benchmarks (extra arguments go to them)"
+             bench       keel side by side with HAProxy, nginx, httpd (--quick: CI subset;\n              --micro: the criterion benchmarks)"
         ),
     }
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: the criterion benchmarks, against modules built just before.
+//! `cargo xtask bench --micro`: the criterion benchmarks, against modules built just before.
 //!
 //! Figures are reported as ratios against a reference measured in the same run (see each
 //! benchmark's docs), since the machines they run on are shared and noisy.

@@ -1,0 +1,106 @@
+//! `cargo xtask bench`: keel side by side with HAProxy, nginx and Apache httpd, every contender
+//! in front of the same backends, driven by the same `wrk` load in interleaved rounds
+//! (A B C … A B C …), medians; a report in `target/bench/report.md` and `report.svg`.
+//!
+//! * `--quick`: direct, keel sticky + route_suffix and HAProxy, small GET at 32 connections,
+//!   2 rounds of 2 s, the failover and flood checks (CI runs it, so that the harness keeps
+//!   working: a contender that does not start, or errors under the load, fails the run).
+//! * `--micro [criterion args]`: the criterion benchmarks instead ([`micro`]).
+//! * `--rounds N`, `--seconds N`: override the rounds and the length of a run.
+//! * `--only ID,ID`: only these contenders (ids: direct, haproxy, nginx, httpd, keel-none,
+//!   keel-sticky, keel-all, httpd-ajp, keel-ajp); `--no-build`: use what is built.
+//!
+//! Figures are compared as ratios to HAProxy and to the backend reached directly, measured in
+//! the same run: the machines are shared and noisy, absolute figures mean little.
+
+mod contenders;
+mod micro;
+mod procs;
+mod report;
+mod scenarios;
+mod wrk;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cmd, wasm};
+
+/// What a run does.
+pub struct Options {
+    pub quick: bool,
+    pub rounds: usize,
+    pub seconds: u32,
+    /// Contender ids to keep (all when empty).
+    pub only: Vec<String>,
+}
+
+/// Parses the arguments and runs the side-by-side benchmark (or the criterion ones).
+pub fn run(args: &[String]) -> Result<()> {
+    if args.first().map(String::as_str) == Some("--micro") {
+        return micro::run(&args[1..]);
+    }
+    let mut options = Options {
+        quick: false,
+        rounds: 3,
+        seconds: 5,
+        only: Vec::new(),
+    };
+    let mut build = true;
+    let mut rounds = None;
+    let mut seconds = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut number = |what: &str| -> Result<u64> {
+            it.next()
+                .with_context(|| format!("{what} needs a number"))?
+                .parse()
+                .with_context(|| format!("{what} needs a number"))
+        };
+        match arg.as_str() {
+            "--quick" => options.quick = true,
+            "--no-build" => build = false,
+            "--only" => {
+                let list = it.next().context("--only needs a list of contender ids")?;
+                options.only = list.split(',').map(str::to_string).collect();
+            }
+            "--rounds" => rounds = Some(number("--rounds")? as usize),
+            "--seconds" => seconds = Some(number("--seconds")? as u32),
+            other => bail!(
+                "usage: cargo xtask bench [--quick] [--rounds N] [--seconds N] [--only IDS] [--no-build]\n       \
+                 cargo xtask bench --micro [criterion arguments]\n(unknown argument {other})"
+            ),
+        }
+    }
+    if options.quick {
+        options.rounds = 2;
+        options.seconds = 2;
+    }
+    options.rounds = rounds.unwrap_or(options.rounds).max(1);
+    options.seconds = seconds.unwrap_or(options.seconds).max(1);
+    for tool in ["wrk", "nginx", "haproxy", "memcached", "/usr/sbin/apache2"] {
+        if cmd::output("sh", &["-c", &format!("command -v {tool}")]).is_err() {
+            bail!(
+                "{tool} is missing: apt-get install wrk nginx haproxy memcached apache2 (see .ci/run)"
+            );
+        }
+    }
+    if !build {
+        return scenarios::run(&options);
+    }
+    cmd::run(
+        "cargo",
+        &["build", "--release", "--package", "keel", "--bins"],
+    )?;
+    cmd::run(
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "--package",
+            "keel-ajp",
+            "--example",
+            "ajp_bench_server",
+        ],
+    )?;
+    wasm::build()?;
+    scenarios::run(&options)
+}

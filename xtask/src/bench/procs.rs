@@ -1,0 +1,246 @@
+//! The processes of a benchmark: started in a process group of their own (so that a master
+//! and its workers are stopped together and counted together), waited for, measured through
+//! `/proc`, and stopped when dropped.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// A free loopback port (bound, read, released: the small race is acceptable here).
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("bind a free loopback port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// One started program (and, through its process group, whatever it forks).
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `command` in a process group of its own, its output going to `<dir>/<name>.log`.
+    pub fn spawn(name: &str, dir: &Path, command: &mut Command) -> Result<Proc> {
+        let log = dir.join(format!("{name}.log"));
+        let out =
+            std::fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("{name}: could not start {:?}", command.get_program()))?;
+        Ok(Proc {
+            name: name.into(),
+            child: Some(child),
+            log,
+        })
+    }
+
+    /// The process id (also the id of its process group).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The end of its log, for error messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    /// Fails, with the log, when the process has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(child) = self.child.as_mut()
+            && let Some(status) = child.try_wait()?
+        {
+            bail!(
+                "{} exited ({status}); its log:\n{}",
+                self.name,
+                self.log_tail()
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits until `port` accepts connections; fails loudly (with the log) when the process
+    /// dies or the port stays closed.
+    pub fn wait_port(&mut self, port: u16, limit: Duration) -> Result<()> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + limit;
+        loop {
+            self.check_alive()?;
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} does not listen on {addr} after {limit:?}; its log:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL to the process alone (a failover test's member).
+    pub fn kill_now(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Every process of its group: the program and what it forked.
+    pub fn group(&self) -> Vec<u32> {
+        let pgid = self.pid();
+        let mut pids = Vec::new();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return pids;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Some(stat) = Stat::read(pid)
+                && stat.pgrp == pgid
+            {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// CPU seconds used so far by the group (user + system, with reaped children's).
+    pub fn cpu_seconds(&self) -> f64 {
+        let ticks: u64 = self
+            .group()
+            .into_iter()
+            .filter_map(Stat::read)
+            .map(|s| s.ticks)
+            .sum();
+        ticks as f64 / CLOCK_TICKS
+    }
+
+    /// Peak resident memory of the group since the last [`Proc::reset_peak`], in KiB (the sum
+    /// of every process's VmHWM: shared pages count once per process).
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.group()
+            .into_iter()
+            .filter_map(|pid| status_kib(pid, "VmHWM:"))
+            .sum()
+    }
+
+    /// Resident memory of the group now, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.group()
+            .into_iter()
+            .filter_map(|pid| status_kib(pid, "VmRSS:"))
+            .sum()
+    }
+
+    /// Resets the peak (VmHWM) of every process of the group to its current RSS.
+    pub fn reset_peak(&self) {
+        for pid in self.group() {
+            let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // The whole group: nginx's and httpd's workers go with their master.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `sysconf(_SC_CLK_TCK)` on Linux.
+const CLOCK_TICKS: f64 = 100.0;
+
+/// What the benchmark reads of `/proc/<pid>/stat`.
+struct Stat {
+    pgrp: u32,
+    /// utime + stime + cutime + cstime.
+    ticks: u64,
+}
+
+impl Stat {
+    fn read(pid: u32) -> Option<Stat> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name may hold spaces and parentheses: the fields start after the last ')'.
+        let rest = &text[text.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // fields[0] is field 3 (state) of proc(5).
+        let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+        Some(Stat {
+            pgrp: field(5)? as u32,
+            ticks: field(14)? + field(15)? + field(16)? + field(17)?,
+        })
+    }
+}
+
+fn status_kib(pid: u32, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// What a probe request got back.
+pub struct Probe {
+    pub status: u16,
+    /// The backend that served (`X-Served-By`).
+    pub served_by: String,
+}
+
+/// One `GET` on a connection of its own, with a cookie; errors for anything but a response.
+pub fn probe(port: u16, path: &str, cookie: &str, timeout: Duration) -> Result<Probe> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status line from port {port}: {head:?}"))?;
+    let served_by = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("x-served-by"))
+        .map(|(_, value)| value.trim().to_string())
+        .unwrap_or_default();
+    Ok(Probe { status, served_by })
+}
