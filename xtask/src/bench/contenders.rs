@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 
 use super::procs::{Proc, free_port, probe};
-use crate::{cmd, wasm};
+use crate::wasm;
 
 /// The session id every client sends (Tomcat's form: 32 hex digits), with `.<route>` after it.
 pub const SESSION: &str = "5F1D2A7C9B3E4F60A1B2C3D4E5F60718";
@@ -33,7 +33,7 @@ pub struct Env {
 
 impl Env {
     /// A fresh temporary directory with the files the backends serve.
-    pub fn new() -> Result<Env> {
+    pub fn new(binaries: &Path) -> Result<Env> {
         let dir = std::env::temp_dir().join(format!("keel-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let www = dir.join("www");
@@ -49,10 +49,9 @@ impl Env {
             .find(|l| l.starts_with("Uid:"))
             .and_then(|l| l.split_whitespace().nth(1))
             == Some("0");
-        let release = cmd::target_dir().join("release");
         Ok(Env {
-            keel: release.join("keel"),
-            ajp_server: release.join("examples").join("ajp_bench_server"),
+            keel: binaries.join("keel"),
+            ajp_server: binaries.join("examples").join("ajp_bench_server"),
             filters: wasm::out_dir(),
             dir,
             www,

@@ -4,7 +4,8 @@
 //!
 //! * `--quick`: direct, keel sticky + route_suffix and HAProxy, small GET at 32 connections,
 //!   2 rounds of 2 s, the failover and flood checks (CI runs it, so that the harness keeps
-//!   working: a contender that does not start, or errors under the load, fails the run).
+//!   working: a contender that does not start, or errors under the load, fails the run). It runs
+//!   keel's dev build (the one the tests use): its figures say nothing about keel's speed.
 //! * `--micro [criterion args]`: the criterion benchmarks instead ([`micro`]).
 //! * `--rounds N`, `--seconds N`: override the rounds and the length of a run.
 //! * `--only ID,ID`: only these contenders (ids: direct, haproxy, nginx, httpd, keel-none,
@@ -86,21 +87,23 @@ pub fn run(args: &[String]) -> Result<()> {
     if !build {
         return scenarios::run(&options);
     }
-    cmd::run(
-        "cargo",
-        &["build", "--release", "--package", "keel", "--bins"],
-    )?;
-    cmd::run(
-        "cargo",
-        &[
-            "build",
-            "--release",
-            "--package",
-            "keel-ajp",
-            "--example",
-            "ajp_bench_server",
-        ],
-    )?;
+    // `--quick` checks the harness, not the figures: it takes the dev build the tests use, so
+    // that CI never compiles wasmtime a second time (in release).
+    let profile: &[&str] = if options.quick { &[] } else { &["--release"] };
+    let keel = [&["build"], profile, &["--package", "keel", "--bins"]].concat();
+    cmd::run("cargo", &keel)?;
+    let ajp = [
+        &["build"],
+        profile,
+        &["--package", "keel-ajp", "--example", "ajp_bench_server"],
+    ]
+    .concat();
+    cmd::run("cargo", &ajp)?;
     wasm::build()?;
     scenarios::run(&options)
+}
+
+/// The folder of the binaries a run uses: the dev build for `--quick`, else the release build.
+pub fn binaries(options: &Options) -> std::path::PathBuf {
+    cmd::target_dir().join(if options.quick { "debug" } else { "release" })
 }

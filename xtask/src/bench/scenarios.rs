@@ -90,7 +90,7 @@ fn lineup(quick: bool, only: &[String]) -> Vec<(&'static str, &'static str, Kind
 /// Runs everything the options ask for and writes the report.
 pub fn run(options: &Options) -> Result<()> {
     let started = Instant::now();
-    let env = Env::new()?;
+    let env = Env::new(&super::binaries(options))?;
     eprintln!("bench: configurations and logs in {}", env.dir.display());
     let post_script = env.dir.join("post.lua");
     std::fs::write(
