@@ -20,9 +20,14 @@
 //!    `target/filters/`, their `routes` the endpoints of the route's cluster, the session filter's
 //!    `store_upstream` a defined cluster.
 //!
-//! What is not checked: the protoc-gen-validate rules (`min_len`, `required`, ranges) that Envoy
-//! also enforces, and whether the named extensions are compiled into a given Envoy build (the
-//! official builds carry every extension used here).
+//! 3. **protoc-gen-validate rules** ([`validate_rules`]) that Envoy enforces on top of the
+//!    schema, read from the descriptors' `validate.rules` options, for the common kinds: required
+//!    messages, durations and oneofs; string lengths; repeated and map sizes; number, wrapper and
+//!    duration bounds.
+//!
+//! What is not checked: the other validate rules (patterns, `well_known_regex`, `in`/`not_in`,
+//! prefixes), the checks Envoy's extensions make in code, and whether the named extensions are
+//! compiled into a given Envoy build (the official builds carry every extension used here).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -150,6 +155,293 @@ pub fn parse_message(
     let deserializer = serde_path_to_error::Deserializer::new(value, &mut track);
     DynamicMessage::deserialize_with_options(desc, deserializer, &options)
         .map_err(|err| format!("{}: {err}", track.path()))
+}
+
+// --- protoc-gen-validate rules ----------------------------------------------------------------
+
+/// The protoc-gen-validate rules Envoy enforces on top of the schema, for the kinds this checks:
+/// required messages and oneofs, string lengths, repeated and map sizes, number and duration
+/// bounds. Returns every violation, with the field's path.
+pub fn validate_rules(pool: &DescriptorPool, msg: &DynamicMessage) -> Vec<String> {
+    let mut problems = Vec::new();
+    check_message(pool, msg, "", &mut problems);
+    problems
+}
+
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+fn bool_option(options: &DynamicMessage, ext: Option<prost_reflect::ExtensionDescriptor>) -> bool {
+    match ext {
+        Some(ext) if options.has_extension(&ext) => {
+            matches!(options.get_extension(&ext).as_ref(), Value::Bool(true))
+        }
+        _ => false,
+    }
+}
+
+fn check_message(pool: &DescriptorPool, msg: &DynamicMessage, path: &str, out: &mut Vec<String>) {
+    let desc = msg.descriptor();
+    if desc.full_name() == "google.protobuf.Any" {
+        match any(pool, msg) {
+            Ok((_, inner)) => check_message(pool, &inner, path, out),
+            Err(err) => out.push(format!("{path}: {err}")),
+        }
+        return;
+    }
+    if bool_option(
+        &desc.options(),
+        pool.get_extension_by_name("validate.disabled"),
+    ) {
+        return;
+    }
+    for oneof in desc.oneofs() {
+        if bool_option(
+            &oneof.options(),
+            pool.get_extension_by_name("validate.required"),
+        ) && !oneof.fields().any(|f| msg.has_field(&f))
+        {
+            out.push(format!(
+                "{}: one of {} is required",
+                if path.is_empty() { "(top)" } else { path },
+                oneof
+                    .fields()
+                    .map(|f| f.name().to_owned())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    let rules_ext = pool.get_extension_by_name("validate.rules");
+    for field in desc.fields() {
+        let at = join(path, field.name());
+        let set = msg.has_field(&field);
+        let rules = match &rules_ext {
+            Some(ext) if field.options().has_extension(ext) => {
+                match field.options().get_extension(ext).as_ref() {
+                    Value::Message(m) => Some(m.clone()),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let value = msg.get_field(&field).into_owned();
+        // A member of a oneof is checked only when it is the one set (as protoc-gen-validate).
+        if let Some(rules) = &rules
+            && (set || field.containing_oneof().is_none())
+        {
+            check_rules(&at, &value, set, rules, out);
+        }
+        if !set {
+            continue;
+        }
+        match value {
+            Value::Message(m) => check_message(pool, &m, &at, out),
+            Value::List(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Value::Message(m) = item {
+                        check_message(pool, m, &format!("{at}[{i}]"), out);
+                    }
+                }
+            }
+            Value::Map(entries) => {
+                for (key, item) in &entries {
+                    if let Value::Message(m) = item {
+                        check_message(pool, m, &format!("{at}[{key:?}]"), out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn sub(rules: &DynamicMessage, name: &str) -> Option<DynamicMessage> {
+    message(rules, name)
+}
+
+fn number(value: &Value) -> Option<f64> {
+    match value {
+        Value::I32(n) => Some(f64::from(*n)),
+        Value::U32(n) => Some(f64::from(*n)),
+        Value::F32(n) => Some(f64::from(*n)),
+        Value::F64(n) => Some(*n),
+        // Precision beyond 2^53 does not matter for the bounds Envoy sets.
+        #[allow(clippy::cast_precision_loss)]
+        Value::I64(n) => Some(*n as f64),
+        #[allow(clippy::cast_precision_loss)]
+        Value::U64(n) => Some(*n as f64),
+        _ => None,
+    }
+}
+
+/// A `google.protobuf.Duration` (as a message value) in seconds.
+fn duration_seconds(value: &Value) -> Option<f64> {
+    let Value::Message(m) = value else {
+        return None;
+    };
+    let seconds = number(&field(m, "seconds"))?;
+    let nanos = number(&field(m, "nanos"))?;
+    Some(seconds + nanos / 1e9)
+}
+
+/// Checks the numeric bounds (`gt`, `gte`, `lt`, `lte`, `const`) of `rules` against `actual`;
+/// `bound` reads a bound's value.
+fn bounds(
+    at: &str,
+    actual: f64,
+    rules: &DynamicMessage,
+    bound: impl Fn(&Value) -> Option<f64>,
+    out: &mut Vec<String>,
+) {
+    let get = |name: &str| {
+        rules
+            .has_field_by_name(name)
+            .then(|| bound(&field(rules, name)))
+            .flatten()
+    };
+    let (gt, gte, lt, lte) = (get("gt"), get("gte"), get("lt"), get("lte"));
+    let above = match (gt, gte) {
+        (Some(b), _) => actual > b,
+        (_, Some(b)) => actual >= b,
+        _ => true,
+    };
+    let below = match (lt, lte) {
+        (Some(b), _) => actual < b,
+        (_, Some(b)) => actual <= b,
+        _ => true,
+    };
+    // protoc-gen-validate: with the lower bound above the upper one, the range is exclusive.
+    let lower = gt.or(gte);
+    let upper = lt.or(lte);
+    let ok = match (lower, upper) {
+        (Some(l), Some(u)) if l > u => above || below,
+        _ => above && below,
+    };
+    if !ok {
+        let describe = |name: &str, b: Option<f64>| b.map(|b| format!("{name} {b}"));
+        let limits: Vec<String> = [
+            describe(">", gt),
+            describe(">=", gte),
+            describe("<", lt),
+            describe("<=", lte),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        out.push(format!(
+            "{at}: {actual} is out of range ({})",
+            limits.join(", ")
+        ));
+    }
+    if let Some(c) = get("const")
+        && actual != c
+    {
+        out.push(format!("{at}: must be {c}"));
+    }
+}
+
+fn check_rules(at: &str, value: &Value, set: bool, rules: &DynamicMessage, out: &mut Vec<String>) {
+    // The rules of a wrapper field (`google.protobuf.UInt32Value`, …) apply to the wrapped value,
+    // when there is one.
+    let unwrapped;
+    let value = match value {
+        Value::Message(m)
+            if m.descriptor().full_name().starts_with("google.protobuf.")
+                && m.descriptor().full_name().ends_with("Value")
+                && m.descriptor().fields().len() == 1 =>
+        {
+            if !set {
+                return;
+            }
+            unwrapped = field(m, "value");
+            &unwrapped
+        }
+        other => other,
+    };
+    if let Some(m) = sub(rules, "message")
+        && matches!(field(&m, "required"), Value::Bool(true))
+        && !set
+    {
+        out.push(format!("{at}: is required"));
+    }
+    let ignore_empty = |r: &DynamicMessage| {
+        r.descriptor().get_field_by_name("ignore_empty").is_some()
+            && matches!(field(r, "ignore_empty"), Value::Bool(true))
+    };
+    if let Some(r) = sub(rules, "string")
+        && let Value::String(s) = value
+        && !(s.is_empty() && ignore_empty(&r))
+    {
+        let chars = s.chars().count() as u64;
+        let get = |name: &str| match (r.has_field_by_name(name), field(&r, name)) {
+            (true, Value::U64(n)) => Some(n),
+            _ => None,
+        };
+        if get("min_len").is_some_and(|n| chars < n)
+            || get("min_bytes").is_some_and(|n| (s.len() as u64) < n)
+        {
+            out.push(format!("{at}: `{s}` is too short"));
+        }
+        if get("max_len").is_some_and(|n| chars > n)
+            || get("max_bytes").is_some_and(|n| (s.len() as u64) > n)
+        {
+            out.push(format!("{at}: `{s}` is too long"));
+        }
+    }
+    if let Some(r) = sub(rules, "repeated") {
+        let len = match value {
+            Value::List(items) => items.len() as u64,
+            _ => 0,
+        };
+        if !(len == 0 && ignore_empty(&r)) {
+            if let Value::U64(n) = field(&r, "min_items")
+                && r.has_field_by_name("min_items")
+                && len < n
+            {
+                out.push(format!("{at}: at least {n} item(s) required"));
+            }
+            if let Value::U64(n) = field(&r, "max_items")
+                && r.has_field_by_name("max_items")
+                && len > n
+            {
+                out.push(format!("{at}: at most {n} item(s)"));
+            }
+        }
+    }
+    if let Some(r) = sub(rules, "map")
+        && let Value::U64(n) = field(&r, "min_pairs")
+        && r.has_field_by_name("min_pairs")
+    {
+        let len = match value {
+            Value::Map(m) => m.len() as u64,
+            _ => 0,
+        };
+        if len < n {
+            out.push(format!("{at}: at least {n} entr(ies) required"));
+        }
+    }
+    for kind in ["int32", "int64", "uint32", "uint64", "double", "float"] {
+        if let Some(r) = sub(rules, kind)
+            && let Some(actual) = number(value)
+            && !(actual == 0.0 && ignore_empty(&r))
+        {
+            bounds(at, actual, &r, number, out);
+        }
+    }
+    if let Some(r) = sub(rules, "duration") {
+        if matches!(field(&r, "required"), Value::Bool(true)) && !set {
+            out.push(format!("{at}: is required"));
+        }
+        if set && let Some(actual) = duration_seconds(value) {
+            bounds(at, actual, &r, duration_seconds, out);
+        }
+    }
 }
 
 /// Parses a bootstrap file into Envoy's `Bootstrap`.
@@ -647,7 +939,8 @@ pub fn check_file(path: &Path) -> Result<Summary, Vec<String>> {
     let pool = descriptor_pool().map_err(|e| vec![e])?;
     let bootstrap = parse_bootstrap(pool, path).map_err(|e| vec![e])?;
     let summary = summarize(pool, &bootstrap).map_err(|e| vec![e])?;
-    let problems = cross_references(&summary);
+    let mut problems = validate_rules(pool, &bootstrap);
+    problems.extend(cross_references(&summary));
     if problems.is_empty() {
         Ok(summary)
     } else {

@@ -270,3 +270,47 @@ fn the_plugin_configuration_must_be_a_string_value() {
     ));
     assert_mentions(&p, "not a google.protobuf.StringValue");
 }
+
+#[test]
+fn protoc_gen_validate_rules_are_enforced() {
+    for (from, to, label, what) in [
+        // string min_len: 1
+        (
+            "name: x-keel-host",
+            "name: \"\"",
+            "min_len",
+            "session_state.typed_config.name: `` is too short",
+        ),
+        // Duration gt: 0
+        (
+            "connect_timeout: 2s",
+            "connect_timeout: 0s",
+            "duration_gt",
+            "clusters[0].connect_timeout: 0 is out of range (> 0)",
+        ),
+        // Duration required
+        (
+            "    - timeout: 2s\n      interval: 5s",
+            "    - interval: 5s",
+            "duration_required",
+            "clusters[0].health_checks[0].timeout: is required",
+        ),
+        // a required oneof
+        (
+            "match: { prefix: \"/\" }",
+            "match: { case_sensitive: true }",
+            "oneof",
+            "routes[1].match: one of prefix, path,",
+        ),
+        // UInt32Value lte: 100
+        (
+            "max_ejection_percent: 50",
+            "max_ejection_percent: 150",
+            "wrapper",
+            "max_ejection_percent: 150 is out of range (<= 100)",
+        ),
+    ] {
+        let p = problems(&broken("envoy.yaml", from, to, label));
+        assert_mentions(&p, what);
+    }
+}
