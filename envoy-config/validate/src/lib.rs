@@ -19,7 +19,6 @@
 //!    wasm filters' plugin configurations JSON in a `StringValue`, their `.wasm` files under
 //!    `target/filters/`, their `routes` the endpoints of the route's cluster, the session filter's
 //!    `store_upstream` a defined cluster.
-//!
 //! 3. **protoc-gen-validate rules** ([`validate_rules`]) that Envoy enforces on top of the
 //!    schema, read from the descriptors' `validate.rules` options, for the common kinds: required
 //!    messages, durations and oneofs; string lengths; repeated and map sizes; number, wrapper and
