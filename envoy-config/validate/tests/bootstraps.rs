@@ -12,12 +12,12 @@ fn shipped(name: &str) -> PathBuf {
     workspace_root().join("envoy-config").join(name)
 }
 
-/// A copy of a shipped file with `from` replaced by `to` (which must change it), in a temporary
-/// directory of this test process.
+/// A copy of a shipped file with `from` replaced by `to` (which must change it), in cargo's
+/// scratch directory for tests (under `target/`: nothing is left in /tmp).
 fn broken(file: &str, from: &str, to: &str, label: &str) -> PathBuf {
     let text = std::fs::read_to_string(shipped(file)).expect("the shipped file is readable");
     assert!(text.contains(from), "{file} does not contain `{from}`");
-    let dir = std::env::temp_dir().join(format!("keel-envoy-config-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("keel-envoy-config");
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join(format!("{label}.yaml"));
     std::fs::write(&path, text.replacen(from, to, 1)).expect("write the broken copy");
