@@ -86,21 +86,40 @@ pub fn run(args: &[String]) -> Result<()> {
     if !build {
         return scenarios::run(&options);
     }
-    cmd::run(
-        "cargo",
-        &["build", "--release", "--package", "keel", "--bins"],
-    )?;
-    cmd::run(
-        "cargo",
-        &[
-            "build",
-            "--release",
-            "--package",
-            "keel-ajp",
-            "--example",
-            "ajp_bench_server",
-        ],
-    )?;
+    release_build(&["--package", "keel", "--bins"])?;
+    release_build(&["--package", "keel-ajp", "--example", "ajp_bench_server"])?;
     wasm::build()?;
     scenarios::run(&options)
+}
+
+/// `cargo build --release <args>` without the package variables that `cargo run` (the xtask
+/// alias) hands this process: ring's build script reruns when `CARGO_PKG_NAME` and its kin
+/// differ from the last build's, which would rebuild keel on every switch between
+/// `cargo xtask bench` and a plain `cargo build --release`.
+fn release_build(args: &[&str]) -> Result<()> {
+    eprintln!("xtask: cargo build --release {}", args.join(" "));
+    let mut command = std::process::Command::new("cargo");
+    command.arg("build").arg("--release").args(args);
+    command.current_dir(cmd::root());
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            command.env_remove(name);
+        }
+    }
+    let status = command.status().context("could not start cargo")?;
+    if !status.success() {
+        bail!("cargo build --release {} failed ({status})", args.join(" "));
+    }
+    Ok(())
 }
