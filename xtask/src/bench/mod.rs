@@ -89,16 +89,12 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     // `--quick` checks the harness, not the figures: it takes the dev build the tests use, so
     // that CI never compiles wasmtime a second time (in release).
-    let profile: &[&str] = if options.quick { &[] } else { &["--release"] };
-    let keel = [&["build"], profile, &["--package", "keel", "--bins"]].concat();
-    cmd::run("cargo", &keel)?;
-    let ajp = [
-        &["build"],
-        profile,
+    let release = !options.quick;
+    cargo_build(release, &["--package", "keel", "--bins"])?;
+    cargo_build(
+        release,
         &["--package", "keel-ajp", "--example", "ajp_bench_server"],
-    ]
-    .concat();
-    cmd::run("cargo", &ajp)?;
+    )?;
     wasm::build()?;
     scenarios::run(&options)
 }
@@ -106,4 +102,37 @@ pub fn run(args: &[String]) -> Result<()> {
 /// The folder of the binaries a run uses: the dev build for `--quick`, else the release build.
 pub fn binaries(options: &Options) -> std::path::PathBuf {
     cmd::target_dir().join(if options.quick { "debug" } else { "release" })
+}
+
+/// `cargo build [--release] <args>` without the package variables that `cargo run` (the xtask
+/// alias) hands this process: ring's build script reruns when `CARGO_PKG_NAME` and its kin
+/// differ from the last build's, which would rebuild keel on every switch between
+/// `cargo xtask bench` and a plain `cargo build`.
+fn cargo_build(release: bool, args: &[&str]) -> Result<()> {
+    let profile: &[&str] = if release { &["--release"] } else { &[] };
+    let args = [&["build"], profile, args].concat();
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let mut command = std::process::Command::new("cargo");
+    command.args(&args).current_dir(cmd::root());
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            command.env_remove(name);
+        }
+    }
+    let status = command.status().context("could not start cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
 }
