@@ -268,6 +268,34 @@ impl Keel {
         self.dir.write("keel.yaml", &config);
     }
 
+    /// kill -9, and wait until it is gone.
+    #[allow(dead_code)] // used by tests/sessions.rs
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `GET /metrics` on the admin listener (the configuration needs an `admin:` section).
+    #[allow(dead_code)] // used by tests/sessions.rs
+    pub async fn metrics(&self, http: &Http) -> String {
+        let admin = self.admin.expect("an admin section in the configuration");
+        let bearer = format!("Bearer {TOKEN}");
+        let r = http
+            .get(
+                &format!("http://{admin}/metrics"),
+                &[("authorization", bearer.as_str())],
+            )
+            .await;
+        assert_eq!(r.status, 200, "GET /metrics: {r:?}");
+        r.body
+    }
+
+    /// The value of the unlabelled metric `name` in `/metrics` (0 when it is not there yet).
+    #[allow(dead_code)] // used by tests/sessions.rs
+    pub async fn metric(&self, http: &Http, name: &str) -> f64 {
+        metric_value(&self.metrics(http).await, name)
+    }
+
     /// Waits for the process to exit; its exit status.
     pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + timeout;
@@ -427,6 +455,89 @@ pub fn filters_dir() -> PathBuf {
         );
     }
     dir
+}
+
+/// The value of the unlabelled metric `name` in Prometheus text (0 when it is not there).
+#[allow(dead_code)] // used by tests/sessions.rs
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (n, v) = l.split_once(' ')?;
+            (n == name).then(|| v.trim().parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+/// The `filters:` section of keel's default chain with the session filter: sticky, session
+/// (with `session_config`, a YAML flow mapping such as `{idle_timeout_seconds: 2}`; empty: its
+/// defaults) and route_suffix, all with `inject_routes: true`.
+#[allow(dead_code)] // used by tests/sessions.rs
+pub fn session_filters_section(session_config: &str) -> String {
+    let dir = filters_dir();
+    let session = dir.join("session.wasm");
+    assert!(
+        session.is_file(),
+        "{} is missing: run `cargo xtask build-wasm` (or `cargo xtask test`)",
+        session.display()
+    );
+    let config = if session_config.is_empty() {
+        String::new()
+    } else {
+        format!("    config: {session_config}\n")
+    };
+    format!(
+        "filters:\n  - name: sticky\n    wasm: {}\n    inject_routes: true\n  \
+         - name: session\n    wasm: {}\n    inject_routes: true\n{config}  \
+         - name: route_suffix\n    wasm: {}\n    inject_routes: true\n",
+        dir.join("sticky.wasm").display(),
+        session.display(),
+        dir.join("route_suffix.wasm").display()
+    )
+}
+
+/// A running `keel bridge` (the session store's HTTP API for stock Envoy).
+#[allow(dead_code)] // used by tests/sessions.rs
+pub struct Bridge {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+#[allow(dead_code)] // used by tests/sessions.rs
+impl Bridge {
+    /// `keel bridge --listen 127.0.0.1:0 <args>` (e.g. `--nodes n1:127.0.0.1:P,...`).
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(["bridge", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("KEEL_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var_os("KEEL_TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("start keel bridge");
+        let rx = lines(&mut child);
+        let prefix = "keel bridge: listening on http://";
+        let line = read_line_with_prefix(&rx, prefix, Duration::from_secs(10));
+        let addr = line[prefix.len()..].trim().parse().expect("bridge address");
+        Self { addr, child }
+    }
+
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The `filters:` section of keel's default chain, sticky and route_suffix.

@@ -12,7 +12,7 @@
 //! with a `jvmRoute` would serve it: a `JSESSIONID=<32 hex>.<route>` cookie for a client without
 //! a session this member knows, and a hit counter per session), `/counter` (the same counter
 //! kept by keel's `session` filter instead: state in the `keel-session` header, nothing kept
-//! here), anything else: 200 with the route and `x-body-len`.
+//! here; `/counter/slow` answers the same after 300 ms), anything else: 200 with the route and `x-body-len`.
 //!
 //! `cargo xtask cluster` runs two of these behind keel as the README's first command.
 
@@ -209,6 +209,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ou
             reply(&state, StatusCode::OK, s)
         }
         p if p.starts_with("/app") => session_page(&state, &headers),
+        // Two requests of one session in flight together (a CAS conflict in the store).
+        p if p.starts_with("/counter/slow") => {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            counter_page(&state, &headers, &query)
+        }
         p if p.starts_with("/counter") => counter_page(&state, &headers, &query),
         p if p.starts_with("/slow/") => {
             let ms: u64 = p["/slow/".len()..].parse().unwrap_or(100);

@@ -1,6 +1,7 @@
 //! Real memcached processes for the tests: each test starts its own (Debian's
 //! `/usr/bin/memcached`, on a free loopback port, `-vv` so that its stderr shows every
-//! command it read), kills them with SIGKILL, and may restart one on the same port.
+//! command it read — or quiet, for measurements), kills them with SIGKILL, and may restart one
+//! on the same port. keel's own tests (`host/tests/sessions.rs`) include this file too.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,6 +20,7 @@ pub struct Memcached {
     pub port: u16,
     child: Option<Child>,
     log: PathBuf,
+    verbose: bool,
 }
 
 impl Memcached {
@@ -31,8 +33,29 @@ impl Memcached {
         Self::start_on(port)
     }
 
+    /// Starts memcached on a free loopback port without `-vv` (for measurements: the verbose
+    /// log costs a write per command).
+    pub fn start_quiet() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        Self::spawn(port, false)
+    }
+
     /// Starts memcached on `port` (to bring a killed node back where it was).
     pub fn start_on(port: u16) -> Self {
+        Self::spawn(port, true)
+    }
+
+    /// SIGKILL, then a new empty memcached on the same port (as verbose as before).
+    pub fn restart(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.log);
+        *self = Self::spawn(self.port, self.verbose);
+    }
+
+    fn spawn(port: u16, verbose: bool) -> Self {
         assert!(
             Path::new(BINARY).exists(),
             "{BINARY} is missing: these tests need Debian's memcached (1.6.18); install it with \
@@ -48,19 +71,9 @@ impl Memcached {
         // `-u root` only matters when the tests run as root (memcached refuses to run as
         // root without -u); otherwise memcached ignores it. `-U 0`: no UDP.
         let child = Command::new(BINARY)
-            .args([
-                "-u",
-                "root",
-                "-l",
-                "127.0.0.1",
-                "-U",
-                "0",
-                "-vv",
-                "-m",
-                "16",
-                "-p",
-            ])
+            .args(["-u", "root", "-l", "127.0.0.1", "-U", "0", "-m", "16", "-p"])
             .arg(port.to_string())
+            .args(verbose.then_some("-vv"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -70,6 +83,7 @@ impl Memcached {
             port,
             child: Some(child),
             log,
+            verbose,
         };
         m.wait_ready();
         m
