@@ -120,10 +120,9 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             }
             // A map the context lacks reads as empty; an empty map is pointer 0, length 0, with
             // nothing allocated (cpp-host `src/exports.cc` `get_header_map_pairs`).
-            let len = map_of(caller.data_mut(), map_type)
-                .filter(|map| map.count() > 0)
-                .map_or(0, |map| map.serialized_len());
-            if len == 0 {
+            // (An empty map serializes to its 4-byte count alone.)
+            let len = map_of(caller.data_mut(), map_type).map_or(0, |map| map.serialized_len());
+            if len <= 4 {
                 guest!(memory::write_u32(&mut caller, ret_ptr, 0));
                 guest!(memory::write_u32(&mut caller, ret_len, 0));
                 return Ok(status::OK);
