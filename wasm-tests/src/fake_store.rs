@@ -8,7 +8,7 @@
 //! (`host/tests/sessions.rs`).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -76,12 +76,15 @@ struct State {
     /// A load moves the record to this node first (its node is "down").
     relocate_to: Option<String>,
     next_id: u64,
+    /// When set, a call reaches the store only after this delay, inside the callout's future
+    /// (as a real HTTP request does: nothing happens unless the future runs to its end).
+    latency: Option<Duration>,
 }
 
 /// The fake store. Test double: see the module docs.
 #[derive(Default)]
 pub struct FakeStore {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 /// `<32 HEX>-<node>` split, or `None` (the API's 400).
@@ -106,9 +109,18 @@ fn answer(status: u16, headers: &[(&str, String)], body: Vec<u8>) -> http::Respo
         .unwrap_or_else(|_| http::Response::new(Bytes::new()))
 }
 
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl FakeStore {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
+    }
+
+    /// Calls reach the store `latency` after they are made, and only if their future is run.
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock().latency = Some(latency);
     }
 
     /// Stores a session as if created earlier; returns its key `<id>-<node>`.
@@ -175,95 +187,95 @@ impl FakeStore {
             .map(|c| format!("{} {}", c.method, c.path))
             .collect()
     }
+}
 
-    fn handle(&self, call: &Call) -> http::Response<Bytes> {
-        let mut st = self.lock();
-        st.calls.push(call.clone());
-        if st.mode == Mode::Unavailable {
-            return answer(
-                503,
-                &[("keel-store-error", "unavailable".into())],
-                Vec::new(),
-            );
+fn handle(state: &Mutex<State>, call: &Call) -> http::Response<Bytes> {
+    let mut st = lock(state);
+    st.calls.push(call.clone());
+    if st.mode == Mode::Unavailable {
+        return answer(
+            503,
+            &[("keel-store-error", "unavailable".into())],
+            Vec::new(),
+        );
+    }
+    let ttl_ok = call
+        .header("keel-store-ttl")
+        .parse::<u64>()
+        .is_ok_and(|t| t > 0);
+    if !ttl_ok || call.header(":authority") != UPSTREAM {
+        return answer(400, &[], b"bad ttl or authority".to_vec());
+    }
+    let key = call.path.strip_prefix("/v1/sessions/");
+    match (call.method.as_str(), key) {
+        ("GET", Some(key)) => {
+            let Some((id, node)) = split_key(key) else {
+                return answer(400, &[], Vec::new());
+            };
+            let relocate = st.relocate_to.clone();
+            let Some(record) = st.records.get_mut(id).filter(|r| r.node == node) else {
+                return answer(404, &[], Vec::new());
+            };
+            if let Some(to) = relocate {
+                record.node = to;
+            }
+            let mut headers = vec![
+                ("keel-store-key", format!("{id}-{}", record.node)),
+                ("keel-store-cas", record.cas.to_string()),
+            ];
+            if let Some(route) = &record.route {
+                headers.push(("keel-store-route", route.clone()));
+            }
+            answer(200, &headers, record.state.clone())
         }
-        let ttl_ok = call
-            .header("keel-store-ttl")
-            .parse::<u64>()
-            .is_ok_and(|t| t > 0);
-        if !ttl_ok || call.header(":authority") != UPSTREAM {
-            return answer(400, &[], b"bad ttl or authority".to_vec());
+        ("POST", None) if call.path == "/v1/sessions" => {
+            st.next_id += 1;
+            let id = format!("{:032X}", 0xC0FF_EE00_u64 + st.next_id);
+            let record = Record {
+                node: "n1".into(),
+                state: call.body.clone(),
+                cas: 1,
+                route: Some(call.header("keel-store-route"))
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_owned),
+            };
+            st.records.insert(id.clone(), record);
+            if let Some((old, _)) = split_key(call.header("keel-store-replaces")) {
+                st.records.remove(old);
+            }
+            let headers = [
+                ("keel-store-key", format!("{id}-n1")),
+                ("keel-store-cas", "1".into()),
+            ];
+            answer(201, &headers, Vec::new())
         }
-        let key = call.path.strip_prefix("/v1/sessions/");
-        match (call.method.as_str(), key) {
-            ("GET", Some(key)) => {
-                let Some((id, node)) = split_key(key) else {
-                    return answer(400, &[], Vec::new());
-                };
-                let relocate = st.relocate_to.clone();
-                let Some(record) = st.records.get_mut(id).filter(|r| r.node == node) else {
-                    return answer(404, &[], Vec::new());
-                };
-                if let Some(to) = relocate {
-                    record.node = to;
-                }
-                let mut headers = vec![
-                    ("keel-store-key", format!("{id}-{}", record.node)),
-                    ("keel-store-cas", record.cas.to_string()),
-                ];
-                if let Some(route) = &record.route {
-                    headers.push(("keel-store-route", route.clone()));
-                }
-                answer(200, &headers, record.state.clone())
+        ("PUT", Some(key)) => {
+            let Some((id, node)) = split_key(key) else {
+                return answer(400, &[], Vec::new());
+            };
+            let Some(record) = st.records.get_mut(id).filter(|r| r.node == node) else {
+                return answer(404, &[], Vec::new());
+            };
+            let cas = call.header("keel-store-cas");
+            if !cas.is_empty() && cas != record.cas.to_string() {
+                return answer(409, &[], Vec::new());
             }
-            ("POST", None) if call.path == "/v1/sessions" => {
-                st.next_id += 1;
-                let id = format!("{:032X}", 0xC0FF_EE00_u64 + st.next_id);
-                let record = Record {
-                    node: "n1".into(),
-                    state: call.body.clone(),
-                    cas: 1,
-                    route: Some(call.header("keel-store-route"))
-                        .filter(|r| !r.is_empty())
-                        .map(str::to_owned),
-                };
-                st.records.insert(id.clone(), record);
-                if let Some((old, _)) = split_key(call.header("keel-store-replaces")) {
-                    st.records.remove(old);
-                }
-                let headers = [
-                    ("keel-store-key", format!("{id}-n1")),
-                    ("keel-store-cas", "1".into()),
-                ];
-                answer(201, &headers, Vec::new())
-            }
-            ("PUT", Some(key)) => {
-                let Some((id, node)) = split_key(key) else {
-                    return answer(400, &[], Vec::new());
-                };
-                let Some(record) = st.records.get_mut(id).filter(|r| r.node == node) else {
-                    return answer(404, &[], Vec::new());
-                };
-                let cas = call.header("keel-store-cas");
-                if !cas.is_empty() && cas != record.cas.to_string() {
-                    return answer(409, &[], Vec::new());
-                }
-                record.state.clone_from(&call.body);
-                record.cas += 1;
-                let headers = [
-                    ("keel-store-key", format!("{id}-{}", record.node)),
-                    ("keel-store-cas", record.cas.to_string()),
-                ];
-                answer(204, &headers, Vec::new())
-            }
-            ("DELETE", Some(key)) => {
-                let Some((id, _)) = split_key(key) else {
-                    return answer(400, &[], Vec::new());
-                };
-                st.records.remove(id);
-                answer(204, &[], Vec::new())
-            }
-            _ => answer(400, &[], b"not an API call".to_vec()),
+            record.state.clone_from(&call.body);
+            record.cas += 1;
+            let headers = [
+                ("keel-store-key", format!("{id}-{}", record.node)),
+                ("keel-store-cas", record.cas.to_string()),
+            ];
+            answer(204, &headers, Vec::new())
         }
+        ("DELETE", Some(key)) => {
+            let Some((id, _)) = split_key(key) else {
+                return answer(400, &[], Vec::new());
+            };
+            st.records.remove(id);
+            answer(204, &[], Vec::new())
+        }
+        _ => answer(400, &[], b"not an API call".to_vec()),
     }
 }
 
@@ -294,9 +306,20 @@ impl CalloutHandler for FakeStore {
             headers,
             body: body.to_vec(),
         };
-        let mode = self.lock().mode.clone();
-        let response = self.handle(&call);
+        let (mode, latency) = {
+            let st = self.lock();
+            (st.mode.clone(), st.latency)
+        };
+        let state = self.state.clone();
+        let now = latency.is_none().then(|| handle(&state, &call));
         Box::pin(async move {
+            let response = match now {
+                Some(response) => response,
+                None => {
+                    tokio::time::sleep(latency.unwrap_or_default()).await;
+                    handle(&state, &call)
+                }
+            };
             match mode {
                 Mode::Failing => Err(CalloutError::Failed("the fake store is down".into())),
                 Mode::Hanging => std::future::pending().await,

@@ -137,6 +137,19 @@ pub struct ScriptedCallouts {
     answers: Mutex<HashMap<String, Answer>>,
     /// The requests seen (path and query).
     pub seen: Mutex<Vec<String>>,
+    /// The requests answered (path and query): their future ran to its end, as a real request's
+    /// must for it to reach the upstream.
+    pub completed: Arc<Mutex<Vec<String>>>,
+}
+
+impl ScriptedCallouts {
+    /// The requests answered so far.
+    pub fn completed(&self) -> Vec<String> {
+        self.completed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 impl ScriptedCallouts {
@@ -172,10 +185,15 @@ impl CalloutHandler for ScriptedCallouts {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&id)
             .cloned();
+        let completed = self.completed.clone();
         Box::pin(async move {
             match answer {
                 Some(Answer::Reply(status, body, delay)) => {
                     tokio::time::sleep(delay).await;
+                    completed
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(path);
                     Ok(http::Response::builder()
                         .status(status)
                         .header("x-store", "1")

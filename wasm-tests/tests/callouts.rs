@@ -124,3 +124,48 @@ async fn several_streams_in_flight_on_one_instance_resume_correctly() {
     );
     assert_eq!(callouts.seen.lock().unwrap().len(), 3);
 }
+
+/// Envoy runs `proxy_http_call` on the root context (cpp-host `src/exports.cc` `http_call`:
+/// `contextOrEffectiveContext()->root_context()`), which keeps the request until it is answered
+/// (Envoy `source/extensions/common/wasm/context.cc` `Context::~Context` cancels only the
+/// requests of the context being destroyed): a callout the stream does not wait for is still
+/// answered after the stream ended.
+#[tokio::test]
+async fn a_callout_in_flight_outlives_its_stream() {
+    let (chain, callouts) = callout_chain("fire");
+    callouts.answer("f", Answer::Reply(200, "late", Duration::from_millis(50)));
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[("x-id", "f")]);
+    assert_eq!(
+        stream.request_headers(&mut req, true).await,
+        HeadersVerdict::Continue
+    );
+    stream.finish();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(callouts.completed(), ["/request?id=f"]);
+    // The instance took the late answer (the SDK drops it: the context is gone) and goes on.
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[("x-id", "g")]);
+    assert_eq!(
+        stream.request_headers(&mut req, true).await,
+        HeadersVerdict::Continue
+    );
+}
+
+/// A callout dispatched from `on_log` is sent and answered, as in Envoy, where `on_log` runs
+/// before the stream context is destroyed and the request lives on the root context (same
+/// sources as above).
+#[tokio::test]
+async fn a_callout_made_in_on_log_is_sent() {
+    let (chain, callouts) = callout_chain("log_callout");
+    callouts.answer("l", Answer::Reply(204, "", Duration::from_millis(20)));
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[("x-id", "l")]);
+    assert_eq!(
+        stream.request_headers(&mut req, true).await,
+        HeadersVerdict::Continue
+    );
+    stream.finish();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(callouts.completed(), ["/log?id=l"]);
+}

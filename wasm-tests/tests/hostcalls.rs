@@ -60,6 +60,9 @@ async fn header_maps_properties_metrics_and_shared_data() {
     assert_eq!(header(h, "x-prop-vm-id"), "probe_vm");
     assert_eq!(header(h, "x-prop-missing"), "-");
     assert_eq!(header(h, "x-metric"), "1");
+    // Envoy `source/extensions/common/wasm/context.cc`: `recordMetric` adds to a counter
+    // (`it->second->add(value)`), `incrementMetric` answers BadArgument unless `offset > 0`.
+    assert_eq!(header(h, "x-recorded"), "4:Err(BadArgument)");
     assert_eq!(header(h, "x-shared"), "one:true:true");
     assert_eq!(header(h, "x-time-ok"), "true");
 
@@ -74,10 +77,12 @@ async fn header_maps_properties_metrics_and_shared_data() {
     assert_eq!(header(&res.headers, "x-upstream"), "127.1.2.3:8081");
     assert_eq!(header(&res.headers, "x-state"), "kept");
     assert_eq!(header(&res.headers, "x-code"), "200");
-    assert_eq!(
-        header(&res.headers, "x-request-path"),
-        "/app/x;jsessionid=abc?q=1"
-    );
+    // Envoy clears a filter's request headers once its decodeHeaders continued
+    // (`source/extensions/common/wasm/context.cc` `Context::decodeHeaders`: `request_headers_ =
+    // nullptr`): get_header_map_value then answers BadArgument (2), get_header_map_pairs Ok with
+    // no pairs (cpp-host `src/exports.cc` `get_header_map_pairs`: an empty map is ptr 0, len 0).
+    assert_eq!(header(&res.headers, "x-request-path-status"), "2");
+    assert_eq!(header(&res.headers, "x-request-pairs"), "0:0");
     assert_eq!(header(&res.headers, "x-response-count"), "2");
     assert_eq!(res.status, 201);
     let mut trailers = http::HeaderMap::new();
@@ -128,6 +133,46 @@ async fn a_local_response_replaces_the_request() {
         }
         other => panic!("expected a local response, got {other:?}"),
     }
+}
+
+/// A local reply goes through the response callbacks of the filters the request reached, as
+/// Envoy's `sendLocalReply` runs it through the encoder chain (`source/common/http/
+/// filter_manager.cc` `sendLocalReplyViaFilterChain`, `encodeHeaders(nullptr, ...)` from the
+/// first encoder filter): the `decorate` probe before the `local` one sees the 403 (property
+/// `response.code`) and changes it; a filter after it, never reached, sees nothing (Envoy's
+/// `http_request_started_`).
+#[tokio::test]
+async fn a_local_reply_goes_through_the_response_callbacks() {
+    let (chain, _registry) = chain(vec![
+        spec("decorate", "test_probe", "decorate"),
+        spec("local", "test_probe", "local"),
+        spec("after", "test_probe", "decorate"),
+    ]);
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[]);
+    match stream.request_headers(&mut req, true).await {
+        HeadersVerdict::Respond(local) => {
+            let values = |name: &str| -> Vec<String> {
+                local
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| k == name)
+                    .map(|(_, v)| v.to_str().unwrap().to_owned())
+                    .collect()
+            };
+            assert_eq!(
+                values("x-decorated"),
+                ["403"],
+                "only the filter before it ran"
+            );
+            assert_eq!(local.status, 418);
+            assert_eq!(values("x-local"), ["yes"]);
+            assert_eq!(values("content-type"), ["text/plain"]);
+            assert_eq!(&local.body[..], b"forbidden by probe\n");
+        }
+        other => panic!("expected a local response, got {other:?}"),
+    }
+    stream.finish();
 }
 
 #[tokio::test]
@@ -306,6 +351,26 @@ async fn queued_items_reach_on_queue_ready() {
     })
     .await;
     assert!(got, "on_queue_ready did not dequeue the item");
+}
+
+/// Each enqueue posts its own `on_queue_ready` (cpp-host `src/shared_queue.cc`
+/// `SharedQueue::enqueue`): a receiver that dequeues one item per call gets them all, where
+/// keel used to call it once per 10 ms pass, leaving items behind.
+#[tokio::test]
+async fn every_enqueue_gets_its_own_on_queue_ready() {
+    let (chain, _registry) = chain(vec![spec("queue3", "test_probe", "queue")]);
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[("x-enqueue", "a,b,c")]);
+    stream.request_headers(&mut req, true).await;
+    drop(stream);
+    let got = eventually(async || {
+        let mut stream = chain.stream(info());
+        let mut req = request("/", &[]);
+        stream.request_headers(&mut req, true).await;
+        header(&req.headers, "x-queue-got") == "a,b,c"
+    })
+    .await;
+    assert!(got, "not every item reached on_queue_ready");
 }
 
 #[tokio::test]

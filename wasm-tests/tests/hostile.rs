@@ -1,7 +1,7 @@
-//! Hostile filters are contained: a trap, an endless loop, unbounded allocation, `proc_exit` and
-//! a pause never resumed each get the filter's failure policy (fail closed → 503, fail open →
-//! the request goes on without it), a log line and a metric; the instance is replaced by a fresh
-//! configured one, and the next request is served.
+//! Hostile filters are contained: a trap, an endless loop, unbounded allocation and `proc_exit`
+//! each get the filter's failure policy (fail closed → 503, fail open → the request goes on
+//! without it), a log line and a metric; the instance is replaced by a fresh configured one, and
+//! the next request is served. A pause never resumed is answered 408, as Envoy's idle timeout.
 
 // Tests may unwrap (keel conventions); this covers their helper functions too.
 #![allow(clippy::unwrap_used)]
@@ -139,6 +139,9 @@ async fn a_trap_in_the_response_path_fails_open() {
     );
 }
 
+/// A pause never resumed ends as Envoy's stream idle timeout ends a stream: 408 "stream
+/// timeout" (`source/common/http/conn_manager_impl.cc` `onIdleTimeout`), whatever the failure
+/// policy — with `fail_open` the request used to go on without the filter's decision.
 #[tokio::test(start_paused = true)]
 async fn a_pause_never_resumed_times_out() {
     let (chain, registry) = chain(vec![hostile(
@@ -148,8 +151,11 @@ async fn a_pause_never_resumed_times_out() {
     )]);
     let (verdict, _) = one_request(&chain).await;
     match verdict {
-        HeadersVerdict::Respond(local) => assert_eq!(local.status, 503),
-        other => panic!("expected 503, got {other:?}"),
+        HeadersVerdict::Respond(local) => {
+            assert_eq!(local.status, 408);
+            assert_eq!(&local.body[..], b"stream timeout");
+        }
+        other => panic!("expected 408, got {other:?}"),
     }
     assert_eq!(
         metric(
@@ -166,7 +172,43 @@ async fn a_pause_never_resumed_times_out() {
         FailurePolicy::FailOpen,
     )]);
     let (verdict, _) = one_request(&open).await;
+    match verdict {
+        HeadersVerdict::Respond(local) => assert_eq!(local.status, 408),
+        other => panic!("fail_open: expected 408, got {other:?}"),
+    }
+}
+
+/// Start-up callbacks have their own deadline (`start_deadline`, 60 s by default; Envoy has
+/// none): an `on_configure` slower than the per-request deadline no longer fails the filter.
+#[tokio::test]
+async fn a_slow_on_configure_is_not_held_to_the_request_deadline() {
+    let mut slow = hostile(
+        "slow-configure",
+        "slow_configure",
+        FailurePolicy::FailClosed,
+    );
+    slow.limits.callback_deadline = Duration::from_millis(20);
+    let (chain, _registry) = chain(vec![slow]);
+    let (verdict, _) = one_request(&chain).await;
     assert_eq!(verdict, HeadersVerdict::Continue);
+
+    let mut strict = hostile(
+        "strict-configure",
+        "slow_configure",
+        FailurePolicy::FailClosed,
+    );
+    strict.limits.start_deadline = Duration::from_millis(20);
+    let registry = prometheus::Registry::new();
+    let refused = keel_wasm::FilterChain::new(
+        vec![strict],
+        1,
+        &registry,
+        std::sync::Arc::new(keel_wasm::NoCallouts),
+    );
+    assert!(
+        refused.is_err(),
+        "a start_deadline set by hand still applies"
+    );
 }
 
 #[tokio::test]

@@ -527,6 +527,22 @@ async fn async_saves_do_not_hold_the_response() {
     assert_eq!(s.store.call_lines()[1], format!("PUT /v1/sessions/{key}"));
 }
 
+/// An async save goes on after the stream ended (it used to be cancelled with the stream): Envoy
+/// keeps a callout on the root context until it is answered (cpp-host `src/exports.cc`
+/// `http_call`; Envoy `source/extensions/common/wasm/context.cc` `Context::~Context`).
+#[tokio::test]
+async fn an_async_save_lands_after_the_stream_ended() {
+    let _serial = SERIAL.lock().await;
+    let s = setup(&config(r#""write_mode": "async", "#));
+    let key = s.store.insert(HEX, "n1", "counter=1", None);
+    s.store.set_latency(std::time::Duration::from_millis(30));
+    let x = in_session(&s, &key, "/", &[("keel-session", "counter=2")]).await;
+    assert!(x.response.is_some());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(s.store.call_lines()[1], format!("PUT /v1/sessions/{key}"));
+    assert_eq!(s.store.record(HEX).unwrap().state, b"counter=2");
+}
+
 #[test]
 fn a_bad_configuration_is_refused_naming_the_field() {
     for (config, field) in [

@@ -373,6 +373,7 @@ pub(super) fn validate(mut config: Config, base: &Path) -> R<Settings> {
             limits: keel_wasm::Limits {
                 memory_bytes: f.limits.memory_bytes,
                 callback_deadline: f.limits.callback_deadline.0,
+                start_deadline: f.limits.start_deadline.0,
                 max_buffered_body: f.limits.max_buffered_body,
                 pause_timeout: f.limits.pause_timeout.0,
             },

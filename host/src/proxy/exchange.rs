@@ -15,7 +15,7 @@ use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 
 use super::body::{IdleTimeout, Keep, Limited};
-use super::filter::{HeadersVerdict, LocalResponse, StreamInfo};
+use super::filter::{BodyVerdict, HeadersVerdict, LocalResponse, StreamInfo};
 use super::filtered::{Direction, Filtered, LocalSlot, SharedStream};
 use super::{ConnInfo, Proxy, from_local, headers, idempotent, local, upgrade};
 use crate::balancer::Member;
@@ -37,7 +37,7 @@ struct Finish(Option<SharedStream>);
 impl Drop for Finish {
     fn drop(&mut self) {
         let Some(s) = self.0.take() else { return };
-        // Usually uncontended (the pumps are done): finish right here.
+        // Usually uncontended (the bodies are done): finish right here.
         if let Ok(mut guard) = s.try_lock() {
             if let Some(stream) = guard.take() {
                 stream.finish();
@@ -56,6 +56,36 @@ impl Drop for Finish {
 
 fn take_local(slot: Option<&LocalSlot>) -> Option<LocalResponse> {
     slot.and_then(|s| s.lock().ok().and_then(|mut s| s.take()))
+}
+
+/// keel's own answer `res` through the response callbacks of the stream's filters (headers
+/// with no upstream, then the body at its end); what they make of it.
+async fn through_chain(stream: Option<&SharedStream>, res: Response<Body>) -> Response<Body> {
+    let Some(s) = stream else { return res };
+    let (mut parts, body) = res.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let mut guard = s.lock().await;
+    let Some(st) = guard.as_mut() else {
+        return Response::from_parts(parts, super::full_body(bytes));
+    };
+    let eos = bytes.is_empty();
+    if let HeadersVerdict::Respond(lr) = st.response_headers(&mut parts, None, eos).await {
+        return from_local(lr);
+    }
+    let bytes = if eos {
+        bytes
+    } else {
+        match st.response_body(bytes, true).await {
+            BodyVerdict::Forward(b) => b,
+            BodyVerdict::Hold => Bytes::new(),
+            BodyVerdict::Respond(lr) => return from_local(lr),
+        }
+    };
+    Response::from_parts(parts, super::full_body(bytes))
 }
 
 impl Proxy {
@@ -218,11 +248,15 @@ impl Proxy {
             return from_local(lr);
         }
         if exceeded.load(Ordering::Acquire) {
-            return local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+            let res = local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+            return through_chain(stream.as_ref(), res).await;
         }
         let (res, guard) = match result {
             Ok(ok) => ok,
-            Err(res) => return res,
+            // keel's own 502/503/504 go through the filters' response callbacks, as Envoy's
+            // router replies go through the encoder chain (`source/common/http/
+            // filter_manager.cc` `sendLocalReply`).
+            Err(res) => return through_chain(stream.as_ref(), res).await,
         };
 
         // The response.

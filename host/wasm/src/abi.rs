@@ -29,6 +29,8 @@ pub(crate) mod map {
     pub const RESPONSE_TRAILERS: i32 = 3;
     pub const HTTP_CALL_RESPONSE_HEADERS: i32 = 6;
     pub const HTTP_CALL_RESPONSE_TRAILERS: i32 = 7;
+    /// cpp-host `WasmHeaderMapType::MAX`: a larger type is `BadArgument`.
+    pub const MAX: u32 = 7;
 }
 
 /// Stream types (`proxy_continue_stream`, `proxy_close_stream`).
@@ -39,8 +41,31 @@ pub(crate) mod stream_type {
 
 /// Actions a stream callback returns.
 pub(crate) mod action {
+    use crate::instance::Callback;
+
     pub const CONTINUE: i32 = 0;
     pub const PAUSE: i32 = 1;
+
+    /// What keel makes of the value a stream callback returned, as Envoy maps it (cpp-host
+    /// `src/context.cc` `convertVmCallResultToFilter{Headers,Data,Trailers}Status`, the value
+    /// taken as unsigned, then Envoy `context.cc` `convertFilter*Status`):
+    /// * headers: 0 Continue, 2 ContinueAndEndStream (Envoy's switch has no case for it: Continue);
+    ///   1 StopIteration (StopAllIterationAndWatermark without `allow_on_headers_stop_iteration`),
+    ///   3 StopAllIterationAndBuffer, 4 and above StopAllIterationAndWatermark: keel pauses;
+    /// * body: 0 Continue; 1 StopIterationAndBuffer, 2 StopIterationAndWatermark, 3 and above
+    ///   StopIterationNoBuffer: keel pauses (and buffers, also for NoBuffer);
+    /// * trailers: 0 Continue, anything else StopIteration: keel pauses.
+    pub fn normalize(callback: Callback, value: i32) -> i32 {
+        let headers = matches!(
+            callback,
+            Callback::RequestHeaders | Callback::ResponseHeaders
+        );
+        match value {
+            CONTINUE => CONTINUE,
+            2 if headers => CONTINUE,
+            _ => PAUSE,
+        }
+    }
 }
 
 /// Metric types.
@@ -56,8 +81,10 @@ pub(crate) mod errno {
     pub const BADF: i32 = 8;
     pub const FAULT: i32 = 21;
     pub const INVAL: i32 = 28;
+    pub const NOTDIR: i32 = 20;
     pub const NOENT: i32 = 44;
     pub const NOSYS: i32 = 52;
+    pub const NOTSUP: i32 = 58;
 }
 
 /// cpp-host `limits.h`: the most a serialized header map may be.

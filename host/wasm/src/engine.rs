@@ -53,8 +53,11 @@ pub(crate) fn runtime() -> Result<&'static Runtime, String> {
 }
 
 /// The number of epoch ticks that make up `deadline` (at least two, so a deadline is never
-/// shorter than asked).
+/// shorter than asked); zero is no deadline, as in Envoy.
 pub(crate) fn deadline_ticks(deadline: Duration) -> u64 {
+    if deadline.is_zero() {
+        return u64::MAX / 2;
+    }
     let ticks = deadline.as_nanos() / EPOCH_TICK.as_nanos();
     u64::try_from(ticks)
         .unwrap_or(u64::MAX / 2)

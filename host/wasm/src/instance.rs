@@ -18,7 +18,6 @@ pub(crate) enum Failure {
     Deadline,
     Memory,
     ProcExit(i32),
-    BadAction(i32),
 }
 
 impl Failure {
@@ -28,7 +27,6 @@ impl Failure {
             Failure::Deadline => "deadline",
             Failure::Memory => "memory",
             Failure::ProcExit(_) => "proc_exit",
-            Failure::BadAction(_) => "bad_action",
         }
     }
 }
@@ -40,7 +38,6 @@ impl std::fmt::Display for Failure {
             Failure::Deadline => f.write_str("the callback ran past its deadline"),
             Failure::Memory => f.write_str("the instance reached its memory limit"),
             Failure::ProcExit(code) => write!(f, "proc_exit({code})"),
-            Failure::BadAction(value) => write!(f, "the callback returned action {value}"),
         }
     }
 }
@@ -61,14 +58,47 @@ type A3 = TypedFunc<(i32, i32, i32), i32>;
 type A2 = TypedFunc<(i32, i32), i32>;
 type F5 = TypedFunc<(i32, i32, i32, i32, i32), ()>;
 
+/// A headers callback: ABI 0.2.x passes `end_of_stream`, ABI 0.1.0 does not (cpp-host
+/// `src/wasm.cc` `getFunctions`, `on_request_headers_abi_01_` / `_abi_02_`; Rust SDK 0.1.x
+/// modules are ABI 0.1.0).
+enum Headers {
+    V2(A3),
+    V1(A2),
+}
+
+/// A headers callback of either ABI version (`None` when the module exports none).
+fn headers_export(
+    instance: &wasmtime::Instance,
+    store: &mut Store<HostState>,
+    name: &str,
+) -> Result<Option<Headers>, StartError> {
+    let Some(func) = instance.get_func(&mut *store, name) else {
+        return Ok(None);
+    };
+    if let Ok(f) = func.typed::<(i32, i32, i32), i32>(&*store) {
+        return Ok(Some(Headers::V2(f)));
+    }
+    func.typed::<(i32, i32), i32>(&*store)
+        .map(|f| Some(Headers::V1(f)))
+        .map_err(|e| StartError::Module(format!("export {name} has the wrong type: {e}")))
+}
+
+/// The entry point run after `_initialize` (or instead of it, for a WASI command).
+enum Entry {
+    Main(TypedFunc<(i32, i32), i32>),
+    MainVoid(TypedFunc<(), i32>),
+    Start(TypedFunc<(), ()>),
+    None,
+}
+
 struct Exports {
     context_create: Option<F2>,
     vm_start: Option<A2>,
     configure: Option<A2>,
-    request_headers: Option<A3>,
+    request_headers: Option<Headers>,
     request_body: Option<A3>,
     request_trailers: Option<A2>,
-    response_headers: Option<A3>,
+    response_headers: Option<Headers>,
     response_body: Option<A3>,
     response_trailers: Option<A2>,
     http_call_response: Option<F5>,
@@ -161,6 +191,7 @@ impl Instance {
         let mut store = Store::new(pre.module().engine(), state);
         store.limiter(|state| state as &mut dyn wasmtime::ResourceLimiter);
         let deadline = crate::engine::deadline_ticks(limits.callback_deadline);
+        let start_deadline = crate::engine::deadline_ticks(limits.start_deadline);
         store.set_epoch_deadline(deadline);
         store.epoch_deadline_trap();
         let instance = pre
@@ -179,14 +210,17 @@ impl Instance {
         }
         store.data_mut().memory = memory;
         store.data_mut().alloc = alloc;
+        store.data_mut().abi_0_1 = instance
+            .get_func(&mut store, "proxy_abi_version_0_1_0")
+            .is_some();
         let exports = Exports {
             context_create: typed(&instance, &mut store, "proxy_on_context_create")?,
             vm_start: typed(&instance, &mut store, "proxy_on_vm_start")?,
             configure: typed(&instance, &mut store, "proxy_on_configure")?,
-            request_headers: typed(&instance, &mut store, "proxy_on_request_headers")?,
+            request_headers: headers_export(&instance, &mut store, "proxy_on_request_headers")?,
             request_body: typed(&instance, &mut store, "proxy_on_request_body")?,
             request_trailers: typed(&instance, &mut store, "proxy_on_request_trailers")?,
-            response_headers: typed(&instance, &mut store, "proxy_on_response_headers")?,
+            response_headers: headers_export(&instance, &mut store, "proxy_on_response_headers")?,
             response_body: typed(&instance, &mut store, "proxy_on_response_body")?,
             response_trailers: typed(&instance, &mut store, "proxy_on_response_trailers")?,
             http_call_response: typed(&instance, &mut store, "proxy_on_http_call_response")?,
@@ -196,8 +230,20 @@ impl Instance {
             tick: typed(&instance, &mut store, "proxy_on_tick")?,
             queue_ready: typed(&instance, &mut store, "proxy_on_queue_ready")?,
         };
+        // cpp-host `src/wasm.cc` `getFunctions` and `startVm`: a reactor (`_initialize`) runs
+        // `_initialize`, then `main(0, 0)` or else `__main_void()`; a command (no `_initialize`)
+        // runs `_start`. (Rust SDK 0.1.x filters set their root context in `_start`; so do
+        // TinyGo builds of the Go SDK in `main`, reached through `_start`.)
         let initialize = typed::<(), ()>(&instance, &mut store, "_initialize")?;
-        let main = typed::<(i32, i32), i32>(&instance, &mut store, "main")?;
+        let entry = if initialize.is_some() {
+            match typed::<(i32, i32), i32>(&instance, &mut store, "main")? {
+                Some(main) => Entry::Main(main),
+                None => typed::<(), i32>(&instance, &mut store, "__main_void")?
+                    .map_or(Entry::None, Entry::MainVoid),
+            }
+        } else {
+            typed::<(), ()>(&instance, &mut store, "_start")?.map_or(Entry::None, Entry::Start)
+        };
         let mut me = Instance {
             store,
             exports,
@@ -206,15 +252,26 @@ impl Instance {
         };
         let started = (|| {
             if let Some(init) = initialize {
-                guarded(&mut me.store, me.deadline, |store| init.call(store, ()))?;
+                guarded(&mut me.store, start_deadline, |store| init.call(store, ()))?;
             }
-            if let Some(main) = main {
-                guarded(&mut me.store, me.deadline, |store| main.call(store, (0, 0)))?;
+            match entry {
+                Entry::Main(main) => {
+                    guarded(&mut me.store, start_deadline, |store| {
+                        main.call(store, (0, 0))
+                    })?;
+                }
+                Entry::MainVoid(main) => {
+                    guarded(&mut me.store, start_deadline, |store| main.call(store, ()))?;
+                }
+                Entry::Start(start) => {
+                    guarded(&mut me.store, start_deadline, |store| start.call(store, ()))?;
+                }
+                Entry::None => {}
             }
             me.store.data_mut().root_context = 1;
             me.store.data_mut().effective_context = 1;
             if let Some(create) = me.exports.context_create.as_ref() {
-                guarded(&mut me.store, me.deadline, |store| {
+                guarded(&mut me.store, start_deadline, |store| {
                     create.call(store, (1, 0))
                 })?;
             }
@@ -223,7 +280,7 @@ impl Instance {
         started.map_err(|failure| StartError::Start(failure.to_string()))?;
         let vm_config = me.store.data().plugin.vm_config.len() as i32;
         if let Some(vm_start) = me.exports.vm_start.as_ref() {
-            match guarded(&mut me.store, me.deadline, |store| {
+            match guarded(&mut me.store, start_deadline, |store| {
                 vm_start.call(store, (1, vm_config))
             }) {
                 Ok(0) => return Err(StartError::Start(me.last_log("on_vm_start returned false"))),
@@ -233,7 +290,7 @@ impl Instance {
         }
         let plugin_config = me.store.data().plugin.plugin_config.len() as i32;
         if let Some(configure) = me.exports.configure.as_ref() {
-            match guarded(&mut me.store, me.deadline, |store| {
+            match guarded(&mut me.store, start_deadline, |store| {
                 configure.call(store, (1, plugin_config))
             }) {
                 Ok(0) => {
@@ -305,13 +362,13 @@ impl Instance {
         let eos = i32::from(end_of_stream);
         let action = match callback {
             Callback::RequestHeaders => {
-                self.call3(|e: &Exports| e.request_headers.as_ref(), (ctx, size, eos))?
+                self.call_headers(|e: &Exports| e.request_headers.as_ref(), (ctx, size, eos))?
             }
             Callback::RequestBody => {
                 self.call3(|e: &Exports| e.request_body.as_ref(), (ctx, size, eos))?
             }
             Callback::ResponseHeaders => {
-                self.call3(|e: &Exports| e.response_headers.as_ref(), (ctx, size, eos))?
+                self.call_headers(|e: &Exports| e.response_headers.as_ref(), (ctx, size, eos))?
             }
             Callback::ResponseBody => {
                 self.call3(|e: &Exports| e.response_body.as_ref(), (ctx, size, eos))?
@@ -329,9 +386,22 @@ impl Instance {
                 None => action::CONTINUE,
             },
         };
-        match action {
-            action::CONTINUE | action::PAUSE => Ok(action),
-            other => Err(Failure::BadAction(other)),
+        Ok(action::normalize(callback, action))
+    }
+
+    fn call_headers(
+        &mut self,
+        which: fn(&Exports) -> Option<&Headers>,
+        (ctx, size, eos): (i32, i32, i32),
+    ) -> Result<i32, Failure> {
+        match which(&self.exports) {
+            Some(Headers::V2(f)) => guarded(&mut self.store, self.deadline, |store| {
+                f.call(store, (ctx, size, eos))
+            }),
+            Some(Headers::V1(f)) => guarded(&mut self.store, self.deadline, |store| {
+                f.call(store, (ctx, size))
+            }),
+            None => Ok(action::CONTINUE),
         }
     }
 

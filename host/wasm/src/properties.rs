@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use crate::headers::MapRef;
-use crate::state::{HostState, StreamData};
+use crate::state::{HostState, StreamData, open};
 
 fn int(value: u64) -> Vec<u8> {
     value.to_le_bytes().to_vec()
@@ -77,11 +77,18 @@ fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
             let since = stream.start.duration_since(std::time::UNIX_EPOCH).ok()?;
             int(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
         }
+        // Header-based values follow the header maps: Envoy builds them from the filter's
+        // header pointers (`context.cc` `findValue`: `request_headers_ ? request_headers_ :
+        // access_log_request_headers_`), null once its phase is over.
         _ if name.starts_with("request.") => request_property(stream, name)?,
         "response.code" => int(u64::from(stream.response.as_ref()?.status.as_u16())),
         "response.flags" => int(0),
-        "response.headers" => MapRef::Response(stream.response.as_mut()?).serialize(),
-        "response.trailers" => MapRef::Trailers(stream.response_trailers.as_mut()?).serialize(),
+        "response.headers" if stream.open & open::RESPONSE_HEADERS != 0 => {
+            MapRef::Response(stream.response.as_mut()?).serialize()
+        }
+        "response.trailers" if stream.open & open::RESPONSE_TRAILERS != 0 => {
+            MapRef::Trailers(stream.response_trailers.as_mut()?).serialize()
+        }
         _ => return None,
     };
     Some(value)
@@ -90,6 +97,15 @@ fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
 fn request_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
     let tls = stream.info.tls;
     let request_id = stream.info.request_id;
+    if name == "request.trailers" {
+        if stream.open & open::REQUEST_TRAILERS == 0 {
+            return None;
+        }
+        return Some(MapRef::Trailers(stream.request_trailers.as_mut()?).serialize());
+    }
+    if stream.open & open::REQUEST_HEADERS == 0 {
+        return None;
+    }
     let parts = stream.request.as_mut()?;
     let header = |parts: &http::request::Parts, name: &str| {
         parts
@@ -115,7 +131,6 @@ fn request_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
             header(parts, "x-request-id").unwrap_or_else(|| request_id.to_string().into_bytes())
         }
         "request.headers" => MapRef::Request(parts, tls).serialize(),
-        "request.trailers" => MapRef::Trailers(stream.request_trailers.as_mut()?).serialize(),
         _ => return None,
     };
     Some(value)

@@ -51,8 +51,12 @@ pub(crate) fn set(vm_id: &str, key: &[u8], value: Vec<u8>, cas: u32) -> SetResul
 
 struct Queue {
     items: VecDeque<Vec<u8>>,
-    /// Whether the owner should get `on_queue_ready`.
-    ready: bool,
+    /// The `on_queue_ready` calls owed to the owner: one per enqueue, as Envoy posts one per
+    /// enqueue (cpp-host `src/shared_queue.cc` `enqueue`).
+    ready: u32,
+    /// The instance that registered the queue last (cpp-host `registerQueue` overwrites the
+    /// context and thread that get the notifications).
+    owner: u64,
 }
 
 #[derive(Default)]
@@ -68,10 +72,14 @@ fn queues() -> std::sync::MutexGuard<'static, Queues> {
     QUEUES.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Registers (or finds) the queue `name` of `vm_id`.
-pub(crate) fn register_queue(vm_id: &str, name: &[u8]) -> u32 {
+/// Registers (or finds) the queue `name` of `vm_id`; `owner` (an instance) gets its
+/// notifications from now on.
+pub(crate) fn register_queue(vm_id: &str, name: &[u8], owner: u64) -> u32 {
     let mut queues = queues();
     if let Some(&id) = queues.by_name.get(&(vm_id.to_owned(), name.to_vec())) {
+        if let Some(queue) = queues.queues.get_mut(&id) {
+            queue.owner = owner;
+        }
         return id;
     }
     queues.next_id += 1;
@@ -81,7 +89,8 @@ pub(crate) fn register_queue(vm_id: &str, name: &[u8]) -> u32 {
         id,
         Queue {
             items: VecDeque::new(),
-            ready: false,
+            ready: 0,
+            owner,
         },
     );
     id
@@ -102,7 +111,7 @@ pub(crate) fn enqueue(id: u32, value: Vec<u8>) -> bool {
         return false;
     };
     queue.items.push_back(value);
-    queue.ready = true;
+    queue.ready = queue.ready.saturating_add(1);
     true
 }
 
@@ -113,12 +122,12 @@ pub(crate) fn dequeue(id: u32) -> Result<Option<Vec<u8>>, ()> {
     Ok(queue.items.pop_front())
 }
 
-/// Whether the queue got items since the last call (clears the flag).
-pub(crate) fn take_ready(id: u32) -> bool {
+/// The notifications owed to `owner` for the queue since the last call (taken).
+pub(crate) fn take_ready(id: u32, owner: u64) -> u32 {
     let mut queues = queues();
     match queues.queues.get_mut(&id) {
-        Some(queue) => std::mem::take(&mut queue.ready),
-        None => false,
+        Some(queue) if queue.owner == owner => std::mem::take(&mut queue.ready),
+        _ => 0,
     }
 }
 
@@ -146,14 +155,17 @@ mod tests {
 
     #[test]
     fn queues_are_fifo_per_vm() {
-        let id = register_queue("vm-q-test", b"q");
-        assert_eq!(register_queue("vm-q-test", b"q"), id);
+        let id = register_queue("vm-q-test", b"q", 1);
+        assert_eq!(register_queue("vm-q-test", b"q", 2), id);
         assert_eq!(resolve_queue("vm-q-test", b"q"), Some(id));
         assert_eq!(resolve_queue("vm-q-other", b"q"), None);
         assert!(enqueue(id, b"a".to_vec()));
         assert!(enqueue(id, b"b".to_vec()));
-        assert!(take_ready(id));
-        assert!(!take_ready(id));
+        // One notification per enqueue, to the last registrant (cpp-host
+        // `src/shared_queue.cc` `enqueue` and `registerQueue`).
+        assert_eq!(take_ready(id, 1), 0);
+        assert_eq!(take_ready(id, 2), 2);
+        assert_eq!(take_ready(id, 2), 0);
         assert_eq!(dequeue(id), Ok(Some(b"a".to_vec())));
         assert_eq!(dequeue(id), Ok(Some(b"b".to_vec())));
         assert_eq!(dequeue(id), Ok(None));

@@ -38,6 +38,25 @@ pub(crate) struct StreamData {
     pub filter_state: HashMap<Vec<u8>, Vec<u8>>,
     pub request_body_bytes: u64,
     pub response_body_bytes: u64,
+    /// The header maps the filter being called may use ([`open`] bits): Envoy clears a
+    /// filter's pointer to a map as soon as that filter's callback for it continued
+    /// (`source/extensions/common/wasm/context.cc` `decodeHeaders`, `encodeHeaders`,
+    /// `decodeTrailers`, `encodeTrailers`, `continueStream`) and gives the heads back to
+    /// `on_log` only (`Context::log`, access-log phase).
+    pub open: u8,
+    /// Whether `on_log`/`on_done`/`on_delete` run (Envoy's access-log phase: a map it lacks is
+    /// `NotFound` there, `BadArgument` elsewhere).
+    pub log_phase: bool,
+}
+
+/// The bits of [`StreamData::open`].
+pub(crate) mod open {
+    pub const REQUEST_HEADERS: u8 = 1;
+    pub const REQUEST_TRAILERS: u8 = 2;
+    pub const RESPONSE_HEADERS: u8 = 4;
+    pub const RESPONSE_TRAILERS: u8 = 8;
+    /// What the access-log phase sees (Envoy `Context::log`: no request trailers).
+    pub const LOG: u8 = REQUEST_HEADERS | RESPONSE_HEADERS | RESPONSE_TRAILERS;
 }
 
 impl StreamData {
@@ -54,6 +73,8 @@ impl StreamData {
             filter_state: HashMap::new(),
             request_body_bytes: 0,
             response_body_bytes: 0,
+            open: 0,
+            log_phase: false,
         }
     }
 }
@@ -83,9 +104,16 @@ pub(crate) struct CallResponse {
     pub trailers: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// Numbers the instances (the owners of shared queues).
+static NEXT_INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// The store data of one instance.
 pub(crate) struct HostState {
     pub plugin: Arc<PluginInfo>,
+    /// This instance's number, unique in the process.
+    pub instance_id: u64,
+    /// Whether the module speaks ABI 0.1.0 (a missing header is then an empty value).
+    pub abi_0_1: bool,
     pub memory: Option<Memory>,
     /// The guest's allocator (taken out of the state while it runs).
     pub alloc: Option<TypedFunc<i32, i32>>,
@@ -128,6 +156,8 @@ impl HostState {
     ) -> Self {
         HostState {
             plugin,
+            instance_id: NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            abi_0_1: false,
             memory: None,
             alloc: None,
             scratch: Vec::new(),

@@ -3,10 +3,12 @@
 //! `on_configure` or `on_tick`), whose responses it delivers to the root context.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::chain::ChainInner;
+use crate::state::NewCallout;
 
 /// How often the thread looks for due ticks and ready queues.
 const RESOLUTION: Duration = Duration::from_millis(10);
@@ -72,11 +74,13 @@ fn pass(
             }
             if result.is_ok() {
                 let queues = instance.store.data().queues.clone();
-                for queue in queues {
-                    if crate::shared::take_ready(queue) {
+                let me = instance.store.data().instance_id;
+                'queues: for queue in queues {
+                    // One call per enqueue (cpp-host `src/shared_queue.cc`), not one per pass.
+                    for _ in 0..crate::shared::take_ready(queue, me) {
                         result = instance.on_queue_ready(queue);
                         if result.is_err() {
-                            break;
+                            break 'queues;
                         }
                     }
                 }
@@ -92,32 +96,74 @@ fn pass(
             }
             drop(slot);
             for callout in callouts {
-                let weak = weak.clone();
-                tokio::spawn(async move {
-                    let response = match tokio::time::timeout(callout.timeout, callout.future).await
-                    {
-                        Ok(Ok(response)) => Some(response),
-                        _ => None,
-                    };
-                    let Some(chain) = weak.upgrade() else {
-                        return;
-                    };
-                    let filter = &chain.filters[index];
-                    let mut slot = filter.lock(worker);
-                    if slot.generation != generation {
-                        return;
-                    }
-                    if let Some(instance) = slot.instance.as_mut() {
-                        match instance.on_http_call_response(callout.token, response) {
-                            Err(failure) => filter.fail(&mut slot, &failure),
-                            Ok(()) if !instance.store.data().resumed.is_empty() => {
-                                slot.wake.notify_waiters();
-                            }
-                            Ok(()) => {}
-                        }
-                    }
-                });
+                let token = callout.token;
+                deliver_to_root(
+                    weak.clone(),
+                    Target {
+                        index,
+                        worker,
+                        generation,
+                    },
+                    token,
+                    send(callout),
+                );
             }
         }
     }
+}
+
+/// What a callout comes to: its response, or `None` (failed or timed out).
+pub(crate) type CalloutResult = Option<http::Response<bytes::Bytes>>;
+
+/// Starts a callout's request under its timeout.
+pub(crate) async fn send(callout: NewCallout) -> CalloutResult {
+    match tokio::time::timeout(callout.timeout, callout.future).await {
+        Ok(Ok(response)) => Some(response),
+        _ => None,
+    }
+}
+
+/// The instance a callout belongs to: filter `index` of the chain, on `worker`, while the slot
+/// still holds the instance of `generation`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target {
+    pub index: usize,
+    pub worker: usize,
+    pub generation: u64,
+}
+
+/// Waits for `result` on the current tokio runtime and delivers it to the root context of the
+/// target's instance, whether or not the stream that started the callout still exists: in Envoy
+/// a callout belongs to the root context (cpp-host `src/exports.cc` `http_call`:
+/// `contextOrEffectiveContext()->root_context()`) and is cancelled only when that context goes
+/// (Envoy `context.cc` `Context::~Context`). Without a runtime the request still runs, unanswered.
+pub(crate) fn deliver_to_root(
+    weak: Weak<ChainInner>,
+    target: Target,
+    token: u32,
+    result: impl Future<Output = CalloutResult> + Send + 'static,
+) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let response = result.await;
+        let Some(chain) = weak.upgrade() else {
+            return;
+        };
+        let filter = &chain.filters[target.index];
+        let mut slot = filter.lock(target.worker);
+        if slot.generation != target.generation {
+            return;
+        }
+        if let Some(instance) = slot.instance.as_mut() {
+            match instance.on_http_call_response(token, response) {
+                Err(failure) => filter.fail(&mut slot, &failure),
+                Ok(()) if !instance.store.data().resumed.is_empty() => {
+                    slot.wake.notify_waiters();
+                }
+                Ok(()) => {}
+            }
+        }
+    });
 }

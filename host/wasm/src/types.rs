@@ -22,27 +22,38 @@ pub enum FailurePolicy {
     FailOpen,
 }
 
-/// The sandbox limits of one filter instance.
+/// The sandbox limits of one filter instance. Envoy has no callback deadline, caps linear
+/// memory at 1 GiB (cpp-host `include/proxy-wasm/limits.h`,
+/// `PROXY_WASM_HOST_MAX_WASM_MEMORY_SIZE_BYTES`) and bounds a paused stream only by the
+/// connection manager's stream idle timeout (5 minutes by default); the defaults here follow it
+/// except for the per-request callback deadline, keel's safety choice (zero turns it off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// The most linear memory one instance may have.
     pub memory_bytes: u64,
-    /// How long one callback may run before it is interrupted.
+    /// How long one stream callback (headers, body, trailers, callout response, `on_log`, ...)
+    /// or root callback (`on_tick`, `on_queue_ready`) may run before it is interrupted and the
+    /// filter fails; zero is no deadline (Envoy).
     pub callback_deadline: Duration,
+    /// The same for the start of an instance: `_initialize`, `_start`/`main`, the root
+    /// context, `on_vm_start` and `on_configure` (rule sets are compiled there); zero is none.
+    pub start_deadline: Duration,
     /// The most body a paused filter may make the runtime hold (then 413 on requests, 500 on
     /// responses, as Envoy does).
     pub max_buffered_body: usize,
-    /// How long a stream may stay paused before the filter is treated as failed.
+    /// How long a stream may stay paused: then it is answered 408 "stream timeout", as Envoy's
+    /// stream idle timeout answers, whatever the failure policy.
     pub pause_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            memory_bytes: 64 << 20,
+            memory_bytes: 1 << 30,
             callback_deadline: Duration::from_millis(100),
+            start_deadline: Duration::from_secs(60),
             max_buffered_body: 1 << 20,
-            pause_timeout: Duration::from_secs(30),
+            pause_timeout: Duration::from_secs(300),
         }
     }
 }

@@ -255,27 +255,33 @@ pub enum FailurePolicy {
     FailOpen,
 }
 
-/// Filter resource limits.
+/// Filter resource limits. The defaults are Envoy's (README, "Envoy fidelity") except the
+/// per-request callback deadline, keel's safety choice; `0s` turns a deadline off.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FilterLimits {
-    /// Linear memory per instance.
+    /// Linear memory per instance (Envoy: 1 GiB).
     pub memory_bytes: u64,
-    /// Deadline per callback.
+    /// Deadline per request-path or root callback (Envoy: none).
     pub callback_deadline: ConfigDuration,
+    /// Deadline per start-up callback: `_initialize`/`_start`, `on_vm_start`, `on_configure`
+    /// (Envoy: none).
+    pub start_deadline: ConfigDuration,
     /// Body bytes a filter may hold.
     pub max_buffered_body: usize,
-    /// How long a paused stream may stay paused.
+    /// How long a paused stream may stay paused before it is answered 408 (Envoy: the stream
+    /// idle timeout, 5 minutes).
     pub pause_timeout: ConfigDuration,
 }
 
 impl Default for FilterLimits {
     fn default() -> Self {
         Self {
-            memory_bytes: 64 * 1024 * 1024,
+            memory_bytes: 1024 * 1024 * 1024,
             callback_deadline: d(100),
+            start_deadline: d(60_000),
             max_buffered_body: 1024 * 1024,
-            pause_timeout: d(5_000),
+            pause_timeout: d(300_000),
         }
     }
 }

@@ -45,25 +45,22 @@ pub(crate) fn log_message(state: &mut HostState, lvl: log::Level, message: &[u8]
 
 fn continue_stream(caller: &mut Ctx<'_>, which: i32) -> i32 {
     let state = caller.data_mut();
-    // Outside a stream callback, a root-context callback (on_tick, ...) may continue a paused
-    // stream it made effective.
-    let effective = state.effective_context;
-    if state.stream.is_none()
-        && (effective == state.root_context || !state.live_contexts.contains(&effective))
-    {
-        return status::NOT_FOUND;
-    }
     let (request, response) = match which {
         stream_type::REQUEST => (true, false),
         stream_type::RESPONSE => (false, true),
         2 | 3 => return status::OK,
         _ => return status::BAD_ARGUMENT,
     };
-    if state.stream.is_none() {
-        state.resumed.push((effective, request, response));
-    } else {
+    // cpp-host acts on the effective context (`src/exports.cc` `continue_stream`): the stream
+    // being called, another stream a callback made effective (a root callback, or one stream's
+    // callout response resuming another), or a root context, for which Envoy does nothing and
+    // answers Ok (`context.cc` `continueStream`: no decoder callbacks).
+    let effective = state.effective_context;
+    if state.stream.is_some() && effective == state.stream_context {
         state.actions.continue_request |= request;
         state.actions.continue_response |= response;
+    } else if effective != state.root_context && state.live_contexts.contains(&effective) {
+        state.resumed.push((effective, request, response));
     }
     status::OK
 }
@@ -147,13 +144,13 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "proxy_close_stream",
         |mut caller: Ctx<'_>, which: i32| -> R {
             let state = caller.data_mut();
-            if state.stream.is_none() {
-                return Ok(status::NOT_FOUND);
-            }
             if !(0..=3).contains(&which) {
                 return Ok(status::BAD_ARGUMENT);
             }
-            state.actions.close = true;
+            // Outside a stream Envoy does nothing and answers Ok (`context.cc` `closeStream`).
+            if state.stream.is_some() {
+                state.actions.close = true;
+            }
             Ok(status::OK)
         },
     )?;
@@ -211,8 +208,10 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 }
             }
             let state = caller.data_mut();
+            // Outside a stream Envoy does nothing and answers Ok (`context.cc`
+            // `sendLocalResponse`: no decoder callbacks).
             if state.stream.is_none() {
-                return Ok(status::NOT_FOUND);
+                return Ok(status::OK);
             }
             state.actions.local_response = Some(LocalResponse {
                 status: status_code,

@@ -199,7 +199,8 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "proxy_register_shared_queue",
         |mut caller: Ctx<'_>, name: i32, name_len: i32, ret_id: i32| -> R {
             let name = guest!(memory::read(&caller, name, name_len));
-            let id = shared::register_queue(&caller.data().plugin.vm_id, &name);
+            let state = caller.data();
+            let id = shared::register_queue(&state.plugin.vm_id, &name, state.instance_id);
             guest!(memory::write_u32(&mut caller, ret_id, id));
             let state = caller.data_mut();
             if !state.queues.contains(&id) {
@@ -273,7 +274,8 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         |caller: Ctx<'_>, id: i32, offset: i64| -> R {
             Ok(match metric_of(caller.data(), id) {
                 None => status::NOT_FOUND,
-                Some(CustomMetric::Counter(counter)) if offset >= 0 => {
+                // Envoy `context.cc` `incrementMetric`: a counter takes only `offset > 0`.
+                Some(CustomMetric::Counter(counter)) if offset > 0 => {
                     counter.inc_by(offset as u64);
                     status::OK
                 }
@@ -291,12 +293,9 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         |caller: Ctx<'_>, id: i32, value: i64| -> R {
             Ok(match metric_of(caller.data(), id) {
                 None => status::NOT_FOUND,
+                // Envoy `context.cc` `recordMetric`: a counter *adds* the value.
                 Some(CustomMetric::Counter(counter)) => {
-                    let value = value as u64;
-                    let current = counter.get();
-                    if value >= current {
-                        counter.inc_by(value - current);
-                    }
+                    counter.inc_by(value as u64);
                     status::OK
                 }
                 Some(CustomMetric::Gauge(gauge)) => {

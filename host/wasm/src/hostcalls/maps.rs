@@ -7,12 +7,23 @@ use super::guest;
 use crate::abi::{buffer, map, status};
 use crate::headers::MapRef;
 use crate::memory;
-use crate::state::HostState;
+use crate::state::{HostState, open};
 
 type Ctx<'a> = Caller<'a, HostState>;
 type R = wasmtime::Result<i32>;
 
-/// The map of that type, when the current context has it.
+/// What a call on a map the context does not have answers: `BadArgument` (Envoy
+/// `context.cc` `getHeaderMapValue`, `addHeaderMapValue`, ...: a null map), `NotFound` in the
+/// access-log phase.
+fn no_map(state: &HostState) -> i32 {
+    if state.stream.as_ref().is_some_and(|s| s.log_phase) {
+        status::NOT_FOUND
+    } else {
+        status::BAD_ARGUMENT
+    }
+}
+
+/// The map of that type, when the current context has it (now: see `StreamData::open`).
 fn map_of(state: &mut HostState, map_type: i32) -> Option<MapRef<'_>> {
     if matches!(
         map_type,
@@ -29,6 +40,16 @@ fn map_of(state: &mut HostState, map_type: i32) -> Option<MapRef<'_>> {
     }
     let stream = state.current_stream()?;
     let tls = stream.info.tls;
+    let bit = match map_type {
+        map::REQUEST_HEADERS => open::REQUEST_HEADERS,
+        map::REQUEST_TRAILERS => open::REQUEST_TRAILERS,
+        map::RESPONSE_HEADERS => open::RESPONSE_HEADERS,
+        map::RESPONSE_TRAILERS => open::RESPONSE_TRAILERS,
+        _ => 0,
+    };
+    if stream.open & bit == 0 {
+        return None;
+    }
     match map_type {
         map::REQUEST_HEADERS => stream
             .request
@@ -67,26 +88,26 @@ fn buffer_of(state: &mut HostState, kind: i32) -> Option<&[u8]> {
     }
 }
 
-/// Envoy's `Buffer::copyFrom`: start 0 and size 0 prepends, start 0 replaces all, start at or
-/// past the end appends; in between, the range `[start, start + size)` is replaced.
-pub(crate) fn splice(body: &mut bytes::BytesMut, start: usize, size: usize, data: &[u8]) {
+/// Envoy's `Buffer::copyFrom` (`source/extensions/common/wasm/context.cc`, read at envoy
+/// `031fa2b`): start 0 and size 0 prepends; start 0 and a size of at least the body's length
+/// replaces it all; start at or past the end appends; anything else (a part of the body) is
+/// `BadArgument` — `false` here, and the body is unchanged.
+pub(crate) fn splice(body: &mut bytes::BytesMut, start: usize, size: usize, data: &[u8]) -> bool {
     let len = body.len();
-    let mut out = bytes::BytesMut::with_capacity(len + data.len());
     if start == 0 && size == 0 {
+        let mut out = bytes::BytesMut::with_capacity(len + data.len());
         out.extend_from_slice(data);
         out.extend_from_slice(body);
-    } else if start == 0 {
-        out.extend_from_slice(data);
-    } else if start >= len {
-        out.extend_from_slice(body);
-        out.extend_from_slice(data);
+        *body = out;
+    } else if start == 0 && size >= len {
+        body.clear();
+        body.extend_from_slice(data);
+    } else if start >= len && start != 0 {
+        body.extend_from_slice(data);
     } else {
-        let end = start.saturating_add(size).min(len);
-        out.extend_from_slice(&body[..start]);
-        out.extend_from_slice(data);
-        out.extend_from_slice(&body[end..]);
+        return false;
     }
-    *body = out;
+    true
 }
 
 pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
@@ -94,8 +115,19 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_header_map_pairs",
         |mut caller: Ctx<'_>, map_type: i32, ret_ptr: i32, ret_len: i32| -> R {
+            if map_type as u32 > map::MAX {
+                return Ok(status::BAD_ARGUMENT);
+            }
+            // A map the context lacks reads as empty; an empty map is pointer 0, length 0, with
+            // nothing allocated (cpp-host `src/exports.cc` `get_header_map_pairs`).
+            // (An empty map serializes to its 4-byte count alone.)
+            let len = map_of(caller.data_mut(), map_type).map_or(0, |map| map.serialized_len());
+            if len <= 4 {
+                guest!(memory::write_u32(&mut caller, ret_ptr, 0));
+                guest!(memory::write_u32(&mut caller, ret_len, 0));
+                return Ok(status::OK);
+            }
             // One size pass, then the pairs are written straight into the guest's allocation.
-            let len = map_of(caller.data_mut(), map_type).map_or(4, |map| map.serialized_len());
             let filled = memory::copy_out_with(
                 &mut caller,
                 len,
@@ -103,10 +135,6 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 ret_len,
                 |out, state| match map_of(state, map_type) {
                     Some(map) => map.serialize_into(out),
-                    None if out.len() == 4 => {
-                        crate::serial::write_pairs_header(out, 0);
-                        true
-                    }
                     None => false,
                 },
             )?;
@@ -129,8 +157,9 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 let Some(pairs) = crate::serial::deserialize_pairs(raw) else {
                     return Ok(status::BAD_ARGUMENT);
                 };
+                let missing = no_map(state);
                 let Some(mut map) = map_of(state, map_type) else {
-                    return Ok(status::NOT_FOUND);
+                    return Ok(missing);
                 };
                 if !map.set_all(&pairs) {
                     note_rejected(state, "set_header_map_pairs", b"");
@@ -143,8 +172,9 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_header_map_size",
         |mut caller: Ctx<'_>, map_type: i32, ret: i32| -> R {
+            let missing = no_map(caller.data());
             let Some(map) = map_of(caller.data_mut(), map_type) else {
-                return Ok(status::NOT_FOUND);
+                return Ok(missing);
             };
             let size = u32::try_from(map.byte_size()).unwrap_or(u32::MAX);
             guest!(memory::write_u32(&mut caller, ret, size));
@@ -163,24 +193,39 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          -> R {
             let mut value = std::mem::take(&mut caller.data_mut().scratch);
             value.clear();
+            let missing = no_map(caller.data());
             let found = guest!(memory::with_guest(
                 &mut caller,
                 key,
                 key_len,
                 |key, state| {
-                    map_of(state, map_type)
-                        .and_then(|map| map.get(key).map(|found| value.extend_from_slice(found)))
-                        .is_some()
+                    map_of(state, map_type).map(|map| {
+                        map.get(key)
+                            .map(|found| value.extend_from_slice(found))
+                            .is_some()
+                    })
                 }
             ));
-            let copied = if found {
+            let copied = if found == Some(true) {
                 memory::copy_out(&mut caller, &value, ret_ptr, ret_len)
             } else {
                 Ok(Ok(()))
             };
             caller.data_mut().scratch = value;
-            if !found {
-                return Ok(status::NOT_FOUND);
+            // Envoy `context.cc` `getHeaderMapValue`: for an ABI 0.1.0 module a missing value
+            // (or a map missing in the access-log phase) is Ok and empty (pointer 0, length 0);
+            // the SDK 0.1.x panics on NotFound.
+            let empty_ok =
+                caller.data().abi_0_1 && (found.is_some() || missing == status::NOT_FOUND);
+            match found {
+                Some(true) => {}
+                _ if empty_ok => {
+                    guest!(memory::write_u32(&mut caller, ret_ptr, 0));
+                    guest!(memory::write_u32(&mut caller, ret_len, 0));
+                    return Ok(status::OK);
+                }
+                None => return Ok(missing),
+                Some(false) => return Ok(status::NOT_FOUND),
             }
             guest!(copied?);
             Ok(status::OK)
@@ -206,8 +251,9 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     pair,
                     (value, value_len),
                     |key, value, state| {
+                        let missing = no_map(state);
                         let Some(mut map) = map_of(state, map_type) else {
-                            return Ok(status::NOT_FOUND);
+                            return Ok(missing);
                         };
                         let written = if replace {
                             map.replace(key, value)
@@ -232,8 +278,9 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 key,
                 key_len,
                 |key, state| {
+                    let missing = no_map(state);
                     let Some(mut map) = map_of(state, map_type) else {
-                        return Ok(status::NOT_FOUND);
+                        return Ok(missing);
                     };
                     map.remove(key);
                     Ok(status::OK)
@@ -285,16 +332,22 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "proxy_set_buffer_bytes",
         |mut caller: Ctx<'_>, kind: i32, start: i32, size: i32, data: i32, data_len: i32| -> R {
             let data = guest!(memory::read(&caller, data, data_len));
+            // No body, or a buffer that is not a body: Envoy's buffer there is immutable or
+            // null (`Buffer::copyFrom`), `BadArgument`.
             let Some(stream) = caller.data_mut().current_stream() else {
-                return Ok(status::NOT_FOUND);
+                return Ok(status::BAD_ARGUMENT);
             };
-            match &mut stream.body {
+            let spliced = match &mut stream.body {
                 Some((body_kind, body)) if *body_kind == kind => {
-                    splice(body, start as u32 as usize, size as u32 as usize, &data);
-                    Ok(status::OK)
+                    splice(body, start as u32 as usize, size as u32 as usize, &data)
                 }
-                _ => Ok(status::NOT_FOUND),
-            }
+                _ => false,
+            };
+            Ok(if spliced {
+                status::OK
+            } else {
+                status::BAD_ARGUMENT
+            })
         },
     )?;
     linker.func_wrap(
@@ -314,18 +367,21 @@ mod tests {
     use super::splice;
     use bytes::BytesMut;
 
+    /// Envoy `source/extensions/common/wasm/context.cc` `Buffer::copyFrom` (envoy `031fa2b`).
     #[test]
     fn splice_follows_envoy_copy_from() {
         let run = |start, size, data: &[u8]| {
             let mut body = BytesMut::from(&b"hello"[..]);
-            splice(&mut body, start, size, data);
-            body
+            let ok = splice(&mut body, start, size, data);
+            (ok, String::from_utf8_lossy(&body).into_owned())
         };
-        assert_eq!(&run(0, 0, b">")[..], b">hello");
-        assert_eq!(&run(0, 5, b"bye")[..], b"bye");
-        assert_eq!(&run(0, 2, b"bye")[..], b"bye");
-        assert_eq!(&run(5, 0, b"!")[..], b"hello!");
-        assert_eq!(&run(99, 0, b"!")[..], b"hello!");
-        assert_eq!(&run(1, 3, b"EL")[..], b"hELo");
+        assert_eq!(run(0, 0, b">"), (true, ">hello".into()));
+        assert_eq!(run(0, 5, b"bye"), (true, "bye".into()));
+        assert_eq!(run(0, 99, b"bye"), (true, "bye".into()));
+        assert_eq!(run(5, 0, b"!"), (true, "hello!".into()));
+        assert_eq!(run(99, 0, b"!"), (true, "hello!".into()));
+        // A part of the body is BadArgument (keel used to replace it all, or the range).
+        assert_eq!(run(0, 2, b"bye"), (false, "hello".into()));
+        assert_eq!(run(1, 3, b"EL"), (false, "hello".into()));
     }
 }

@@ -14,7 +14,7 @@ use crate::abi::action;
 use crate::chain::ChainInner;
 use crate::headers::MapRef;
 use crate::instance::{Callback, Failure, Instance};
-use crate::state::{Actions, HostState, StreamData};
+use crate::state::{Actions, HostState, StreamData, open};
 use crate::types::{
     BodyVerdict, FailurePolicy, HeadersVerdict, LocalResponse, StreamInfo, TrailersVerdict,
     UpstreamInfo,
@@ -30,6 +30,11 @@ struct FilterStream {
     active: bool,
     /// Whether the instance still holds the context (on_log/on_done/on_delete are owed).
     open: bool,
+    /// The header maps this filter may use now (`crate::state::open` bits).
+    maps: u8,
+    /// Whether its request headers callback ran (Envoy's `http_request_started_`: a filter
+    /// the request never reached sees no response callback either).
+    started: bool,
     request_body: BytesMut,
     response_body: BytesMut,
 }
@@ -72,6 +77,8 @@ pub struct Stream {
     deferred: Option<LocalResponse>,
     body_dir: Option<Dir>,
     finished: bool,
+    /// A local reply is on its way through the response callbacks.
+    replying: bool,
 }
 
 impl std::fmt::Debug for Stream {
@@ -103,6 +110,17 @@ fn request_snapshot(parts: &http::request::Parts) -> http::request::Parts {
     copy.version = parts.version;
     copy.headers = parts.headers.clone();
     copy
+}
+
+/// The header map a headers or trailers callback hands its filter.
+fn map_bit(callback: Callback) -> u8 {
+    match callback {
+        Callback::RequestHeaders => open::REQUEST_HEADERS,
+        Callback::RequestTrailers => open::REQUEST_TRAILERS,
+        Callback::ResponseHeaders => open::RESPONSE_HEADERS,
+        Callback::ResponseTrailers => open::RESPONSE_TRAILERS,
+        Callback::RequestBody | Callback::ResponseBody => 0,
+    }
 }
 
 /// The `num_headers` argument of a headers or trailers callback.
@@ -176,6 +194,7 @@ impl Stream {
             deferred,
             body_dir: None,
             finished: false,
+            replying: false,
         }
     }
 
@@ -246,6 +265,8 @@ impl Stream {
             self.data().body = Some((kind, body));
         }
         let root = instance.store.data().root_context;
+        let maps = self.filters[index].maps;
+        self.data().open = maps;
         instance.install(
             self.data.take(),
             context,
@@ -254,6 +275,8 @@ impl Stream {
         let result = op(instance, context);
         let (data, actions, callouts) = instance.uninstall();
         self.data = data;
+        // The callback continued another stream of this instance that it made effective.
+        let notify = !instance.store.data().resumed.is_empty();
         if let Some(dir) = self.body_dir {
             let body = self
                 .data()
@@ -266,6 +289,9 @@ impl Stream {
                 Dir::Request => fs.request_body = body,
                 Dir::Response => fs.response_body = body,
             }
+        }
+        if notify {
+            slot.wake.notify_waiters();
         }
         match result {
             Ok(action) => {
@@ -332,13 +358,24 @@ impl Stream {
             return HeadersVerdict::Respond(response);
         }
         self.body_dir = None;
+        let bit = map_bit(callback);
         for k in 0..self.filters.len() {
             let index = self.index(dir, k);
+            match dir {
+                Dir::Request => self.filters[index].started = true,
+                Dir::Response if !self.filters[index].started => continue,
+                Dir::Response => {}
+            }
+            // The map is the filter's while its callback runs and while it pauses; once it
+            // continued, Envoy clears its pointer to the map.
+            self.filters[index].maps |= bit;
             let ran = self.run(index, false, |instance, context| {
                 let count = header_count(instance.store.data_mut(), callback);
                 instance.on_stream(callback, context, count, end_of_stream)
             });
-            if let Err(response) = self.step(index, dir, ran).await {
+            let stepped = self.step(index, dir, ran).await;
+            self.filters[index].maps &= !bit;
+            if let Err(response) = stepped {
                 return HeadersVerdict::Respond(response);
             }
         }
@@ -382,7 +419,7 @@ impl Stream {
         chunk: Bytes,
         end_of_stream: bool,
     ) -> BodyVerdict {
-        if !self.filters[index].active {
+        if !self.filters[index].active || !self.filters[index].started {
             return BodyVerdict::Forward(chunk);
         }
         let callback = match dir {
@@ -444,6 +481,9 @@ impl Stream {
         let mut carry = Bytes::new();
         for k in 0..self.filters.len() {
             let index = self.index(dir, k);
+            if !self.filters[index].started {
+                continue;
+            }
             if !carry.is_empty() {
                 self.body_dir = Some(dir);
                 let one = self.body_one(dir, index, carry, false).await;
@@ -455,11 +495,15 @@ impl Stream {
                 };
             }
             self.body_dir = None;
+            let bit = map_bit(callback);
+            self.filters[index].maps |= bit;
             let ran = self.run(index, false, |instance, context| {
                 let count = header_count(instance.store.data_mut(), callback);
                 instance.on_stream(callback, context, count, true)
             });
-            if let Err(response) = self.step(index, dir, ran).await {
+            let stepped = self.step(index, dir, ran).await;
+            self.filters[index].maps &= !bit;
+            if let Err(response) = stepped {
                 return TrailersVerdict::Respond(response);
             }
             // The trailers went on: so does what this filter held (older than `carry`, which is
@@ -488,6 +532,14 @@ impl Stream {
         if let Some(parts) = self.data().request.take() {
             *request = parts;
         }
+        let verdict = match verdict {
+            HeadersVerdict::Respond(local) => {
+                // The request head stays readable by on_log.
+                self.data().request = Some(request_snapshot(request));
+                return HeadersVerdict::Respond(self.reply(local).await);
+            }
+            continued => continued,
+        };
         // Later callbacks (and on_log) may read the request head; with no filter left to call,
         // nothing will, and the copy is skipped.
         if self.filters.iter().any(|fs| fs.open) {
@@ -498,12 +550,82 @@ impl Stream {
 
     /// A chunk of the request body.
     pub async fn request_body(&mut self, chunk: Bytes, end_of_stream: bool) -> BodyVerdict {
-        self.body_phase(Dir::Request, chunk, end_of_stream).await
+        match self.body_phase(Dir::Request, chunk, end_of_stream).await {
+            BodyVerdict::Respond(local) => BodyVerdict::Respond(self.reply(local).await),
+            other => other,
+        }
     }
 
     /// The request trailers (and, first, any request body the filters still held).
     pub async fn request_trailers(&mut self, trailers: &mut http::HeaderMap) -> TrailersVerdict {
-        self.trailers(Dir::Request, trailers).await
+        match self.trailers(Dir::Request, trailers).await {
+            TrailersVerdict::Respond(local) => TrailersVerdict::Respond(self.reply(local).await),
+            other => other,
+        }
+    }
+
+    /// A local reply decided on the request path (a filter's `send_local_response`, the
+    /// fail-closed 503, the 408 of a pause that timed out, the 413 of a body too large) goes
+    /// through the response callbacks of the filters the request reached, in reverse order, as
+    /// Envoy's `sendLocalReply` sends it through the encoder filter chain
+    /// (`source/common/http/filter_manager.cc` `sendLocalReplyViaFilterChain`); they may change
+    /// it, and `on_log` sees its status. As Envoy (`source/common/http/utility.cc`
+    /// `sendLocalReply`), a reply with a body is `text/plain` unless it says otherwise, one
+    /// without has no `content-type`.
+    async fn reply(&mut self, local: LocalResponse) -> LocalResponse {
+        if self.replying {
+            return local;
+        }
+        self.replying = true;
+        let LocalResponse {
+            status,
+            headers,
+            body,
+        } = local;
+        let mut parts = empty_response();
+        parts.status = status;
+        for (name, value) in headers {
+            parts.headers.append(name, value);
+        }
+        if body.is_empty() {
+            parts.headers.remove(http::header::CONTENT_TYPE);
+        } else if !parts.headers.contains_key(http::header::CONTENT_TYPE) {
+            parts.headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain"),
+            );
+        }
+        // An answer some filter still owed is superseded by this one.
+        self.deferred = None;
+        let eos = body.is_empty();
+        let verdict = self.response_headers(&mut parts, None, eos).await;
+        if let HeadersVerdict::Respond(other) = verdict {
+            return other;
+        }
+        let body = if eos {
+            body
+        } else {
+            match self.response_body(body, true).await {
+                BodyVerdict::Forward(body) => body,
+                BodyVerdict::Hold => Bytes::new(),
+                BodyVerdict::Respond(other) => return other,
+            }
+        };
+        LocalResponse {
+            status: parts.status,
+            headers: parts
+                .headers
+                .into_iter()
+                .scan(None, |last, (name, value)| {
+                    if let Some(name) = name {
+                        *last = Some(name);
+                    }
+                    Some(last.clone().map(|name| (name, value)))
+                })
+                .flatten()
+                .collect(),
+            body,
+        }
     }
 
     /// The response headers through every filter, in reverse order; `upstream` is the backend
@@ -569,13 +691,9 @@ impl Stream {
             return;
         }
         self.finished = true;
-        for pending in self.pending.drain(..) {
-            if let Some(abort) = pending.abort {
-                abort.abort();
-            }
-        }
         self.body_dir = None;
         let chain = self.chain.clone();
+        let mut late = Vec::new();
         for (index, filter) in chain.filters.iter().enumerate() {
             let fs = &mut self.filters[index];
             if !fs.open {
@@ -590,14 +708,24 @@ impl Stream {
             let Some(instance) = slot.instance.as_mut() else {
                 continue;
             };
+            if let Some(data) = self.data.as_deref_mut() {
+                data.open = open::LOG;
+                data.log_phase = true;
+            }
             instance.install(self.data.take(), context, context);
             let result = instance.close_context(context);
-            let (data, _, _) = instance.uninstall();
+            let (data, _, callouts) = instance.uninstall();
             self.data = data;
-            if let Err(failure) = result {
-                filter.fail(&mut slot, &failure);
+            match result {
+                Err(failure) => filter.fail(&mut slot, &failure),
+                // Off a runtime (a stream dropped outside one), the chain's ticker sends them.
+                Ok(()) if tokio::runtime::Handle::try_current().is_err() => {
+                    instance.store.data_mut().callouts.extend(callouts);
+                }
+                Ok(()) => late.extend(callouts.into_iter().map(|callout| (index, callout))),
             }
         }
+        self.detach(late);
     }
 }
 

@@ -7,20 +7,17 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
-
 use super::{Dir, Ran, Stream};
 use crate::state::NewCallout;
+use crate::ticker::CalloutResult;
+use crate::ticker::{Target, deliver_to_root};
 use crate::types::LocalResponse;
-
-type CalloutResult = Option<http::Response<Bytes>>;
 
 /// A callout in flight.
 pub(super) struct Pending {
     pub(super) filter: usize,
     pub(super) token: u32,
     pub(super) result: Pin<Box<dyn Future<Output = CalloutResult> + Send>>,
-    pub(super) abort: Option<tokio::task::AbortHandle>,
 }
 
 /// What delivering a callout came to.
@@ -37,35 +34,47 @@ enum Delivered {
 impl Stream {
     pub(super) fn spawn(&mut self, index: usize, callouts: Vec<NewCallout>) {
         for callout in callouts {
-            let NewCallout {
-                token,
-                future,
-                timeout,
-            } = callout;
-            let call = async move {
-                match tokio::time::timeout(timeout, future).await {
-                    Ok(Ok(response)) => Some(response),
-                    _ => None,
-                }
-            };
-            let (result, abort): (Pin<Box<dyn Future<Output = CalloutResult> + Send>>, _) =
+            let token = callout.token;
+            let call = crate::ticker::send(callout);
+            let result: Pin<Box<dyn Future<Output = CalloutResult> + Send>> =
                 match tokio::runtime::Handle::try_current() {
                     Ok(handle) => {
                         let task = handle.spawn(call);
-                        let abort = task.abort_handle();
-                        (
-                            Box::pin(async move { task.await.ok().flatten() }),
-                            Some(abort),
-                        )
+                        Box::pin(async move { task.await.ok().flatten() })
                     }
-                    Err(_) => (Box::pin(async { None }), None),
+                    Err(_) => Box::pin(async { None }),
                 };
             self.pending.push(Pending {
                 filter: index,
                 token,
                 result,
-                abort,
             });
+        }
+    }
+
+    /// Hands the stream's callouts still in flight, and those its filters started while it
+    /// closed (`on_log`, `on_done`), to their filters' root contexts: they outlive the stream,
+    /// as Envoy's do (the request belongs to the root context, cpp-host `src/exports.cc`
+    /// `http_call`; it is cancelled only in `Context::~Context` of that root context).
+    pub(super) fn detach(&mut self, late: Vec<(usize, NewCallout)>) {
+        let weak = std::sync::Arc::downgrade(&self.chain);
+        let target = |stream: &Stream, index: usize| Target {
+            index,
+            worker: stream.worker,
+            generation: stream.filters[index].generation,
+        };
+        for pending in std::mem::take(&mut self.pending) {
+            let target = target(self, pending.filter);
+            deliver_to_root(weak.clone(), target, pending.token, pending.result);
+        }
+        for (index, callout) in late {
+            let token = callout.token;
+            deliver_to_root(
+                weak.clone(),
+                target(self, index),
+                token,
+                crate::ticker::send(callout),
+            );
         }
     }
 
@@ -168,12 +177,16 @@ impl Stream {
             };
             let Some((at, result)) = next else {
                 let name = &self.chain.filters[index].plugin.name;
-                log::warn!(target: "keel_wasm", "filter {name}: paused longer than {:?}; policy applies", limits.pause_timeout);
+                log::warn!(target: "keel_wasm", "filter {name}: paused longer than {:?}; the stream is answered 408", limits.pause_timeout);
                 crate::metrics::count_failure(name, "pause_timeout");
-                return match self.policy(index) {
-                    Ran::Respond(response) => Some(response),
-                    _ => None,
-                };
+                // Envoy bounds a paused stream by the connection manager's stream idle timeout,
+                // which answers 408 "stream timeout" (`source/common/http/conn_manager_impl.cc`
+                // `onIdleTimeout`) whatever the filter's failure policy: a request never goes
+                // on without the decision of the filter that held it.
+                return Some(LocalResponse::plain(
+                    http::StatusCode::REQUEST_TIMEOUT,
+                    "stream timeout",
+                ));
             };
             let pending = self.pending.remove(at);
             match self.deliver(pending, result) {

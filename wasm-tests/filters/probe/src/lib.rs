@@ -3,8 +3,11 @@
 //!
 //! Well-behaved modes: `headers` (header maps, properties, filter state, metrics, shared data,
 //! time), `local` (a local response), `callout <upstream>`, `pause` (never resumed),
+//! `decorate` (marks every response with its status, then makes it 418), `fire` (a callout
+//! not waited for), `log_callout` (a callout from `on_log`),
 //! `body_buffer`, `tick`, `tick_resume` (request headers pause; the next on_tick resumes them),
-//! `queue`, `wasi`, `foreign`, `reject` (on_configure fails); in every
+//! `queue`, `wasi`, `foreign`, `reject` (on_configure fails), `slow_configure` (100 ms of
+//! work in on_configure); in every
 //! mode the trailers callbacks mark the trailers they saw.
 //! Hostile modes: `trap`, `trap_response`, `loop`, `alloc`, `exit`, `bad_pointers`.
 #![allow(unsafe_code)]
@@ -54,6 +57,14 @@ impl RootContext for ProbeRoot {
                 return false;
             }
             "tick" | "tick_resume" => self.set_tick_period(Duration::from_millis(10)),
+            "slow_configure" => {
+                // Compiles a large rule set, as it were: 100 ms of work.
+                let start = std::time::Instant::now();
+                let mut x = 0u64;
+                while start.elapsed() < Duration::from_millis(100) {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
             "queue" => self.queue = self.register_shared_queue("probe_queue"),
             _ => {}
         }
@@ -78,8 +89,16 @@ impl RootContext for ProbeRoot {
     }
 
     fn on_queue_ready(&mut self, queue_id: u32) {
+        // One item per notification, as the SDK's shared_queue example: the items dequeued so
+        // far, joined by ",".
         if let Ok(Some(item)) = self.dequeue_shared_queue(queue_id) {
-            let _ = self.set_shared_data("probe_queue_got", Some(&item), None);
+            let (got, _) = self.get_shared_data("probe_queue_got");
+            let mut got = got.unwrap_or_default();
+            if !got.is_empty() {
+                got.push(b',');
+            }
+            got.extend_from_slice(&item);
+            let _ = self.set_shared_data("probe_queue_got", Some(&got), None);
         }
     }
 
@@ -167,6 +186,15 @@ impl Probe {
             let _ = hostcalls::increment_metric(id, 1);
             let value = hostcalls::get_metric(id).unwrap_or(0);
             self.add_http_request_header("x-metric", &value.to_string());
+        }
+        if let Ok(id) = hostcalls::define_metric(MetricType::Counter, "probe.recorded") {
+            // Envoy adds what record_metric gives a counter, and refuses a zero increment.
+            let before = hostcalls::get_metric(id).unwrap_or(0);
+            let _ = hostcalls::record_metric(id, 2);
+            let _ = hostcalls::record_metric(id, 2);
+            let zero = hostcalls::increment_metric(id, 0);
+            let added = hostcalls::get_metric(id).unwrap_or(0).wrapping_sub(before);
+            self.add_http_request_header("x-recorded", &format!("{added}:{zero:?}"));
         }
         if let Ok(id) = hostcalls::define_metric(MetricType::Gauge, "probe.gauge") {
             let _ = hostcalls::record_metric(id, 42);
@@ -282,6 +310,38 @@ mod raw {
     }
 }
 
+/// What reading the request headers answers: the status of `get_header_map_value(":path")`
+/// and `status:pairs-bytes` of `get_header_map_pairs`.
+fn closed_request_headers() -> (u32, String) {
+    let key = b":path";
+    let (mut ptr, mut len) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: valid pointers to locals; what the host allocates is leaked (a test filter).
+    let value =
+        unsafe { raw::proxy_get_header_map_value(0, key.as_ptr(), key.len(), &mut ptr, &mut len) };
+    let (mut ptr, mut len) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: as above.
+    let pairs = unsafe { raw::proxy_get_header_map_pairs(0, &mut ptr, &mut len) };
+    (value, format!("{pairs}:{len}"))
+}
+
+impl Probe {
+    /// Dispatches `GET /<phase>?id=<x-id>` to the `store` upstream and does not wait for it.
+    fn fire(&self, phase: &str) {
+        let id = self.get_http_request_header("x-id").unwrap_or_default();
+        let path = format!("/{phase}?id={id}");
+        let headers = vec![
+            (":method", "GET"),
+            (":path", path.as_str()),
+            (":authority", "store"),
+        ];
+        if let Err(status) =
+            self.dispatch_http_call("store", headers, None, vec![], Duration::from_secs(5))
+        {
+            log::warn!("probe: {phase} callout not sent: {status:?}");
+        }
+    }
+}
+
 impl Context for Probe {
     fn on_http_call_response(
         &mut self,
@@ -347,6 +407,11 @@ impl HttpContext for Probe {
                     }
                 }
             }
+            // A callout the stream does not wait for (fire and forget).
+            "fire" => {
+                self.fire("request");
+                Action::Continue
+            }
             "pause" => Action::Pause,
             "trap" => panic!("probe: trap on request headers"),
             "loop" => {
@@ -404,8 +469,10 @@ impl HttpContext for Probe {
             }
             "queue" => {
                 let id = self.resolve_shared_queue("", "probe_queue");
-                if let (Some(id), Some(item)) = (id, self.get_http_request_header("x-enqueue")) {
-                    let _ = self.enqueue_shared_queue(id, Some(item.as_bytes()));
+                if let (Some(id), Some(items)) = (id, self.get_http_request_header("x-enqueue")) {
+                    for item in items.split(',') {
+                        let _ = self.enqueue_shared_queue(id, Some(item.as_bytes()));
+                    }
                 }
                 let (value, _) = self.get_shared_data("probe_queue_got");
                 self.add_http_request_header("x-queue-got", &text(value.map(|v| v.to_vec())));
@@ -444,6 +511,11 @@ impl HttpContext for Probe {
     fn on_http_response_headers(&mut self, num_headers: usize, _end_of_stream: bool) -> Action {
         match self.mode.as_str() {
             "trap_response" => panic!("probe: trap on response headers"),
+            "decorate" => {
+                let code = int(self.get_property(vec!["response", "code"]));
+                self.add_http_response_header("x-decorated", &code);
+                self.set_http_response_header(":status", Some("418"));
+            }
             "headers" => {
                 let upstream = text(self.get_property(vec!["upstream", "address"]));
                 self.add_http_response_header("x-upstream", &upstream);
@@ -451,8 +523,11 @@ impl HttpContext for Probe {
                 self.add_http_response_header("x-state", &state);
                 let code = int(self.get_property(vec!["response", "code"]));
                 self.add_http_response_header("x-code", &code);
-                let path = self.get_http_request_header(":path").unwrap_or_default();
-                self.add_http_response_header("x-request-path", &path);
+                // The request headers are closed once their phase is over (Envoy answers
+                // BadArgument, on which the SDK's getter panics): asked through the raw import.
+                let (value, pairs) = closed_request_headers();
+                self.add_http_response_header("x-request-path-status", &value.to_string());
+                self.add_http_response_header("x-request-pairs", &pairs);
                 self.set_http_response_header(":status", Some("201"));
                 self.add_http_response_header("x-response-count", &num_headers.to_string());
             }
@@ -473,6 +548,9 @@ impl HttpContext for Probe {
     }
 
     fn on_log(&mut self) {
+        if self.mode == "log_callout" {
+            self.fire("log");
+        }
         if self.mode == "headers" {
             // As in Envoy, on_log still reads both heads: counted when it sees what the
             // response-headers callback added and the request's path.
