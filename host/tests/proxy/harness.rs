@@ -187,6 +187,22 @@ impl Drop for Scratch {
 /// The admin token the tests use.
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 
+/// The keel binary with `args`, its log at info, stdout piped (the harness reads its
+/// "listening" lines), stderr shown only with `KEEL_TEST_LOG=1` (when a test needs explaining).
+fn keel_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));
+    command
+        .args(args)
+        .env("KEEL_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(if std::env::var_os("KEEL_TEST_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        });
+    command
+}
+
 /// A running `keel serve`.
 pub struct Keel {
     /// The proxy listener.
@@ -206,17 +222,8 @@ impl Keel {
         let token = dir.write("token", TOKEN);
         let config = config.replace("{token_file}", &token.display().to_string());
         let path = dir.write("keel.yaml", &config);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
-            .args(["serve", "--config"])
+        let mut child = keel_command(&["serve", "--config"])
             .arg(&path)
-            .env("KEEL_LOG", "info")
-            .stdout(Stdio::piped())
-            // KEEL_TEST_LOG=1 shows keel's log (stderr) when a test needs explaining.
-            .stderr(if std::env::var_os("KEEL_TEST_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
             .spawn()
             .expect("start keel");
         let rx = lines(&mut child);
@@ -508,16 +515,8 @@ pub struct Bridge {
 impl Bridge {
     /// `keel bridge --listen 127.0.0.1:0 <args>` (e.g. `--nodes n1:127.0.0.1:P,...`).
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
-            .args(["bridge", "--listen", "127.0.0.1:0"])
+        let mut child = keel_command(&["bridge", "--listen", "127.0.0.1:0"])
             .args(args)
-            .env("KEEL_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("KEEL_TEST_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
             .spawn()
             .expect("start keel bridge");
         let rx = lines(&mut child);

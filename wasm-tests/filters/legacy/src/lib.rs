@@ -12,8 +12,9 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, LogLevel};
 
 /// The SDK 0.1.x entry point (its examples' `_start`): without it, every context creation
-/// panics with "invalid root_context_id and missing constructors".
-#[unsafe(no_mangle)]
+/// panics with "invalid root_context_id and missing constructors". Exported on wasm only: a
+/// native build (the workspace's `--all-targets` test build) links the C runtime's `_start`.
+#[cfg_attr(target_arch = "wasm32", unsafe(no_mangle))]
 pub fn _start() {
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
