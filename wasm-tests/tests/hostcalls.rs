@@ -336,21 +336,29 @@ async fn on_tick_resumes_a_paused_stream() {
     }
 }
 
-#[tokio::test]
-async fn queued_items_reach_on_queue_ready() {
-    let (chain, _registry) = chain(vec![spec("queue", "test_probe", "queue")]);
+/// Enqueues `items` (comma separated) through the probe `name`, then waits until a request
+/// sees all of them dequeued by `on_queue_ready`.
+async fn queue_round_trip(name: &str, items: &str) -> bool {
+    let (chain, _registry) = chain(vec![spec(name, "test_probe", "queue")]);
     let mut stream = chain.stream(info());
-    let mut req = request("/", &[("x-enqueue", "hello-queue")]);
+    let mut req = request("/", &[("x-enqueue", items)]);
     stream.request_headers(&mut req, true).await;
     drop(stream);
-    let got = eventually(async || {
+    eventually(async || {
         let mut stream = chain.stream(info());
         let mut req = request("/", &[]);
         stream.request_headers(&mut req, true).await;
-        header(&req.headers, "x-queue-got") == "hello-queue"
+        header(&req.headers, "x-queue-got") == items
     })
-    .await;
-    assert!(got, "on_queue_ready did not dequeue the item");
+    .await
+}
+
+#[tokio::test]
+async fn queued_items_reach_on_queue_ready() {
+    assert!(
+        queue_round_trip("queue", "hello-queue").await,
+        "on_queue_ready did not dequeue the item"
+    );
 }
 
 /// Each enqueue posts its own `on_queue_ready` (cpp-host `src/shared_queue.cc`
@@ -358,19 +366,10 @@ async fn queued_items_reach_on_queue_ready() {
 /// keel used to call it once per 10 ms pass, leaving items behind.
 #[tokio::test]
 async fn every_enqueue_gets_its_own_on_queue_ready() {
-    let (chain, _registry) = chain(vec![spec("queue3", "test_probe", "queue")]);
-    let mut stream = chain.stream(info());
-    let mut req = request("/", &[("x-enqueue", "a,b,c")]);
-    stream.request_headers(&mut req, true).await;
-    drop(stream);
-    let got = eventually(async || {
-        let mut stream = chain.stream(info());
-        let mut req = request("/", &[]);
-        stream.request_headers(&mut req, true).await;
-        header(&req.headers, "x-queue-got") == "a,b,c"
-    })
-    .await;
-    assert!(got, "not every item reached on_queue_ready");
+    assert!(
+        queue_round_trip("queue3", "a,b,c").await,
+        "not every item reached on_queue_ready"
+    );
 }
 
 #[tokio::test]
