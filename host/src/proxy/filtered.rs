@@ -153,7 +153,7 @@ impl Filtered {
             }
             Verdict::Trailers(TrailersVerdict::Respond(lr), _) => return Err(self.respond(lr)),
         }
-        if self.eos_sent && self.call.is_none() && !self.done {
+        if self.eos_sent && !self.done {
             // The end went through the filters and they let it pass.
             self.done = true;
             if let Some(declared) = self.declared.filter(|d| *d != self.sent) {
