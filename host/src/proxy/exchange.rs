@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 
 use super::body::{IdleTimeout, Keep, Limited};
 use super::filter::{BodyVerdict, HeadersVerdict, LocalResponse, StreamInfo};
-use super::filtered::{Direction, Filtered, LocalSlot, SharedStream};
+use super::filtered::{Direction, Filtered, Finish, LocalSlot, SharedStream};
 use super::{ConnInfo, Proxy, from_local, headers, idempotent, local, upgrade};
 use crate::balancer::Member;
 use crate::upstream::{Body, BoxError, RequestBody, StreamingBody};
@@ -29,29 +29,6 @@ pub(super) struct Outcome {
     pub(super) member: Option<Arc<Member>>,
     pub(super) route: Option<String>,
     pub(super) upstream_time: Option<Duration>,
-}
-
-/// Ends the filter stream when the response body is done (or dropped).
-struct Finish(Option<SharedStream>);
-
-impl Drop for Finish {
-    fn drop(&mut self) {
-        let Some(s) = self.0.take() else { return };
-        // Usually uncontended (the bodies are done): finish right here.
-        if let Ok(mut guard) = s.try_lock() {
-            if let Some(stream) = guard.take() {
-                stream.finish();
-            }
-            return;
-        }
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Some(stream) = s.lock().await.take() {
-                    stream.finish();
-                }
-            });
-        }
-    }
 }
 
 fn take_local(slot: Option<&LocalSlot>) -> Option<LocalResponse> {
@@ -154,7 +131,7 @@ impl Proxy {
             Some(Arc::new(tokio::sync::Mutex::new(Some(s))))
         };
         let local_slot: Option<LocalSlot> = stream.as_ref().map(|_| Arc::default());
-        let finish = Finish(stream.clone());
+        let finish = Arc::new(Finish::new(stream.clone()));
 
         // Routing, then the headers the member sees.
         let sticky = parts
@@ -211,6 +188,7 @@ impl Proxy {
                     Direction::Request,
                     slot.clone(),
                     length,
+                    finish.clone(),
                 )
                 .boxed_unsync();
             }
@@ -282,6 +260,7 @@ impl Proxy {
                     Direction::Response,
                     slot.clone(),
                     declared,
+                    finish.clone(),
                 )
                 .boxed_unsync();
             }

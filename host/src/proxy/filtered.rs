@@ -3,7 +3,8 @@
 //! per body. Each frame read from the inner body becomes one callback (a boxed future that takes
 //! the stream's lock); its verdict decides what goes on — bytes (possibly changed), nothing yet
 //! (held), or a local response that ends the body with an error. The body also checks that what
-//! the filters pass on agrees with the Content-Length the head carries.
+//! the filters pass on agrees with the Content-Length the head carries. [`Finish`] ends the
+//! filter stream once the response and every filtered body are done.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -30,6 +31,39 @@ pub enum Direction {
     Request,
     /// Member → client.
     Response,
+}
+
+/// Ends the filter stream (on_log, on_done) when its last holder lets go: the response, and
+/// each filtered body until it ends. A member may answer before it has read the whole request
+/// (nginx's `return`, an early error page): the rest of the request body still goes through
+/// the filters to the member, and the client's connection stays usable, as without filters.
+pub struct Finish(Option<SharedStream>);
+
+impl Finish {
+    /// Finishes `stream` (if any) on drop.
+    pub fn new(stream: Option<SharedStream>) -> Self {
+        Self(stream)
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        let Some(s) = self.0.take() else { return };
+        // Usually uncontended (the bodies are done): finish right here.
+        if let Ok(mut guard) = s.try_lock() {
+            if let Some(stream) = guard.take() {
+                stream.finish();
+            }
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Some(stream) = s.lock().await.take() {
+                    stream.finish();
+                }
+            });
+        }
+    }
 }
 
 /// A filter answered locally in the middle of a body.
@@ -74,17 +108,21 @@ pub struct Filtered {
     eos_sent: bool,
     /// Nothing more comes after `ready`.
     done: bool,
+    /// Keeps the stream from finishing until this body ends.
+    finish: Option<Arc<Finish>>,
 }
 
 impl Filtered {
     /// `inner` through `stream`'s callbacks for `dir`; a local response lands in `local`;
-    /// `declared` is the head's Content-Length after the headers callbacks.
+    /// `declared` is the head's Content-Length after the headers callbacks; `finish` is held
+    /// until the body ends.
     pub fn new(
         inner: Body,
         stream: SharedStream,
         dir: Direction,
         local: LocalSlot,
         declared: Option<u64>,
+        finish: Arc<Finish>,
     ) -> Self {
         Filtered {
             inner,
@@ -97,6 +135,7 @@ impl Filtered {
             ready: VecDeque::new(),
             eos_sent: false,
             done: false,
+            finish: Some(finish),
         }
     }
 
@@ -209,6 +248,7 @@ impl HttpBody for Filtered {
                 continue;
             }
             if this.done {
+                this.finish = None;
                 return Poll::Ready(None);
             }
             let call = match std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx)) {

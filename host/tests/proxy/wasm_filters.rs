@@ -127,3 +127,54 @@ async fn the_filter_chain_keeps_content_length() {
     );
     assert!(!r.body.contains("content-length"), "{}", r.body);
 }
+
+/// A member that answers before it has read the request body (nginx's `return 200`) gets the
+/// rest of the body through the filters, and the client's connection stays usable: the next
+/// request on it is answered. Before, the filter stream ended with the response and cut the
+/// request body short, and keel closed the client's connection (wrk saw socket errors).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_early_answer_leaves_the_connection_usable() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Backend::start("a");
+    let keel = Keel::start(&config(&[("a", a.url(), "active")], "", &filters_section()));
+    let addr = keel.url("").trim_start_matches("http://").to_string();
+    let tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let (mut rd, mut wr) = tcp.into_split();
+    let body = vec![b'k'; 1 << 20];
+    let writer = tokio::spawn(async move {
+        let head = format!(
+            "POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        wr.write_all(head.as_bytes()).await?;
+        wr.write_all(&body).await?;
+        wr.write_all(b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await?;
+        Ok::<_, std::io::Error>(wr)
+    });
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        while String::from_utf8_lossy(&seen)
+            .matches("HTTP/1.1 200")
+            .count()
+            < 2
+        {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&seen);
+    assert!(read.is_ok(), "no second answer within 10 s: {text}");
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    assert!(text.contains("early"), "{text}");
+    writer
+        .await
+        .expect("writer")
+        .expect("the whole request was written");
+}

@@ -7,6 +7,7 @@
 //! this route), `/hang`, `/slow/<ms>`, `/die` (reads the body, then exits without answering;
 //! the member named `b` answers it instead, to show a replay),
 //! `/stream` (a chunk now, one 2 s later), `/stall` (a chunk, then silence),
+//! `/early` (answers before it reads the request body, then drains it, as nginx's `return`),
 //! `/stats` (`get=N post=M`), `/echo-headers`, `/echo-upgrade` (switches to `keel-echo`: says
 //! its route, then echoes), `/app/...` (a session-holding page, as Tomcat
 //! with a `jvmRoute` would serve it: a `JSESSIONID=<32 hex>.<route>` cookie for a client without
@@ -113,6 +114,13 @@ fn echo_upgrade(state: &State, mut req: Request<Incoming>) -> Response<Out> {
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Out>, Infallible> {
     if req.uri().path() == "/echo-upgrade" {
         return Ok(echo_upgrade(&state, req));
+    }
+    if req.uri().path() == "/early" {
+        // Answers before reading the request body, then reads and drops it (as nginx's
+        // `return 200` does): the connection stays usable once the body is in.
+        let mut body = req.into_body();
+        tokio::spawn(async move { while body.frame().await.is_some() {} });
+        return Ok(reply(&state, StatusCode::OK, "early".into()));
     }
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
