@@ -14,3 +14,4 @@ pub mod proxy;
 pub mod runtime;
 pub mod server;
 pub mod upstream;
+pub mod worker;

@@ -82,14 +82,9 @@ fn serve(path: Option<PathBuf>) -> Result<()> {
     }
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let metrics = Metrics::new().context("metrics registry")?;
-    // Each runtime thread gets its own filter instances (keel-wasm's per-worker slots).
-    let next_worker = std::sync::atomic::AtomicUsize::new(0);
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // The control thread (signals, admin, health checks, reloads); the workers get their own.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .on_thread_start(move || {
-            let index = next_worker.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            keel_wasm::set_worker_index(index);
-        })
         .build()
         .context("tokio runtime")?;
     rt.block_on(run(settings, path, metrics))
@@ -127,13 +122,12 @@ fn bridge(args: keel::bridge::BridgeArgs) -> Result<()> {
 }
 
 async fn run(settings: config::Settings, path: Option<PathBuf>, metrics: Metrics) -> Result<()> {
+    let workers = keel::worker::count(settings.config.workers);
     let shared = Shared::new(settings, path, metrics, wasm::builder())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let bound = keel::server::bind(&shared)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bound = keel::server::bind(&shared, workers).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut out = std::io::stdout();
-    for b in &bound {
+    for b in bound.first().into_iter().flatten() {
         let scheme = if b.tls.is_some() { "https" } else { "http" };
         writeln!(
             out,
@@ -154,16 +148,24 @@ async fn run(settings: config::Settings, path: Option<PathBuf>, metrics: Metrics
             rx.clone(),
         )));
     }
-    out.flush()?;
     let grace = shared.current().settings.config.shutdown_grace.0;
-    for b in bound {
-        tasks.push(tokio::spawn(keel::server::serve(
-            b,
-            shared.clone(),
-            rx.clone(),
-            grace,
-        )));
+    let mut threads = Vec::new();
+    for (index, sockets) in bound.into_iter().enumerate() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("tokio runtime")?;
+        let (shared, rx) = (shared.clone(), rx.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("keel-worker-{index}"))
+            .spawn(move || {
+                keel::server::run_worker(index, runtime, sockets, shared, rx, grace);
+            })
+            .context("worker thread")?;
+        threads.push(thread);
     }
+    writeln!(out, "keel: {workers} worker(s)")?;
+    out.flush()?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -181,6 +183,16 @@ async fn run(settings: config::Settings, path: Option<PathBuf>, metrics: Metrics
     for t in tasks {
         let _ = t.await;
     }
+    // The workers finish their connections (up to the grace period) while this runtime still
+    // runs the health checks and the admin listener's last answers.
+    let _ = tokio::task::spawn_blocking(move || {
+        for thread in threads {
+            if thread.join().is_err() {
+                log::error!("a worker thread panicked");
+            }
+        }
+    })
+    .await;
     println!("keel: stopped");
     Ok(())
 }

@@ -135,6 +135,12 @@ pub(super) fn validate(mut config: Config, base: &Path) -> R<Settings> {
         listeners.push(ListenerSettings { address, tls });
     }
 
+    if config.workers > 1024 {
+        return Err(ConfigError::at(
+            "workers",
+            "must be 0 (one per core) or at most 1024",
+        ));
+    }
     let lim = &config.limits;
     if lim.max_headers == 0 {
         return Err(ConfigError::at("limits.max_headers", "must be at least 1"));

@@ -116,6 +116,7 @@ impl Proxy {
                 pool_max_idle: b.pool.max_idle,
                 health_path: b.health.path.clone(),
                 ajp: settings.ajp.clone(),
+                workers: crate::worker::count(settings.config.workers),
             };
             let upstream: Arc<dyn Upstream> = match m.scheme {
                 Scheme::Http => Arc::new(HttpUpstream::new(&spec)),
@@ -147,12 +148,11 @@ impl Proxy {
             access_log::Sink::Log
         };
         let callouts = Arc::new(Callouts::new(settings.callouts.clone(), store));
-        let workers = std::thread::available_parallelism().map_or(1, usize::from);
         let chain = chain_builder(&ChainContext {
             filters: &settings.filters,
             registry: &metrics.registry,
             callouts: callouts.clone(),
-            workers,
+            workers: crate::worker::count(settings.config.workers),
         })?;
         if b.health.enabled {
             health::spawn(

@@ -1,6 +1,7 @@
-//! The client-facing listeners: accept, optional TLS (ALPN picks h2 or http/1.1), hyper's
-//! automatic HTTP/1.1 + HTTP/2 server, idle connections shut down ([`idle`]), and graceful
-//! shutdown (stop accepting, let in-flight requests finish up to the grace deadline).
+//! The client-facing listeners: a socket per listener and worker ([`bind`], [`run_worker`]),
+//! accept, optional TLS (ALPN picks h2 or http/1.1), hyper's automatic HTTP/1.1 + HTTP/2
+//! server, idle connections shut down ([`idle`]), and graceful shutdown (stop accepting, let
+//! in-flight requests finish up to the grace deadline).
 
 mod framing;
 mod idle;
@@ -27,31 +28,80 @@ use crate::runtime::Shared;
 use framing::Sniff;
 use idle::Activity;
 
-/// A bound listener.
+/// A bound listening socket of one worker.
 pub struct Bound {
-    /// The socket.
-    pub listener: TcpListener,
+    /// The socket (non-blocking; registered with the worker's runtime when it serves).
+    pub listener: std::net::TcpListener,
     /// TLS, if configured.
     pub tls: Option<TlsAcceptor>,
 }
 
-/// Binds every configured listener (before serving, so that errors come early).
-pub async fn bind(shared: &Shared) -> Result<Vec<Bound>, String> {
+/// Binds every configured listener once per worker, all on the same address with
+/// `SO_REUSEPORT` (the kernel spreads new connections over the workers' sockets; port 0 is
+/// resolved by the first socket), before anything serves, so that errors come early. The
+/// result is indexed `[worker][listener]`.
+pub fn bind(shared: &Shared, workers: usize) -> Result<Vec<Vec<Bound>>, String> {
     let proxy = shared.current();
-    let mut out = Vec::new();
+    let mut out: Vec<Vec<Bound>> = (0..workers.max(1)).map(|_| Vec::new()).collect();
     for (i, l) in proxy.settings.listeners.iter().enumerate() {
-        let listener = TcpListener::bind(l.address)
-            .await
-            .map_err(|e| format!("listeners[{i}].address: cannot bind {}: {e}", l.address))?;
         let tls = match &l.tls {
             Some((cert, key)) => {
                 Some(tls::acceptor(cert, key).map_err(|e| format!("listeners[{i}].tls: {e}"))?)
             }
             None => None,
         };
-        out.push(Bound { listener, tls });
+        let mut address = l.address;
+        for sockets in &mut out {
+            let listener = reuse_port_listener(address)
+                .map_err(|e| format!("listeners[{i}].address: cannot bind {address}: {e}"))?;
+            address = listener
+                .local_addr()
+                .map_err(|e| format!("listeners[{i}].address: {e}"))?;
+            sockets.push(Bound {
+                listener,
+                tls: tls.clone(),
+            });
+        }
     }
     Ok(out)
+}
+
+/// A non-blocking listening socket on `address` that other sockets may share.
+fn reuse_port_listener(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Runs worker `index` on `runtime` (a single-threaded one, see [`crate::worker`]): serves its
+/// sockets until `shutdown` turns true and their connections are done (or `grace` is over).
+pub fn run_worker(
+    index: usize,
+    runtime: tokio::runtime::Runtime,
+    sockets: Vec<Bound>,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    crate::worker::enter(index);
+    runtime.block_on(async {
+        let tasks: Vec<_> = sockets
+            .into_iter()
+            .map(|b| tokio::spawn(serve(b, shared.clone(), shutdown.clone(), grace)))
+            .collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    });
 }
 
 fn builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
@@ -125,13 +175,20 @@ pub async fn serve(
         .listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let listener = match TcpListener::from_std(bound.listener) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("{local}: cannot serve on this runtime: {e}");
+            return;
+        }
+    };
     let builder = Arc::new(builder(&shared));
     let idle_timeout = shared.current().settings.config.limits.idle_timeout.0;
     // Every connection task holds a sender: once all are dropped, every connection has ended.
     let (live, mut ended) = mpsc::channel::<()>(1);
     loop {
         let accepted = tokio::select! {
-            a = bound.listener.accept() => a,
+            a = listener.accept() => a,
             _ = shutdown.changed() => break,
         };
         let (tcp, remote) = match accepted {
@@ -190,7 +247,7 @@ pub async fn serve(
             serve_connection(&builder, io, shared, conn, idle_timeout, stop).await;
         });
     }
-    drop(bound.listener);
+    drop(listener);
     drop(live);
     log::info!("{local}: stopped accepting; waiting up to {grace:?} for in-flight requests");
     if tokio::time::timeout(grace, ended.recv()).await.is_err() {

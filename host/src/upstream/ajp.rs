@@ -1,5 +1,5 @@
 //! The AJP upstream: an adapter from keel's [`Upstream`] to `keel-ajp`'s client (one pool per
-//! member). It maps the proxy's request and client facts to AJP, converts the bodies, and maps
+//! member and worker). It maps the proxy's request and client facts to AJP, converts the bodies, and maps
 //! every client error to the [`UpstreamError`] variant with the same retry-safety and health
 //! meaning. A member without a configured secret is refused at startup.
 
@@ -9,9 +9,11 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use keel_ajp::client::{
     AjpClient, AjpRequest, BodySource, BodyStream, ClientConfig, ClientError, Peer, PoolConfig,
-    RequestBody as AjpBody, Secret,
+    RequestBody as AjpBody, Secret, StatsSnapshot,
 };
 use keel_ajp::{PacketSize, TlsAttributes};
+
+use crate::worker::PerWorker;
 
 use super::{
     BoxError, BoxFuture, RequestBody, TransportCounter, Upstream, UpstreamError, UpstreamRequest,
@@ -28,9 +30,11 @@ pub fn build(spec: &UpstreamSpec) -> Result<Arc<dyn Upstream>, String> {
     Ok(Arc::new(AjpUpstream::new(spec)?))
 }
 
-/// An AJP member.
+/// An AJP member: a client (and its pool) per worker, or one shared by all when
+/// `max_connections` limits the member's connections (the limit is then exact: an idle
+/// connection in one worker's pool never keeps another worker waiting).
 pub struct AjpUpstream {
-    client: AjpClient,
+    clients: PerWorker<AjpClient>,
     route: String,
 }
 
@@ -58,9 +62,15 @@ impl AjpUpstream {
             ping: spec.ajp.ping,
         };
         config.max_headers = spec.ajp.max_headers;
-        let client = AjpClient::new(spec.address, config).map_err(|e| e.to_string())?;
+        let workers = if spec.ajp.max_connections.is_some() {
+            0
+        } else {
+            spec.workers
+        };
+        let clients = PerWorker::try_new(workers, || AjpClient::new(spec.address, config.clone()))
+            .map_err(|e| e.to_string())?;
         Ok(Self {
-            client,
+            clients,
             route: spec.route.clone(),
         })
     }
@@ -110,7 +120,7 @@ impl Upstream for AjpUpstream {
         &self,
         request: UpstreamRequest,
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
-        let client = self.client.clone();
+        let client = self.clients.get().clone();
         let route = if request.route.is_empty() {
             self.route.clone()
         } else {
@@ -152,7 +162,7 @@ impl Upstream for AjpUpstream {
     }
 
     fn health_check(&self, timeout: Duration) -> BoxFuture<'static, Result<(), UpstreamError>> {
-        let client = self.client.clone();
+        let client = self.clients.get().clone();
         Box::pin(async move {
             match tokio::time::timeout(timeout, client.cping()).await {
                 Ok(r) => r.map_err(map_error),
@@ -162,7 +172,8 @@ impl Upstream for AjpUpstream {
     }
 
     fn counters(&self) -> Vec<TransportCounter> {
-        let s = self.client.stats();
+        let s = (self.clients.iter().map(AjpClient::stats))
+            .fold(StatsSnapshot::default(), |a, b| a + b);
         let c = |name, help, value| TransportCounter { name, help, value };
         vec![
             c(

@@ -1,7 +1,7 @@
-//! The HTTP/1.1 upstream: a pooled hyper client per member (hyper-util's legacy client with
-//! an idle timeout), connect and response-header timeouts, and error classification for
-//! failover (connect errors are "not sent"; a streaming body taken by the attempt makes it
-//! "sent"). The response-header timeout runs from the end of the request: while a streaming
+//! The HTTP/1.1 upstream: a pooled hyper client per member and worker (hyper-util's legacy
+//! client with an idle timeout), connect and response-header timeouts, and error
+//! classification for failover (connect errors are "not sent"; a streaming body taken by the
+//! attempt makes it "sent"). The response-header timeout runs from the end of the request: while a streaming
 //! body is still on its way, a slow client is the client's business (its body idle timeout),
 //! and only a member that stops reading for that long has timed out.
 
@@ -21,14 +21,16 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::Notify;
 
+use crate::worker::PerWorker;
+
 use super::{
     Body, BoxError, BoxFuture, RequestBody, StreamingBody, Upstream, UpstreamError,
     UpstreamRequest, UpstreamResponse, UpstreamSpec, empty_body, full_body,
 };
 
-/// An HTTP member.
+/// An HTTP member: a client (and its pool) per worker.
 pub struct HttpUpstream {
-    client: Client<HttpConnector, Body>,
+    clients: PerWorker<Client<HttpConnector, Body>>,
     authority: http::uri::Authority,
     response_timeout: Duration,
     connect_timeout: Duration,
@@ -36,20 +38,20 @@ pub struct HttpUpstream {
 }
 
 impl HttpUpstream {
-    /// Builds the member's client and pool (no connection is opened yet).
+    /// Builds the member's clients and pools (no connection is opened yet).
     pub fn new(spec: &UpstreamSpec) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(spec.connect_timeout));
         connector.set_nodelay(true);
         connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(spec.pool_idle_timeout)
             .pool_max_idle_per_host(spec.pool_max_idle)
-            .set_host(false)
-            .build(connector);
+            .set_host(false);
         Self {
-            client,
+            clients: PerWorker::new(spec.workers, || builder.build(connector.clone())),
             authority: http::uri::Authority::try_from(spec.authority.as_str())
                 .unwrap_or_else(|_| http::uri::Authority::from_static("invalid.")),
             response_timeout: spec.response_timeout,
@@ -80,7 +82,7 @@ impl Upstream for HttpUpstream {
         &self,
         request: UpstreamRequest,
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
-        let client = self.client.clone();
+        let client = self.clients.get().clone();
         let response_timeout = self.response_timeout;
         let connect_timeout = self.connect_timeout;
         let uri = self.uri(request.parts.uri.path_and_query());
@@ -135,7 +137,7 @@ impl Upstream for HttpUpstream {
     }
 
     fn health_check(&self, timeout: Duration) -> BoxFuture<'static, Result<(), UpstreamError>> {
-        let client = self.client.clone();
+        let client = self.clients.get().clone();
         let uri = self.uri(
             http::uri::PathAndQuery::try_from(self.health_path.as_str())
                 .ok()

@@ -327,6 +327,8 @@ pub struct UpstreamSpec {
     pub health_path: String,
     /// AJP settings (used by AJP only).
     pub ajp: AjpSettings,
+    /// The number of workers (a connection pool each, see [`crate::worker`]).
+    pub workers: usize,
 }
 
 /// Builds an AJP upstream ([`ajp::build`]). A build without AJP would return `None` from

@@ -41,6 +41,7 @@ fn every_error_names_its_key() {
             "balancer.ajp.max_connections",
             "more than 0",
         ),
+        (format!("{BASE}workers: 5000\n"), "workers", "at most 1024"),
         (
             format!("{BASE}  ajp:\n    ping: sometimes\n"),
             "balancer.ajp.ping",

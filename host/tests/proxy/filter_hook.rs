@@ -139,8 +139,8 @@ async fn sticky_header_in_route_suffix_out_through_the_hook() {
     });
     let metrics = keel::metrics::Metrics::new().expect("metrics");
     let shared = keel::runtime::Shared::new(settings, None, metrics, builder).expect("shared");
-    let mut bound = keel::server::bind(&shared).await.expect("bind");
-    let listener = bound.remove(0);
+    let mut bound = keel::server::bind(&shared, 1).expect("bind");
+    let listener = bound.remove(0).remove(0);
     let addr = listener.listener.local_addr().expect("addr");
     let (_tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(keel::server::serve(

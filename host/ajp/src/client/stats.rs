@@ -60,3 +60,22 @@ impl Stats {
         }
     }
 }
+
+impl std::ops::Add for StatsSnapshot {
+    type Output = Self;
+
+    /// The sum of two pools' counters (one member's pools, one per worker).
+    fn add(self, o: Self) -> Self {
+        Self {
+            connects: self.connects + o.connects,
+            reused: self.reused + o.reused,
+            cpings: self.cpings + o.cpings,
+            cping_failures: self.cping_failures + o.cping_failures,
+            idle_closed: self.idle_closed + o.idle_closed,
+            stale_dropped: self.stale_dropped + o.stale_dropped,
+            protocol_errors: self.protocol_errors + o.protocol_errors,
+            secret_rejections: self.secret_rejections + o.secret_rejections,
+            closed_after_response: self.closed_after_response + o.closed_after_response,
+        }
+    }
+}

@@ -48,6 +48,10 @@ pub struct Config {
     /// How long a graceful shutdown waits for in-flight requests.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: ConfigDuration,
+    /// Worker threads, each with its own listening sockets, filter instances and upstream
+    /// connections (0: one per core). Taken at start only.
+    #[serde(default)]
+    pub workers: usize,
     /// The session store the `session` filter reaches as a callout upstream, served in
     /// process (absent: no store).
     #[serde(default)]
