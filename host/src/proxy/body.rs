@@ -84,7 +84,9 @@ pub struct BodyIdle(pub std::time::Duration);
 pub struct IdleTimeout {
     inner: Body,
     timeout: std::time::Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// Made the first time the body has to wait (a body that is always ready never arms a
+    /// timer), then reset after each frame.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl IdleTimeout {
@@ -93,7 +95,7 @@ impl IdleTimeout {
         Self {
             inner,
             timeout,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
+            sleep: None,
         }
     }
 }
@@ -109,14 +111,23 @@ impl HttpBody for IdleTimeout {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(r) => {
-                let next = tokio::time::Instant::now() + this.timeout;
-                this.sleep.as_mut().reset(next);
+                if let Some(sleep) = this.sleep.as_mut() {
+                    sleep
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + this.timeout);
+                }
                 Poll::Ready(r)
             }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyIdle(this.timeout))))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let timeout = this.timeout;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyIdle(timeout))))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 

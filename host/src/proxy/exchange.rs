@@ -31,6 +31,10 @@ pub(super) struct Outcome {
     pub(super) upstream_time: Option<Duration>,
 }
 
+fn over_limit(exceeded: Option<&AtomicBool>) -> bool {
+    exceeded.is_some_and(|e| e.load(Ordering::Acquire))
+}
+
 fn take_local(slot: Option<&LocalSlot>) -> Option<LocalResponse> {
     slot.and_then(|s| s.lock().ok().and_then(|mut s| s.take()))
 }
@@ -165,12 +169,18 @@ impl Proxy {
 
         // The body: empty, held whole (idempotent and small: replayable), or streaming.
         let body_idle = cfg.balancer.timeouts.body_idle.0;
-        let exceeded = Arc::new(AtomicBool::new(false));
+        // Set by the body's limit (no body, nothing to set: no allocation).
+        let exceeded = (!no_body).then(|| Arc::new(AtomicBool::new(false)));
         let req_body = if no_body {
             RequestBody::Empty
         } else {
             let mut client_body: Body = IdleTimeout::new(
-                Limited::new(body, lim.max_body_bytes, exceeded.clone()).boxed_unsync(),
+                Limited::new(
+                    body,
+                    lim.max_body_bytes,
+                    exceeded.clone().unwrap_or_default(),
+                )
+                .boxed_unsync(),
                 body_idle,
             )
             .boxed_unsync();
@@ -199,7 +209,7 @@ impl Proxy {
             {
                 match client_body.collect().await {
                     Ok(c) => RequestBody::Whole(c.to_bytes()),
-                    Err(_) if exceeded.load(Ordering::Acquire) => {
+                    Err(_) if over_limit(exceeded.as_deref()) => {
                         return local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
                     }
                     Err(e) => {
@@ -225,7 +235,7 @@ impl Proxy {
         if let Some(lr) = take_local(local_slot.as_ref()) {
             return from_local(lr);
         }
-        if exceeded.load(Ordering::Acquire) {
+        if over_limit(exceeded.as_deref()) {
             let res = local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
             return through_chain(stream.as_ref(), res).await;
         }

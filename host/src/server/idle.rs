@@ -4,18 +4,29 @@
 //! makes a connection idle. HTTP/1.1 keep-alive connections also end at `header_read_timeout`
 //! when no next request starts.
 
-use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
-
-/// The requests in flight on one connection.
-#[derive(Default)]
+/// The requests in flight on one connection, and when the last one ended. Nothing wakes the
+/// connection per request: [`idle_for`](Activity::idle_for) checks these when its one timer
+/// fires, and sets it again for the earliest moment the connection can be idle.
 pub struct Activity {
     in_flight: AtomicUsize,
-    changed: Notify,
+    /// When the connection started.
+    start: Instant,
+    /// When the last request ended, in nanoseconds after `start` (0: none yet).
+    last_end: AtomicU64,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            start: Instant::now(),
+            last_end: AtomicU64::new(0),
+        }
+    }
 }
 
 /// A request in flight: dropped when its response is done.
@@ -25,36 +36,35 @@ impl Activity {
     /// A request starts.
     pub fn begin(self: &Arc<Self>) -> Active {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.changed.notify_waiters();
         Active(self.clone())
     }
 
     /// Resolves once no request has been in flight for `timeout` in a row.
     pub async fn idle_for(&self, timeout: Duration) {
+        let mut deadline = self.start + timeout;
         loop {
-            let mut changed = pin!(self.changed.notified());
-            // Registered before the state is read, so that no change in between is missed.
-            changed.as_mut().enable();
-            if self.in_flight.load(Ordering::Acquire) == 0 {
-                tokio::select! {
-                    () = tokio::time::sleep(timeout) => {
-                        if self.in_flight.load(Ordering::Acquire) == 0 {
-                            return;
-                        }
-                    }
-                    () = changed => {}
-                }
-            } else {
-                changed.await;
+            tokio::time::sleep_until(deadline.into()).await;
+            if self.in_flight.load(Ordering::Acquire) > 0 {
+                // Busy: it cannot be idle before a whole timeout after this request ends.
+                deadline = Instant::now() + timeout;
+                continue;
             }
+            let ended = self.start + Duration::from_nanos(self.last_end.load(Ordering::Acquire));
+            if ended.elapsed() >= timeout {
+                return;
+            }
+            deadline = ended + timeout;
         }
     }
 }
 
 impl Drop for Active {
     fn drop(&mut self) {
+        let since_start = u64::try_from(self.0.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        // The end is recorded before the count drops, so an idle check never sees 0 in flight
+        // with an older end.
+        self.0.last_end.fetch_max(since_start, Ordering::AcqRel);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.0.changed.notify_waiters();
     }
 }
 
@@ -77,7 +87,7 @@ mod tests {
             "a request in flight: never idle"
         );
         drop(request);
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         // A request that comes and goes half-way restarts the count.
         let restart = async {
             tokio::time::sleep(timeout / 2).await;
