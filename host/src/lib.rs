@@ -9,6 +9,7 @@ pub mod balancer;
 pub mod bridge;
 pub mod callout;
 pub mod config;
+pub mod memory;
 pub mod metrics;
 pub mod proxy;
 pub mod runtime;

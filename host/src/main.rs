@@ -148,6 +148,9 @@ async fn run(settings: config::Settings, path: Option<PathBuf>, metrics: Metrics
             rx.clone(),
         )));
     }
+    let trimmer = tokio::spawn(keel::memory::trim_after_bursts(
+        shared.metrics.client_connections.clone(),
+    ));
     let grace = shared.current().settings.config.shutdown_grace.0;
     let mut threads = Vec::new();
     for (index, sockets) in bound.into_iter().enumerate() {
@@ -180,6 +183,7 @@ async fn run(settings: config::Settings, path: Option<PathBuf>, metrics: Metrics
         }
     }
     let _ = tx.send(true);
+    trimmer.abort();
     for t in tasks {
         let _ = t.await;
     }

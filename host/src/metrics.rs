@@ -5,7 +5,7 @@
 
 use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 use crate::access_log::SinkMetrics;
@@ -23,6 +23,8 @@ pub const FAILOVERS: &str = "keel_failovers_total";
 pub const MEMBER_HEALTHY: &str = "keel_member_healthy";
 /// Requests in flight on the member.
 pub const MEMBER_IN_FLIGHT: &str = "keel_member_in_flight";
+/// Client connections open now.
+pub const CLIENT_CONNECTIONS: &str = "keel_client_connections";
 /// Access-log lines dropped because the file's writer fell behind.
 pub const ACCESS_LOG_DROPPED: &str = "keel_access_log_dropped_total";
 /// Access-log writes that failed.
@@ -45,6 +47,8 @@ pub struct Metrics {
     pub member_healthy: IntGaugeVec,
     /// [`MEMBER_IN_FLIGHT`].
     pub member_in_flight: IntGaugeVec,
+    /// [`CLIENT_CONNECTIONS`].
+    pub client_connections: IntGauge,
     /// [`ACCESS_LOG_DROPPED`] and [`ACCESS_LOG_WRITE_ERRORS`].
     pub access_log: SinkMetrics,
 }
@@ -89,6 +93,8 @@ impl Metrics {
         registry.register(Box::new(failovers.clone()))?;
         registry.register(Box::new(member_healthy.clone()))?;
         registry.register(Box::new(member_in_flight.clone()))?;
+        let client_connections = IntGauge::new(CLIENT_CONNECTIONS, "Client connections open now.")?;
+        registry.register(Box::new(client_connections.clone()))?;
         let access_log = SinkMetrics {
             dropped: IntCounter::new(
                 ACCESS_LOG_DROPPED,
@@ -109,6 +115,7 @@ impl Metrics {
             failovers,
             member_healthy,
             member_in_flight,
+            client_connections,
             access_log,
         })
     }

@@ -208,10 +208,11 @@ pub async fn serve(
         let tls = bound.tls.clone();
         let stop = shutdown.clone();
         let live = live.clone();
+        let open = Open::new(&shared.metrics.client_connections);
         tokio::spawn(async move {
-            let _live = live;
-            let ambiguous = Arc::new(AtomicBool::new(false));
+            let _live = (live, open);
             let Some(acceptor) = tls else {
+                let ambiguous = Arc::new(AtomicBool::new(false));
                 let conn = Arc::new(ConnInfo {
                     remote,
                     local,
@@ -222,29 +223,18 @@ pub async fn serve(
                 serve_connection(&builder, io, shared, conn, idle_timeout, stop).await;
                 return;
             };
-            let stream = match acceptor.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
-                    log::debug!("TLS handshake from {remote}: {e}");
-                    return;
-                }
-            };
-            let (_, sc) = stream.get_ref();
-            let info = tls::info(sc);
-            let h2 = tls::is_h2(sc);
-            let conn = Arc::new(ConnInfo {
+            // Boxed: a plain connection's task stays the size of the plain path.
+            Box::pin(serve_tls(
+                acceptor,
+                tcp,
                 remote,
                 local,
-                tls: Some(info),
-                ambiguous_framing: ambiguous.clone(),
-            });
-            // HTTP/2 has no such ambiguity (h2 rejects Transfer-Encoding).
-            let io = if h2 {
-                Sniff::off(stream)
-            } else {
-                Sniff::new(stream, ambiguous)
-            };
-            serve_connection(&builder, io, shared, conn, idle_timeout, stop).await;
+                &builder,
+                shared,
+                idle_timeout,
+                stop,
+            ))
+            .await;
         });
     }
     drop(listener);
@@ -252,6 +242,60 @@ pub async fn serve(
     log::info!("{local}: stopped accepting; waiting up to {grace:?} for in-flight requests");
     if tokio::time::timeout(grace, ended.recv()).await.is_err() {
         log::warn!("{local}: grace period over; closing remaining connections");
+    }
+}
+
+/// The TLS handshake, then the connection as [`serve_connection`] serves it.
+#[allow(clippy::too_many_arguments)]
+async fn serve_tls(
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+    builder: &auto::Builder<TokioExecutor>,
+    shared: Arc<Shared>,
+    idle_timeout: Duration,
+    stop: watch::Receiver<bool>,
+) {
+    let stream = match acceptor.accept(tcp).await {
+        Ok(s) => s,
+        Err(e) => {
+            log::debug!("TLS handshake from {remote}: {e}");
+            return;
+        }
+    };
+    let (_, sc) = stream.get_ref();
+    let info = tls::info(sc);
+    let h2 = tls::is_h2(sc);
+    let ambiguous = Arc::new(AtomicBool::new(false));
+    let conn = Arc::new(ConnInfo {
+        remote,
+        local,
+        tls: Some(info),
+        ambiguous_framing: ambiguous.clone(),
+    });
+    // HTTP/2 has no such ambiguity (h2 rejects Transfer-Encoding).
+    let io = if h2 {
+        Sniff::off(stream)
+    } else {
+        Sniff::new(stream, ambiguous)
+    };
+    serve_connection(builder, io, shared, conn, idle_timeout, stop).await;
+}
+
+/// Counts a client connection as open while it lives (`keel_client_connections`).
+struct Open(prometheus::IntGauge);
+
+impl Open {
+    fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

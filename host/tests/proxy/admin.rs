@@ -3,7 +3,9 @@
 
 use http::Method;
 
-use crate::harness::{Backend, Http, Keel, TOKEN, config};
+use std::time::Duration;
+
+use crate::harness::{Backend, Http, Keel, TOKEN, config, eventually};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_actions_require_the_token_and_take_effect() {
@@ -189,4 +191,35 @@ async fn a_reload_keeps_health_counters_and_admin_changes() {
     let changed = status().await;
     assert_eq!(changed[0]["status"], "disabled", "{changed}");
     assert_eq!(changed[1]["in_error"], true, "{changed}");
+}
+
+/// `keel_client_connections` counts the client connections open now, over every worker: it is
+/// what the memory trim after a burst of connections watches (`host/src/memory.rs`).
+#[tokio::test(flavor = "multi_thread")]
+async fn open_client_connections_are_counted() {
+    let a = Backend::start("a");
+    let keel = Keel::start(&config(
+        &[("a", a.url(), "active")],
+        "",
+        "admin:\n  address: 127.0.0.1:0\n  token_file: {token_file}\n",
+    ));
+    let http = Http::new();
+    let mut open = Vec::new();
+    for _ in 0..5 {
+        open.push(
+            tokio::net::TcpStream::connect(keel.addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    let name = "keel_client_connections";
+    eventually("five open connections", Duration::from_secs(5), || async {
+        (keel.metric(&http, name).await == 5.0).then_some(())
+    })
+    .await;
+    drop(open);
+    eventually("no open connection", Duration::from_secs(5), || async {
+        (keel.metric(&http, name).await == 0.0).then_some(())
+    })
+    .await;
 }
