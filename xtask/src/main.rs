@@ -12,6 +12,7 @@
 //! Which packages are wasm modules is declared by the packages themselves, in
 //! `[package.metadata.keel]` of their `Cargo.toml` ([`workspace`]).
 
+mod assemblyscript;
 mod bench;
 mod cluster;
 mod cmd;
