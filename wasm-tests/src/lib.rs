@@ -1,6 +1,7 @@
 //! Helpers shared by the tests that load the built `.wasm` filters (see `tests/`): where the
 //! filters are, a chain builder, stream information, requests and responses, a callout handler
-//! that answers from a table, and [`fake_store`], a test double of the session store's API.
+//! that answers from a table, polling for what arrives on the runtime's own time, and
+//! [`fake_store`], a test double of the session store's API.
 
 pub mod fake_store;
 
@@ -118,6 +119,19 @@ pub fn metric(registry: &prometheus::Registry, name: &str, labels: &[(&str, &str
                 }
             })
         })
+}
+
+/// Polls `check` until it is true or five seconds passed (for what the runtime delivers on its
+/// own time: queue items, timer ticks).
+pub async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
 }
 
 /// One scripted callout answer.

@@ -5,11 +5,11 @@
 // Tests may unwrap (keel conventions); this covers their helper functions too.
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use keel_wasm::{BodyVerdict, FilterChain, HeadersVerdict, Stream, TrailersVerdict, UpstreamInfo};
-use wasm_tests::{chain, header, info, metric, request, response, spec};
+use wasm_tests::{chain, eventually, header, info, metric, request, response, spec};
 
 /// Sends the request headers of `GET uri` into a new stream of `chain` and asserts the filters
 /// let them continue; returns the stream (still open) and the request head as the filters left it.
@@ -289,18 +289,6 @@ async fn bad_guest_pointers_get_invalid_memory_access() {
         ),
         None
     );
-}
-
-/// Polls `check` until it is true or five seconds passed.
-async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
 }
 
 #[tokio::test]

@@ -26,13 +26,27 @@ pub fn run<S: AsRef<str>>(program: &str, args: &[S]) -> Result<()> {
 
 /// Like [`run`], with extra environment variables for the child.
 pub fn run_with_env<S: AsRef<str>>(program: &str, args: &[S], env: &[(&str, &Path)]) -> Result<()> {
+    run_in_with_env(&root(), program, args, env)
+}
+
+/// Like [`run`], in `dir` instead of the workspace root.
+pub fn run_in<S: AsRef<str>>(dir: &Path, program: &str, args: &[S]) -> Result<()> {
+    run_in_with_env(dir, program, args, &[])
+}
+
+fn run_in_with_env<S: AsRef<str>>(
+    dir: &Path,
+    program: &str,
+    args: &[S],
+    env: &[(&str, &Path)],
+) -> Result<()> {
     let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
     let line = format!("{program} {}", args.join(" "));
     eprintln!("xtask: {line}");
     let status = Command::new(program)
         .args(&args)
         .envs(env.iter().copied())
-        .current_dir(root())
+        .current_dir(dir)
         .status()
         .with_context(|| format!("could not start {program}"))?;
     if !status.success() {

@@ -12,9 +12,11 @@
 //! Which packages are wasm modules is declared by the packages themselves, in
 //! `[package.metadata.keel]` of their `Cargo.toml` ([`workspace`]).
 
+mod assemblyscript;
 mod bench;
 mod cluster;
 mod cmd;
+mod sdk_examples;
 mod test;
 mod wasm;
 mod workspace;
@@ -43,12 +45,14 @@ fn run_task() -> Result<()> {
         Some("test") => test::run(&rest),
         Some("bench") => bench::run(&rest),
         Some("cluster") => cluster::run(&rest),
+        Some("sdk-examples") => sdk_examples::run(&rest),
         _ => bail!(
             "usage: cargo xtask <task>\n\n\
              tasks:\n  cluster     two session-holding backends behind keel, a tour, then serve\n  \
              build-wasm  build the filters to target/filters/*.wasm\n  \
              test        fmt, clippy (native and wasm32), build-wasm, every test\n  \
-             bench       keel side by side with HAProxy, nginx, httpd (--quick: CI subset;\n              --micro: the criterion benchmarks)"
+             bench       keel side by side with HAProxy, nginx, httpd (--quick: CI subset;\n              --micro: the criterion benchmarks)\n  \
+             sdk-examples PATH  the proxy-wasm Rust SDK's examples from a checkout, run in keel"
         ),
     }
 }

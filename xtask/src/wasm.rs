@@ -1,5 +1,6 @@
 //! `cargo xtask build-wasm`: every proxy-wasm module of the workspace, built in the `wasm`
-//! profile for `wasm32-wasip1` and copied to `target/filters/<name>.wasm`.
+//! profile for `wasm32-wasip1` and copied to `target/filters/<name>.wasm`, then the AssemblyScript
+//! test filters ([`crate::assemblyscript`]).
 
 use std::path::PathBuf;
 
@@ -45,7 +46,7 @@ pub fn build() -> Result<Vec<PathBuf>> {
     let out_dir = out_dir();
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("could not create {}", out_dir.display()))?;
-    let mut written = Vec::new();
+    let mut written = crate::assemblyscript::build(&out_dir)?;
     for (_, module) in modules {
         let from = built.join(format!("{module}.wasm"));
         let to = out_dir.join(format!("{module}.wasm"));

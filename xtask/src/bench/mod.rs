@@ -16,7 +16,7 @@
 
 mod contenders;
 mod micro;
-mod procs;
+pub(crate) mod procs;
 mod report;
 mod scenarios;
 mod wrk;
