@@ -361,8 +361,12 @@ pub(super) fn validate(mut config: Config, base: &Path) -> R<Settings> {
                 serde_json::Value::Object(route_map.clone()),
             );
         }
+        // A string goes as its bytes, as Envoy passes a `google.protobuf.StringValue`
+        // configuration (`source/extensions/common/wasm/plugin.cc` `anyToBytes`); anything else
+        // as JSON.
         let to_bytes = |v: &Option<serde_json::Value>| match v {
             None => Vec::new(),
+            Some(serde_json::Value::String(text)) => text.clone().into_bytes(),
             Some(v) => v.to_string().into_bytes(),
         };
         filters.push(FilterSettings {

@@ -279,6 +279,23 @@ fn inject_routes_fills_the_routes_map() {
     assert_eq!(s.filters[0].wasm, dir.0.join("sticky.wasm"));
 }
 
+/// A string configuration reaches the filter as its bytes, as Envoy hands a filter a
+/// `google.protobuf.StringValue` configuration (`source/extensions/common/wasm/plugin.cc`
+/// `anyToBytes`): the SDK's `http_config` example reads its header value this way. Other YAML
+/// goes as JSON.
+#[test]
+fn a_string_configuration_goes_as_it_is() {
+    let dir = Scratch::new();
+    dir.write("f.wasm", "");
+    let text = format!(
+        "{BASE}filters:\n  - name: f\n    wasm: f.wasm\n    config: The secret to life\n    vm_config: '{{\"a\": 1}}'\n  - name: g\n    wasm: f.wasm\n    config: [1, two]\n"
+    );
+    let s = keel::config::parse(&text, &dir.0).expect("valid");
+    assert_eq!(s.filters[0].plugin_config, b"The secret to life");
+    assert_eq!(s.filters[0].vm_config, br#"{"a": 1}"#);
+    assert_eq!(s.filters[1].plugin_config, br#"[1,"two"]"#);
+}
+
 /// The embedded default names the filters under `target/filters/` of the working directory (the
 /// repository root); tests run in `host/`, so it is parsed against the root, or against the
 /// folder `cargo xtask test` built the filters into.

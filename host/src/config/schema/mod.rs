@@ -222,10 +222,11 @@ pub struct Filter {
     pub name: String,
     /// The `.wasm` file (relative to the configuration file).
     pub wasm: PathBuf,
-    /// Plugin configuration (any YAML; handed to the filter as JSON).
+    /// Plugin configuration: a string is handed to the filter as it is (Envoy's
+    /// `StringValue`), any other YAML as JSON.
     #[serde(default)]
     pub config: Option<serde_json::Value>,
-    /// VM configuration (any YAML; handed as JSON).
+    /// VM configuration: a string as it is, any other YAML as JSON.
     #[serde(default)]
     pub vm_config: Option<serde_json::Value>,
     /// proxy-wasm root id.
