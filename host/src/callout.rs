@@ -2,7 +2,7 @@
 //! configuration, each with a pooled HTTP/1.1 client, and the session store's name, answered
 //! in process by `keel_store::api::handle` (no loopback hop). keel-wasm's `CalloutHandler` adapter
 //! forwards to [`Callouts::call`] and [`Callouts::has_upstream`]. A response is read whole, up
-//! to [`MAX_RESPONSE_BODY`].
+//! to [`MAX_RESPONSE_BODY`]. The request carries the filter's `:authority` as its Host.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -30,7 +30,10 @@ pub enum CalloutError {
     /// No response in time.
     #[error("callout timed out after {0:?}")]
     Timeout(Duration),
-    /// Connect, send or receive failed.
+    /// The upstream could not be connected to.
+    #[error("callout could not connect: {0}")]
+    Connect(String),
+    /// Sending or receiving failed once connected.
     #[error("callout failed: {0}")]
     Failed(String),
 }
@@ -58,9 +61,11 @@ impl Callouts {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        // The Host header is the filter's `:authority` (as Envoy sends it), not the address.
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
+            .set_host(false)
             .build(connector);
         Self {
             upstreams,
@@ -92,6 +97,13 @@ impl Callouts {
             .get(name)
             .ok_or_else(|| CalloutError::UnknownUpstream(name.to_string()))?;
         let (mut parts, body) = request.into_parts();
+        if let Some(authority) = parts.uri.authority()
+            && !parts.headers.contains_key(http::header::HOST)
+        {
+            let host = http::HeaderValue::from_str(authority.as_str())
+                .map_err(|e| CalloutError::BadRequest(e.to_string()))?;
+            parts.headers.insert(http::header::HOST, host);
+        }
         let pq = parts
             .uri
             .path_and_query()
@@ -106,11 +118,14 @@ impl Callouts {
         parts.version = http::Version::HTTP_11;
         let req = http::Request::from_parts(parts, Full::new(body));
         let fut = async {
-            let res = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| CalloutError::Failed(crate::upstream::http::error_chain(&e)))?;
+            let res = self.client.request(req).await.map_err(|e| {
+                let chain = crate::upstream::http::error_chain(&e);
+                if e.is_connect() {
+                    CalloutError::Connect(chain)
+                } else {
+                    CalloutError::Failed(chain)
+                }
+            })?;
             let (parts, body) = res.into_parts();
             let body = Limited::new(body, MAX_RESPONSE_BODY)
                 .collect()

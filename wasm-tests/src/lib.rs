@@ -139,8 +139,10 @@ pub async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
 pub enum Answer {
     /// Answer with this status and body after the delay.
     Reply(u16, &'static str, Duration),
-    /// Fail after the delay.
+    /// Fail after the delay (a reset once connected).
     Fail(Duration),
+    /// The upstream cannot be connected to.
+    Unreachable,
     /// Never answer.
     Hang,
 }
@@ -217,6 +219,9 @@ impl CalloutHandler for ScriptedCallouts {
                 Some(Answer::Fail(delay)) => {
                     tokio::time::sleep(delay).await;
                     Err(CalloutError::Failed("scripted failure".into()))
+                }
+                Some(Answer::Unreachable) => {
+                    Err(CalloutError::Connect("scripted: connection refused".into()))
                 }
                 Some(Answer::Hang) | None => std::future::pending().await,
             }

@@ -1,6 +1,7 @@
 //! http callouts: the filter pauses, the response reaches the root context and the SDK moves it
-//! to the stream (`set_effective_context`), which resumes; failures arrive with no headers;
-//! timeouts apply; an unknown upstream is `BadArgument`; several streams in flight on one
+//! to the stream (`set_effective_context`), which resumes; a reset arrives with no headers, a
+//! timeout as a 504 and an unreachable upstream as a 503 (as Envoy's router answers); an unknown
+//! upstream is `BadArgument`; several streams in flight on one
 //! instance each get their own answer.
 
 // Tests may unwrap (keel conventions); this covers their helper functions too.
@@ -50,6 +51,9 @@ async fn a_failed_callout_arrives_with_no_headers() {
     }
 }
 
+/// A timeout is a 504 response, as Envoy's async client (through the router) delivers it
+/// (`source/common/http/async_client_impl.cc`; the router's "upstream request timeout"), not
+/// a failure with no headers.
 #[tokio::test(start_paused = true)]
 async fn a_callout_that_never_answers_times_out() {
     let (chain, callouts) = callout_chain("callout store");
@@ -60,8 +64,32 @@ async fn a_callout_that_never_answers_times_out() {
         stream.request_headers(&mut req, true).await,
         HeadersVerdict::Continue
     );
-    assert_eq!(header(&req.headers, "x-callout-status"), "none");
-    assert_eq!(header(&req.headers, "x-callout-headers"), "0");
+    assert_eq!(header(&req.headers, "x-callout-status"), "504");
+    assert_eq!(header(&req.headers, "x-callout-headers"), "3");
+    assert_eq!(
+        header(&req.headers, "x-callout-body"),
+        "upstream request timeout"
+    );
+}
+
+/// An upstream that cannot be reached is a 503 response with the router's text (Envoy's
+/// async client goes through the router); only a reset once connected is a failure.
+#[tokio::test]
+async fn an_unreachable_upstream_answers_503() {
+    let (chain, callouts) = callout_chain("callout store");
+    callouts.answer("5", Answer::Unreachable);
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[("x-id", "5")]);
+    assert_eq!(
+        stream.request_headers(&mut req, true).await,
+        HeadersVerdict::Continue
+    );
+    assert_eq!(header(&req.headers, "x-callout-status"), "503");
+    assert!(
+        header(&req.headers, "x-callout-body").starts_with("upstream connect error"),
+        "{:?}",
+        req.headers
+    );
 }
 
 #[tokio::test]

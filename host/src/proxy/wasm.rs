@@ -50,6 +50,7 @@ impl keel_wasm::CalloutHandler for CalloutBridge {
                         keel_wasm::CalloutError::UnknownUpstream(name)
                     }
                     CalloutError::Timeout(_) => keel_wasm::CalloutError::Timeout,
+                    CalloutError::Connect(why) => keel_wasm::CalloutError::Connect(why),
                     other @ (CalloutError::BadRequest(_) | CalloutError::Failed(_)) => {
                         keel_wasm::CalloutError::Failed(other.to_string())
                     }

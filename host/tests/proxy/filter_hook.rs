@@ -209,7 +209,9 @@ async fn callouts_reach_the_named_upstreams() {
     let callouts = keel::callout::Callouts::new([("store".to_string(), addr)].into(), None);
     assert!(callouts.has_upstream("store"));
     assert!(!callouts.has_upstream("other"));
-    let req = http::Request::post("/echo-headers")
+    // The filter's :authority (keel-wasm puts it in the URI) is the Host the upstream sees,
+    // as Envoy sends it; the connection goes to the configured address.
+    let req = http::Request::post("http://auth.example/echo-headers")
         .header("x-callout", "1")
         .body(Bytes::from_static(b"payload"))
         .unwrap();
@@ -218,7 +220,24 @@ async fn callouts_reach_the_named_upstreams() {
         .await
         .expect("callout");
     assert_eq!(res.status(), 200);
-    assert!(String::from_utf8_lossy(res.body()).contains("x-callout: 1"));
+    let echoed = String::from_utf8_lossy(res.body());
+    assert!(echoed.contains("x-callout: 1"), "{echoed}");
+    assert!(echoed.contains("host: auth.example\n"), "{echoed}");
+    // Nothing listens on port 1: a connect failure, told apart from a reset (keel-wasm makes
+    // it the router's 503, as Envoy's async client does).
+    let closed = keel::callout::Callouts::new(
+        [("gone".to_string(), "127.0.0.1:1".parse().unwrap())].into(),
+        None,
+    );
+    let req = http::Request::get("/").body(Bytes::new()).unwrap();
+    let err = closed
+        .call("gone", req, Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, keel::callout::CalloutError::Connect(_)),
+        "{err}"
+    );
     let req = http::Request::get("/").body(Bytes::new()).unwrap();
     let err = callouts
         .call("other", req, Duration::from_secs(1))

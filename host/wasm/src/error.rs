@@ -52,7 +52,9 @@ pub enum ChainError {
     },
 }
 
-/// Why an http callout failed (the filter then sees a response with no headers).
+/// Why an http callout failed. As in Envoy, whose callouts go through its router, a timeout and
+/// an upstream that cannot be reached arrive as responses (504, 503: see `ticker::send`); any
+/// other failure is a reset, which the filter sees as a response with no headers.
 #[derive(Debug, thiserror::Error)]
 pub enum CalloutError {
     /// No callout upstream of that name.
@@ -61,7 +63,10 @@ pub enum CalloutError {
     /// The callout did not answer in time.
     #[error("callout timed out")]
     Timeout,
-    /// Connecting or exchanging failed.
+    /// The upstream could not be connected to.
+    #[error("callout could not connect: {0}")]
+    Connect(String),
+    /// The exchange failed after the connection was up (a reset).
     #[error("callout failed: {0}")]
     Failed(String),
 }

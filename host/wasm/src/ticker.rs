@@ -115,12 +115,40 @@ fn pass(
 /// What a callout comes to: its response, or `None` (failed or timed out).
 pub(crate) type CalloutResult = Option<http::Response<bytes::Bytes>>;
 
-/// Starts a callout's request under its timeout.
+/// Starts a callout's request under its timeout. As Envoy's async client, which goes through
+/// the router (`source/common/http/async_client_impl.cc`), a timeout is a 504 and an upstream
+/// that cannot be reached a 503, each with the router's text; only a reset after the connection
+/// was up is a failure (`onFailure`: a response with no headers).
 pub(crate) async fn send(callout: NewCallout) -> CalloutResult {
+    use crate::error::CalloutError;
     match tokio::time::timeout(callout.timeout, callout.future).await {
         Ok(Ok(response)) => Some(response),
-        _ => None,
+        Err(_) | Ok(Err(CalloutError::Timeout)) => {
+            Some(router_reply(504, "upstream request timeout"))
+        }
+        Ok(Err(CalloutError::Connect(_))) => Some(router_reply(
+            503,
+            "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+        )),
+        Ok(Err(CalloutError::Failed(_) | CalloutError::UnknownUpstream(_))) => None,
     }
+}
+
+/// A reply as Envoy's router makes it for a callout (`text/plain`, with its length).
+fn router_reply(status: u16, text: &'static str) -> http::Response<bytes::Bytes> {
+    let mut response = http::Response::new(bytes::Bytes::from_static(text.as_bytes()));
+    *response.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    headers.insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(text.len()),
+    );
+    response
 }
 
 /// The instance a callout belongs to: filter `index` of the chain, on `worker`, while the slot

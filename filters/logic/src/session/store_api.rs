@@ -145,8 +145,8 @@ impl StoreCall {
 /// treated as absent).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreAnswer {
-    /// `:status`; `None` for a failed call (Envoy and keel deliver it with no headers), a
-    /// timeout, or a status that is not a number.
+    /// `:status`; `None` for a failed call (Envoy and keel deliver a reset with no headers; a
+    /// timeout comes as a 504, an unreachable store as a 503) or a status that is not a number.
     pub status: Option<u16>,
     /// `keel-store-key`.
     pub key: Option<StoreKey>,

@@ -71,13 +71,17 @@ fn http_call(caller: &mut Ctx<'_>, args: [i32; 8], timeout_ms: i32, ret_token: i
     let Some(request) = callout_request(&pairs, body) else {
         return Ok(status::BAD_ARGUMENT);
     };
+    // Envoy `context.cc` `httpCall`: a negative timeout is refused, 0 is no timeout (a paused
+    // stream still ends at the pause timeout).
+    let Ok(timeout_ms) = u64::try_from(timeout_ms) else {
+        return Ok(status::BAD_ARGUMENT);
+    };
+    let timeout = match timeout_ms {
+        0 => NO_TIMEOUT,
+        ms => Duration::from_millis(ms),
+    };
     let token = caller.data().next_token;
     guest!(memory::write_u32(caller, ret_token, token));
-    // Envoy treats 0 as "no timeout"; keel caps it at a minute.
-    let timeout = match timeout_ms as u32 {
-        0 => Duration::from_secs(60),
-        ms => Duration::from_millis(u64::from(ms)),
-    };
     let state = caller.data_mut();
     state.next_token = state.next_token.wrapping_add(1).max(1);
     let future = state.callout_handler.call(&upstream, request, timeout);
@@ -88,6 +92,10 @@ fn http_call(caller: &mut Ctx<'_>, args: [i32; 8], timeout_ms: i32, ret_token: i
     });
     Ok(status::OK)
 }
+
+/// A callout with timeout 0 waits this long: a year, "no timeout" without overflowing a
+/// deadline.
+const NO_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 fn metric_of(state: &HostState, id: i32) -> Option<&CustomMetric> {
     state.metrics.get(&(id as u32))
