@@ -183,3 +183,32 @@ fn workers_have_their_own_instances() {
         handle.join().unwrap();
     }
 }
+
+/// When a chain is let go (a reload replaced it, or keel stops) and its last stream has ended,
+/// every instance's root context gets `on_done` and `on_delete`, as cpp-host's
+/// `WasmBase::startShutdown` calls them (`src/wasm.cc`): a filter that batches in its root
+/// context can flush. Not before the last stream ends.
+#[tokio::test]
+async fn a_chain_let_go_calls_the_root_on_done_of_every_instance() {
+    let registry = prometheus::Registry::new();
+    let chain = FilterChain::new(
+        vec![spec("probe", "test_probe", "root_done")],
+        2,
+        &registry,
+        std::sync::Arc::new(keel_wasm::NoCallouts),
+    )
+    .unwrap();
+    let done = |registry: &prometheus::Registry| {
+        wasm_tests::metric(registry, "keel_wasmcustom_probe_root_done", &[]).unwrap_or(0.0)
+    };
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[]);
+    assert_eq!(
+        stream.request_headers(&mut req, true).await,
+        HeadersVerdict::Continue
+    );
+    drop(chain);
+    assert_eq!(done(&registry), 0.0, "a stream still runs on the chain");
+    stream.finish();
+    assert_eq!(done(&registry), 2.0, "one on_done per worker's instance");
+}

@@ -129,6 +129,28 @@ pub(crate) struct ChainInner {
     pub ticker: std::sync::OnceLock<crate::ticker::Ticker>,
 }
 
+impl Drop for ChainInner {
+    /// The last stream of a replaced (or stopped) chain is gone: every instance's root context
+    /// gets `on_done` and `on_delete` (a filter flushes what it batched). An instance that
+    /// failed was dropped without them, as Envoy drops a failed VM.
+    fn drop(&mut self) {
+        for filter in &self.filters {
+            for slot in &filter.slots {
+                let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(mut instance) = slot.instance.take()
+                    && let Err(failure) = instance.shut_down()
+                {
+                    log::warn!(
+                        target: "keel_wasm",
+                        "filter {}: root on_done/on_delete failed: {failure}",
+                        filter.plugin.name
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The proxy-wasm filters of keel, ready to open streams. Cheap to share (`Send + Sync`).
 pub struct FilterChain {
     inner: Arc<ChainInner>,

@@ -474,6 +474,21 @@ impl Instance {
         result
     }
 
+    /// `on_done` then `on_delete` on the root context: the instance is being let go (its chain
+    /// was replaced by a reload, or keel stops), as cpp-host's `WasmBase::startShutdown` does
+    /// (`src/wasm.cc`). A root that answers "not done yet" is not waited for: what it still
+    /// wants to send is lost, as it is when Envoy's shutdown timer runs out.
+    pub fn shut_down(&mut self) -> Result<(), Failure> {
+        let root = self.store.data().root_context as i32;
+        if let Some(f) = self.exports.done.as_ref() {
+            guarded(&mut self.store, self.deadline, |store| f.call(store, root))?;
+        }
+        if let Some(f) = self.exports.delete.as_ref() {
+            guarded(&mut self.store, self.deadline, |store| f.call(store, root))?;
+        }
+        Ok(())
+    }
+
     /// `on_tick` on the root context.
     pub fn on_tick(&mut self) -> Result<(), Failure> {
         match self.exports.tick.as_ref() {

@@ -6,9 +6,9 @@
 //! `decorate` (marks every response with its status, then makes it 418), `fire` (a callout
 //! not waited for), `log_callout` (a callout from `on_log`),
 //! `body_buffer`, `tick`, `tick_resume` (request headers pause; the next on_tick resumes them),
-//! `queue`, `wasi`, `foreign`, `reject` (on_configure fails), `slow_configure` (100 ms of
-//! work in on_configure); in every
-//! mode the trailers callbacks mark the trailers they saw.
+//! `queue`, `wasi`, `foreign`, `root_done` (counts the root's `on_done`), `reject`
+//! (on_configure fails), `slow_configure` (100 ms of work in on_configure); in every mode the
+//! trailers callbacks mark the trailers they saw.
 //! Hostile modes: `trap`, `trap_response`, `loop`, `alloc`, `exit`, `bad_pointers`.
 #![allow(unsafe_code)]
 
@@ -42,7 +42,18 @@ struct ProbeRoot {
     queue: u32,
 }
 
-impl Context for ProbeRoot {}
+impl Context for ProbeRoot {
+    /// `root_done`: counts the root context's `on_done` (the host calls it when it lets the
+    /// instance go).
+    fn on_done(&mut self) -> bool {
+        if self.mode == "root_done"
+            && let Ok(id) = hostcalls::define_metric(MetricType::Counter, "probe.root_done")
+        {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+        true
+    }
+}
 
 impl RootContext for ProbeRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
