@@ -11,7 +11,7 @@
 //! node that holds the session is killed too and the counter still goes on; the member comes
 //! back. Then it keeps serving until Ctrl-C (`--tour` stops after the tour, for scripts).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
@@ -367,41 +367,19 @@ impl Reply {
 
 /// One GET through keel, on its own connection (HTTP/1.0: the body ends with the connection).
 fn get(path: &str, cookie: Option<&str>) -> Result<Reply> {
-    let mut stream = TcpStream::connect(KEEL).with_context(|| format!("connect {KEEL}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let addr = KEEL.parse().context("keel's address")?;
     let cookie = cookie
         .map(|c| format!("Cookie: {c}\r\n"))
         .unwrap_or_default();
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {KEEL}\r\n{cookie}\r\n"
-    )?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).context("read the response")?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").context("no end of headers")?;
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .context("no status line")?;
-    let mut reply = Reply {
-        status,
-        served_by: String::new(),
-        set_cookie: None,
-        body: body.to_string(),
-    };
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("x-served-by") {
-            reply.served_by = value.to_string();
-        } else if name.eq_ignore_ascii_case("set-cookie") && value.starts_with("JSESSIONID=") {
-            reply.set_cookie = value.split(';').next().map(str::to_string);
-        }
-    }
-    Ok(reply)
+    let answer = crate::http10::get(addr, KEEL, path, &cookie)?;
+    Ok(Reply {
+        status: answer.status,
+        served_by: answer.header("x-served-by").unwrap_or_default().to_string(),
+        set_cookie: answer
+            .headers
+            .iter()
+            .filter(|(name, value)| name == "set-cookie" && value.starts_with("JSESSIONID="))
+            .find_map(|(_, value)| value.split(';').next().map(str::to_string)),
+        body: answer.body,
+    })
 }

@@ -16,6 +16,7 @@ mod assemblyscript;
 mod bench;
 mod cluster;
 mod cmd;
+mod http10;
 mod sdk_examples;
 mod test;
 mod wasm;

@@ -6,7 +6,6 @@
 //! callouts, which keel does not make: its failure is reported as expected. An example the
 //! checkout does not have is reported as absent.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::bench::procs::free_port;
+use crate::http10::{self, Answer};
 use crate::{cmd, wasm};
 
 /// The examples, in the order they run.
@@ -26,22 +26,6 @@ const EXAMPLES: &[&str] = &[
     "shared_queue",
     "grpc_auth_random",
 ];
-
-/// One answer keel gave.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
 
 /// A child process killed when dropped.
 struct Proc(Child);
@@ -245,33 +229,9 @@ fn keel(
     Ok((proc, port))
 }
 
-/// `GET path` (HTTP/1.0, so the answer ends with the connection) with extra header lines.
-fn get(port: u16, path: &str, headers: &str) -> Result<Reply> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).context("connect to keel")?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: localhost\r\n{headers}\r\n"
-    )?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).context("read the answer")?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").context("no end of headers")?;
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .context("no status line")?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let reply = Reply {
-        status,
-        headers,
-        body: body.to_owned(),
-    };
+/// `GET path` to keel with extra header lines, printed as it came back.
+fn get(port: u16, path: &str, headers: &str) -> Result<Answer> {
+    let reply = http10::get(([127, 0, 0, 1], port).into(), "localhost", path, headers)?;
     println!(
         "  GET {path} -> {} {:?} [{}]",
         reply.status,
