@@ -1,11 +1,12 @@
 //! Idle client connections: one that carries no request for `limits.idle_timeout` is shut down
 //! gracefully (HTTP/2: GOAWAY, then closed; HTTP/1.1: closed between requests). A request counts
 //! from its head until its response body is done, so a slow backend or a long download never
-//! makes a connection idle. HTTP/1.1 keep-alive connections also end at `header_read_timeout`
-//! when no next request starts.
+//! makes a connection idle. An HTTP/1 connection whose next request head has not come whole
+//! within `header_read_timeout` (since it opened, or since the last response ended) is closed
+//! ([`Activity::head_overdue`]): one deadline per connection, no timer per request.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The requests in flight on one connection, and when the last one ended. Nothing wakes the
@@ -13,6 +14,8 @@ use std::time::{Duration, Instant};
 /// fires, and sets it again for the earliest moment the connection can be idle.
 pub struct Activity {
     in_flight: AtomicUsize,
+    /// The connection speaks HTTP/2 (its requests say so): no head deadline.
+    h2: AtomicBool,
     /// When the connection started.
     start: Instant,
     /// When the last request ended, in nanoseconds after `start` (0: none yet).
@@ -23,6 +26,7 @@ impl Default for Activity {
     fn default() -> Self {
         Self {
             in_flight: AtomicUsize::new(0),
+            h2: AtomicBool::new(false),
             start: Instant::now(),
             last_end: AtomicU64::new(0),
         }
@@ -37,6 +41,21 @@ impl Activity {
     pub fn begin(self: &Arc<Self>) -> Active {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         Active(self.clone())
+    }
+
+    /// The connection carries HTTP/2 (its streams are watched by hyper's own keep-alive).
+    pub fn mark_h2(&self) {
+        self.h2.store(true, Ordering::Relaxed);
+    }
+
+    /// Resolves when an HTTP/1 connection has waited `timeout` for a whole request head: since
+    /// it opened, or since its last response ended (hyper's `header_read_timeout`, kept per
+    /// connection instead of a timer per request). Never for HTTP/2.
+    pub async fn head_overdue(&self, timeout: Duration) {
+        self.idle_for(timeout).await;
+        if self.h2.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Resolves once no request has been in flight for `timeout` in a row.
@@ -96,5 +115,25 @@ mod tests {
         tokio::join!(idle, restart);
         let waited = started.elapsed();
         assert!(waited >= timeout + timeout / 2, "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn the_head_deadline_is_for_http1_only() {
+        let timeout = Duration::from_millis(100);
+        let http1 = Activity::default();
+        assert!(
+            tokio::time::timeout(10 * timeout, http1.head_overdue(timeout))
+                .await
+                .is_ok(),
+            "an HTTP/1 connection without a head is overdue"
+        );
+        let h2 = Activity::default();
+        h2.mark_h2();
+        assert!(
+            tokio::time::timeout(5 * timeout, h2.head_overdue(timeout))
+                .await
+                .is_err(),
+            "HTTP/2 has no head deadline"
+        );
     }
 }

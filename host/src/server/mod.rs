@@ -107,9 +107,11 @@ pub fn run_worker(
 fn builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
     let lim = &shared.current().settings.config.limits;
     let mut b = auto::Builder::new(TokioExecutor::new());
+    // The head deadline is the connection's own (`idle::Activity::head_overdue`): hyper's
+    // arms a timer for every request head, and each wakes the runtime through its eventfd.
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(lim.header_read_timeout.0)
+        .header_read_timeout(None)
         .max_headers(lim.max_headers)
         .max_buf_size(lim.max_header_bytes.max(8192));
     b.http2()
@@ -118,15 +120,25 @@ fn builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// The timeouts of a client connection (`limits`).
+#[derive(Clone, Copy)]
+struct ConnTimeouts {
+    /// No request in flight this long: graceful shutdown.
+    idle: Duration,
+    /// HTTP/1: no whole request head this long: closed.
+    head: Duration,
+}
+
 /// Serves one accepted connection (plain or TLS, behind the framing sniffer): hyper's automatic
 /// HTTP/1.1 + HTTP/2 with upgrades, to its end, or, when keel shuts down or the connection has
-/// been idle for `idle_timeout`, into a graceful shutdown and then to its end.
+/// been idle for `idle_timeout`, into a graceful shutdown and then to its end; an HTTP/1
+/// connection that waits too long for a request head is closed.
 async fn serve_connection<T>(
     builder: &auto::Builder<TokioExecutor>,
     io: Sniff<T>,
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
-    idle_timeout: Duration,
+    timeouts: ConnTimeouts,
     mut stop: watch::Receiver<bool>,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -149,7 +161,11 @@ async fn serve_connection<T>(
     let ended = tokio::select! {
         r = c.as_mut() => Some(r),
         _ = stop.wait_for(|stop| *stop) => None,
-        () = activity.idle_for(idle_timeout) => None,
+        () = activity.idle_for(timeouts.idle) => None,
+        () = activity.head_overdue(timeouts.head) => {
+            log::debug!("{what} from {remote}: no request head within {:?}: closed", timeouts.head);
+            return;
+        }
     };
     let result = match ended {
         Some(r) => r,
@@ -183,7 +199,13 @@ pub async fn serve(
         }
     };
     let builder = Arc::new(builder(&shared));
-    let idle_timeout = shared.current().settings.config.limits.idle_timeout.0;
+    let timeouts = {
+        let lim = &shared.current().settings.config.limits;
+        ConnTimeouts {
+            idle: lim.idle_timeout.0,
+            head: lim.header_read_timeout.0,
+        }
+    };
     // Every connection task holds a sender: once all are dropped, every connection has ended.
     let (live, mut ended) = mpsc::channel::<()>(1);
     loop {
@@ -220,19 +242,12 @@ pub async fn serve(
                     ambiguous_framing: ambiguous.clone(),
                 });
                 let io = Sniff::new(tcp, ambiguous);
-                serve_connection(&builder, io, shared, conn, idle_timeout, stop).await;
+                serve_connection(&builder, io, shared, conn, timeouts, stop).await;
                 return;
             };
             // Boxed: a plain connection's task stays the size of the plain path.
             Box::pin(serve_tls(
-                acceptor,
-                tcp,
-                remote,
-                local,
-                &builder,
-                shared,
-                idle_timeout,
-                stop,
+                acceptor, tcp, remote, local, &builder, shared, timeouts, stop,
             ))
             .await;
         });
@@ -254,7 +269,7 @@ async fn serve_tls(
     local: SocketAddr,
     builder: &auto::Builder<TokioExecutor>,
     shared: Arc<Shared>,
-    idle_timeout: Duration,
+    timeouts: ConnTimeouts,
     stop: watch::Receiver<bool>,
 ) {
     let stream = match acceptor.accept(tcp).await {
@@ -280,7 +295,7 @@ async fn serve_tls(
     } else {
         Sniff::new(stream, ambiguous)
     };
-    serve_connection(builder, io, shared, conn, idle_timeout, stop).await;
+    serve_connection(builder, io, shared, conn, timeouts, stop).await;
 }
 
 /// Counts a client connection as open while it lives (`keel_client_connections`).
@@ -322,6 +337,9 @@ fn service(
         let proxy = shared.current();
         let conn = conn.clone();
         let active = activity.begin();
+        if req.version() == http::Version::HTTP_2 {
+            activity.mark_h2();
+        }
         async move {
             let res = proxy.handle(req, conn).await;
             Ok(res.map(|body| Keep::new(body, active).boxed_unsync()))

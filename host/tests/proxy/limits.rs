@@ -139,3 +139,51 @@ async fn a_member_that_goes_silent_mid_body_is_cut_off() {
     );
     assert!(started.elapsed() >= Duration::from_millis(250));
 }
+
+/// `limits.header_read_timeout` closes a connection whose request head does not come whole in
+/// time (a slow-loris client), and one that waits longer than that for its next request on
+/// keep-alive. A request whose head came in time is answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_head_that_does_not_come_in_time_closes_the_connection() {
+    let a = Backend::start("a");
+    let keel = Keel::start(&config(
+        &[("a", a.url(), "active")],
+        "",
+        "limits:\n  header_read_timeout: 500ms\n",
+    ));
+    let closed_within = |mut s: tokio::net::TcpStream, limit: Duration| async move {
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 1024];
+        loop {
+            match tokio::time::timeout(limit, s.read(&mut buf)).await {
+                Err(_) => return None,
+                Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
+                Ok(Ok(_)) => {}
+            }
+        }
+    };
+    // Half a head, then nothing.
+    let mut s = tokio::net::TcpStream::connect(keel.addr)
+        .await
+        .expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let took = closed_within(s, Duration::from_secs(5)).await;
+    assert!(
+        took.is_some_and(|t| t >= Duration::from_millis(400)),
+        "a partial head is closed after the timeout, not before: {took:?}"
+    );
+    // A whole request is answered; then the idle keep-alive wait ends the same way.
+    let mut s = tokio::net::TcpStream::connect(keel.addr)
+        .await
+        .expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.expect("an answer");
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let took = closed_within(s, Duration::from_secs(5)).await;
+    assert!(took.is_some(), "the keep-alive wait ends");
+}
