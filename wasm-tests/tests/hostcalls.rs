@@ -59,6 +59,9 @@ async fn header_maps_properties_metrics_and_shared_data() {
     assert_eq!(header(h, "x-prop-root-id"), "probe_root");
     assert_eq!(header(h, "x-prop-vm-id"), "probe_vm");
     assert_eq!(header(h, "x-prop-missing"), "-");
+    // Envoy serves the plugin configuration only while the root configures
+    // (`source/extensions/common/wasm/context.cc` `getBuffer`: `temp_plugin_`), NotFound after.
+    assert_eq!(header(h, "x-plugin-config"), "none");
     assert_eq!(header(h, "x-metric"), "1");
     // Envoy `source/extensions/common/wasm/context.cc`: `recordMetric` adds to a counter
     // (`it->second->add(value)`), `incrementMetric` answers BadArgument unless `offset > 0`.

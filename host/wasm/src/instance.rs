@@ -271,9 +271,12 @@ impl Instance {
             me.store.data_mut().root_context = 1;
             me.store.data_mut().effective_context = 1;
             if let Some(create) = me.exports.context_create.as_ref() {
-                guarded(&mut me.store, start_deadline, |store| {
+                me.store.data_mut().configuring = true;
+                let created = guarded(&mut me.store, start_deadline, |store| {
                     create.call(store, (1, 0))
-                })?;
+                });
+                me.store.data_mut().configuring = false;
+                created?;
             }
             Ok::<_, Failure>(())
         })();
@@ -290,9 +293,12 @@ impl Instance {
         }
         let plugin_config = me.store.data().plugin.plugin_config.len() as i32;
         if let Some(configure) = me.exports.configure.as_ref() {
-            match guarded(&mut me.store, start_deadline, |store| {
+            me.store.data_mut().configuring = true;
+            let configured = guarded(&mut me.store, start_deadline, |store| {
                 configure.call(store, (1, plugin_config))
-            }) {
+            });
+            me.store.data_mut().configuring = false;
+            match configured {
                 Ok(0) => {
                     return Err(StartError::Configure(
                         me.last_log("on_configure returned false"),

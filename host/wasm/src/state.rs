@@ -145,6 +145,10 @@ pub(crate) struct HostState {
     pub queues: Vec<u32>,
     /// The last line the filter logged (named in `on_configure` failures).
     pub last_log: Option<String>,
+    /// In the root's `on_context_create` or `on_configure`: the only time the plugin
+    /// configuration is readable (Envoy serves it only while `temp_plugin_` is set,
+    /// `source/extensions/common/wasm/context.cc` `getBuffer`).
+    pub configuring: bool,
 }
 
 impl HostState {
@@ -181,6 +185,7 @@ impl HostState {
             metrics: HashMap::new(),
             queues: Vec::new(),
             last_log: None,
+            configuring: false,
         }
     }
 

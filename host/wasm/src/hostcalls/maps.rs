@@ -75,7 +75,7 @@ fn note_rejected(state: &HostState, what: &str, key: &[u8]) {
 fn buffer_of(state: &mut HostState, kind: i32) -> Option<&[u8]> {
     match kind {
         buffer::VM_CONFIGURATION => Some(&state.plugin.vm_config),
-        buffer::PLUGIN_CONFIGURATION => Some(&state.plugin.plugin_config),
+        buffer::PLUGIN_CONFIGURATION if state.configuring => Some(&state.plugin.plugin_config),
         buffer::HTTP_CALL_RESPONSE_BODY => state.call_response.as_ref().map(|r| &r.body[..]),
         buffer::REQUEST_BODY | buffer::RESPONSE_BODY => {
             let stream = state.current_stream()?;

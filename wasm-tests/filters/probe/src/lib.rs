@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
 
 // The module's entry point (`_initialize`), as the SDK's macro writes it.
 #[allow(missing_docs)]
@@ -191,6 +191,13 @@ impl Probe {
         for (name, value) in props {
             self.add_http_request_header(&format!("x-prop-{name}"), &value);
         }
+        // The plugin configuration is readable only while the root configures.
+        let config = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(Some(bytes)) => format!("{} bytes", bytes.len()),
+            Ok(None) => "none".to_owned(),
+            Err(status) => format!("{status:?}"),
+        };
+        self.add_http_request_header("x-plugin-config", &config);
         self.set_property(vec!["probe", "state"], Some(b"kept"));
         // Metrics.
         if let Ok(id) = hostcalls::define_metric(MetricType::Counter, "probe.requests") {
@@ -272,8 +279,9 @@ impl Probe {
                 garbage.as_ptr(),
                 garbage.len(),
             ));
+            // The VM configuration: always readable (the plugin's only while configuring).
             results.push(raw::proxy_get_buffer_bytes(
-                7,
+                6,
                 0,
                 100,
                 BAD as *mut *mut u8,
