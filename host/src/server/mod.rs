@@ -158,20 +158,28 @@ async fn serve_connection<T>(
             .serve_connection_with_upgrades(TokioIo::new(io), svc)
             .into_owned()
     );
+    let head_overdue = || async {
+        activity.head_overdue(timeouts.head).await;
+        log::debug!(
+            "{what} from {remote}: no request head within {:?}: closed",
+            timeouts.head
+        );
+    };
     let ended = tokio::select! {
         r = c.as_mut() => Some(r),
         _ = stop.wait_for(|stop| *stop) => None,
         () = activity.idle_for(timeouts.idle) => None,
-        () = activity.head_overdue(timeouts.head) => {
-            log::debug!("{what} from {remote}: no request head within {:?}: closed", timeouts.head);
-            return;
-        }
+        () = head_overdue() => return,
     };
     let result = match ended {
         Some(r) => r,
         None => {
             c.as_mut().graceful_shutdown();
-            c.await
+            // A head still on its way keeps its deadline while the connection winds down.
+            tokio::select! {
+                r = c.as_mut() => r,
+                () = head_overdue() => return,
+            }
         }
     };
     if let Err(e) = result {

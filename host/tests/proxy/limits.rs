@@ -186,4 +186,23 @@ async fn a_head_that_does_not_come_in_time_closes_the_connection() {
     assert_eq!(&head, b"HTTP/1.1 200");
     let took = closed_within(s, Duration::from_secs(5)).await;
     assert!(took.is_some(), "the keep-alive wait ends");
+
+    // With an idle timeout shorter than the head's, the connection winds down gracefully
+    // first: a head still on its way keeps its deadline.
+    let keel = Keel::start(&config(
+        &[("a", a.url(), "active")],
+        "",
+        "limits:\n  header_read_timeout: 800ms\n  idle_timeout: 200ms\n",
+    ));
+    let mut s = tokio::net::TcpStream::connect(keel.addr)
+        .await
+        .expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let took = closed_within(s, Duration::from_secs(5)).await;
+    assert!(
+        took.is_some(),
+        "a partial head is closed while winding down"
+    );
 }
