@@ -188,9 +188,10 @@ async fn a_pooled_connection_closed_unanswered_is_retried_on_the_same_member() {
     .unwrap();
     let scratch = Scratch::new();
     let secret = scratch.write("ajp-secret", SECRET);
-    // No active checks: only the requests touch t1's pooled connection.
+    // No active checks: only the requests touch t1's pooled connection. One worker: pools are
+    // per worker, and the client's second connection could land on the other one.
     let keel = Keel::start(&format!(
-        "listeners:\n  - address: 127.0.0.1:0\nbalancer:\n  members:\n    - route: t1\n      url: ajp://{}\n    - route: t2\n      url: ajp://{}\n  health:\n    enabled: false\n  ajp:\n    secret_file: {}\nadmin:\n  address: 127.0.0.1:0\n  token_file: {{token_file}}\n",
+        "listeners:\n  - address: 127.0.0.1:0\nworkers: 1\nbalancer:\n  members:\n    - route: t1\n      url: ajp://{}\n    - route: t2\n      url: ajp://{}\n  health:\n    enabled: false\n  ajp:\n    secret_file: {}\nadmin:\n  address: 127.0.0.1:0\n  token_file: {{token_file}}\n",
         t1.addr(),
         t2.addr(),
         secret.display()

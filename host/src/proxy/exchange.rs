@@ -135,7 +135,8 @@ impl Proxy {
             Some(Arc::new(tokio::sync::Mutex::new(Some(s))))
         };
         let local_slot: Option<LocalSlot> = stream.as_ref().map(|_| Arc::default());
-        let finish = Arc::new(Finish::new(stream.clone()));
+        // Finishes the stream when the response and every filtered body are done.
+        let finish = stream.clone().map(|s| Arc::new(Finish::new(s)));
 
         // Routing, then the headers the member sees.
         let sticky = parts
@@ -170,17 +171,14 @@ impl Proxy {
         // The body: empty, held whole (idempotent and small: replayable), or streaming.
         let body_idle = cfg.balancer.timeouts.body_idle.0;
         // Set by the body's limit (no body, nothing to set: no allocation).
-        let exceeded = (!no_body).then(|| Arc::new(AtomicBool::new(false)));
+        let mut exceeded = None;
         let req_body = if no_body {
             RequestBody::Empty
         } else {
+            let flag = Arc::new(AtomicBool::new(false));
+            exceeded = Some(flag.clone());
             let mut client_body: Body = IdleTimeout::new(
-                Limited::new(
-                    body,
-                    lim.max_body_bytes,
-                    exceeded.clone().unwrap_or_default(),
-                )
-                .boxed_unsync(),
+                Limited::new(body, lim.max_body_bytes, flag).boxed_unsync(),
                 body_idle,
             )
             .boxed_unsync();
@@ -191,7 +189,7 @@ impl Proxy {
             } else {
                 length
             };
-            if let (Some(s), Some(slot)) = (&stream, &local_slot) {
+            if let (Some(s), Some(slot), Some(finish)) = (&stream, &local_slot, &finish) {
                 client_body = Filtered::new(
                     client_body,
                     s.clone(),
@@ -252,7 +250,7 @@ impl Proxy {
         let mut rbody = IdleTimeout::new(rbody, body_idle).boxed_unsync();
         let switched_to = rparts.headers.get(header::UPGRADE).cloned();
         headers::remove_hop_by_hop(&mut rparts.headers);
-        if let (Some(s), Some(slot)) = (&stream, &local_slot) {
+        if let (Some(s), Some(slot), Some(finish)) = (&stream, &local_slot, &finish) {
             let info = &guard.member().info;
             let eos = http_body::Body::is_end_stream(&rbody);
             let verdict = match s.lock().await.as_mut() {

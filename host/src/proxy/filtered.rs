@@ -40,9 +40,9 @@ pub enum Direction {
 pub struct Finish(Option<SharedStream>);
 
 impl Finish {
-    /// Finishes `stream` (if any) on drop.
-    pub fn new(stream: Option<SharedStream>) -> Self {
-        Self(stream)
+    /// Finishes `stream` on drop.
+    pub fn new(stream: SharedStream) -> Self {
+        Self(Some(stream))
     }
 }
 
