@@ -151,6 +151,13 @@ async fn a_head_that_does_not_come_in_time_closes_the_connection() {
         "",
         "limits:\n  header_read_timeout: 500ms\n",
     ));
+    // Writes `bytes` on a new connection to `addr`; the connection.
+    let send = |addr: std::net::SocketAddr, bytes: &'static [u8]| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(bytes).await.expect("write");
+        s
+    };
+    // How long until keel closed `s` (None: still open after `limit`).
     let closed_within = |mut s: tokio::net::TcpStream, limit: Duration| async move {
         let started = std::time::Instant::now();
         let mut buf = [0u8; 1024];
@@ -162,25 +169,15 @@ async fn a_head_that_does_not_come_in_time_closes_the_connection() {
             }
         }
     };
+    let partial: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n";
     // Half a head, then nothing.
-    let mut s = tokio::net::TcpStream::connect(keel.addr)
-        .await
-        .expect("connect");
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .expect("write");
-    let took = closed_within(s, Duration::from_secs(5)).await;
+    let took = closed_within(send(keel.addr, partial).await, Duration::from_secs(5)).await;
     assert!(
         took.is_some_and(|t| t >= Duration::from_millis(400)),
         "a partial head is closed after the timeout, not before: {took:?}"
     );
     // A whole request is answered; then the idle keep-alive wait ends the same way.
-    let mut s = tokio::net::TcpStream::connect(keel.addr)
-        .await
-        .expect("connect");
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .expect("write");
+    let mut s = send(keel.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let mut head = [0u8; 12];
     s.read_exact(&mut head).await.expect("an answer");
     assert_eq!(&head, b"HTTP/1.1 200");
@@ -194,13 +191,7 @@ async fn a_head_that_does_not_come_in_time_closes_the_connection() {
         "",
         "limits:\n  header_read_timeout: 800ms\n  idle_timeout: 200ms\n",
     ));
-    let mut s = tokio::net::TcpStream::connect(keel.addr)
-        .await
-        .expect("connect");
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .expect("write");
-    let took = closed_within(s, Duration::from_secs(5)).await;
+    let took = closed_within(send(keel.addr, partial).await, Duration::from_secs(5)).await;
     assert!(
         took.is_some(),
         "a partial head is closed while winding down"
