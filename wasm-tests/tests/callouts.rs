@@ -33,6 +33,7 @@ async fn a_callout_response_resumes_the_paused_request() {
     assert_eq!(header(&req.headers, "x-callout-status"), "200");
     assert_eq!(header(&req.headers, "x-callout-headers"), "2");
     assert_eq!(header(&req.headers, "x-callout-body"), "found");
+    assert_eq!(header(&req.headers, "x-callout-get-status"), "0 ");
     assert_eq!(callouts.seen.lock().unwrap().as_slice(), ["/lookup?id=1"]);
 }
 
@@ -46,6 +47,14 @@ async fn a_failed_callout_arrives_with_no_headers() {
         HeadersVerdict::Respond(local) => {
             assert_eq!(local.status, 403);
             assert_eq!(&local.body[..], b"denied\n");
+            // Envoy `context.cc` `onHttpCallFailure`: status BrokenConnection (11), "reset",
+            // for the call's response callback.
+            let status = local
+                .headers
+                .iter()
+                .find(|(name, _)| name == "x-callout-get-status")
+                .map(|(_, value)| value.to_str().unwrap_or_default().to_owned());
+            assert_eq!(status.as_deref(), Some("11 reset"));
         }
         other => panic!("expected the filter's 403, got {other:?}"),
     }

@@ -10,6 +10,7 @@ pub(crate) mod status {
     pub const EMPTY: i32 = 7;
     pub const CAS_MISMATCH: i32 = 8;
     pub const INTERNAL_FAILURE: i32 = 10;
+    pub const BROKEN_CONNECTION: i32 = 11;
 }
 
 /// Buffer types.

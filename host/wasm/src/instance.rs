@@ -429,6 +429,11 @@ impl Instance {
         response: Option<http::Response<bytes::Bytes>>,
     ) -> Result<(), Failure> {
         let mut delivered = CallResponse::default();
+        // Envoy `context.cc` `onHttpCallFailure`: a reset is (BrokenConnection, "reset") for
+        // `proxy_get_status` while its response callback runs.
+        self.store.data_mut().call_status = response
+            .is_none()
+            .then_some((crate::abi::status::BROKEN_CONNECTION, "reset"));
         if let Some(response) = response {
             let (parts, body) = response.into_parts();
             delivered.headers.push((
@@ -456,6 +461,7 @@ impl Instance {
             None => Ok(()),
         };
         self.store.data_mut().call_response = None;
+        self.store.data_mut().call_status = None;
         result
     }
 

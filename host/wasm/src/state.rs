@@ -149,6 +149,9 @@ pub(crate) struct HostState {
     /// configuration is readable (Envoy serves it only while `temp_plugin_` is set,
     /// `source/extensions/common/wasm/context.cc` `getBuffer`).
     pub configuring: bool,
+    /// What `proxy_get_status` answers: set while a failed callout's response is delivered
+    /// (Envoy `context.cc` `onHttpCallFailure`: BrokenConnection, "reset"), else (0, "").
+    pub call_status: Option<(i32, &'static str)>,
 }
 
 impl HostState {
@@ -186,6 +189,7 @@ impl HostState {
             queues: Vec::new(),
             last_log: None,
             configuring: false,
+            call_status: None,
         }
     }
 

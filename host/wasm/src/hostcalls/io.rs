@@ -156,8 +156,14 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_status",
         |mut caller: Ctx<'_>, ret_code: i32, ret_ptr: i32, ret_len: i32| -> R {
-            guest!(memory::write_u32(&mut caller, ret_code, 0));
-            guest!(memory::copy_out(&mut caller, b"", ret_ptr, ret_len)?);
+            let (code, message) = caller.data().call_status.unwrap_or((status::OK, ""));
+            guest!(memory::write_u32(&mut caller, ret_code, code as u32));
+            guest!(memory::copy_out(
+                &mut caller,
+                message.as_bytes(),
+                ret_ptr,
+                ret_len
+            )?);
             Ok(status::OK)
         },
     )?;

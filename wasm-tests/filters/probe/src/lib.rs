@@ -378,8 +378,18 @@ impl Context for Probe {
         self.add_http_request_header("x-callout-status", &status);
         self.add_http_request_header("x-callout-headers", &num_headers.to_string());
         self.add_http_request_header("x-callout-body", &String::from_utf8_lossy(&body));
+        let (code, message) = self.get_grpc_status();
+        let call_status = format!("{code} {}", message.unwrap_or_default());
+        self.add_http_request_header("x-callout-get-status", &call_status);
         if self.args.get(1).map(String::as_str) == Some("deny") && status != "200" {
-            self.send_http_response(403, vec![("x-denied", "callout")], Some(b"denied\n"));
+            self.send_http_response(
+                403,
+                vec![
+                    ("x-denied", "callout"),
+                    ("x-callout-get-status", &call_status),
+                ],
+                Some(b"denied\n"),
+            );
             return;
         }
         self.resume_http_request();
