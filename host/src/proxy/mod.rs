@@ -104,6 +104,8 @@ impl Proxy {
         store: Option<LocalStore>,
     ) -> Result<Arc<Self>, String> {
         let b = &settings.config.balancer;
+        // Each member gets a connection pool per worker, and the chain an instance per worker.
+        let workers = crate::worker::count(settings.config.workers);
         let mut members = Vec::new();
         for m in &settings.members {
             let spec = UpstreamSpec {
@@ -116,7 +118,7 @@ impl Proxy {
                 pool_max_idle: b.pool.max_idle,
                 health_path: b.health.path.clone(),
                 ajp: settings.ajp.clone(),
-                workers: crate::worker::count(settings.config.workers),
+                workers,
             };
             let upstream: Arc<dyn Upstream> = match m.scheme {
                 Scheme::Http => Arc::new(HttpUpstream::new(&spec)),
@@ -152,7 +154,7 @@ impl Proxy {
             filters: &settings.filters,
             registry: &metrics.registry,
             callouts: callouts.clone(),
-            workers: crate::worker::count(settings.config.workers),
+            workers,
         })?;
         if b.health.enabled {
             health::spawn(

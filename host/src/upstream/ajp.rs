@@ -172,7 +172,10 @@ impl Upstream for AjpUpstream {
     }
 
     fn counters(&self) -> Vec<TransportCounter> {
-        let s = (self.clients.iter().map(AjpClient::stats))
+        let s = self
+            .clients
+            .iter()
+            .map(AjpClient::stats)
             .fold(StatsSnapshot::default(), |a, b| a + b);
         let c = |name, help, value| TransportCounter { name, help, value };
         vec![
