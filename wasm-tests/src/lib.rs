@@ -96,6 +96,16 @@ pub fn header(map: &http::HeaderMap, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The first value of header `name` of a local response ("" when it has none).
+pub fn local_header(local: &keel_wasm::LocalResponse, name: &str) -> String {
+    local
+        .headers
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| String::from_utf8_lossy(value.as_bytes()).into_owned())
+        .unwrap_or_default()
+}
+
 /// The value of a counter or gauge sample in `registry` (with the given label values), if any.
 pub fn metric(registry: &prometheus::Registry, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     registry

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use keel_wasm::{BodyVerdict, FilterChain, HeadersVerdict, Stream, TrailersVerdict, UpstreamInfo};
-use wasm_tests::{chain, eventually, header, info, metric, request, response, spec};
+use wasm_tests::{chain, eventually, header, info, local_header, metric, request, response, spec};
 
 /// Sends the request headers of `GET uri` into a new stream of `chain` and asserts the filters
 /// let them continue; returns the stream (still open) and the request head as the filters left it.
@@ -33,15 +33,22 @@ async fn header_maps_properties_metrics_and_shared_data() {
     let mut stream = chain.stream(info());
     let mut req = request(
         "/app/x;jsessionid=abc?q=1",
-        &[("x-replace", "old"), ("x-remove", "gone")],
+        &[
+            ("x-replace", "old"),
+            ("x-remove", "gone"),
+            ("x-multi", "a"),
+            ("x-multi", "b"),
+            ("content-length", "12"),
+        ],
     );
     assert_eq!(
         stream.request_headers(&mut req, true).await,
         HeadersVerdict::Continue
     );
     let h = &req.headers;
-    // :authority, :path, :method, :scheme + x-replace, x-remove (host is :authority).
-    assert_eq!(header(h, "x-probe-count"), "6/6");
+    // :authority, :path, :method, :scheme + x-replace, x-remove, x-multi ×2, content-length (host
+    // is :authority).
+    assert_eq!(header(h, "x-probe-count"), "9/9");
     assert_eq!(header(h, "x-probe-path"), "/app/x;jsessionid=abc?q=1");
     assert_eq!(header(h, "x-replace"), "new");
     assert!(!h.contains_key("x-remove"));
@@ -59,6 +66,13 @@ async fn header_maps_properties_metrics_and_shared_data() {
     assert_eq!(header(h, "x-prop-root-id"), "probe_root");
     assert_eq!(header(h, "x-prop-vm-id"), "probe_vm");
     assert_eq!(header(h, "x-prop-missing"), "-");
+    // Envoy walks a path segment by segment (`source/extensions/common/wasm/context.cc`
+    // `getProperty`): one segment "request.path" names nothing; a third segment walks into the
+    // header map (`expr/context.h` `HeadersWrapper::operator[]`: any case, values joined by ",").
+    assert_eq!(header(h, "x-prop-dotted-segment"), "-");
+    assert_eq!(header(h, "x-prop-header-field"), "a,b");
+    // `request.size` is the Content-Length while the headers are there (`expr/context.cc`).
+    assert_eq!(header(h, "x-prop-size"), "12");
     // Envoy serves the plugin configuration only while the root configures
     // (`source/extensions/common/wasm/context.cc` `getBuffer`: `temp_plugin_`), NotFound after.
     assert_eq!(header(h, "x-plugin-config"), "none");
@@ -127,12 +141,7 @@ async fn a_local_response_replaces_the_request() {
         HeadersVerdict::Respond(local) => {
             assert_eq!(local.status, 403);
             assert_eq!(&local.body[..], b"forbidden by probe\n");
-            assert!(
-                local
-                    .headers
-                    .iter()
-                    .any(|(k, v)| k == "x-local" && v == "yes")
-            );
+            assert_eq!(local_header(&local, "x-local"), "yes");
         }
         other => panic!("expected a local response, got {other:?}"),
     }
@@ -282,8 +291,9 @@ async fn bad_guest_pointers_get_invalid_memory_access() {
     let (chain, registry) = chain(vec![spec("probe", "test_probe", "bad_pointers")]);
     let (_stream, req) = continued_get(&chain, "/", true).await;
     // log ×2, get_header_map_value, get_header_map_pairs, get_property: 6 (InvalidMemoryAccess);
-    // set_header_map_pairs with garbage: 2 (BadArgument); get_buffer_bytes to a bad out-pointer: 6.
-    assert_eq!(header(&req.headers, "x-bad"), "6,6,6,6,6,2,6");
+    // set_header_map_pairs with garbage: 2 (BadArgument); get_buffer_bytes to a bad out-pointer: 6;
+    // log at level 6: 2 (BadArgument, cpp-host `src/exports.cc` `log`), at level 5 (critical): 0.
+    assert_eq!(header(&req.headers, "x-bad"), "6,6,6,6,6,2,6,2,0");
     assert_eq!(
         metric(
             &registry,
@@ -307,23 +317,70 @@ async fn timers_tick_on_the_root_context() {
     assert!(ticked, "on_tick did not run three times");
 }
 
+/// A chain of one probe in `mode` (one of the `tick_*` modes, whose requests pause until an
+/// `on_tick` acts on them), with a pause timeout far longer than the wait here.
+fn tick_chain(mode: &str) -> FilterChain {
+    let mut probe = spec(mode, "test_probe", mode);
+    probe.limits.pause_timeout = Duration::from_secs(30);
+    chain(vec![probe]).0
+}
+
+/// Sends `GET path` into a new stream of `chain`: the verdict, and the request head as the
+/// filters left it. The probe pauses; an `on_tick` must end the pause well within 10 s.
+async fn ticked(chain: &FilterChain, path: &str) -> (HeadersVerdict, http::request::Parts) {
+    let mut stream = chain.stream(info());
+    let mut req = request(path, &[]);
+    let verdict = tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.request_headers(&mut req, true),
+    )
+    .await
+    .expect("on_tick ended the pause, long before the pause timeout");
+    (verdict, req)
+}
+
 #[tokio::test]
 async fn on_tick_resumes_a_paused_stream() {
     // The filter pauses on request headers; its next on_tick (every 10 ms) makes the stream
     // effective and continues it. Without that, the stream would wait for the pause timeout.
-    let mut probe = spec("resumer", "test_probe", "tick_resume");
-    probe.limits.pause_timeout = Duration::from_secs(30);
-    let (chain, _registry) = chain(vec![probe]);
+    let chain = tick_chain("tick_resume");
     for _ in 0..3 {
-        let mut stream = chain.stream(info());
-        let mut req = request("/", &[]);
-        let verdict = tokio::time::timeout(
-            Duration::from_secs(10),
-            stream.request_headers(&mut req, true),
-        )
-        .await
-        .expect("resumed by on_tick, long before the pause timeout");
+        assert_eq!(ticked(&chain, "/").await.0, HeadersVerdict::Continue);
+    }
+}
+
+/// A root callback acts on the stream it made effective: `on_tick` reads the paused request's
+/// `:path` and its `request.path` property, adds a header, and resumes it. cpp-host's
+/// hostcalls act on `contextOrEffectiveContext()` (`src/exports.cc`), so Envoy's
+/// `getHeaderMapValue` and `getProperty` there see the paused stream; keel used to answer
+/// `NotFound` (the stream's data was reachable only during its own callbacks).
+#[tokio::test]
+async fn on_tick_reads_and_changes_the_paused_stream_it_made_effective() {
+    let chain = tick_chain("tick_edit");
+    for path in ["/first", "/second?x=1"] {
+        let (verdict, req) = ticked(&chain, path).await;
         assert_eq!(verdict, HeadersVerdict::Continue);
+        assert_eq!(
+            header(&req.headers, "x-from-tick"),
+            format!("{path}, {path}")
+        );
+    }
+}
+
+/// A root callback answers the stream it made effective (`send_local_response` on the
+/// effective context, Envoy `context.cc` `sendLocalResponse`); the reply goes out at once,
+/// not at the pause timeout.
+#[tokio::test]
+async fn on_tick_answers_the_paused_stream_it_made_effective() {
+    let chain = tick_chain("tick_reply");
+    let (verdict, _) = ticked(&chain, "/").await;
+    match verdict {
+        HeadersVerdict::Respond(local) => {
+            assert_eq!(local.status, 429);
+            assert_eq!(&local.body[..], b"slow down\n");
+            assert_eq!(local_header(&local, "x-from"), "tick");
+        }
+        other => panic!("expected the tick's 429, got {other:?}"),
     }
 }
 

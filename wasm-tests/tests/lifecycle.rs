@@ -212,3 +212,41 @@ async fn a_chain_let_go_calls_the_root_on_done_of_every_instance() {
     stream.finish();
     assert_eq!(done(&registry), 2.0, "one on_done per worker's instance");
 }
+
+/// A root whose `on_done` answers "not yet" is kept until it calls `proxy_done`, and the
+/// callout it sent meanwhile (its batch) is sent and answered, as cpp-host keeps a VM pending
+/// done (`src/wasm.cc` `WasmBase::startShutdown`, `WasmBase::done`). `proxy_done` answers
+/// `NotFound` when no root waits (`probe.done_early`), `Ok` when one does (`probe.flushed`).
+#[tokio::test]
+async fn a_root_not_done_is_kept_until_proxy_done_and_its_callouts_are_sent() {
+    let registry = prometheus::Registry::new();
+    let callouts = std::sync::Arc::new(wasm_tests::ScriptedCallouts::default());
+    callouts.answer(
+        "flush",
+        wasm_tests::Answer::Reply(200, "ok", std::time::Duration::from_millis(20)),
+    );
+    let chain = FilterChain::new(
+        vec![spec("flusher", "test_probe", "root_flush")],
+        1,
+        &registry,
+        callouts.clone(),
+    )
+    .unwrap();
+    assert_eq!(
+        wasm_tests::metric(&registry, "keel_wasmcustom_probe_done_early", &[]),
+        Some(1.0),
+        "proxy_done with no root waiting is NotFound"
+    );
+    drop(chain);
+    let flushed = wasm_tests::eventually(async || {
+        wasm_tests::metric(&registry, "keel_wasmcustom_probe_flushed", &[]).is_some()
+    })
+    .await;
+    assert!(flushed, "the root's batch was not answered after on_done");
+    assert_eq!(callouts.completed(), ["/flush?id=flush"]);
+    assert_eq!(
+        wasm_tests::metric(&registry, "keel_wasmcustom_probe_flushed", &[]),
+        Some(0.0),
+        "proxy_done while the root waits is Ok"
+    );
+}

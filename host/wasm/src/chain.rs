@@ -13,7 +13,7 @@ use wasmtime::{InstancePre, Module};
 
 use crate::error::ChainError;
 use crate::instance::{Failure, Instance, StartError};
-use crate::state::{HostState, PluginInfo};
+use crate::state::{HostState, PluginInfo, StreamData};
 use crate::stream::Stream;
 use crate::types::{CalloutHandler, FailurePolicy, FilterSpec, Limits, StreamInfo};
 
@@ -47,9 +47,29 @@ pub(crate) struct Slot {
     pub generation: u64,
     /// When a failed replacement may be tried again.
     pub retry_at: Option<std::time::Instant>,
-    /// Fired when a root-context callback continued a paused stream of this instance (its
-    /// entry is in the instance's `resumed`).
+    /// Fired when a callback acted on a paused stream of this instance that it made effective
+    /// (the entry is in the instance's `remote`), or when the instance was replaced.
     pub wake: Arc<tokio::sync::Notify>,
+    /// The data of streams that were paused in an instance that failed: (its generation, the
+    /// context, the data), until each stream takes its own back.
+    pub orphans: Vec<(u64, u32, Box<StreamData>)>,
+}
+
+impl Slot {
+    /// Takes back the data a stream parked while paused in context `context` of the instance
+    /// of `generation` (see [`HostState::parked`]).
+    pub fn unpark(&mut self, generation: u64, context: u32) -> Option<Box<StreamData>> {
+        if generation == self.generation
+            && let Some(instance) = self.instance.as_mut()
+        {
+            return instance.store.data_mut().unpark(context);
+        }
+        let at = self
+            .orphans
+            .iter()
+            .position(|(g, c, _)| *g == generation && *c == context)?;
+        Some(self.orphans.swap_remove(at).2)
+    }
 }
 
 /// How long a slot whose replacement instance did not start waits before trying again.
@@ -92,8 +112,18 @@ impl Filter {
             self.policy
         );
         crate::metrics::count_failure(&self.plugin.name, failure.kind());
+        if let Some(mut instance) = slot.instance.take() {
+            let generation = slot.generation;
+            let parked = std::mem::take(&mut instance.store.data_mut().parked);
+            slot.orphans.extend(
+                parked
+                    .into_iter()
+                    .map(|(context, data)| (generation, context, data)),
+            );
+        }
         slot.generation += 1;
-        slot.instance = None;
+        // Streams paused in the failed instance learn it now, not at their pause timeout.
+        slot.wake.notify_waiters();
         self.revive(slot);
     }
 
@@ -131,20 +161,31 @@ pub(crate) struct ChainInner {
 
 impl Drop for ChainInner {
     /// The last stream of a replaced (or stopped) chain is gone: every instance's root context
-    /// gets `on_done` and `on_delete` (a filter flushes what it batched). An instance that
-    /// failed was dropped without them, as Envoy drops a failed VM.
+    /// gets `on_done` and `on_delete` (a filter flushes what it batched); a root that answers
+    /// "not done yet" is waited for in the background (`crate::drain`). An instance that failed
+    /// was dropped without them, as Envoy drops a failed VM.
     fn drop(&mut self) {
         for filter in &self.filters {
+            let name = &filter.plugin.name;
             for slot in &filter.slots {
-                let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Some(mut instance) = slot.instance.take()
-                    && let Err(failure) = instance.shut_down()
-                {
-                    log::warn!(
-                        target: "keel_wasm",
-                        "filter {}: root on_done/on_delete failed: {failure}",
-                        filter.plugin.name
-                    );
+                let taken = slot
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .instance
+                    .take();
+                let Some(mut instance) = taken else {
+                    continue;
+                };
+                let deleted = match instance.root_done() {
+                    Ok(true) => instance.root_delete(),
+                    Ok(false) => {
+                        crate::drain::drain(name.clone(), instance);
+                        Ok(())
+                    }
+                    Err(failure) => Err(failure),
+                };
+                if let Err(failure) = deleted {
+                    log::warn!(target: "keel_wasm", "filter {name}: root on_done/on_delete failed: {failure}");
                 }
             }
         }
@@ -254,6 +295,7 @@ impl FilterChain {
                     generation: 0,
                     retry_at: None,
                     wake: Arc::default(),
+                    orphans: Vec::new(),
                 }));
             }
             filters.push(filter);

@@ -176,6 +176,24 @@ impl MapRef<'_> {
         }
     }
 
+    /// Every value of `key` joined by "," (Envoy's `getAllOfHeaderAsString`, which the
+    /// `request.headers.<name>` properties answer with); `key` in any case.
+    pub fn all_of(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let mut joined: Option<Vec<u8>> = None;
+        self.for_each(|name, value| {
+            if name.eq_ignore_ascii_case(key) {
+                match joined.as_mut() {
+                    Some(joined) => {
+                        joined.push(b',');
+                        joined.extend_from_slice(value);
+                    }
+                    None => joined = Some(value.to_vec()),
+                }
+            }
+        });
+        joined
+    }
+
     /// Adds a value (a pseudo-header is replaced). False when the key or value is not valid HTTP.
     pub fn add(&mut self, key: &[u8], value: &[u8]) -> bool {
         self.write(key, value, false)

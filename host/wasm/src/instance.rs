@@ -198,9 +198,11 @@ impl Instance {
             .instantiate(&mut store)
             .map_err(|e| StartError::Module(format!("{e:#}")))?;
         let memory = instance.get_memory(&mut store, "memory");
-        let alloc = match typed::<i32, i32>(&instance, &mut store, "proxy_on_memory_allocate")? {
+        // `malloc` first, as cpp-host looks it up (`src/wasm.cc` `getFunctions`: `malloc`, else
+        // `proxy_on_memory_allocate`); the two differ in TinyGo builds of the Go SDK.
+        let alloc = match typed::<i32, i32>(&instance, &mut store, "malloc")? {
             Some(alloc) => Some(alloc),
-            None => typed::<i32, i32>(&instance, &mut store, "malloc")?,
+            None => typed::<i32, i32>(&instance, &mut store, "proxy_on_memory_allocate")?,
         };
         if memory.is_none() || alloc.is_none() {
             return Err(StartError::Module(
@@ -428,31 +430,41 @@ impl Instance {
         token: u32,
         response: Option<http::Response<bytes::Bytes>>,
     ) -> Result<(), Failure> {
-        let mut delivered = CallResponse::default();
+        self.on_root();
         // Envoy `context.cc` `onHttpCallFailure`: a reset is (BrokenConnection, "reset") for
-        // `proxy_get_status` while its response callback runs.
-        self.store.data_mut().call_status = response
+        // `proxy_get_status` while its response callback runs, and there is no response (its
+        // maps are `BadArgument`, its body `NotFound`).
+        let delivered = match response {
+            Some(response) => {
+                let (parts, body) = response.into_parts();
+                let mut headers = Vec::with_capacity(parts.headers.len() + 1);
+                headers.push((
+                    b":status".to_vec(),
+                    parts.status.as_str().as_bytes().to_vec(),
+                ));
+                for (name, value) in &parts.headers {
+                    headers.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
+                }
+                Some(CallResponse {
+                    headers,
+                    body,
+                    trailers: Vec::new(),
+                })
+            }
+            None => None,
+        };
+        let counts = delivered.as_ref().map_or((0, 0, 0), |d| {
+            (
+                d.headers.len() as i32,
+                d.body.len() as i32,
+                d.trailers.len() as i32,
+            )
+        });
+        let state = self.store.data_mut();
+        state.call_status = delivered
             .is_none()
             .then_some((crate::abi::status::BROKEN_CONNECTION, "reset"));
-        if let Some(response) = response {
-            let (parts, body) = response.into_parts();
-            delivered.headers.push((
-                b":status".to_vec(),
-                parts.status.as_str().as_bytes().to_vec(),
-            ));
-            for (name, value) in &parts.headers {
-                delivered
-                    .headers
-                    .push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
-            }
-            delivered.body = body;
-        }
-        let counts = (
-            delivered.headers.len() as i32,
-            delivered.body.len() as i32,
-            delivered.trailers.len() as i32,
-        );
-        self.store.data_mut().call_response = Some(delivered);
+        state.call_response = delivered;
         let root = self.store.data().root_context as i32;
         let result = match self.exports.http_call_response.as_ref() {
             Some(f) => guarded(&mut self.store, self.deadline, |store| {
@@ -482,27 +494,57 @@ impl Instance {
         })();
         let state = self.store.data_mut();
         state.live_contexts.retain(|c| *c != context);
-        state.resumed.retain(|(c, _, _)| *c != context);
+        state.remote.retain(|remote| remote.context != context);
         result
     }
 
-    /// `on_done` then `on_delete` on the root context: the instance is being let go (its chain
-    /// was replaced by a reload, or keel stops), as cpp-host's `WasmBase::startShutdown` does
-    /// (`src/wasm.cc`). A root that answers "not done yet" is not waited for: what it still
-    /// wants to send is lost, as it is when Envoy's shutdown timer runs out.
-    pub fn shut_down(&mut self) -> Result<(), Failure> {
+    /// `on_done` on the root context: the instance is being let go (its chain was replaced by
+    /// a reload, or keel stops), as cpp-host's `WasmBase::startShutdown` begins (`src/wasm.cc`).
+    /// `false` when the root answered "not done yet": it calls `proxy_done` later, and until
+    /// then its callouts are delivered (`crate::ticker::drain`).
+    pub fn root_done(&mut self) -> Result<bool, Failure> {
+        self.on_root();
         let root = self.store.data().root_context as i32;
-        if let Some(f) = self.exports.done.as_ref() {
-            guarded(&mut self.store, self.deadline, |store| f.call(store, root))?;
-        }
+        let done = match self.exports.done.as_ref() {
+            Some(f) => guarded(&mut self.store, self.deadline, |store| f.call(store, root))? != 0,
+            None => true,
+        };
+        self.store.data_mut().done_pending = !done;
+        Ok(done)
+    }
+
+    /// Whether the root still owes its `proxy_done`.
+    pub fn done_pending(&self) -> bool {
+        self.store.data().done_pending
+    }
+
+    /// The callouts the root started (in `on_done`, or in a callout's response) and not yet sent.
+    pub fn take_callouts(&mut self) -> Vec<NewCallout> {
+        std::mem::take(&mut self.store.data_mut().callouts)
+    }
+
+    /// `on_delete` on the root context: the last call an instance gets.
+    pub fn root_delete(&mut self) -> Result<(), Failure> {
+        self.on_root();
+        let root = self.store.data().root_context as i32;
         if let Some(f) = self.exports.delete.as_ref() {
             guarded(&mut self.store, self.deadline, |store| f.call(store, root))?;
         }
         Ok(())
     }
 
+    /// Makes the root context effective for a root callback: cpp-host starts every callback on
+    /// its own context (`include/proxy-wasm/wasm.h` `SaveRestoreContext` clears
+    /// `effective_context_id_`), where a previous callback may have left another stream
+    /// effective.
+    fn on_root(&mut self) {
+        let state = self.store.data_mut();
+        state.effective_context = state.root_context;
+    }
+
     /// `on_tick` on the root context.
     pub fn on_tick(&mut self) -> Result<(), Failure> {
+        self.on_root();
         match self.exports.tick.as_ref() {
             Some(f) => guarded(&mut self.store, self.deadline, |store| f.call(store, 1)),
             None => Ok(()),
@@ -511,6 +553,7 @@ impl Instance {
 
     /// `on_queue_ready` on the root context.
     pub fn on_queue_ready(&mut self, queue: u32) -> Result<(), Failure> {
+        self.on_root();
         match self.exports.queue_ready.as_ref() {
             Some(f) => guarded(&mut self.store, self.deadline, |store| {
                 f.call(store, (1, queue as i32))

@@ -36,8 +36,12 @@ pub(crate) fn get(state: &mut HostState, raw_path: &[u8]) -> Option<Vec<u8>> {
     // The dotted name (`crate::serial::split_property_path` joined by `.`), built on the stack:
     // every name keel knows is short ASCII, anything else can only be filter state.
     let joined = raw_path.strip_suffix(b"\0").unwrap_or(raw_path);
+    // Envoy walks the path segment by segment, so `["request.path"]` names nothing there.
+    let dotted = joined
+        .split(|byte| *byte == 0)
+        .any(|segment| segment.contains(&b'.'));
     let mut buffer = [0u8; MAX_NAME];
-    let name = match buffer.get_mut(..joined.len()) {
+    let name = match buffer.get_mut(..joined.len()).filter(|_| !dotted) {
         Some(name) => {
             for (to, from) in name.iter_mut().zip(joined) {
                 *to = if *from == 0 { b'.' } else { *from };
@@ -55,7 +59,51 @@ pub(crate) fn get(state: &mut HostState, raw_path: &[u8]) -> Option<Vec<u8>> {
     let Some(stream) = state.current_stream() else {
         return state.root_filter_state.get(raw_path).cloned();
     };
-    stream_property(stream, name).or_else(|| stream.filter_state.get(raw_path).cloned())
+    if let Some(value) = stream_property(stream, name) {
+        return Some(value);
+    }
+    header_field(stream, joined).or_else(|| stream.filter_state.get(raw_path).cloned())
+}
+
+/// `["request", "headers", name]` and the like: one header of a map, as Envoy walks into the
+/// map (`source/extensions/filters/common/expr/context.h` `HeadersWrapper::operator[]`: the
+/// name lowercased, every value joined by ","), while the map is the filter's.
+fn header_field(stream: &mut StreamData, joined: &[u8]) -> Option<Vec<u8>> {
+    let mut segments = joined.splitn(3, |byte| *byte == 0);
+    let (Some(head), Some(map), Some(key)) = (segments.next(), segments.next(), segments.next())
+    else {
+        return None;
+    };
+    let tls = stream.info.tls;
+    let map = match (head, map) {
+        (b"request", b"headers") if stream.open & open::REQUEST_HEADERS != 0 => {
+            MapRef::Request(stream.request.as_mut()?, tls)
+        }
+        (b"request", b"trailers") if stream.open & open::REQUEST_TRAILERS != 0 => {
+            MapRef::Trailers(stream.request_trailers.as_mut()?)
+        }
+        (b"response", b"headers") if stream.open & open::RESPONSE_HEADERS != 0 => {
+            MapRef::Response(stream.response.as_mut()?)
+        }
+        (b"response", b"trailers") if stream.open & open::RESPONSE_TRAILERS != 0 => {
+            MapRef::Trailers(stream.response_trailers.as_mut()?)
+        }
+        _ => return None,
+    };
+    map.all_of(key)
+}
+
+/// `request.size`: the request's Content-Length while its headers are the filter's, else the
+/// body bytes seen so far (Envoy `expr/context.cc`: `ContentLength()` of the request headers,
+/// else `bytesReceived()`).
+fn request_size(stream: &StreamData) -> u64 {
+    stream
+        .request
+        .as_ref()
+        .filter(|_| stream.open & open::REQUEST_HEADERS != 0)
+        .and_then(|parts| parts.headers.get(http::header::CONTENT_LENGTH))
+        .and_then(|value| value.to_str().ok()?.parse().ok())
+        .unwrap_or(stream.request_body_bytes)
 }
 
 fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
@@ -71,7 +119,7 @@ fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
         "xds.route_name" => info.route_name.as_bytes().to_vec(),
         "upstream.address" => stream.upstream.as_ref()?.address_text().as_bytes().to_vec(),
         "upstream.port" => int(u64::from(stream.upstream.as_ref()?.address().port())),
-        "request.size" => int(stream.request_body_bytes),
+        "request.size" => int(request_size(stream)),
         "response.size" => int(stream.response_body_bytes),
         "request.time" => {
             let since = stream.start.duration_since(std::time::UNIX_EPOCH).ok()?;

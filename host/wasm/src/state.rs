@@ -11,6 +11,22 @@ use wasmtime::{Memory, ResourceLimiter, TypedFunc};
 use crate::metrics::CustomMetric;
 use crate::types::{CalloutHandler, LocalResponse, StreamInfo, UpstreamInfo};
 
+/// What a callback asked of a paused stream other than the one it was called for (a root
+/// callback, or another stream's callout response, that made it effective): the paused stream
+/// takes it when the slot's wake fires.
+pub(crate) struct Remote {
+    pub context: u32,
+    pub action: RemoteAction,
+}
+
+/// See [`Remote`].
+pub(crate) enum RemoteAction {
+    /// `proxy_continue_stream`: the request and/or the response goes on.
+    Continue { request: bool, response: bool },
+    /// `proxy_send_local_response` or `proxy_close_stream`: the stream is answered.
+    Reply(LocalResponse),
+}
+
 /// What every instance of one filter shares: its spec, as the host functions need it.
 #[derive(Debug)]
 pub(crate) struct PluginInfo {
@@ -86,7 +102,6 @@ pub(crate) struct Actions {
     pub continue_response: bool,
     pub close: bool,
     pub local_response: Option<LocalResponse>,
-    pub done: bool,
 }
 
 /// A `proxy_http_call` started during a callback; the caller of the callback spawns it.
@@ -133,10 +148,13 @@ pub(crate) struct HostState {
     pub call_response: Option<CallResponse>,
     pub next_token: u32,
     pub live_contexts: Vec<u32>,
-    /// Streams continued from a root-context callback (`on_tick`, `on_queue_ready`, a root
-    /// callout's response) after `proxy_set_effective_context` named them: (context, request,
-    /// response). The paused stream takes its entry when the slot's wake fires.
-    pub resumed: Vec<(u32, bool, bool)>,
+    /// What callbacks asked of paused streams they made effective (`on_tick`,
+    /// `on_queue_ready`, a callout's response, after `proxy_set_effective_context`).
+    pub remote: Vec<Remote>,
+    /// The data of this instance's paused streams, by context: a callback that makes one of
+    /// them effective reads and changes its headers and properties there, as cpp-host's
+    /// hostcalls act on the effective context (`src/exports.cc` `contextOrEffectiveContext`).
+    pub parked: Vec<(u32, Box<StreamData>)>,
     pub tick_period: Option<Duration>,
     pub root_filter_state: HashMap<Vec<u8>, Vec<u8>>,
     pub callout_handler: Arc<dyn CalloutHandler>,
@@ -152,6 +170,10 @@ pub(crate) struct HostState {
     /// What `proxy_get_status` answers: set while a failed callout's response is delivered
     /// (Envoy `context.cc` `onHttpCallFailure`: BrokenConnection, "reset"), else (0, "").
     pub call_status: Option<(i32, &'static str)>,
+    /// The root's `on_done` answered "not yet": until the filter calls `proxy_done` (then
+    /// `Ok`, once; otherwise `NotFound`, cpp-host `src/wasm.cc` `WasmBase::done`), keel keeps
+    /// the instance and delivers its callouts (see `crate::ticker::drain`).
+    pub done_pending: bool,
 }
 
 impl HostState {
@@ -180,7 +202,8 @@ impl HostState {
             call_response: None,
             next_token: 1,
             live_contexts: Vec::new(),
-            resumed: Vec::new(),
+            remote: Vec::new(),
+            parked: Vec::new(),
             tick_period: None,
             root_filter_state: HashMap::new(),
             callout_handler,
@@ -190,16 +213,35 @@ impl HostState {
             last_log: None,
             configuring: false,
             call_status: None,
+            done_pending: false,
         }
     }
 
-    /// The installed stream, when the effective context is that stream's.
+    /// The stream of the effective context: the installed one, or a paused one a callback made
+    /// effective.
     pub fn current_stream(&mut self) -> Option<&mut StreamData> {
-        if self.stream_context != 0 && self.effective_context == self.stream_context {
-            self.stream.as_deref_mut()
-        } else {
-            None
+        let effective = self.effective_context;
+        if self.stream_context != 0 && effective == self.stream_context {
+            return self.stream.as_deref_mut();
         }
+        self.parked_stream(effective)
+    }
+
+    /// The data of paused stream `context`, when it is parked here.
+    pub fn parked_stream(&mut self, context: u32) -> Option<&mut StreamData> {
+        self.parked
+            .iter_mut()
+            .find(|(parked, _)| *parked == context)
+            .map(|(_, data)| &mut **data)
+    }
+
+    /// Takes paused stream `context`'s data back.
+    pub fn unpark(&mut self, context: u32) -> Option<Box<StreamData>> {
+        let at = self
+            .parked
+            .iter()
+            .position(|(parked, _)| *parked == context)?;
+        Some(self.parked.swap_remove(at).1)
     }
 }
 

@@ -89,7 +89,7 @@ fn pass(
                 filter.fail(&mut slot, &failure);
                 continue;
             }
-            let resumed = !instance.store.data().resumed.is_empty();
+            let resumed = !instance.store.data().remote.is_empty();
             let callouts = std::mem::take(&mut instance.store.data_mut().callouts);
             if resumed {
                 slot.wake.notify_waiters();
@@ -187,7 +187,7 @@ pub(crate) fn deliver_to_root(
         if let Some(instance) = slot.instance.as_mut() {
             match instance.on_http_call_response(token, response) {
                 Err(failure) => filter.fail(&mut slot, &failure),
-                Ok(()) if !instance.store.data().resumed.is_empty() => {
+                Ok(()) if !instance.store.data().remote.is_empty() => {
                     slot.wake.notify_waiters();
                 }
                 Ok(()) => {}

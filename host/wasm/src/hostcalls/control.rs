@@ -10,7 +10,7 @@ use wasmtime::{Caller, Linker};
 use super::{escape_controls, guest};
 use crate::abi::{status, stream_type};
 use crate::memory;
-use crate::state::HostState;
+use crate::state::{HostState, Remote, RemoteAction};
 use crate::types::LocalResponse;
 
 type Ctx<'a> = Caller<'a, HostState>;
@@ -43,6 +43,30 @@ pub(crate) fn log_message(state: &mut HostState, lvl: log::Level, message: &[u8]
     }
 }
 
+/// Where a stream-control call lands (cpp-host acts on the effective context,
+/// `src/exports.cc` `contextOrEffectiveContext`).
+enum Target {
+    /// The stream being called: its callback's deferred actions.
+    Installed,
+    /// A paused stream of this instance that the callback made effective (a root callback, or
+    /// one stream's callout response acting on another): it takes the action when it wakes.
+    Parked(u32),
+    /// A root context, or a stream that is not paused: Envoy does nothing and answers Ok
+    /// (`context.cc` `continueStream`, `closeStream`, `sendLocalResponse`).
+    Nowhere,
+}
+
+fn target(state: &mut HostState) -> Target {
+    let effective = state.effective_context;
+    if state.stream.is_some() && effective == state.stream_context {
+        Target::Installed
+    } else if state.parked_stream(effective).is_some() {
+        Target::Parked(effective)
+    } else {
+        Target::Nowhere
+    }
+}
+
 fn continue_stream(caller: &mut Ctx<'_>, which: i32) -> i32 {
     let state = caller.data_mut();
     let (request, response) = match which {
@@ -51,16 +75,16 @@ fn continue_stream(caller: &mut Ctx<'_>, which: i32) -> i32 {
         2 | 3 => return status::OK,
         _ => return status::BAD_ARGUMENT,
     };
-    // cpp-host acts on the effective context (`src/exports.cc` `continue_stream`): the stream
-    // being called, another stream a callback made effective (a root callback, or one stream's
-    // callout response resuming another), or a root context, for which Envoy does nothing and
-    // answers Ok (`context.cc` `continueStream`: no decoder callbacks).
-    let effective = state.effective_context;
-    if state.stream.is_some() && effective == state.stream_context {
-        state.actions.continue_request |= request;
-        state.actions.continue_response |= response;
-    } else if effective != state.root_context && state.live_contexts.contains(&effective) {
-        state.resumed.push((effective, request, response));
+    match target(state) {
+        Target::Installed => {
+            state.actions.continue_request |= request;
+            state.actions.continue_response |= response;
+        }
+        Target::Parked(context) => state.remote.push(Remote {
+            context,
+            action: RemoteAction::Continue { request, response },
+        }),
+        Target::Nowhere => {}
     }
     status::OK
 }
@@ -70,6 +94,11 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_log",
         |mut caller: Ctx<'_>, lvl: i32, ptr: i32, len: i32| -> R {
+            // Past critical (5), or negative: cpp-host answers BadArgument before reading the
+            // message (`src/exports.cc` `log`).
+            if !(0..=5).contains(&lvl) {
+                return Ok(status::BAD_ARGUMENT);
+            }
             guest!(memory::with_guest(
                 &mut caller,
                 ptr,
@@ -147,9 +176,13 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             if !(0..=3).contains(&which) {
                 return Ok(status::BAD_ARGUMENT);
             }
-            // Outside a stream Envoy does nothing and answers Ok (`context.cc` `closeStream`).
-            if state.stream.is_some() {
-                state.actions.close = true;
+            match target(state) {
+                Target::Installed => state.actions.close = true,
+                Target::Parked(context) => state.remote.push(Remote {
+                    context,
+                    action: RemoteAction::Reply(crate::stream::closed_by_filter()),
+                }),
+                Target::Nowhere => {}
             }
             Ok(status::OK)
         },
@@ -157,9 +190,15 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_clear_route_cache", |_caller: Ctx<'_>| -> R {
         Ok(status::OK)
     })?;
+    // Ok only while the root's `on_done` waits for it (cpp-host `src/wasm.cc` `WasmBase::done`:
+    // a root not pending done is NotFound).
     linker.func_wrap("env", "proxy_done", |mut caller: Ctx<'_>| -> R {
-        caller.data_mut().actions.done = true;
-        Ok(status::OK)
+        let state = caller.data_mut();
+        Ok(if std::mem::take(&mut state.done_pending) {
+            status::OK
+        } else {
+            status::NOT_FOUND
+        })
     })?;
     linker.func_wrap(
         "env",
@@ -208,16 +247,19 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 }
             }
             let state = caller.data_mut();
-            // Outside a stream Envoy does nothing and answers Ok (`context.cc`
-            // `sendLocalResponse`: no decoder callbacks).
-            if state.stream.is_none() {
-                return Ok(status::OK);
-            }
-            state.actions.local_response = Some(LocalResponse {
+            let response = LocalResponse {
                 status: status_code,
                 headers: list,
                 body: Bytes::from(body),
-            });
+            };
+            match target(state) {
+                Target::Installed => state.actions.local_response = Some(response),
+                Target::Parked(context) => state.remote.push(Remote {
+                    context,
+                    action: RemoteAction::Reply(response),
+                }),
+                Target::Nowhere => {}
+            }
             Ok(status::OK)
         },
     )?;

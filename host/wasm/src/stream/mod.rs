@@ -79,6 +79,9 @@ pub struct Stream {
     finished: bool,
     /// A local reply is on its way through the response callbacks.
     replying: bool,
+    /// The filter whose instance holds `data` while that filter is paused (see
+    /// [`crate::state::HostState::parked`]); `data` is `None` meanwhile.
+    parked: Option<usize>,
 }
 
 impl std::fmt::Debug for Stream {
@@ -88,6 +91,12 @@ impl std::fmt::Debug for Stream {
             .field("pending", &self.pending.len())
             .finish()
     }
+}
+
+/// The answer to `proxy_close_stream`. Envoy resets the stream instead (`context.cc`
+/// `closeStream`); keel answers, so that the client learns why (README, Envoy section).
+pub(crate) fn closed_by_filter() -> LocalResponse {
+    LocalResponse::plain(StatusCode::SERVICE_UNAVAILABLE, "closed by a filter\n")
 }
 
 fn failed_response() -> LocalResponse {
@@ -195,10 +204,12 @@ impl Stream {
             body_dir: None,
             finished: false,
             replying: false,
+            parked: None,
         }
     }
 
     fn data(&mut self) -> &mut StreamData {
+        debug_assert!(self.parked.is_none(), "the stream's data is parked");
         self.data.get_or_insert_with(|| {
             Box::new(StreamData::new(StreamInfo {
                 source: ([0, 0, 0, 0], 0).into(),
@@ -275,8 +286,8 @@ impl Stream {
         let result = op(instance, context);
         let (data, actions, callouts) = instance.uninstall();
         self.data = data;
-        // The callback continued another stream of this instance that it made effective.
-        let notify = !instance.store.data().resumed.is_empty();
+        // The callback acted on another (paused) stream of this instance that it made effective.
+        let notify = !instance.store.data().remote.is_empty();
         if let Some(dir) = self.body_dir {
             let body = self
                 .data()
@@ -289,6 +300,19 @@ impl Stream {
                 Dir::Request => fs.request_body = body,
                 Dir::Response => fs.response_body = body,
             }
+        }
+        // A filter that paused keeps the stream's data in its instance, where a callback that
+        // makes the stream effective finds it; parked before the slot is let go, so that no
+        // such callback (the ticker runs on its own thread) comes in between.
+        if let Ok(action::PAUSE) = result
+            && actions.local_response.is_none()
+            && !actions.close
+            && !actions.continue_request
+            && !actions.continue_response
+            && let Some(data) = self.data.take()
+        {
+            instance.store.data_mut().parked.push((context, data));
+            self.parked = Some(index);
         }
         if notify {
             slot.wake.notify_waiters();
@@ -315,10 +339,7 @@ impl Stream {
             return Err(response);
         }
         if actions.close {
-            return Err(LocalResponse::plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "closed by a filter\n",
-            ));
+            return Err(closed_by_filter());
         }
         Ok(match dir {
             Dir::Request => actions.continue_request,
@@ -439,6 +460,8 @@ impl Stream {
             Dir::Response => actions.continue_response,
         });
         if paused && !end_of_stream {
+            // Buffering, not waiting: the data comes straight back.
+            self.unpark();
             if let Ran::Done { actions, .. } = ran
                 && let Err(response) = Self::apply(actions, dir)
             {
@@ -692,6 +715,8 @@ impl Stream {
         }
         self.finished = true;
         self.body_dir = None;
+        // Dropped while a filter paused (the client went away): the data comes back for on_log.
+        self.unpark();
         let chain = self.chain.clone();
         let mut late = Vec::new();
         for (index, filter) in chain.filters.iter().enumerate() {

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use super::{Dir, Ran, Stream};
-use crate::state::NewCallout;
+use crate::state::{NewCallout, RemoteAction};
 use crate::ticker::CalloutResult;
 use crate::ticker::{Target, deliver_to_root};
 use crate::types::LocalResponse;
@@ -118,31 +118,72 @@ impl Stream {
         }
     }
 
-    /// Whether a root-context callback (`on_tick`, ...) continued filter `index` of this stream
-    /// in `dir`; its entry is taken.
-    fn take_resumed(&mut self, index: usize, dir: Dir) -> bool {
+    /// Takes the stream's data back from the instance it is parked in, if it is.
+    pub(super) fn unpark(&mut self) {
+        let Some(index) = self.parked.take() else {
+            return;
+        };
+        let (context, generation) = (self.filters[index].context, self.filters[index].generation);
+        self.data = self.chain.filters[index]
+            .lock(self.worker)
+            .unpark(generation, context);
+    }
+
+    /// Parks the stream's data again in paused filter `index`'s instance (after a callout
+    /// response was delivered with the data installed).
+    fn park(&mut self, index: usize) {
         let (context, generation) = (self.filters[index].context, self.filters[index].generation);
         let mut slot = self.chain.filters[index].lock(self.worker);
         if slot.generation != generation {
-            return false;
+            return;
         }
-        let Some(instance) = slot.instance.as_mut() else {
-            return false;
-        };
-        let resumed = &mut instance.store.data_mut().resumed;
-        let found = resumed.iter().position(|&(c, request, response)| {
-            c == context
-                && match dir {
-                    Dir::Request => request,
-                    Dir::Response => response,
-                }
-        });
-        found.map(|at| resumed.remove(at)).is_some()
+        if let (Some(instance), Some(data)) = (slot.instance.as_mut(), self.data.take()) {
+            instance.store.data_mut().parked.push((context, data));
+            self.parked = Some(index);
+        }
     }
 
-    /// Waits while filter `index` is paused in direction `dir`: `Some` is a response. The filter
-    /// continues through one of its stream's callout responses, or from a root-context callback
-    /// (`on_tick`, a root callout's response) that made the stream effective.
+    /// What ends filter `index`'s pause in `dir` without one of this stream's callouts: an
+    /// action a callback took on this stream after making it effective (`on_tick`, a root
+    /// callout's response, another stream's callout response), or the instance's failure.
+    /// `Some(None)` continues, `Some(Some(_))` answers.
+    fn take_remote(&mut self, index: usize, dir: Dir) -> Option<Option<LocalResponse>> {
+        let (context, generation) = (self.filters[index].context, self.filters[index].generation);
+        let mut slot = self.chain.filters[index].lock(self.worker);
+        let current = slot.generation == generation;
+        let Some(instance) = slot.instance.as_mut().filter(|_| current) else {
+            drop(slot);
+            self.unpark();
+            self.filters[index].open = false;
+            return Some(match self.policy(index) {
+                Ran::Respond(response) => Some(response),
+                _ => None,
+            });
+        };
+        let remote = &mut instance.store.data_mut().remote;
+        let found = remote.iter().position(|entry| {
+            entry.context == context
+                && match entry.action {
+                    RemoteAction::Reply(_) => true,
+                    RemoteAction::Continue { request, response } => match dir {
+                        Dir::Request => request,
+                        Dir::Response => response,
+                    },
+                }
+        })?;
+        let taken = match remote.remove(found).action {
+            RemoteAction::Reply(response) => Some(response),
+            RemoteAction::Continue { .. } => None,
+        };
+        drop(slot);
+        self.unpark();
+        Some(taken)
+    }
+
+    /// Waits while filter `index` is paused in direction `dir` (its data parked in the
+    /// filter's instance): `Some` is a response. The filter continues or answers through one of
+    /// its stream's callout responses, or from a callback that made the stream effective
+    /// (`on_tick`, a root callout's response, another stream's callout response).
     pub(super) async fn wait(&mut self, index: usize, dir: Dir) -> Option<LocalResponse> {
         let limits = self.chain.filters[index].limits;
         let deadline = tokio::time::Instant::now() + limits.pause_timeout;
@@ -152,8 +193,8 @@ impl Stream {
             tokio::pin!(woken);
             // Registered before the check, so that a wake in between is not missed.
             woken.as_mut().enable();
-            if self.take_resumed(index, dir) {
-                return None;
+            if let Some(outcome) = self.take_remote(index, dir) {
+                return outcome;
             }
             let next = if self.pending.is_empty() {
                 tokio::select! {
@@ -175,6 +216,7 @@ impl Stream {
                     () = &mut woken => continue,
                 }
             };
+            self.unpark();
             let Some((at, result)) = next else {
                 let name = &self.chain.filters[index].plugin.name;
                 log::warn!(target: "keel_wasm", "filter {name}: paused longer than {:?}; the stream is answered 408", limits.pause_timeout);
@@ -206,6 +248,7 @@ impl Stream {
             if !self.filters[index].active {
                 return None;
             }
+            self.park(index);
         }
     }
 }

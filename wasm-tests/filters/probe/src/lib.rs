@@ -6,7 +6,10 @@
 //! `decorate` (marks every response with its status, then makes it 418), `fire` (a callout
 //! not waited for), `log_callout` (a callout from `on_log`),
 //! `body_buffer`, `tick`, `tick_resume` (request headers pause; the next on_tick resumes them),
-//! `queue`, `wasi`, `foreign`, `root_done` (counts the root's `on_done`), `reject`
+//! `tick_edit` (as `tick_resume`, and on_tick first adds `x-from-tick: <:path>, <request.path>`
+//! to the paused request), `tick_reply` (on_tick answers the paused request 429),
+//! `queue`, `wasi`, `foreign`, `root_done` (counts the root's `on_done`), `root_flush` (the
+//! root's `on_done` sends a batch and calls `proxy_done` when it is answered), `reject`
 //! (on_configure fails), `slow_configure` (100 ms of work in on_configure); in every mode the
 //! trailers callbacks mark the trailers they saw.
 //! Hostile modes: `trap`, `trap_response`, `loop`, `alloc`, `exit`, `bad_pointers`.
@@ -17,7 +20,7 @@ use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 // The module's entry point (`_initialize`), as the SDK's macro writes it.
 #[allow(missing_docs)]
@@ -42,16 +45,84 @@ struct ProbeRoot {
     queue: u32,
 }
 
+/// Sets gauge `name` to `value` (defined on first use).
+fn gauge(name: &str, value: u64) {
+    if let Ok(id) = hostcalls::define_metric(MetricType::Gauge, name) {
+        let _ = hostcalls::record_metric(id, value);
+    }
+}
+
+/// The http-call response's `:status`, or the status the host answered ("BadArgument", ...).
+fn call_response_status() -> String {
+    let key = b":status";
+    let mut ptr: *mut u8 = std::ptr::null_mut();
+    let mut len: usize = 0;
+    // SAFETY: valid key and out-pointers; on Ok the host wrote a buffer it allocated in this
+    // module's memory and its length, read once here (and leaked: a test filter).
+    unsafe {
+        match raw::proxy_get_header_map_value(
+            MapType::HttpCallResponseHeaders as u32,
+            key.as_ptr(),
+            key.len(),
+            &mut ptr,
+            &mut len,
+        ) {
+            0 if !ptr.is_null() => {
+                String::from_utf8_lossy(std::slice::from_raw_parts(ptr, len)).into_owned()
+            }
+            1 => "none".to_owned(),
+            2 => "BadArgument".to_owned(),
+            other => format!("status {other}"),
+        }
+    }
+}
+
+/// `proxy_done` itself (the SDK's `done()` panics unless it answers Ok): its status.
+fn raw_done() -> u32 {
+    // SAFETY: no arguments; the host only answers a status.
+    unsafe { raw::proxy_done() }
+}
+
 impl Context for ProbeRoot {
     /// `root_done`: counts the root context's `on_done` (the host calls it when it lets the
-    /// instance go).
+    /// instance go). `root_flush`: sends its batch (a callout to `store`, `/flush?id=flush`) and
+    /// asks to be waited for; the callout's response calls `proxy_done`.
     fn on_done(&mut self) -> bool {
-        if self.mode == "root_done"
-            && let Ok(id) = hostcalls::define_metric(MetricType::Counter, "probe.root_done")
-        {
-            let _ = hostcalls::increment_metric(id, 1);
+        match self.mode.as_str() {
+            "root_done" => {
+                if let Ok(id) = hostcalls::define_metric(MetricType::Counter, "probe.root_done") {
+                    let _ = hostcalls::increment_metric(id, 1);
+                }
+                true
+            }
+            "root_flush" => self
+                .dispatch_http_call(
+                    "store",
+                    vec![
+                        (":method", "POST"),
+                        (":path", "/flush?id=flush"),
+                        (":authority", "store"),
+                    ],
+                    Some(b"batch"),
+                    vec![],
+                    Duration::from_secs(1),
+                )
+                .is_err(),
+            _ => true,
         }
-        true
+    }
+
+    /// `root_flush`: the batch's answer; `proxy_done`'s status goes to gauge `probe.flushed`.
+    fn on_http_call_response(
+        &mut self,
+        _token: u32,
+        _headers: usize,
+        _body: usize,
+        _trailers: usize,
+    ) {
+        if self.mode == "root_flush" {
+            gauge("probe.flushed", u64::from(raw_done()));
+        }
     }
 }
 
@@ -67,7 +138,9 @@ impl RootContext for ProbeRoot {
                 log::error!("probe: rejected configuration: field `mode` is reject");
                 return false;
             }
-            "tick" | "tick_resume" => self.set_tick_period(Duration::from_millis(10)),
+            "tick" | "tick_resume" | "tick_edit" | "tick_reply" => {
+                self.set_tick_period(Duration::from_millis(10));
+            }
             "slow_configure" => {
                 // Compiles a large rule set, as it were: 100 ms of work.
                 let start = std::time::Instant::now();
@@ -77,6 +150,9 @@ impl RootContext for ProbeRoot {
                 }
             }
             "queue" => self.queue = self.register_shared_queue("probe_queue"),
+            // Before on_done, no root waits for proxy_done: gauge `probe.done_early` gets its
+            // status (NotFound, 1).
+            "root_flush" => gauge("probe.done_early", u64::from(raw_done())),
             _ => {}
         }
         log::info!("probe configured: {}", self.mode);
@@ -84,10 +160,40 @@ impl RootContext for ProbeRoot {
     }
 
     fn on_tick(&mut self) {
-        if self.mode == "tick_resume" {
+        if matches!(
+            self.mode.as_str(),
+            "tick_resume" | "tick_edit" | "tick_reply"
+        ) {
             for context in PAUSED.with(|paused| std::mem::take(&mut *paused.borrow_mut())) {
-                if hostcalls::set_effective_context(context).is_ok() {
-                    let _ = hostcalls::resume_http_request();
+                if hostcalls::set_effective_context(context).is_err() {
+                    continue;
+                }
+                match self.mode.as_str() {
+                    "tick_edit" => {
+                        let map = MapType::HttpRequestHeaders;
+                        let path = hostcalls::get_map_value(map, ":path").ok().flatten();
+                        let property = hostcalls::get_property(vec!["request", "path"])
+                            .ok()
+                            .flatten()
+                            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+                        let seen = format!(
+                            "{}, {}",
+                            path.as_deref().unwrap_or("-"),
+                            property.as_deref().unwrap_or("-")
+                        );
+                        let _ = hostcalls::add_map_value(map, "x-from-tick", &seen);
+                        let _ = hostcalls::resume_http_request();
+                    }
+                    "tick_reply" => {
+                        let _ = hostcalls::send_http_response(
+                            429,
+                            vec![("x-from", "tick")],
+                            Some(b"slow down\n"),
+                        );
+                    }
+                    _ => {
+                        let _ = hostcalls::resume_http_request();
+                    }
                 }
             }
             return;
@@ -187,6 +293,15 @@ impl Probe {
             ("root-id", text(self.get_property(vec!["plugin_root_id"]))),
             ("vm-id", text(self.get_property(vec!["plugin_vm_id"]))),
             ("missing", text(self.get_property(vec!["no", "such"]))),
+            (
+                "dotted-segment",
+                text(self.get_property(vec!["request.path"])),
+            ),
+            (
+                "header-field",
+                text(self.get_property(vec!["request", "headers", "X-Multi"])),
+            ),
+            ("size", int(self.get_property(vec!["request", "size"]))),
         ];
         for (name, value) in props {
             self.add_http_request_header(&format!("x-prop-{name}"), &value);
@@ -287,6 +402,10 @@ impl Probe {
                 BAD as *mut *mut u8,
                 &mut len,
             ));
+            // A log level past critical (5) is BadArgument before the message is read
+            // (cpp-host `src/exports.cc` `log`); critical itself is logged.
+            results.push(raw::proxy_log(6, BAD as *const u8, 0x1000));
+            results.push(raw::proxy_log(5, key.as_ptr(), key.len()));
         }
         let list: Vec<String> = results.iter().map(u32::to_string).collect();
         self.add_http_request_header("x-bad", &list.join(","));
@@ -300,6 +419,7 @@ mod raw {
     #[link(wasm_import_module = "env")]
     unsafe extern "C" {
         pub fn proxy_log(level: u32, ptr: *const u8, len: usize) -> u32;
+        pub fn proxy_done() -> u32;
         pub fn proxy_get_header_map_value(
             map: u32,
             key: *const u8,
@@ -369,9 +489,9 @@ impl Context for Probe {
         body_size: usize,
         _trailers: usize,
     ) {
-        let status = self
-            .get_http_call_response_header(":status")
-            .unwrap_or_else(|| "none".to_owned());
+        // The import itself, not the SDK (which panics on any status but Ok and NotFound): after
+        // a reset there is no response map at all.
+        let status = call_response_status();
         let body = self
             .get_http_call_response_body(0, body_size)
             .unwrap_or_default();
@@ -387,6 +507,7 @@ impl Context for Probe {
                 vec![
                     ("x-denied", "callout"),
                     ("x-callout-get-status", &call_status),
+                    ("x-callout-status", &status),
                 ],
                 Some(b"denied\n"),
             );
@@ -399,7 +520,7 @@ impl Context for Probe {
 impl HttpContext for Probe {
     fn on_http_request_headers(&mut self, num_headers: usize, _end_of_stream: bool) -> Action {
         match self.mode.as_str() {
-            "tick_resume" => {
+            "tick_resume" | "tick_edit" | "tick_reply" => {
                 PAUSED.with(|paused| paused.borrow_mut().push(self.id));
                 Action::Pause
             }
