@@ -170,8 +170,29 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         "env",
         "proxy_call_foreign_function",
-        |_c: Ctx<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| -> R {
-            Ok(status::NOT_FOUND)
+        |mut caller: Ctx<'_>,
+         name: i32,
+         name_len: i32,
+         args: i32,
+         args_len: i32,
+         results: i32,
+         results_len: i32|
+         -> R {
+            // cpp-host `src/exports.cc` `call_foreign_function`: both buffers are checked
+            // first, then the name. Of Envoy's functions (`source/extensions/common/wasm/
+            // foreign.cc`) keel has `clear_route_cache`, which returns nothing: keel picks the
+            // member after the request filters ran, so there is no route to forget (as
+            // `proxy_clear_route_cache`). Any other name is NotFound.
+            let name = guest!(memory::read(&caller, name, name_len));
+            guest!(memory::read(&caller, args, args_len));
+            if name != b"clear_route_cache" {
+                return Ok(status::NOT_FOUND);
+            }
+            if results != 0 {
+                guest!(memory::write_u32(&mut caller, results, 0));
+                guest!(memory::write_u32(&mut caller, results_len, 0));
+            }
+            Ok(status::OK)
         },
     )?;
 

@@ -601,6 +601,8 @@ impl HttpContext for Probe {
             "foreign" => {
                 let foreign = hostcalls::call_foreign_function("compress", Some(b"x"));
                 self.add_http_request_header("x-foreign", &format!("{foreign:?}"));
+                let route = hostcalls::call_foreign_function("clear_route_cache", None);
+                self.add_http_request_header("x-foreign-route", &format!("{route:?}"));
                 let grpc = self.dispatch_grpc_call(
                     "grpc",
                     "svc",
