@@ -1,5 +1,6 @@
-//! HTTP callouts for filters (`proxy_http_call`): the named `callout_upstreams` of the
-//! configuration, each with a pooled HTTP/1.1 client, and the session store's name, answered
+//! Callouts for filters: `proxy_http_call` to the named `callout_upstreams` of the configuration
+//! over a pooled HTTP/1.1 client, `proxy_grpc_call` to the same upstreams over HTTP/2 (h2c),
+//! and the session store's name for http callouts, answered
 //! in process by `keel_store::api::handle` (no loopback hop). keel-wasm's `CalloutHandler` adapter
 //! forwards to [`Callouts::call`] and [`Callouts::has_upstream`]. A response is read whole, up
 //! to [`MAX_RESPONSE_BODY`]. The request carries the filter's `:authority` as its Host.
@@ -52,6 +53,8 @@ pub struct Callouts {
     upstreams: BTreeMap<String, SocketAddr>,
     store: Option<LocalStore>,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// gRPC callouts: HTTP/2 with prior knowledge (h2c), as Envoy's gRPC clusters speak it.
+    grpc: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl Callouts {
@@ -66,17 +69,59 @@ impl Callouts {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .set_host(false)
+            .build(connector.clone());
+        let grpc = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .http2_only(true)
+            .timer(TokioTimer::new())
             .build(connector);
         Self {
             upstreams,
             store,
             client,
+            grpc,
         }
     }
 
     /// Whether `name` is configured.
     pub fn has_upstream(&self, name: &str) -> bool {
         self.upstreams.contains_key(name) || self.store.as_ref().is_some_and(|s| s.name == name)
+    }
+
+    /// Sends a gRPC `request` (keel-wasm built it: path, headers, framed message) to upstream
+    /// `name` over HTTP/2 and reads the whole response and its trailers. The `:authority` is
+    /// the request's (the upstream's name, as Envoy's gRPC client sends the cluster name).
+    pub async fn grpc_call(
+        &self,
+        name: &str,
+        request: http::Request<Bytes>,
+        timeout: Duration,
+    ) -> Result<(http::Response<Bytes>, http::HeaderMap), CalloutError> {
+        let addr = *self
+            .upstreams
+            .get(name)
+            .ok_or_else(|| CalloutError::UnknownUpstream(name.to_string()))?;
+        let (mut parts, body) = request.into_parts();
+        parts.uri = retarget(&parts.uri, addr)?;
+        parts.version = http::Version::HTTP_2;
+        let req = http::Request::from_parts(parts, Full::new(body));
+        let fut = async {
+            let res = self.grpc.request(req).await.map_err(|e| failure(&e))?;
+            let (parts, body) = res.into_parts();
+            let collected = Limited::new(body, MAX_RESPONSE_BODY)
+                .collect()
+                .await
+                .map_err(|e| CalloutError::Failed(e.to_string()))?;
+            let trailers = collected.trailers().cloned().unwrap_or_default();
+            Ok((
+                http::Response::from_parts(parts, collected.to_bytes()),
+                trailers,
+            ))
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| CalloutError::Timeout(timeout))?
     }
 
     /// Sends `request` (origin-form or absolute URI; the upstream's address is used) and reads
@@ -104,28 +149,11 @@ impl Callouts {
                 .map_err(|e| CalloutError::BadRequest(e.to_string()))?;
             parts.headers.insert(http::header::HOST, host);
         }
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        parts.uri = http::Uri::builder()
-            .scheme("http")
-            .authority(addr.to_string())
-            .path_and_query(pq)
-            .build()
-            .map_err(|e| CalloutError::BadRequest(e.to_string()))?;
+        parts.uri = retarget(&parts.uri, addr)?;
         parts.version = http::Version::HTTP_11;
         let req = http::Request::from_parts(parts, Full::new(body));
         let fut = async {
-            let res = self.client.request(req).await.map_err(|e| {
-                let chain = crate::upstream::http::error_chain(&e);
-                if e.is_connect() {
-                    CalloutError::Connect(chain)
-                } else {
-                    CalloutError::Failed(chain)
-                }
-            })?;
+            let res = self.client.request(req).await.map_err(|e| failure(&e))?;
             let (parts, body) = res.into_parts();
             let body = Limited::new(body, MAX_RESPONSE_BODY)
                 .collect()
@@ -137,5 +165,26 @@ impl Callouts {
         tokio::time::timeout(timeout, fut)
             .await
             .map_err(|_| CalloutError::Timeout(timeout))?
+    }
+}
+
+/// `uri`'s path and query on the upstream's address.
+fn retarget(uri: &http::Uri, addr: SocketAddr) -> Result<http::Uri, CalloutError> {
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    http::Uri::builder()
+        .scheme("http")
+        .authority(addr.to_string())
+        .path_and_query(pq)
+        .build()
+        .map_err(|e| CalloutError::BadRequest(e.to_string()))
+}
+
+/// A client error as a callout failure: before the connection was up, or after.
+fn failure(error: &hyper_util::client::legacy::Error) -> CalloutError {
+    let chain = crate::upstream::http::error_chain(error);
+    if error.is_connect() {
+        CalloutError::Connect(chain)
+    } else {
+        CalloutError::Failed(chain)
     }
 }

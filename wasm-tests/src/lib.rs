@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use keel_wasm::{CalloutError, CalloutFuture, CalloutHandler, FilterChain, FilterSpec, StreamInfo};
+use keel_wasm::{
+    CalloutError, CalloutFuture, CalloutHandler, FilterChain, FilterSpec, GrpcFuture, StreamInfo,
+};
 
 /// The directory of the built filters: `KEEL_FILTERS_DIR`, else `<workspace>/target/filters`.
 pub fn filters_dir() -> PathBuf {
@@ -155,6 +157,9 @@ pub enum Answer {
     Unreachable,
     /// Never answer.
     Hang,
+    /// A gRPC answer after the delay: status 0 with this message, or another status with this
+    /// text as its `grpc-message`.
+    Grpc(u32, &'static str, Duration),
 }
 
 /// A callout handler with one upstream, `store`, answering by the request's `id` query.
@@ -179,6 +184,19 @@ impl ScriptedCallouts {
 }
 
 impl ScriptedCallouts {
+    /// Records a request to `path` and finds the answer for `id`.
+    fn note(&self, path: &str, id: &str) -> Option<Answer> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(path.to_owned());
+        self.answers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
     /// Sets the answer for `id`.
     pub fn answer(&self, id: &str, answer: Answer) {
         self.answers
@@ -200,17 +218,8 @@ impl CalloutHandler for ScriptedCallouts {
             .path_and_query()
             .map(|p| p.as_str().to_owned())
             .unwrap_or_default();
-        self.seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(path.clone());
         let id = path.rsplit("id=").next().unwrap_or_default().to_owned();
-        let answer = self
-            .answers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&id)
-            .cloned();
+        let answer = self.note(&path, &id);
         let completed = self.completed.clone();
         Box::pin(async move {
             match answer {
@@ -233,8 +242,55 @@ impl CalloutHandler for ScriptedCallouts {
                 Some(Answer::Unreachable) => {
                     Err(CalloutError::Connect("scripted: connection refused".into()))
                 }
-                Some(Answer::Hang) | None => std::future::pending().await,
+                Some(Answer::Hang | Answer::Grpc(..)) | None => std::future::pending().await,
             }
+        })
+    }
+
+    /// A gRPC call answered by the `x-id` metadata of its request, over no wire: the response
+    /// as an HTTP/2 gRPC server sends it (one framed message, `grpc-status` in the trailers).
+    fn grpc_call(
+        &self,
+        _upstream: &str,
+        request: http::Request<Bytes>,
+        _timeout: Duration,
+    ) -> GrpcFuture {
+        let path = request.uri().path().to_owned();
+        let answer = self.note(&path, &header(request.headers(), "x-id"));
+        let completed = self.completed.clone();
+        Box::pin(async move {
+            let (code, text, delay) = match answer {
+                Some(Answer::Grpc(code, text, delay)) => (code, text, delay),
+                Some(Answer::Unreachable) => {
+                    return Err(CalloutError::Connect("scripted: connection refused".into()));
+                }
+                Some(Answer::Fail(delay)) => {
+                    tokio::time::sleep(delay).await;
+                    return Err(CalloutError::Failed("scripted reset".into()));
+                }
+                _ => return std::future::pending().await,
+            };
+            tokio::time::sleep(delay).await;
+            completed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(path);
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from(code));
+            let body = if code == 0 {
+                let mut framed = vec![0u8];
+                framed.extend_from_slice(&u32::try_from(text.len()).unwrap_or(0).to_be_bytes());
+                framed.extend_from_slice(text.as_bytes());
+                Bytes::from(framed)
+            } else {
+                trailers.insert("grpc-message", http::HeaderValue::from_static(text));
+                Bytes::new()
+            };
+            let response = http::Response::builder()
+                .header("content-type", "application/grpc")
+                .body(body)
+                .map_err(|e| CalloutError::Failed(e.to_string()))?;
+            Ok((response, trailers))
         })
     }
 

@@ -204,3 +204,41 @@ async fn a_callout_made_in_on_log_is_sent() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(callouts.completed(), ["/log?id=l"]);
 }
+
+/// A unary gRPC call (`proxy_grpc_call`) goes to the callout upstream as Envoy's raw async gRPC
+/// client sends it (`POST /probe.Auth/Check`, one framed message, the filter's metadata); status
+/// OK delivers the response message through `on_grpc_receive` (buffer 5), any other status
+/// comes through `on_grpc_close` with `proxy_get_status` answering code and message (Envoy
+/// `context.cc` `onGrpcReceive`, `onGrpcClose`); the SDK resumes the stream either way.
+#[tokio::test]
+async fn a_grpc_call_delivers_its_message_or_its_status() {
+    let (chain, callouts) = callout_chain("grpc store");
+    callouts.answer("ok", Answer::Grpc(0, "allowed", Duration::from_millis(10)));
+    callouts.answer(
+        "no",
+        Answer::Grpc(7, "not this one", Duration::from_millis(5)),
+    );
+    callouts.answer("down", Answer::Unreachable);
+    for (id, expected) in [
+        ("ok", "0 allowed"),
+        ("no", "7 7 not this one"),
+        // As Envoy's router answers an unreachable cluster (503): UNAVAILABLE.
+        (
+            "down",
+            "14 14 upstream connect error or disconnect/reset before headers. reset reason: \
+             connection failure",
+        ),
+    ] {
+        let mut stream = chain.stream(info());
+        let mut req = request("/", &[("x-id", id)]);
+        assert_eq!(
+            stream.request_headers(&mut req, true).await,
+            HeadersVerdict::Continue
+        );
+        assert_eq!(header(&req.headers, "x-grpc-answer"), expected, "{id}");
+    }
+    assert_eq!(
+        callouts.completed(),
+        ["/probe.Auth/Check", "/probe.Auth/Check"]
+    );
+}

@@ -279,14 +279,16 @@ async fn wasi_environment_clocks_random_and_output() {
 }
 
 #[tokio::test]
-async fn foreign_functions_other_than_clear_route_cache_are_not_found_and_grpc_fails_cleanly() {
+async fn foreign_functions_other_than_clear_route_cache_are_not_found_and_grpc_needs_an_upstream() {
     let (chain, _registry) = chain(vec![spec("probe", "test_probe", "foreign")]);
     let (_stream, req) = continued_get(&chain, "/", true).await;
     assert_eq!(header(&req.headers, "x-foreign"), "Err(NotFound)");
     // Envoy registers `clear_route_cache` (`source/extensions/common/wasm/foreign.cc`), which
     // Istio-style filters call after a header rewrite: Ok, no result.
     assert_eq!(header(&req.headers, "x-foreign-route"), "Ok(None)");
-    assert_eq!(header(&req.headers, "x-grpc"), "Err(InternalFailure)");
+    // No callout upstream `grpc`: Envoy `context.cc` `grpcCall` answers ParseFailure for an
+    // unknown cluster.
+    assert_eq!(header(&req.headers, "x-grpc"), "Err(ParseFailure)");
 }
 
 #[tokio::test]

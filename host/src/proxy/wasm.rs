@@ -29,7 +29,19 @@ pub fn builder() -> ChainBuilder {
     })
 }
 
-/// `proxy_http_call` → keel's named callout upstreams.
+/// keel's callout error as keel-wasm's.
+fn into_wasm(error: CalloutError) -> keel_wasm::CalloutError {
+    match error {
+        CalloutError::UnknownUpstream(name) => keel_wasm::CalloutError::UnknownUpstream(name),
+        CalloutError::Timeout(_) => keel_wasm::CalloutError::Timeout,
+        CalloutError::Connect(why) => keel_wasm::CalloutError::Connect(why),
+        other @ (CalloutError::BadRequest(_) | CalloutError::Failed(_)) => {
+            keel_wasm::CalloutError::Failed(other.to_string())
+        }
+    }
+}
+
+/// `proxy_http_call` and `proxy_grpc_call` → keel's named callout upstreams.
 struct CalloutBridge(Arc<Callouts>);
 
 impl keel_wasm::CalloutHandler for CalloutBridge {
@@ -45,16 +57,23 @@ impl keel_wasm::CalloutHandler for CalloutBridge {
             callouts
                 .call(&upstream, request, timeout)
                 .await
-                .map_err(|e| match e {
-                    CalloutError::UnknownUpstream(name) => {
-                        keel_wasm::CalloutError::UnknownUpstream(name)
-                    }
-                    CalloutError::Timeout(_) => keel_wasm::CalloutError::Timeout,
-                    CalloutError::Connect(why) => keel_wasm::CalloutError::Connect(why),
-                    other @ (CalloutError::BadRequest(_) | CalloutError::Failed(_)) => {
-                        keel_wasm::CalloutError::Failed(other.to_string())
-                    }
-                })
+                .map_err(into_wasm)
+        })
+    }
+
+    fn grpc_call(
+        &self,
+        upstream: &str,
+        request: http::Request<Bytes>,
+        timeout: Duration,
+    ) -> keel_wasm::GrpcFuture {
+        let callouts = self.0.clone();
+        let upstream = upstream.to_owned();
+        Box::pin(async move {
+            callouts
+                .grpc_call(&upstream, request, timeout)
+                .await
+                .map_err(into_wasm)
         })
     }
 

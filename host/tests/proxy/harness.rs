@@ -57,6 +57,37 @@ fn lines(child: &mut Child) -> mpsc::Receiver<String> {
     rx
 }
 
+/// A real gRPC server (`host/tests/support/grpc_server.py`, Python grpcio): `probe.Auth/Check`
+/// answers `echo:<request>`, or PERMISSION_DENIED for metadata `x-id: deny`. Killed on drop.
+pub struct GrpcServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: Child,
+}
+
+impl GrpcServer {
+    /// Starts it; fails the test when Python or grpcio is missing (CI installs them).
+    pub fn start() -> Self {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/grpc_server.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start python3 (the gRPC test server)");
+        let rx = lines(&mut child);
+        let line = read_line_with_prefix(&rx, "listening ", Duration::from_secs(20));
+        let port = line["listening ".len()..].trim().parse().expect("port");
+        Self { port, child }
+    }
+}
+
+impl Drop for GrpcServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A backend process.
 pub struct Backend {
     /// Its route.

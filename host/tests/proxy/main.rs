@@ -12,6 +12,7 @@ mod blame;
 mod config_errors;
 mod failover;
 mod filter_hook;
+mod grpc_callouts;
 mod lifecycle;
 mod limits;
 mod protocols;

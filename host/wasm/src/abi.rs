@@ -9,6 +9,7 @@ pub(crate) mod status {
     pub const INVALID_MEMORY_ACCESS: i32 = 6;
     pub const EMPTY: i32 = 7;
     pub const CAS_MISMATCH: i32 = 8;
+    pub const PARSE_FAILURE: i32 = 4;
     pub const INTERNAL_FAILURE: i32 = 10;
     pub const BROKEN_CONNECTION: i32 = 11;
 }
@@ -18,6 +19,7 @@ pub(crate) mod buffer {
     pub const REQUEST_BODY: i32 = 0;
     pub const RESPONSE_BODY: i32 = 1;
     pub const HTTP_CALL_RESPONSE_BODY: i32 = 4;
+    pub const GRPC_RECEIVE_BUFFER: i32 = 5;
     pub const VM_CONFIGURATION: i32 = 6;
     pub const PLUGIN_CONFIGURATION: i32 = 7;
 }

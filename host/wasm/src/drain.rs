@@ -67,7 +67,7 @@ async fn wait(name: &str, mut instance: Instance) {
             break;
         };
         in_flight -= 1;
-        if let Err(failure) = instance.on_http_call_response(token, result) {
+        if let Err(failure) = instance.on_callout(token, result) {
             log::warn!(target: "keel_wasm", "filter {name}: the root failed after on_done: {failure}");
             return;
         }

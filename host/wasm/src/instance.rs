@@ -7,8 +7,10 @@ use std::sync::Arc;
 use wasmtime::{InstancePre, Store, Trap, TypedFunc};
 
 use crate::abi::action;
+use crate::grpc::GrpcOutcome;
 use crate::hostcalls::escape_controls;
 use crate::state::{Actions, CallResponse, HostState, NewCallout, PluginInfo, StreamData};
+use crate::ticker::CalloutResult;
 use crate::types::{CalloutHandler, Limits};
 
 /// Why a callback failed; the kind is the `kind` label of the failure metric.
@@ -57,6 +59,7 @@ type F2 = TypedFunc<(i32, i32), ()>;
 type A3 = TypedFunc<(i32, i32, i32), i32>;
 type A2 = TypedFunc<(i32, i32), i32>;
 type F5 = TypedFunc<(i32, i32, i32, i32, i32), ()>;
+type F3 = TypedFunc<(i32, i32, i32), ()>;
 
 /// A headers callback: ABI 0.2.x passes `end_of_stream`, ABI 0.1.0 does not (cpp-host
 /// `src/wasm.cc` `getFunctions`, `on_request_headers_abi_01_` / `_abi_02_`; Rust SDK 0.1.x
@@ -102,6 +105,8 @@ struct Exports {
     response_body: Option<A3>,
     response_trailers: Option<A2>,
     http_call_response: Option<F5>,
+    grpc_receive: Option<F3>,
+    grpc_close: Option<F3>,
     log: Option<TypedFunc<i32, ()>>,
     done: Option<TypedFunc<i32, i32>>,
     delete: Option<TypedFunc<i32, ()>>,
@@ -226,6 +231,8 @@ impl Instance {
             response_body: typed(&instance, &mut store, "proxy_on_response_body")?,
             response_trailers: typed(&instance, &mut store, "proxy_on_response_trailers")?,
             http_call_response: typed(&instance, &mut store, "proxy_on_http_call_response")?,
+            grpc_receive: typed(&instance, &mut store, "proxy_on_grpc_receive")?,
+            grpc_close: typed(&instance, &mut store, "proxy_on_grpc_close")?,
             log: typed(&instance, &mut store, "proxy_on_log")?,
             done: typed(&instance, &mut store, "proxy_on_done")?,
             delete: typed(&instance, &mut store, "proxy_on_delete")?,
@@ -424,13 +431,56 @@ impl Instance {
         }
     }
 
+    /// Delivers a callout's end to the root context: an http call's response, or a gRPC call's
+    /// message or status.
+    pub fn on_callout(&mut self, token: u32, result: CalloutResult) -> Result<(), Failure> {
+        self.on_root();
+        match result {
+            CalloutResult::Http(response) => self.on_http_call_response(token, response),
+            CalloutResult::Grpc(outcome) => self.on_grpc(token, outcome),
+        }
+    }
+
+    /// A unary gRPC call's end: its message through `on_grpc_receive` (buffer 5), any other
+    /// status through `on_grpc_close`, with `proxy_get_status` answering it meanwhile (Envoy
+    /// `context.cc` `onGrpcReceive`, `onGrpcClose`).
+    fn on_grpc(&mut self, token: u32, outcome: GrpcOutcome) -> Result<(), Failure> {
+        let root = self.store.data().root_context as i32;
+        let token = token as i32;
+        let result = match outcome {
+            GrpcOutcome::Message(message) => {
+                let size = i32::try_from(message.len()).unwrap_or(i32::MAX);
+                self.store.data_mut().grpc_message = Some(message);
+                match self.exports.grpc_receive.as_ref() {
+                    Some(f) => guarded(&mut self.store, self.deadline, |store| {
+                        f.call(store, (root, token, size))
+                    }),
+                    None => Ok(()),
+                }
+            }
+            GrpcOutcome::Closed(code, message) => {
+                let code = i32::try_from(code).unwrap_or(i32::MAX);
+                self.store.data_mut().call_status = Some((code, message));
+                match self.exports.grpc_close.as_ref() {
+                    Some(f) => guarded(&mut self.store, self.deadline, |store| {
+                        f.call(store, (root, token, code))
+                    }),
+                    None => Ok(()),
+                }
+            }
+        };
+        let state = self.store.data_mut();
+        state.grpc_message = None;
+        state.call_status = None;
+        result
+    }
+
     /// Delivers an http-call response to the root context (a failed call has no headers).
-    pub fn on_http_call_response(
+    fn on_http_call_response(
         &mut self,
         token: u32,
         response: Option<http::Response<bytes::Bytes>>,
     ) -> Result<(), Failure> {
-        self.on_root();
         // Envoy `context.cc` `onHttpCallFailure`: a reset is (BrokenConnection, "reset") for
         // `proxy_get_status` while its response callback runs, and there is no response (its
         // maps are `BadArgument`, its body `NotFound`).
@@ -463,7 +513,7 @@ impl Instance {
         let state = self.store.data_mut();
         state.call_status = delivered
             .is_none()
-            .then_some((crate::abi::status::BROKEN_CONNECTION, "reset"));
+            .then(|| (crate::abi::status::BROKEN_CONNECTION, "reset".to_owned()));
         state.call_response = delivered;
         let root = self.store.data().root_context as i32;
         let result = match self.exports.http_call_response.as_ref() {

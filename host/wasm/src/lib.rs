@@ -12,7 +12,7 @@
 //!
 //! Where the files are: `engine` (engine, linker, epoch ticker), `instance` (one instance and its
 //! callbacks), `chain` (per-worker slots, failure handling), `stream` (the per-request driver),
-//! `state` (the data a store carries), `hostcalls/*` (the imports), `serial` (wire formats),
+//! `state` (the data a store carries), `hostcalls/*` (the imports), `serial` (wire formats), `grpc` (unary gRPC callouts),
 //! `shared` (shared data and queues), `metrics`, `ticker` (timers and root-context callouts),
 //! `drain` (a let-go instance whose root waits to call `proxy_done`).
 
@@ -21,6 +21,7 @@ mod chain;
 mod drain;
 mod engine;
 mod error;
+mod grpc;
 mod headers;
 mod hostcalls;
 mod instance;
@@ -39,6 +40,6 @@ pub use engine::provided_imports;
 pub use error::{CalloutError, ChainError};
 pub use stream::Stream;
 pub use types::{
-    BodyVerdict, CalloutFuture, CalloutHandler, FailurePolicy, FilterSpec, HeadersVerdict, Limits,
-    LocalResponse, NoCallouts, StreamInfo, TrailersVerdict, UpstreamInfo,
+    BodyVerdict, CalloutFuture, CalloutHandler, FailurePolicy, FilterSpec, GrpcFuture,
+    HeadersVerdict, Limits, LocalResponse, NoCallouts, StreamInfo, TrailersVerdict, UpstreamInfo,
 };

@@ -104,11 +104,18 @@ pub(crate) struct Actions {
     pub local_response: Option<LocalResponse>,
 }
 
-/// A `proxy_http_call` started during a callback; the caller of the callback spawns it.
+/// A `proxy_http_call` or `proxy_grpc_call` started during a callback; the caller of the
+/// callback spawns it.
 pub(crate) struct NewCallout {
     pub token: u32,
-    pub future: crate::types::CalloutFuture,
+    pub call: Call,
     pub timeout: Duration,
+}
+
+/// The request of a [`NewCallout`], on its way.
+pub(crate) enum Call {
+    Http(crate::types::CalloutFuture),
+    Grpc(crate::types::GrpcFuture),
 }
 
 /// The http-call response being delivered by `proxy_on_http_call_response`.
@@ -167,9 +174,12 @@ pub(crate) struct HostState {
     /// configuration is readable (Envoy serves it only while `temp_plugin_` is set,
     /// `source/extensions/common/wasm/context.cc` `getBuffer`).
     pub configuring: bool,
-    /// What `proxy_get_status` answers: set while a failed callout's response is delivered
-    /// (Envoy `context.cc` `onHttpCallFailure`: BrokenConnection, "reset"), else (0, "").
-    pub call_status: Option<(i32, &'static str)>,
+    /// What `proxy_get_status` answers: set while a failed http callout's response is
+    /// delivered (Envoy `context.cc` `onHttpCallFailure`: BrokenConnection, "reset") and while
+    /// a gRPC call's `on_grpc_close` runs (its status and message), else (0, "").
+    pub call_status: Option<(i32, String)>,
+    /// The gRPC response message being delivered by `proxy_on_grpc_receive` (buffer 5).
+    pub grpc_message: Option<Bytes>,
     /// The root's `on_done` answered "not yet": until the filter calls `proxy_done` (then
     /// `Ok`, once; otherwise `NotFound`, cpp-host `src/wasm.cc` `WasmBase::done`), keel keeps
     /// the instance and delivers its callouts (see `crate::ticker::drain`).
@@ -213,6 +223,7 @@ impl HostState {
             last_log: None,
             configuring: false,
             call_status: None,
+            grpc_message: None,
             done_pending: false,
         }
     }

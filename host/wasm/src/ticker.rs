@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::chain::ChainInner;
-use crate::state::NewCallout;
+use crate::state::{Call, NewCallout};
 
 /// How often the thread looks for due ticks and ready queues.
 const RESOLUTION: Duration = Duration::from_millis(10);
@@ -112,16 +112,45 @@ fn pass(
     }
 }
 
-/// What a callout comes to: its response, or `None` (failed or timed out).
-pub(crate) type CalloutResult = Option<http::Response<bytes::Bytes>>;
+/// What a callout comes to.
+pub(crate) enum CalloutResult {
+    /// An http callout: its response, or `None` (reset once connected).
+    Http(Option<http::Response<bytes::Bytes>>),
+    /// A unary gRPC callout: its message, or its status.
+    Grpc(crate::grpc::GrpcOutcome),
+}
+
+impl NewCallout {
+    /// What the filter gets for a callout that never ran (no runtime, or its task was lost):
+    /// a reset.
+    pub(crate) fn lost(&self) -> CalloutResult {
+        match self.call {
+            Call::Http(_) => CalloutResult::Http(None),
+            Call::Grpc(_) => CalloutResult::Grpc(crate::grpc::GrpcOutcome::Closed(
+                13,
+                "the callout was lost".into(),
+            )),
+        }
+    }
+}
 
 /// Starts a callout's request under its timeout. As Envoy's async client, which goes through
 /// the router (`source/common/http/async_client_impl.cc`), a timeout is a 504 and an upstream
 /// that cannot be reached a 503, each with the router's text; only a reset after the connection
-/// was up is a failure (`onFailure`: a response with no headers).
+/// was up is a failure (`onFailure`: a response with no headers). A gRPC call's end is reduced
+/// to its message or status (`crate::grpc::outcome`).
 pub(crate) async fn send(callout: NewCallout) -> CalloutResult {
     use crate::error::CalloutError;
-    match tokio::time::timeout(callout.timeout, callout.future).await {
+    let future = match callout.call {
+        Call::Grpc(future) => {
+            let result = tokio::time::timeout(callout.timeout, future)
+                .await
+                .unwrap_or(Err(CalloutError::Timeout));
+            return CalloutResult::Grpc(crate::grpc::outcome(result));
+        }
+        Call::Http(future) => future,
+    };
+    CalloutResult::Http(match tokio::time::timeout(callout.timeout, future).await {
         Ok(Ok(response)) => Some(response),
         Err(_) | Ok(Err(CalloutError::Timeout)) => {
             Some(router_reply(504, "upstream request timeout"))
@@ -131,7 +160,7 @@ pub(crate) async fn send(callout: NewCallout) -> CalloutResult {
             "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
         )),
         Ok(Err(CalloutError::Failed(_) | CalloutError::UnknownUpstream(_))) => None,
-    }
+    })
 }
 
 /// A reply as Envoy's router makes it for a callout (`text/plain`, with its length).
@@ -185,7 +214,7 @@ pub(crate) fn deliver_to_root(
             return;
         }
         if let Some(instance) = slot.instance.as_mut() {
-            match instance.on_http_call_response(token, response) {
+            match instance.on_callout(token, response) {
                 Err(failure) => filter.fail(&mut slot, &failure),
                 Ok(()) if !instance.store.data().remote.is_empty() => {
                     slot.wake.notify_waiters();

@@ -106,7 +106,13 @@ impl FilterSpec {
 pub type CalloutFuture =
     Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, CalloutError>> + Send>>;
 
-/// Where `proxy_http_call` goes: keel's configured callout upstreams.
+/// The future of [`CalloutHandler::grpc_call`]: the HTTP/2 response (its body whole) and its
+/// trailers.
+pub type GrpcFuture = Pin<
+    Box<dyn Future<Output = Result<(http::Response<Bytes>, http::HeaderMap), CalloutError>> + Send>,
+>;
+
+/// Where `proxy_http_call` and `proxy_grpc_call` go: keel's configured callout upstreams.
 pub trait CalloutHandler: Send + Sync + 'static {
     /// Sends `request` to the upstream named `upstream`. The runtime applies `timeout` too.
     fn call(
@@ -115,6 +121,22 @@ pub trait CalloutHandler: Send + Sync + 'static {
         request: http::Request<Bytes>,
         timeout: Duration,
     ) -> CalloutFuture;
+    /// Sends a gRPC `request` (already framed, see `crate::grpc`) to `upstream` over HTTP/2
+    /// and reads the whole response with its trailers. Handlers without HTTP/2 answer `Failed`
+    /// (the filter sees gRPC status INTERNAL).
+    fn grpc_call(
+        &self,
+        upstream: &str,
+        _request: http::Request<Bytes>,
+        _timeout: Duration,
+    ) -> GrpcFuture {
+        let upstream = upstream.to_owned();
+        Box::pin(async move {
+            Err(CalloutError::Failed(format!(
+                "no gRPC client for callout upstream {upstream}"
+            )))
+        })
+    }
     /// Whether an upstream of that name is configured (false → `BadArgument` at call time).
     fn has_upstream(&self, upstream: &str) -> bool;
 }

@@ -1,5 +1,5 @@
-//! What reaches beyond the instance: http callouts, gRPC (answered with a clean failure),
-//! foreign functions (not found), shared data and queues, and metrics.
+//! What reaches beyond the instance: http callouts, unary gRPC callouts (streams answered with
+//! a clean failure), foreign functions, shared data and queues, and metrics.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use crate::abi::status;
 use crate::memory;
 use crate::metrics::CustomMetric;
 use crate::shared::{self, SetResult};
-use crate::state::{HostState, NewCallout};
+use crate::state::{Call, HostState, NewCallout};
 
 type Ctx<'a> = Caller<'a, HostState>;
 type R = wasmtime::Result<i32>;
@@ -80,17 +80,66 @@ fn http_call(caller: &mut Ctx<'_>, args: [i32; 8], timeout_ms: i32, ret_token: i
         0 => NO_TIMEOUT,
         ms => Duration::from_millis(ms),
     };
+    start(caller, ret_token, timeout, |handler| {
+        Call::Http(handler.call(&upstream, request, timeout))
+    })
+}
+
+/// Gives a new callout the next token (written to `ret_token`) and queues the call `send`
+/// starts; the caller of the callback spawns it.
+fn start(
+    caller: &mut Ctx<'_>,
+    ret_token: i32,
+    timeout: Duration,
+    send: impl FnOnce(&dyn crate::types::CalloutHandler) -> Call,
+) -> R {
     let token = caller.data().next_token;
     guest!(memory::write_u32(caller, ret_token, token));
     let state = caller.data_mut();
     state.next_token = state.next_token.wrapping_add(1).max(1);
-    let future = state.callout_handler.call(&upstream, request, timeout);
+    let call = send(state.callout_handler.as_ref());
     state.callouts.push(NewCallout {
         token,
-        future,
+        call,
         timeout,
     });
     Ok(status::OK)
+}
+
+/// `proxy_grpc_call`: a unary call to the callout upstream named by `service` (Envoy also
+/// takes a serialized `GrpcService`; keel takes the cluster-name form the SDKs send). An
+/// unknown upstream is `ParseFailure`, as in Envoy (`context.cc` `grpcCall`: no such cluster).
+fn grpc_call(caller: &mut Ctx<'_>, args: [i32; 10], timeout_ms: i32, ret_token: i32) -> R {
+    // (pointer, length) of the upstream, service, method, metadata and message.
+    let mut buffers = Vec::with_capacity(5);
+    for pair in args.chunks_exact(2) {
+        buffers.push(guest!(memory::read(caller, pair[0], pair[1])));
+    }
+    let Ok([upstream, service, method, raw_metadata, message]) = <[Vec<u8>; 5]>::try_from(buffers)
+    else {
+        return Ok(status::BAD_ARGUMENT);
+    };
+    let upstream = match String::from_utf8(upstream) {
+        Ok(name) if caller.data().callout_handler.has_upstream(&name) => name,
+        _ => return Ok(status::PARSE_FAILURE),
+    };
+    let Some(pairs) = crate::serial::deserialize_pairs(&raw_metadata) else {
+        return Ok(status::BAD_ARGUMENT);
+    };
+    // The SDKs pass the timeout as an unsigned number of milliseconds; 0 is none.
+    let timeout = match timeout_ms as u32 {
+        0 => None,
+        ms => Some(Duration::from_millis(u64::from(ms))),
+    };
+    let Some(request) =
+        crate::grpc::request(&upstream, &service, &method, &pairs, &message, timeout)
+    else {
+        return Ok(status::BAD_ARGUMENT);
+    };
+    let timeout = timeout.unwrap_or(NO_TIMEOUT);
+    start(caller, ret_token, timeout, |handler| {
+        Call::Grpc(handler.grpc_call(&upstream, request, timeout))
+    })
 }
 
 /// A callout with timeout 0 waits this long: a year, "no timeout" without overflowing a
@@ -134,14 +183,44 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             )
         },
     )?;
-    // gRPC: keel has no gRPC client; calls fail cleanly with a status the SDK accepts.
-    super::stub(
-        linker,
+    linker.func_wrap(
         "env",
         "proxy_grpc_call",
-        "iiiiiiiiiiii",
-        status::INTERNAL_FAILURE,
+        |mut caller: Ctx<'_>,
+         up: i32,
+         up_len: i32,
+         service: i32,
+         service_len: i32,
+         method: i32,
+         method_len: i32,
+         metadata: i32,
+         metadata_len: i32,
+         message: i32,
+         message_len: i32,
+         timeout: i32,
+         ret_token: i32|
+         -> R {
+            grpc_call(
+                &mut caller,
+                [
+                    up,
+                    up_len,
+                    service,
+                    service_len,
+                    method,
+                    method_len,
+                    metadata,
+                    metadata_len,
+                    message,
+                    message_len,
+                ],
+                timeout,
+                ret_token,
+            )
+        },
     )?;
+    // gRPC streams: keel has no streaming gRPC client; they fail cleanly with a status the SDK
+    // accepts.
     super::stub(
         linker,
         "env",
@@ -156,7 +235,11 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_status",
         |mut caller: Ctx<'_>, ret_code: i32, ret_ptr: i32, ret_len: i32| -> R {
-            let (code, message) = caller.data().call_status.unwrap_or((status::OK, ""));
+            let (code, message) = caller
+                .data()
+                .call_status
+                .clone()
+                .unwrap_or((status::OK, String::new()));
             guest!(memory::write_u32(&mut caller, ret_code, code as u32));
             guest!(memory::copy_out(
                 &mut caller,

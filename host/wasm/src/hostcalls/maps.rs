@@ -77,6 +77,7 @@ fn buffer_of(state: &mut HostState, kind: i32) -> Option<&[u8]> {
         buffer::VM_CONFIGURATION => Some(&state.plugin.vm_config),
         buffer::PLUGIN_CONFIGURATION if state.configuring => Some(&state.plugin.plugin_config),
         buffer::HTTP_CALL_RESPONSE_BODY => state.call_response.as_ref().map(|r| &r.body[..]),
+        buffer::GRPC_RECEIVE_BUFFER => state.grpc_message.as_deref(),
         buffer::REQUEST_BODY | buffer::RESPONSE_BODY => {
             let stream = state.current_stream()?;
             match &stream.body {

@@ -35,14 +35,15 @@ impl Stream {
     pub(super) fn spawn(&mut self, index: usize, callouts: Vec<NewCallout>) {
         for callout in callouts {
             let token = callout.token;
+            let lost = callout.lost();
             let call = crate::ticker::send(callout);
             let result: Pin<Box<dyn Future<Output = CalloutResult> + Send>> =
                 match tokio::runtime::Handle::try_current() {
                     Ok(handle) => {
                         let task = handle.spawn(call);
-                        Box::pin(async move { task.await.ok().flatten() })
+                        Box::pin(async move { task.await.unwrap_or(lost) })
                     }
-                    Err(_) => Box::pin(async { None }),
+                    Err(_) => Box::pin(async move { lost }),
                 };
             self.pending.push(Pending {
                 filter: index,
@@ -83,7 +84,7 @@ impl Stream {
         let token = pending.token;
         let filter = pending.filter;
         match self.run(filter, true, |instance, _| {
-            instance.on_http_call_response(token, result).map(|()| 0)
+            instance.on_callout(token, result).map(|()| 0)
         }) {
             Ran::Skip => Delivered::Skipped(filter),
             Ran::Respond(response) => Delivered::Respond(response),

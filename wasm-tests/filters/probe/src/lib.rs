@@ -8,7 +8,8 @@
 //! `body_buffer`, `tick`, `tick_resume` (request headers pause; the next on_tick resumes them),
 //! `tick_edit` (as `tick_resume`, and on_tick first adds `x-from-tick: <:path>, <request.path>`
 //! to the paused request), `tick_reply` (on_tick answers the paused request 429),
-//! `queue`, `wasi`, `foreign`, `root_done` (counts the root's `on_done`), `root_flush` (the
+//! `grpc <upstream>` (a unary gRPC call; its answer in `x-grpc-answer`), `queue`, `wasi`,
+//! `foreign`, `root_done` (counts the root's `on_done`), `root_flush` (the
 //! root's `on_done` sends a batch and calls `proxy_done` when it is answered), `reject`
 //! (on_configure fails), `slow_configure` (100 ms of work in on_configure); in every mode the
 //! trailers callbacks mark the trailers they saw.
@@ -482,6 +483,10 @@ impl Probe {
 }
 
 impl Context for Probe {
+    fn on_grpc_call_response(&mut self, _token: u32, status_code: u32, response_size: usize) {
+        self.grpc_answer(status_code, response_size);
+    }
+
     fn on_http_call_response(
         &mut self,
         _token: u32,
@@ -513,6 +518,23 @@ impl Context for Probe {
             );
             return;
         }
+        self.resume_http_request();
+    }
+}
+
+impl Probe {
+    /// `grpc`: the call's answer, `0 <message>` or `<status> <grpc-message>`, then resume.
+    fn grpc_answer(&mut self, status_code: u32, response_size: usize) {
+        let answer = if status_code == 0 {
+            let message = self
+                .get_grpc_call_response_body(0, response_size)
+                .unwrap_or_default();
+            format!("0 {}", String::from_utf8_lossy(&message))
+        } else {
+            let (code, message) = self.get_grpc_status();
+            format!("{status_code} {code} {}", message.unwrap_or_default())
+        };
+        self.add_http_request_header("x-grpc-answer", &answer);
         self.resume_http_request();
     }
 }
@@ -552,6 +574,27 @@ impl HttpContext for Probe {
                     Ok(_) => Action::Pause,
                     Err(status) => {
                         let body = format!("dispatch failed: {status:?}\n");
+                        self.send_http_response(502, vec![], Some(body.as_bytes()));
+                        Action::Pause
+                    }
+                }
+            }
+            // A unary gRPC call to `<upstream>` with the request's `x-id` as metadata; the
+            // answer goes into the request (`x-grpc-answer`) and resumes it.
+            "grpc" => {
+                let upstream = self.args.first().cloned().unwrap_or_default();
+                let id = self.get_http_request_header("x-id").unwrap_or_default();
+                match self.dispatch_grpc_call(
+                    &upstream,
+                    "probe.Auth",
+                    "Check",
+                    vec![("x-id", id.as_bytes())],
+                    Some(b"ping"),
+                    Duration::from_secs(1),
+                ) {
+                    Ok(_) => Action::Pause,
+                    Err(status) => {
+                        let body = format!("grpc dispatch failed: {status:?}\n");
                         self.send_http_response(502, vec![], Some(body.as_bytes()));
                         Action::Pause
                     }
