@@ -147,6 +147,42 @@ async fn a_local_response_replaces_the_request() {
     }
 }
 
+/// A local reply to a gRPC request is a gRPC status, as Envoy's `sendLocalReply` makes it
+/// (`source/common/http/utility.cc` `prepareLocalReply`: HTTP 200, `application/grpc`,
+/// `grpc-status` from the filter or from the HTTP status, `grpc-message` the text, no body); to
+/// any other request the same call is a plain reply. keel's own replies (the fail-closed 503)
+/// take the same form.
+#[tokio::test]
+async fn a_local_reply_to_a_grpc_request_is_a_grpc_status() {
+    let grpc = [("content-type", "application/grpc")];
+    let respond = async |mode: &str, headers: &[(&str, &str)]| {
+        // A name of its own: the failure metric (by filter name) is process-wide.
+        let name = format!("grpc-reply-{mode}");
+        let (chain, _registry) = chain(vec![spec(&name, "test_probe", mode)]);
+        let mut stream = chain.stream(info());
+        let mut req = request("/pkg.Svc/Call", headers);
+        match stream.request_headers(&mut req, true).await {
+            HeadersVerdict::Respond(local) => local,
+            other => panic!("expected a local reply, got {other:?}"),
+        }
+    };
+    let local = respond("grpc_local", &grpc).await;
+    assert_eq!(local.status, 200);
+    assert!(local.body.is_empty());
+    assert_eq!(local_header(&local, "content-type"), "application/grpc");
+    assert_eq!(local_header(&local, "grpc-status"), "10");
+    assert_eq!(local_header(&local, "grpc-message"), "Aborted by probe");
+    assert_eq!(local_header(&local, "x-probe"), "1");
+    let plain = respond("grpc_local", &[]).await;
+    assert_eq!(plain.status, 200);
+    assert_eq!(&plain.body[..], b"Aborted by probe");
+    assert_eq!(local_header(&plain, "grpc-status"), "");
+    // The fail-closed 503 to a gRPC request: UNAVAILABLE.
+    let failed = respond("trap", &grpc).await;
+    assert_eq!(failed.status, 200);
+    assert_eq!(local_header(&failed, "grpc-status"), "14");
+}
+
 /// A local reply goes through the response callbacks of the filters the request reached, as
 /// Envoy's `sendLocalReply` runs it through the encoder chain (`source/common/http/
 /// filter_manager.cc` `sendLocalReplyViaFilterChain`, `encodeHeaders(nullptr, ...)` from the

@@ -2,7 +2,8 @@
 //! request (`POST /<service>/<method>`, `application/grpc`, one length-prefixed message, the
 //! filter's initial metadata, `grpc-timeout`), sent over HTTP/2 by the [`CalloutHandler`], and
 //! its answer reduced to what the filter gets: the response message (`on_grpc_receive`), or a
-//! gRPC status and message (`on_grpc_close`, `proxy_get_status`).
+//! gRPC status and message (`on_grpc_close`, `proxy_get_status`). Also the form of a local
+//! reply to a gRPC request (trailers-only).
 //!
 //! [`CalloutHandler`]: crate::CalloutHandler
 
@@ -84,6 +85,53 @@ fn from_http(status: http::StatusCode) -> u32 {
         429 | 502..=504 => code::UNAVAILABLE,
         _ => code::UNKNOWN,
     }
+}
+
+/// Whether a request is gRPC (Envoy `Grpc::Common::isGrpcRequestHeaders`: a path and an
+/// `application/grpc` content type).
+pub(crate) fn is_request(parts: &http::request::Parts) -> bool {
+    parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// Turns a local reply to a gRPC request into what Envoy sends (`source/common/http/
+/// utility.cc` `prepareLocalReply`): HTTP 200, `application/grpc`, `grpc-status` (the one the
+/// filter gave, else the HTTP status's), `grpc-message` (the body, percent-encoded), and no
+/// body.
+pub(crate) fn trailers_only(parts: &mut http::response::Parts, body: &[u8]) {
+    let code = parts
+        .headers
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok()?.parse().ok())
+        .unwrap_or_else(|| from_http(parts.status));
+    parts.status = http::StatusCode::OK;
+    parts.headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    parts
+        .headers
+        .insert("grpc-status", http::HeaderValue::from(code));
+    if !body.is_empty()
+        && let Ok(message) = http::HeaderValue::from_str(&percent_encode(body))
+    {
+        parts.headers.insert("grpc-message", message);
+    }
+}
+
+/// The gRPC spec's `grpc-message` encoding: `%XX` for `%` and for bytes outside 0x20..=0x7E.
+fn percent_encode(text: &[u8]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for &byte in text {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 fn status_of(map: &http::HeaderMap) -> Option<(u32, String)> {
@@ -237,6 +285,29 @@ mod tests {
             outcome(compressed),
             GrpcOutcome::Closed(code::INTERNAL, _)
         ));
+    }
+
+    #[test]
+    fn a_local_reply_to_a_grpc_request_is_trailers_only() {
+        let (mut parts, ()) = http::Response::builder()
+            .status(503)
+            .header("content-type", "text/plain")
+            .body(())
+            .expect("response")
+            .into_parts();
+        trailers_only(&mut parts, b"a filter failed\n");
+        assert_eq!(parts.status, 200);
+        assert_eq!(parts.headers["content-type"], "application/grpc");
+        assert_eq!(parts.headers["grpc-status"], "14");
+        assert_eq!(parts.headers["grpc-message"], "a filter failed%0A");
+        let (mut parts, ()) = http::Response::builder()
+            .header("grpc-status", "10")
+            .body(())
+            .expect("response")
+            .into_parts();
+        trailers_only(&mut parts, b"100% gone");
+        assert_eq!(parts.headers["grpc-status"], "10");
+        assert_eq!(parts.headers["grpc-message"], "100%25 gone");
     }
 
     #[test]

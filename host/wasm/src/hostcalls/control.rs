@@ -225,7 +225,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          body_len: i32,
          headers: i32,
          headers_len: i32,
-         _grpc_status: i32|
+         grpc_status: i32|
          -> R {
             let body = guest!(memory::read(&caller, body, body_len));
             let raw = guest!(memory::read(&caller, headers, headers_len));
@@ -247,6 +247,18 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 }
             }
             let state = caller.data_mut();
+            // A gRPC status the filter gave is kept for a gRPC request's trailers-only reply
+            // (Envoy `context.cc` `sendLocalResponse`: 0..=16 only; -1 is none).
+            let grpc = state
+                .current_stream()
+                .and_then(|stream| stream.request.as_ref())
+                .is_some_and(crate::grpc::is_request);
+            if grpc && (0..=16).contains(&grpc_status) {
+                list.push((
+                    HeaderName::from_static("grpc-status"),
+                    HeaderValue::from(grpc_status),
+                ));
+            }
             let response = LocalResponse {
                 status: status_code,
                 headers: list,

@@ -594,7 +594,8 @@ impl Stream {
     /// (`source/common/http/filter_manager.cc` `sendLocalReplyViaFilterChain`); they may change
     /// it, and `on_log` sees its status. As Envoy (`source/common/http/utility.cc`
     /// `sendLocalReply`), a reply with a body is `text/plain` unless it says otherwise, one
-    /// without has no `content-type`.
+    /// without has no `content-type`; a reply to a gRPC request is a gRPC status instead
+    /// (`crate::grpc::trailers_only`).
     async fn reply(&mut self, local: LocalResponse) -> LocalResponse {
         if self.replying {
             return local;
@@ -618,6 +619,18 @@ impl Stream {
                 http::HeaderValue::from_static("text/plain"),
             );
         }
+        // To a gRPC request, the reply is a gRPC status (trailers-only), as Envoy sends it.
+        let body = if self
+            .data()
+            .request
+            .as_ref()
+            .is_some_and(crate::grpc::is_request)
+        {
+            crate::grpc::trailers_only(&mut parts, &body);
+            Bytes::new()
+        } else {
+            body
+        };
         // An answer some filter still owed is superseded by this one.
         self.deferred = None;
         let eos = body.is_empty();

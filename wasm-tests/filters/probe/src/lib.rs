@@ -8,7 +8,8 @@
 //! `body_buffer`, `tick`, `tick_resume` (request headers pause; the next on_tick resumes them),
 //! `tick_edit` (as `tick_resume`, and on_tick first adds `x-from-tick: <:path>, <request.path>`
 //! to the paused request), `tick_reply` (on_tick answers the paused request 429),
-//! `grpc <upstream>` (a unary gRPC call; its answer in `x-grpc-answer`), `queue`, `wasi`,
+//! `grpc <upstream>` (a unary gRPC call; its answer in `x-grpc-answer`), `grpc_local` (a gRPC
+//! local reply, ABORTED), `queue`, `wasi`,
 //! `foreign`, `root_done` (counts the root's `on_done`), `root_flush` (the
 //! root's `on_done` sends a batch and calls `proxy_done` when it is answered), `reject`
 //! (on_configure fails), `slow_configure` (100 ms of work in on_configure); in every mode the
@@ -21,7 +22,9 @@ use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{
+    Action, BufferType, ContextType, GrpcStatusCode, LogLevel, MapType, MetricType,
+};
 
 // The module's entry point (`_initialize`), as the SDK's macro writes it.
 #[allow(missing_docs)]
@@ -599,6 +602,15 @@ impl HttpContext for Probe {
                         Action::Pause
                     }
                 }
+            }
+            // A gRPC local reply (the SDK's send_grpc_response: HTTP 200, the status, the text).
+            "grpc_local" => {
+                self.send_grpc_response(
+                    GrpcStatusCode::Aborted,
+                    Some("Aborted by probe"),
+                    vec![("x-probe", b"1")],
+                );
+                Action::Pause
             }
             // A callout the stream does not wait for (fire and forget).
             "fire" => {
