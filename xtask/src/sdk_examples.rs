@@ -2,9 +2,9 @@
 //! as they are from a checkout of github.com/proxy-wasm/proxy-wasm-rust-sdk, each run in
 //! `keel serve` in front of nginx (the examples' `direct_response` bodies) and driven with real
 //! HTTP requests; each answer is checked against what the example's README and `envoy.yaml` show
-//! Envoy doing. CI has no checkout, so this runs by hand. `grpc_auth_random` needs gRPC
-//! callouts, which keel does not make: its failure is reported as expected. An example the
-//! checkout does not have is reported as absent.
+//! Envoy doing. CI has no checkout, so this runs by hand. `grpc_auth_random`'s gRPC callouts
+//! go to a real gRPC server (`host/tests/support/grpc_server.py`, Python grpcio). An example
+//! the checkout does not have is reported as absent.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -61,18 +61,11 @@ pub fn run(args: &[String]) -> Result<()> {
         }
         let outcome =
             build(&dir, &work).and_then(|module| check(example, &module, &keel, &nginx, &work));
-        match (outcome, *example == "grpc_auth_random") {
-            (Ok(()), false) => println!("PASS"),
-            (Ok(()), true) => {
-                println!("UNEXPECTED PASS (keel makes no gRPC callouts)");
-                unexpected.push(*example);
-            }
-            (Err(error), true) => {
-                println!("EXPECTED FAILURE (no gRPC callouts in keel): {error:#}");
-                print_filter_log(&work);
-            }
-            (Err(error), false) => {
+        match outcome {
+            Ok(()) => println!("PASS"),
+            Err(error) => {
                 println!("FAIL: {error:#}");
+                print_filter_log(&work);
                 unexpected.push(*example);
             }
         }
@@ -181,6 +174,25 @@ impl Nginx {
             deny,
         })
     }
+}
+
+/// The gRPC server of keel's tests (Python grpcio) on a free port: the process and the port.
+fn grpc_server() -> Result<(Proc, u16)> {
+    let script = cmd::root().join("host/tests/support/grpc_server.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("could not start python3 (the gRPC server needs it and grpcio)")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let proc = Proc(child);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)?;
+    let port = line
+        .strip_prefix("listening ")
+        .and_then(|p| p.trim().parse().ok())
+        .with_context(|| format!("the gRPC server did not start (pip install grpcio): {line:?}"))?;
+    Ok((proc, port))
 }
 
 /// Waits up to ten seconds for a listener on `port`.
@@ -339,20 +351,31 @@ fn check(example: &str, module: &Path, bin: &Path, nginx: &Nginx, work: &Path) -
             )
         }
         "grpc_auth_random" => {
-            let (_keel, port) = keel(bin, module, "", nginx, nginx.grant, work)?;
+            // grpcbin: the real gRPC server of keel's tests, whose `grpcbin.GRPCBin/RandomError`
+            // answers OK, then PERMISSION_DENIED (7), in turn (the example grants on an even
+            // status and answers ABORTED on an odd one).
+            let (_grpc, grpcbin) = grpc_server()?;
+            let (_keel, port) = keel(bin, module, "", nginx, grpcbin, work)?;
             let plain = get(port, "/hello", "")?;
             expect(
                 plain.status == 503 && plain.body == "Service accessible only to gRPC clients.\n",
                 "a non-gRPC request: 503 \"Service accessible only to gRPC clients.\\n\"",
             )?;
-            let grpc = get(
-                port,
-                "/hello.HelloService/SayHello",
-                "content-type: application/grpc\r\n",
-            )?;
+            let grpc = "content-type: application/grpc\r\n";
+            let granted = get(port, "/hello.HelloService/SayHello", grpc)?;
             expect(
-                grpc.status == 200 && grpc.header("grpc-status").is_none_or(|s| s != "10"),
-                "a gRPC request: the grpcbin callout decides (keel answered without one)",
+                granted.status == 200
+                    && granted.body == "Everyone may read this message.\n"
+                    && granted.header("powered-by") == Some("proxy-wasm"),
+                "RandomError OK: the request goes on to the backend (powered-by: proxy-wasm)",
+            )?;
+            let aborted = get(port, "/hello.HelloService/SayHello", grpc)?;
+            expect(
+                aborted.status == 200
+                    && aborted.header("grpc-status") == Some("10")
+                    && aborted.header("grpc-message") == Some("Aborted by Proxy-Wasm!")
+                    && aborted.body.is_empty(),
+                "RandomError 7: a gRPC ABORTED reply (200, grpc-status 10, grpc-message)",
             )
         }
         other => bail!("no checks for {other}"),

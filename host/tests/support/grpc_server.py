@@ -1,8 +1,12 @@
-"""A real gRPC server (grpcio) for keel's gRPC callout tests: service `probe.Auth`, unary method
-`Check`, raw bytes in and out (no protobuf). It answers `echo:<request>`, or PERMISSION_DENIED
-with "denied by the test server" when the call's `x-id` metadata is `deny`. It listens on
-127.0.0.1, on a free port it prints as `listening <port>`, and runs until killed."""
+"""A real gRPC server (grpcio) for keel's gRPC callout tests, raw bytes in and out (no protobuf):
+* `probe.Auth/Check` answers `echo:<request>`, or PERMISSION_DENIED with "denied by the test
+  server" when the call's `x-id` metadata is `deny`;
+* `grpcbin.GRPCBin/RandomError` (the method the proxy-wasm SDK's `grpc_auth_random` example
+  calls, `cargo xtask sdk-examples`) answers OK, then PERMISSION_DENIED, in turn.
+It listens on 127.0.0.1, on a free port it prints as `listening <port>`, and runs until
+killed."""
 
+import itertools
 from concurrent import futures
 
 import grpc
@@ -15,12 +19,27 @@ def check(request, context):
     return b"echo:" + request
 
 
+RANDOM_ERROR_CALLS = itertools.count()
+
+
+def random_error(_request, context):
+    if next(RANDOM_ERROR_CALLS) % 2 == 1:
+        context.abort(grpc.StatusCode.PERMISSION_DENIED, "the odd call")
+    return b""
+
+
 def main():
-    handler = grpc.method_handlers_generic_handler(
-        "probe.Auth", {"Check": grpc.unary_unary_rpc_method_handler(check)}
+    handlers = (
+        grpc.method_handlers_generic_handler(
+            "probe.Auth", {"Check": grpc.unary_unary_rpc_method_handler(check)}
+        ),
+        grpc.method_handlers_generic_handler(
+            "grpcbin.GRPCBin",
+            {"RandomError": grpc.unary_unary_rpc_method_handler(random_error)},
+        ),
     )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    server.add_generic_rpc_handlers((handler,))
+    server.add_generic_rpc_handlers(handlers)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     print(f"listening {port}", flush=True)
