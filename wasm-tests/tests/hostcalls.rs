@@ -73,6 +73,15 @@ async fn header_maps_properties_metrics_and_shared_data() {
     assert_eq!(header(h, "x-prop-header-field"), "a,b");
     // `request.size` is the Content-Length while the headers are there (`expr/context.cc`).
     assert_eq!(header(h, "x-prop-size"), "12");
+    // The whole request cannot be listed (`context.cc` `getProperty`: SerializationFailure);
+    // `request.headers` has each name once (`expr/context.h` `HeadersWrapper`): when the probe
+    // reads it, the 4 pseudo-headers, x-replace, x-multi (twice), content-length, x-probe-count
+    // and x-probe-path are 10 pairs but 9 names.
+    assert_eq!(
+        header(h, "x-prop-whole-request"),
+        "Err(SerializationFailure)"
+    );
+    assert_eq!(header(h, "x-prop-header-names"), "9");
     // Envoy serves the plugin configuration only while the root configures
     // (`source/extensions/common/wasm/context.cc` `getBuffer`: `temp_plugin_`), NotFound after.
     assert_eq!(header(h, "x-plugin-config"), "none");

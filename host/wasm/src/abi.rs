@@ -9,6 +9,7 @@ pub(crate) mod status {
     pub const INVALID_MEMORY_ACCESS: i32 = 6;
     pub const EMPTY: i32 = 7;
     pub const CAS_MISMATCH: i32 = 8;
+    pub const SERIALIZATION_FAILURE: i32 = 3;
     pub const PARSE_FAILURE: i32 = 4;
     pub const INTERNAL_FAILURE: i32 = 10;
     pub const BROKEN_CONNECTION: i32 = 11;

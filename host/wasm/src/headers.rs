@@ -98,6 +98,26 @@ impl MapRef<'_> {
         out
     }
 
+    /// The map as a header-map property (`request.headers`, ...) is serialized by Envoy: each
+    /// name once, where it first appears, with its values joined by "," (`source/extensions/
+    /// filters/common/expr/context.h` `HeadersWrapper`).
+    pub fn serialize_joined(&self) -> Vec<u8> {
+        let mut joined: Vec<(&[u8], Vec<u8>)> = Vec::new();
+        self.for_each(|key, value| {
+            match joined
+                .iter_mut()
+                .find(|(name, _)| name.eq_ignore_ascii_case(key))
+            {
+                Some((_, values)) => {
+                    values.push(b',');
+                    values.extend_from_slice(value);
+                }
+                None => joined.push((key, value.to_vec())),
+            }
+        });
+        crate::serial::serialize_pairs(joined.iter().map(|(key, value)| (*key, value.as_slice())))
+    }
+
     /// The length of [`MapRef::serialize`]'s output, without building it.
     pub fn serialized_len(&self) -> usize {
         let mut size = 4usize;

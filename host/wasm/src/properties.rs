@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 
+use crate::abi::status;
 use crate::headers::MapRef;
 use crate::state::{HostState, StreamData, open};
 
@@ -30,9 +31,10 @@ fn protocol(version: http::Version) -> &'static str {
 /// The longest dotted property name keel answers (longer paths can only be filter state).
 const MAX_NAME: usize = 64;
 
-/// The value of a property path (segments joined by `\0`, as the SDK sends it), or `None` for
-/// NotFound.
-pub(crate) fn get(state: &mut HostState, raw_path: &[u8]) -> Option<Vec<u8>> {
+/// The value of a property path (segments joined by `\0`, as the SDK sends it), or the status
+/// to answer (`NotFound`; `SerializationFailure` for the whole `request` or `response`, which
+/// Envoy cannot list, `context.cc` `getProperty`: `ListKeys()` is unimplemented there).
+pub(crate) fn get(state: &mut HostState, raw_path: &[u8]) -> Result<Vec<u8>, i32> {
     // The dotted name (`crate::serial::split_property_path` joined by `.`), built on the stack:
     // every name keel knows is short ASCII, anything else can only be filter state.
     let joined = raw_path.strip_suffix(b"\0").unwrap_or(raw_path);
@@ -51,18 +53,23 @@ pub(crate) fn get(state: &mut HostState, raw_path: &[u8]) -> Option<Vec<u8>> {
         None => "",
     };
     match name {
-        "plugin_name" => return Some(state.plugin.name.as_bytes().to_vec()),
-        "plugin_root_id" => return Some(state.plugin.root_id.as_bytes().to_vec()),
-        "plugin_vm_id" => return Some(state.plugin.vm_id.as_bytes().to_vec()),
+        "plugin_name" => return Ok(state.plugin.name.as_bytes().to_vec()),
+        "plugin_root_id" => return Ok(state.plugin.root_id.as_bytes().to_vec()),
+        "plugin_vm_id" => return Ok(state.plugin.vm_id.as_bytes().to_vec()),
         _ => {}
     }
-    let Some(stream) = state.current_stream() else {
-        return state.root_filter_state.get(raw_path).cloned();
-    };
-    if let Some(value) = stream_property(stream, name) {
-        return Some(value);
+    // A root context has no stream, hence no attributes and no filter state (Envoy: no
+    // stream info).
+    let stream = state.current_stream().ok_or(status::NOT_FOUND)?;
+    if matches!(name, "request" | "response") {
+        return Err(status::SERIALIZATION_FAILURE);
     }
-    header_field(stream, joined).or_else(|| stream.filter_state.get(raw_path).cloned())
+    if let Some(value) = stream_property(stream, name) {
+        return Ok(value);
+    }
+    header_field(stream, joined)
+        .or_else(|| stream.filter_state.get(raw_path).cloned())
+        .ok_or(status::NOT_FOUND)
 }
 
 /// `["request", "headers", name]` and the like: one header of a map, as Envoy walks into the
@@ -132,10 +139,10 @@ fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
         "response.code" => int(u64::from(stream.response.as_ref()?.status.as_u16())),
         "response.flags" => int(0),
         "response.headers" if stream.open & open::RESPONSE_HEADERS != 0 => {
-            MapRef::Response(stream.response.as_mut()?).serialize()
+            MapRef::Response(stream.response.as_mut()?).serialize_joined()
         }
         "response.trailers" if stream.open & open::RESPONSE_TRAILERS != 0 => {
-            MapRef::Trailers(stream.response_trailers.as_mut()?).serialize()
+            MapRef::Trailers(stream.response_trailers.as_mut()?).serialize_joined()
         }
         _ => return None,
     };
@@ -149,7 +156,7 @@ fn request_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
         if stream.open & open::REQUEST_TRAILERS == 0 {
             return None;
         }
-        return Some(MapRef::Trailers(stream.request_trailers.as_mut()?).serialize());
+        return Some(MapRef::Trailers(stream.request_trailers.as_mut()?).serialize_joined());
     }
     if stream.open & open::REQUEST_HEADERS == 0 {
         return None;
@@ -178,20 +185,20 @@ fn request_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
         "request.id" => {
             header(parts, "x-request-id").unwrap_or_else(|| request_id.to_string().into_bytes())
         }
-        "request.headers" => MapRef::Request(parts, tls).serialize(),
+        "request.headers" => MapRef::Request(parts, tls).serialize_joined(),
         _ => return None,
     };
     Some(value)
 }
 
-/// Stores filter state (`proxy_set_property`): per stream, or per root context outside one.
-pub(crate) fn set(state: &mut HostState, raw_path: &[u8], value: Vec<u8>) {
+/// Stores filter state (`proxy_set_property`) in the stream; false in a root context, which has
+/// none (Envoy `context.cc` `setProperty`: no stream info, `NotFound`).
+pub(crate) fn set(state: &mut HostState, raw_path: &[u8], value: Vec<u8>) -> bool {
     match state.current_stream() {
         Some(stream) => {
             stream.filter_state.insert(raw_path.to_vec(), value);
+            true
         }
-        None => {
-            state.root_filter_state.insert(raw_path.to_vec(), value);
-        }
+        None => false,
     }
 }

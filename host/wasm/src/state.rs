@@ -163,7 +163,6 @@ pub(crate) struct HostState {
     /// hostcalls act on the effective context (`src/exports.cc` `contextOrEffectiveContext`).
     pub parked: Vec<(u32, Box<StreamData>)>,
     pub tick_period: Option<Duration>,
-    pub root_filter_state: HashMap<Vec<u8>, Vec<u8>>,
     pub callout_handler: Arc<dyn CalloutHandler>,
     pub registry: prometheus::Registry,
     pub metrics: HashMap<u32, CustomMetric>,
@@ -215,7 +214,6 @@ impl HostState {
             remote: Vec::new(),
             parked: Vec::new(),
             tick_period: None,
-            root_filter_state: HashMap::new(),
             callout_handler,
             registry,
             metrics: HashMap::new(),

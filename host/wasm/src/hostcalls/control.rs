@@ -285,11 +285,13 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 path_len,
                 |raw, state| { crate::properties::get(state, raw) }
             ));
-            let Some(value) = value else {
-                return Ok(status::NOT_FOUND);
-            };
-            guest!(memory::copy_out(&mut caller, &value, ret_ptr, ret_len)?);
-            Ok(status::OK)
+            match value {
+                Ok(value) => {
+                    guest!(memory::copy_out(&mut caller, &value, ret_ptr, ret_len)?);
+                    Ok(status::OK)
+                }
+                Err(code) => Ok(code),
+            }
         },
     )?;
     linker.func_wrap(
@@ -298,8 +300,11 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         |mut caller: Ctx<'_>, path: i32, path_len: i32, value: i32, value_len: i32| -> R {
             let raw = guest!(memory::read(&caller, path, path_len));
             let value = guest!(memory::read(&caller, value, value_len));
-            crate::properties::set(caller.data_mut(), &raw, value);
-            Ok(status::OK)
+            Ok(if crate::properties::set(caller.data_mut(), &raw, value) {
+                status::OK
+            } else {
+                status::NOT_FOUND
+            })
         },
     )?;
     Ok(())

@@ -306,6 +306,16 @@ impl Probe {
                 text(self.get_property(vec!["request", "headers", "X-Multi"])),
             ),
             ("size", int(self.get_property(vec!["request", "size"]))),
+            (
+                "whole-request",
+                format!("{:?}", hostcalls::get_property(vec!["request"]).map(|_| ())),
+            ),
+            (
+                "header-names",
+                self.get_property(vec!["request", "headers"])
+                    .and_then(|map| Some(u32::from_le_bytes(map.get(..4)?.try_into().ok()?)))
+                    .map_or_else(|| "-".to_owned(), |count| count.to_string()),
+            ),
         ];
         for (name, value) in props {
             self.add_http_request_header(&format!("x-prop-{name}"), &value);
