@@ -12,11 +12,12 @@
 //!
 //! Where the files are: `engine` (engine, linker, epoch ticker), `instance` (one instance and its
 //! callbacks), `chain` (per-worker slots, failure handling), `stream` (the per-request driver),
-//! `state` (the data a store carries), `hostcalls/*` (the imports), `serial` (wire formats), `grpc` (unary gRPC callouts),
+//! `state` (the data a store carries), `body` (a filter's body buffer), `hostcalls/*` (the imports), `serial` (wire formats), `grpc` (unary gRPC callouts),
 //! `shared` (shared data and queues), `metrics`, `ticker` (timers and root-context callouts),
 //! `drain` (a let-go instance whose root waits to call `proxy_done`).
 
 mod abi;
+mod body;
 mod chain;
 mod drain;
 mod engine;

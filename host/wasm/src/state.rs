@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use wasmtime::{Memory, ResourceLimiter, TypedFunc};
 
 use crate::metrics::CustomMetric;
@@ -49,7 +49,7 @@ pub(crate) struct StreamData {
     pub response_trailers: Option<http::HeaderMap>,
     pub upstream: Option<UpstreamInfo>,
     /// The body buffer of the filter being called, with its buffer type (0 request, 1 response).
-    pub body: Option<(i32, BytesMut)>,
+    pub body: Option<(i32, crate::body::BodyBuf)>,
     /// Filter state written by `proxy_set_property` (shared by the filters of the chain).
     pub filter_state: HashMap<Vec<u8>, Vec<u8>>,
     pub request_body_bytes: u64,

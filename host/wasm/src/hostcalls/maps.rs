@@ -81,7 +81,7 @@ fn buffer_of(state: &mut HostState, kind: i32) -> Option<&[u8]> {
         buffer::REQUEST_BODY | buffer::RESPONSE_BODY => {
             let stream = state.current_stream()?;
             match &stream.body {
-                Some((body_kind, bytes)) if *body_kind == kind => Some(&bytes[..]),
+                Some((body_kind, bytes)) if *body_kind == kind => Some(bytes.as_slice()),
                 _ => None,
             }
         }
@@ -339,9 +339,12 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 return Ok(status::BAD_ARGUMENT);
             };
             let spliced = match &mut stream.body {
-                Some((body_kind, body)) if *body_kind == kind => {
-                    splice(body, start as u32 as usize, size as u32 as usize, &data)
-                }
+                Some((body_kind, body)) if *body_kind == kind => splice(
+                    body.make_mut(),
+                    start as u32 as usize,
+                    size as u32 as usize,
+                    &data,
+                ),
                 _ => false,
             };
             Ok(if spliced {

@@ -7,10 +7,11 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::StatusCode;
 
 use crate::abi::action;
+use crate::body::BodyBuf;
 use crate::chain::ChainInner;
 use crate::headers::MapRef;
 use crate::instance::{Callback, Failure, Instance};
@@ -35,13 +36,13 @@ struct FilterStream {
     /// Whether its request headers callback ran (Envoy's `http_request_started_`: a filter
     /// the request never reached sees no response callback either).
     started: bool,
-    request_body: BytesMut,
-    response_body: BytesMut,
+    request_body: BodyBuf,
+    response_body: BodyBuf,
 }
 
 impl FilterStream {
     /// The body this filter buffers in `dir`.
-    fn body(&mut self, dir: Dir) -> &mut BytesMut {
+    fn body(&mut self, dir: Dir) -> &mut BodyBuf {
         match dir {
             Dir::Request => &mut self.request_body,
             Dir::Response => &mut self.response_body,
@@ -449,7 +450,7 @@ impl Stream {
         };
         let buffered = {
             let body = self.filters[index].body(dir);
-            body.extend_from_slice(&chunk);
+            body.push(chunk);
             body.len()
         };
         let ran = self.run(index, false, |instance, context| {
@@ -486,7 +487,7 @@ impl Stream {
         if let Err(response) = self.step(index, dir, ran).await {
             return BodyVerdict::Respond(response);
         }
-        BodyVerdict::Forward(self.filters[index].body(dir).split().freeze())
+        BodyVerdict::Forward(self.filters[index].body(dir).take())
     }
 
     /// Trailers through every filter in `dir`'s order. A body a filter still holds goes on once
@@ -531,11 +532,10 @@ impl Stream {
             }
             // The trailers went on: so does what this filter held (older than `carry`, which is
             // only non-empty here when the filter was out of the stream).
-            let held = self.filters[index].body(dir).split();
+            let mut held = std::mem::take(self.filters[index].body(dir));
             if !held.is_empty() {
-                let mut joined = held;
-                joined.extend_from_slice(&carry);
-                carry = joined.freeze();
+                held.push(carry);
+                carry = held.take();
             }
         }
         TrailersVerdict::Continue(carry)
