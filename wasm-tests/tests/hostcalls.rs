@@ -89,6 +89,11 @@ async fn header_maps_properties_metrics_and_shared_data() {
     // Envoy `source/extensions/common/wasm/context.cc`: `recordMetric` adds to a counter
     // (`it->second->add(value)`), `incrementMetric` answers BadArgument unless `offset > 0`.
     assert_eq!(header(h, "x-recorded"), "4:Err(BadArgument)");
+    assert_eq!(
+        header(h, "x-metric-bytes"),
+        "0",
+        "a name of any bytes is defined"
+    );
     assert_eq!(header(h, "x-shared"), "one:true:true");
     assert_eq!(header(h, "x-time-ok"), "true");
 

@@ -35,16 +35,6 @@ pub(crate) fn read(
         .ok_or(BadPointer)
 }
 
-/// Reads a guest string as bytes (same as [`read`], named for intent).
-pub(crate) fn read_str(
-    caller: &Caller<'_, HostState>,
-    ptr: i32,
-    len: i32,
-) -> Result<String, BadPointer> {
-    let bytes = read(caller, ptr, len)?;
-    String::from_utf8(bytes).map_err(|_| BadPointer)
-}
-
 /// Writes `bytes` at `ptr`.
 pub(crate) fn write(
     caller: &mut Caller<'_, HostState>,

@@ -4,7 +4,7 @@
 //! Collectors are process-wide (one per name) and registered into each chain's registry, so
 //! every worker's instance of a filter adds to the same series.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{LazyLock, Mutex, PoisonError};
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
@@ -47,13 +47,17 @@ pub(crate) enum CustomMetric {
 
 struct Defined {
     ids: HashMap<(i32, String), u32>,
-    metrics: Vec<CustomMetric>,
+    /// Each metric, and whether it is exported (the first to take its exported name).
+    metrics: Vec<(CustomMetric, bool)>,
+    /// The exported names taken.
+    names: HashSet<String>,
 }
 
 static DEFINED: LazyLock<Mutex<Defined>> = LazyLock::new(|| {
     Mutex::new(Defined {
         ids: HashMap::new(),
         metrics: Vec::new(),
+        names: HashSet::new(),
     })
 });
 
@@ -78,28 +82,49 @@ pub(crate) fn define(kind: i32, name: &str, registry: &Registry) -> Option<(u32,
     let mut defined = DEFINED.lock().unwrap_or_else(PoisonError::into_inner);
     let key = (kind, name.to_owned());
     if let Some(&id) = defined.ids.get(&key) {
-        let metric = defined.metrics.get(id as usize)?.clone();
-        register(&metric, registry);
+        let (metric, exported) = defined.metrics.get(id as usize)?.clone();
+        if exported {
+            register(&metric, registry);
+        }
         return Some((id, metric));
     }
     let full = sanitize(name);
+    let exported = defined.names.insert(full.clone());
     let help = format!("proxy-wasm filter metric {name}");
     let metric = match kind {
         crate::abi::metric::COUNTER => CustomMetric::Counter(IntCounter::new(full, help).ok()?),
         crate::abi::metric::GAUGE => CustomMetric::Gauge(IntGauge::new(full, help).ok()?),
-        crate::abi::metric::HISTOGRAM => {
-            CustomMetric::Histogram(Histogram::with_opts(HistogramOpts::new(full, help)).ok()?)
-        }
+        crate::abi::metric::HISTOGRAM => CustomMetric::Histogram(
+            Histogram::with_opts(HistogramOpts::new(full, help).buckets(ENVOY_BUCKETS.to_vec()))
+                .ok()?,
+        ),
         _ => return None,
     };
-    if !register(&metric, registry) {
+    // Envoy answers Ok whatever the name; two names that sanitize alike ("a.b", "a_b", or a
+    // counter and a gauge of one name) cannot both be exported here: the second is kept (the
+    // filter can use it, `get_metric` reads it) and named in a warning.
+    if !exported {
+        log::warn!(
+            target: "keel_wasm",
+            "filter metric {name:?}: its exported name is taken by another filter metric; it is \
+             counted but not exported"
+        );
+    } else if !register(&metric, registry) {
         return None;
     }
     let id = u32::try_from(defined.metrics.len()).ok()?;
-    defined.metrics.push(metric.clone());
+    defined.metrics.push((metric.clone(), exported));
     defined.ids.insert(key, id);
     Some((id, metric))
 }
+
+/// Envoy's default histogram buckets (`source/common/stats/histogram_impl.cc`
+/// `HistogramSettingsImpl::defaultBuckets`): filters record unit-less integers (milliseconds,
+/// bytes), which prometheus' default buckets (0.005 to 10) would all put in `+Inf`.
+const ENVOY_BUCKETS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
 
 /// Registers; true when registered now or already (the same collector), false on a name clash.
 fn register(metric: &CustomMetric, registry: &Registry) -> bool {
@@ -140,5 +165,51 @@ mod tests {
                 .any(|f| f.name() == "keel_wasmcustom_test_shared_counter")
         );
         assert!(define(9, "bad.type", &one).is_none());
+    }
+
+    /// Envoy answers Ok for any name: a second metric whose exported name is taken is kept
+    /// (unexported) instead of refused.
+    #[test]
+    fn a_name_taken_by_another_metric_is_kept_unexported() {
+        let registry = Registry::new();
+        let (a, _) = define(0, "test.clash", &registry).unwrap();
+        let (b, gauge) = define(1, "test_clash", &registry).unwrap();
+        assert_ne!(a, b);
+        if let CustomMetric::Gauge(gauge) = gauge {
+            gauge.set(5);
+        }
+        let families = registry.gather();
+        let family = families
+            .iter()
+            .find(|f| f.name() == "keel_wasmcustom_test_clash")
+            .unwrap();
+        assert_eq!(
+            family.get_field_type(),
+            prometheus::proto::MetricType::COUNTER
+        );
+    }
+
+    /// Histograms use Envoy's buckets, so that integer observations (ms, bytes) spread out.
+    #[test]
+    fn histograms_have_envoys_buckets() {
+        let registry = Registry::new();
+        let (_, metric) = define(2, "test.latency_ms", &registry).unwrap();
+        let CustomMetric::Histogram(histogram) = metric else {
+            panic!("not a histogram");
+        };
+        histogram.observe(42.0);
+        let families = registry.gather();
+        let buckets = families
+            .iter()
+            .find(|f| f.name() == "keel_wasmcustom_test_latency_ms")
+            .unwrap()
+            .get_metric()[0]
+            .get_histogram()
+            .get_bucket()
+            .iter()
+            .map(|b| (b.upper_bound(), b.cumulative_count()))
+            .collect::<Vec<_>>();
+        assert_eq!(buckets.len(), 19);
+        assert!(buckets.contains(&(25.0, 0)) && buckets.contains(&(50.0, 1)));
     }
 }

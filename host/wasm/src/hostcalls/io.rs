@@ -376,7 +376,10 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_define_metric",
         |mut caller: Ctx<'_>, kind: i32, name: i32, name_len: i32, ret_id: i32| -> R {
-            let name = guest!(memory::read_str(&caller, name, name_len));
+            // Any bytes make a name (Envoy `context.cc` `defineMetric`); keel's exported name is
+            // sanitized anyway.
+            let name = guest!(memory::read(&caller, name, name_len));
+            let name = String::from_utf8_lossy(&name);
             let Some((id, metric)) = crate::metrics::define(kind, &name, &caller.data().registry)
             else {
                 return Ok(status::BAD_ARGUMENT);

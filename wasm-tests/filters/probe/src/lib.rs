@@ -342,6 +342,12 @@ impl Probe {
             let zero = hostcalls::increment_metric(id, 0);
             let added = hostcalls::get_metric(id).unwrap_or(0).wrapping_sub(before);
             self.add_http_request_header("x-recorded", &format!("{added}:{zero:?}"));
+            // A name that is not UTF-8 is still a name (Envoy `context.cc` `defineMetric`).
+            let name = [0xff, b'x'];
+            let mut id = 0u32;
+            // SAFETY: a valid name buffer and out-pointer.
+            let status = unsafe { raw::proxy_define_metric(0, name.as_ptr(), name.len(), &mut id) };
+            self.add_http_request_header("x-metric-bytes", &status.to_string());
         }
         if let Ok(id) = hostcalls::define_metric(MetricType::Gauge, "probe.gauge") {
             let _ = hostcalls::record_metric(id, 42);
@@ -434,6 +440,7 @@ mod raw {
     unsafe extern "C" {
         pub fn proxy_log(level: u32, ptr: *const u8, len: usize) -> u32;
         pub fn proxy_done() -> u32;
+        pub fn proxy_define_metric(kind: u32, name: *const u8, len: usize, id: *mut u32) -> u32;
         pub fn proxy_get_header_map_value(
             map: u32,
             key: *const u8,
