@@ -20,6 +20,9 @@ fn callout_chain(config: &str) -> (keel_wasm::FilterChain, Arc<ScriptedCallouts>
     (chain, callouts)
 }
 
+/// The probe names the path `:Path`: Envoy lowercases the names of an http call's headers
+/// (`context.cc` `buildRequestHeaderMapFromPairs`), keel matches them in any case (it used to
+/// refuse the call, BadArgument).
 #[tokio::test]
 async fn a_callout_response_resumes_the_paused_request() {
     let (chain, callouts) = callout_chain("callout store");

@@ -18,11 +18,13 @@ type R = wasmtime::Result<i32>;
 
 /// Builds the callout request from the guest's serialized headers, body and trailers;
 /// `None` when `:method`, `:path` or `:authority` is missing or a header is not valid HTTP.
+/// Names are matched in any case, as Envoy lowercases every key first (`context.cc`
+/// `buildRequestHeaderMapFromPairs`).
 fn callout_request(headers: &[(&[u8], &[u8])], body: Vec<u8>) -> Option<http::Request<Bytes>> {
     let find = |name: &[u8]| {
         headers
             .iter()
-            .find(|(key, _)| *key == name)
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| *value)
     };
     let method = find(b":method")?;

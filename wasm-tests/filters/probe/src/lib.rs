@@ -579,9 +579,10 @@ impl HttpContext for Probe {
                 let upstream = self.args.first().cloned().unwrap_or_default();
                 let id = self.get_http_request_header("x-id").unwrap_or_default();
                 let path = format!("/lookup?id={id}");
+                // `:Path` in another case: Envoy lowercases every name of an http call.
                 let headers = vec![
                     (":method", "GET"),
-                    (":path", path.as_str()),
+                    (":Path", path.as_str()),
                     (":authority", "store"),
                 ];
                 match self.dispatch_http_call(
