@@ -65,6 +65,7 @@ pub fn info() -> StreamInfo {
         tls: false,
         protocol: http::Version::HTTP_11,
         request_id: 7,
+        connection_id: 7,
         route_name: "default_route".into(),
         cluster_name: "tomcats".into(),
     }

@@ -73,6 +73,10 @@ async fn header_maps_properties_metrics_and_shared_data() {
     assert_eq!(header(h, "x-prop-header-field"), "a,b");
     // `request.size` is the Content-Length while the headers are there (`expr/context.cc`).
     assert_eq!(header(h, "x-prop-size"), "12");
+    // The client connection's number (`info()` says 7): Envoy's `connection.id` and the wasm
+    // `connection_id`.
+    assert_eq!(header(h, "x-prop-connection-id"), "7");
+    assert_eq!(header(h, "x-prop-connection-id-wasm"), "7");
     // The whole request cannot be listed (`context.cc` `getProperty`: SerializationFailure);
     // `request.headers` has each name once (`expr/context.h` `HeadersWrapper`): when the probe
     // reads it, the 4 pseudo-headers, x-replace, x-multi (twice), content-length, x-probe-count

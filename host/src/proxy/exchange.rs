@@ -125,6 +125,7 @@ impl Proxy {
                 tls: conn.tls.is_some(),
                 protocol: parts.version,
                 request_id: REQUEST_IDS.fetch_add(1, Ordering::Relaxed),
+                connection_id: conn.id,
                 route_name: "default".into(),
                 cluster_name: "balancer".into(),
             });

@@ -38,6 +38,8 @@ use headers::ForwardedSettings;
 /// The client connection a request came on.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
+    /// The connection's number in this process (property `connection.id` for filters).
+    pub id: u64,
     /// Client address.
     pub remote: SocketAddr,
     /// Listener address.

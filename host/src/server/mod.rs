@@ -10,7 +10,7 @@ pub mod tls;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
@@ -244,6 +244,7 @@ pub async fn serve(
             let Some(acceptor) = tls else {
                 let ambiguous = Arc::new(AtomicBool::new(false));
                 let conn = Arc::new(ConnInfo {
+                    id: next_connection_id(),
                     remote,
                     local,
                     tls: None,
@@ -292,6 +293,7 @@ async fn serve_tls(
     let h2 = tls::is_h2(sc);
     let ambiguous = Arc::new(AtomicBool::new(false));
     let conn = Arc::new(ConnInfo {
+        id: next_connection_id(),
         remote,
         local,
         tls: Some(info),
@@ -323,6 +325,12 @@ impl Drop for Open {
 }
 
 /// `addr` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as plain IPv4.
+/// The next client connection's number (from 1, unique in the process).
+fn next_connection_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }

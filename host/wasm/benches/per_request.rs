@@ -54,6 +54,7 @@ fn info() -> StreamInfo {
         tls: false,
         protocol: http::Version::HTTP_11,
         request_id: 1,
+        connection_id: 1,
         route_name: "default".into(),
         cluster_name: "tomcats".into(),
     }

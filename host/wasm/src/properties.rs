@@ -121,6 +121,8 @@ fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
         "destination.address" => addr(info.destination),
         "destination.port" => int(u64::from(info.destination.port())),
         "connection.mtls" => vec![0],
+        // Envoy's `connection.id` (expr/context.cc) and `connection_id` (wasm context.cc).
+        "connection.id" | "connection_id" => int(info.connection_id),
         "request.protocol" => protocol(info.protocol).as_bytes().to_vec(),
         "xds.cluster_name" => info.cluster_name.as_bytes().to_vec(),
         "xds.route_name" => info.route_name.as_bytes().to_vec(),

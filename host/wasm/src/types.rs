@@ -173,6 +173,8 @@ pub struct StreamInfo {
     pub protocol: http::Version,
     /// keel's id of the request (`request.id` when no `x-request-id` header is present).
     pub request_id: u64,
+    /// The client connection's number in the process (`connection.id`, `connection_id`).
+    pub connection_id: u64,
     /// `xds.route_name`.
     pub route_name: String,
     /// `xds.cluster_name`.

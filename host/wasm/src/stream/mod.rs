@@ -218,6 +218,7 @@ impl Stream {
                 tls: false,
                 protocol: http::Version::HTTP_11,
                 request_id: 0,
+                connection_id: 0,
                 route_name: String::new(),
                 cluster_name: String::new(),
             }))

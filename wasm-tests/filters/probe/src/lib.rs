@@ -307,6 +307,14 @@ impl Probe {
             ),
             ("size", int(self.get_property(vec!["request", "size"]))),
             (
+                "connection-id",
+                int(self.get_property(vec!["connection", "id"])),
+            ),
+            (
+                "connection-id-wasm",
+                int(self.get_property(vec!["connection_id"])),
+            ),
+            (
                 "whole-request",
                 format!("{:?}", hostcalls::get_property(vec!["request"]).map(|_| ())),
             ),
