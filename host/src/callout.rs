@@ -91,37 +91,26 @@ impl Callouts {
 
     /// Sends a gRPC `request` (keel-wasm built it: path, headers, framed message) to upstream
     /// `name` over HTTP/2 and reads the whole response and its trailers. The `:authority` is
-    /// the request's (the upstream's name, as Envoy's gRPC client sends the cluster name).
+    /// the upstream's address (Envoy's gRPC client sends the cluster name).
     pub async fn grpc_call(
         &self,
         name: &str,
         request: http::Request<Bytes>,
         timeout: Duration,
     ) -> Result<(http::Response<Bytes>, http::HeaderMap), CalloutError> {
-        let addr = *self
-            .upstreams
-            .get(name)
-            .ok_or_else(|| CalloutError::UnknownUpstream(name.to_string()))?;
+        let addr = self.address(name)?;
         let (mut parts, body) = request.into_parts();
         parts.uri = retarget(&parts.uri, addr)?;
         parts.version = http::Version::HTTP_2;
-        let req = http::Request::from_parts(parts, Full::new(body));
-        let fut = async {
-            let res = self.grpc.request(req).await.map_err(|e| failure(&e))?;
-            let (parts, body) = res.into_parts();
-            let collected = Limited::new(body, MAX_RESPONSE_BODY)
-                .collect()
-                .await
-                .map_err(|e| CalloutError::Failed(e.to_string()))?;
-            let trailers = collected.trailers().cloned().unwrap_or_default();
-            Ok((
-                http::Response::from_parts(parts, collected.to_bytes()),
-                trailers,
-            ))
-        };
-        tokio::time::timeout(timeout, fut)
-            .await
-            .map_err(|_| CalloutError::Timeout(timeout))?
+        exchange(&self.grpc, http::Request::from_parts(parts, body), timeout).await
+    }
+
+    /// The address of callout upstream `name`.
+    fn address(&self, name: &str) -> Result<SocketAddr, CalloutError> {
+        self.upstreams
+            .get(name)
+            .copied()
+            .ok_or_else(|| CalloutError::UnknownUpstream(name.to_string()))
     }
 
     /// Sends `request` (origin-form or absolute URI; the upstream's address is used) and reads
@@ -137,10 +126,7 @@ impl Callouts {
                 .await
                 .map_err(|_| CalloutError::Timeout(timeout));
         }
-        let addr = *self
-            .upstreams
-            .get(name)
-            .ok_or_else(|| CalloutError::UnknownUpstream(name.to_string()))?;
+        let addr = self.address(name)?;
         let (mut parts, body) = request.into_parts();
         if let Some(authority) = parts.uri.authority()
             && !parts.headers.contains_key(http::header::HOST)
@@ -151,21 +137,42 @@ impl Callouts {
         }
         parts.uri = retarget(&parts.uri, addr)?;
         parts.version = http::Version::HTTP_11;
-        let req = http::Request::from_parts(parts, Full::new(body));
-        let fut = async {
-            let res = self.client.request(req).await.map_err(|e| failure(&e))?;
-            let (parts, body) = res.into_parts();
-            let body = Limited::new(body, MAX_RESPONSE_BODY)
-                .collect()
-                .await
-                .map_err(|e| CalloutError::Failed(e.to_string()))?
-                .to_bytes();
-            Ok(http::Response::from_parts(parts, body))
-        };
-        tokio::time::timeout(timeout, fut)
-            .await
-            .map_err(|_| CalloutError::Timeout(timeout))?
+        let (response, _trailers) = exchange(
+            &self.client,
+            http::Request::from_parts(parts, body),
+            timeout,
+        )
+        .await?;
+        Ok(response)
     }
+}
+
+/// Sends `request` on `client` and reads the whole response (at most [`MAX_RESPONSE_BODY`])
+/// and its trailers, all within `timeout`.
+async fn exchange(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    request: http::Request<Bytes>,
+    timeout: Duration,
+) -> Result<(http::Response<Bytes>, http::HeaderMap), CalloutError> {
+    let fut = async {
+        let res = client
+            .request(request.map(Full::new))
+            .await
+            .map_err(|e| failure(&e))?;
+        let (parts, body) = res.into_parts();
+        let collected = Limited::new(body, MAX_RESPONSE_BODY)
+            .collect()
+            .await
+            .map_err(|e| CalloutError::Failed(e.to_string()))?;
+        let trailers = collected.trailers().cloned().unwrap_or_default();
+        Ok((
+            http::Response::from_parts(parts, collected.to_bytes()),
+            trailers,
+        ))
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| CalloutError::Timeout(timeout))?
 }
 
 /// `uri`'s path and query on the upstream's address.
