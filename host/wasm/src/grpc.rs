@@ -14,7 +14,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::error::CalloutError;
 
 /// gRPC status codes keel produces itself (`grpc/include/grpcpp/impl/codegen/status_code_enum.h`).
-mod code {
+pub(crate) mod code {
     pub const UNKNOWN: u32 = 2;
     pub const INTERNAL: u32 = 13;
     pub const UNAVAILABLE: u32 = 14;

@@ -568,7 +568,8 @@ impl Instance {
         self.store.data().done_pending
     }
 
-    /// The callouts the root started (in `on_done`, or in a callout's response) and not yet sent.
+    /// The callouts the root context started (in `on_configure`, `on_tick`, `on_done`, a
+    /// callout's response) and not yet sent.
     pub fn take_callouts(&mut self) -> Vec<NewCallout> {
         std::mem::take(&mut self.store.data_mut().callouts)
     }

@@ -90,7 +90,7 @@ fn pass(
                 continue;
             }
             let resumed = !instance.store.data().remote.is_empty();
-            let callouts = std::mem::take(&mut instance.store.data_mut().callouts);
+            let callouts = instance.take_callouts();
             if resumed {
                 slot.wake.notify_waiters();
             }
@@ -127,7 +127,7 @@ impl NewCallout {
         match self.call {
             Call::Http(_) => CalloutResult::Http(None),
             Call::Grpc(_) => CalloutResult::Grpc(crate::grpc::GrpcOutcome::Closed(
-                13,
+                crate::grpc::code::INTERNAL,
                 "the callout was lost".into(),
             )),
         }
