@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 
 const MAX_LINE: usize = 64 * 1024;
 
@@ -43,6 +43,8 @@ pub struct Follower {
     upgrade: bool,
     /// Set when a head had both Content-Length and Transfer-Encoding.
     pub ambiguous: bool,
+    /// A whole head has been read.
+    head_seen: bool,
 }
 
 impl Default for Follower {
@@ -55,6 +57,7 @@ impl Default for Follower {
             te: false,
             upgrade: false,
             ambiguous: false,
+            head_seen: false,
         }
     }
 }
@@ -101,6 +104,16 @@ impl Follower {
         }
     }
 
+    /// Bytes of the first head have come, and not yet all of it.
+    fn in_first_head(&self) -> bool {
+        !self.head_seen
+            && match self.state {
+                State::Head { first: true } => !self.line.is_empty(),
+                State::Head { first: false } => true,
+                _ => false,
+            }
+    }
+
     fn on_line(&mut self, line: &[u8]) {
         match self.state {
             State::Head { first: true } => {
@@ -118,6 +131,7 @@ impl Follower {
                 self.state = State::Head { first: false };
             }
             State::Head { first: false } if line.is_empty() => {
+                self.head_seen = true;
                 if self.te && self.content_length.is_some() {
                     self.ambiguous = true;
                 }
@@ -216,6 +230,11 @@ impl<T> Sniff<T> {
             flag: Arc::new(AtomicBool::new(false)),
         }
     }
+
+    /// Part of the connection's first request head has been read, not yet the whole of it.
+    pub fn in_first_head(&self) -> bool {
+        self.follower.in_first_head()
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Sniff<T> {
@@ -237,31 +256,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Sniff<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Sniff<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
+write_through!(Sniff);
 
 #[cfg(test)]
 mod tests {
@@ -309,6 +304,17 @@ mod tests {
             assert!(!f.ambiguous, "false positive at cut {cut}");
             assert_eq!(f.state, State::Head { first: true }, "cut {cut}");
         }
+    }
+
+    #[test]
+    fn the_first_head_ends_at_its_blank_line_even_when_more_follows() {
+        let mut f = Follower::default();
+        assert!(!f.in_first_head(), "nothing read yet");
+        f.feed(b"GET / HTTP/1.1\r\nHo");
+        assert!(f.in_first_head());
+        f.feed(b"st: a\r\n\r\nGET /next HT");
+        assert!(!f.in_first_head(), "the first head is whole");
+        assert!(!follow(&[b"PRI * HTTP/2.0\r\n"]).in_first_head());
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! server, idle connections shut down ([`idle`]), and graceful shutdown (stop accepting, let
 //! in-flight requests finish up to the grace deadline).
 
+#[macro_use]
+mod write_through;
+mod first_head;
 mod framing;
 mod idle;
 pub mod tls;
@@ -25,6 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::proxy::ConnInfo;
 use crate::proxy::body::Keep;
 use crate::runtime::Shared;
+use first_head::FirstHead;
 use framing::Sniff;
 use idle::Activity;
 
@@ -120,25 +124,60 @@ fn builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// The timeouts of a client connection (`limits`).
+/// The limits of a client connection (`limits`).
 #[derive(Clone, Copy)]
-struct ConnTimeouts {
+struct ConnLimits {
     /// No request in flight this long: graceful shutdown.
     idle: Duration,
     /// HTTP/1: no whole request head this long: closed.
     head: Duration,
+    /// The longest request head (hyper refuses a longer one).
+    head_bytes: usize,
 }
 
-/// Serves one accepted connection (plain or TLS, behind the framing sniffer): hyper's automatic
-/// HTTP/1.1 + HTTP/2 with upgrades, to its end, or, when keel shuts down or the connection has
-/// been idle for `idle_timeout`, into a graceful shutdown and then to its end; an HTTP/1
-/// connection that waits too long for a request head is closed.
+/// Serves one accepted connection (plain or TLS, behind the framing sniffer): its first request
+/// head is read whole before hyper takes the connection ([`first_head`]), unless keel shuts down
+/// or `header_read_timeout` (or `idle_timeout`, if shorter) passes first; then [`serve_hyper`].
 async fn serve_connection<T>(
     builder: &auto::Builder<TokioExecutor>,
     io: Sniff<T>,
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
-    timeouts: ConnTimeouts,
+    limits: ConnLimits,
+    mut stop: watch::Receiver<bool>,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut io = FirstHead::new(io);
+    tokio::select! {
+        read = io.fill(limits.head_bytes) => if let Err(e) = read {
+            log::debug!("connection from {}: {e}", conn.remote);
+            return;
+        },
+        _ = stop.wait_for(|stop| *stop) => return,
+        // No request in flight yet: the idle timeout holds too, if it is the shorter.
+        () = tokio::time::sleep(limits.head.min(limits.idle)) => {
+            log::debug!(
+                "connection from {}: no request head within {:?}: closed",
+                conn.remote,
+                limits.head.min(limits.idle)
+            );
+            return;
+        }
+    }
+    // Boxed: a connection that waits for its first head holds a small task, not hyper's state.
+    Box::pin(serve_hyper(builder, io, shared, conn, limits, stop)).await;
+}
+
+/// hyper's automatic HTTP/1.1 + HTTP/2 with upgrades on a connection, to its end, or, when keel
+/// shuts down or the connection has been idle for `idle_timeout`, into a graceful shutdown and
+/// then to its end; an HTTP/1 connection that waits too long for a request head is closed.
+async fn serve_hyper<T>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: FirstHead<T>,
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    limits: ConnLimits,
     mut stop: watch::Receiver<bool>,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -159,16 +198,16 @@ async fn serve_connection<T>(
             .into_owned()
     );
     let head_overdue = || async {
-        activity.head_overdue(timeouts.head).await;
+        activity.head_overdue(limits.head).await;
         log::debug!(
             "{what} from {remote}: no request head within {:?}: closed",
-            timeouts.head
+            limits.head
         );
     };
     let ended = tokio::select! {
         r = c.as_mut() => Some(r),
         _ = stop.wait_for(|stop| *stop) => None,
-        () = activity.idle_for(timeouts.idle) => None,
+        () = activity.idle_for(limits.idle) => None,
         () = head_overdue() => return,
     };
     let result = match ended {
@@ -207,11 +246,12 @@ pub async fn serve(
         }
     };
     let builder = Arc::new(builder(&shared));
-    let timeouts = {
+    let limits = {
         let lim = &shared.current().settings.config.limits;
-        ConnTimeouts {
+        ConnLimits {
             idle: lim.idle_timeout.0,
             head: lim.header_read_timeout.0,
+            head_bytes: lim.max_header_bytes,
         }
     };
     // Every connection task holds a sender: once all are dropped, every connection has ended.
@@ -251,12 +291,12 @@ pub async fn serve(
                     ambiguous_framing: ambiguous.clone(),
                 });
                 let io = Sniff::new(tcp, ambiguous);
-                serve_connection(&builder, io, shared, conn, timeouts, stop).await;
+                serve_connection(&builder, io, shared, conn, limits, stop).await;
                 return;
             };
             // Boxed: a plain connection's task stays the size of the plain path.
             Box::pin(serve_tls(
-                acceptor, tcp, remote, local, &builder, shared, timeouts, stop,
+                acceptor, tcp, remote, local, &builder, shared, limits, stop,
             ))
             .await;
         });
@@ -278,7 +318,7 @@ async fn serve_tls(
     local: SocketAddr,
     builder: &auto::Builder<TokioExecutor>,
     shared: Arc<Shared>,
-    timeouts: ConnTimeouts,
+    limits: ConnLimits,
     stop: watch::Receiver<bool>,
 ) {
     let stream = match acceptor.accept(tcp).await {
@@ -305,7 +345,7 @@ async fn serve_tls(
     } else {
         Sniff::new(stream, ambiguous)
     };
-    serve_connection(builder, io, shared, conn, timeouts, stop).await;
+    serve_connection(builder, io, shared, conn, limits, stop).await;
 }
 
 /// Counts a client connection as open while it lives (`keel_client_connections`).

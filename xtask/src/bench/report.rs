@@ -203,17 +203,19 @@ pub fn markdown(results: &Results) -> String {
     if !results.flood.is_empty() {
         text.push_str(
             "\n## Half-open connection flood (RSS MiB)\n\n\
-             | contender | connections | idle | during | after | after 3 floods |\n\
-             |---|---:|---:|---:|---:|---:|\n",
+             | contender | connections | idle | during | KiB per connection | after | after 3 floods |\n\
+             |---|---:|---:|---:|---:|---:|---:|\n",
         );
         for f in &results.flood {
+            let per_connection = (f.during_mib - f.idle_mib) * 1024.0 / f.connections.max(1) as f64;
             let _ = writeln!(
                 text,
-                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
                 f.contender,
                 f.connections,
                 f.idle_mib,
                 f.during_mib,
+                per_connection,
                 f.after_mib,
                 f.after_three_mib
             );
