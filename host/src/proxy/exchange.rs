@@ -17,7 +17,7 @@ use http_body_util::BodyExt;
 use super::body::{IdleTimeout, Keep, Limited};
 use super::filter::{BodyVerdict, HeadersVerdict, LocalResponse, StreamInfo};
 use super::filtered::{Direction, Filtered, Finish, LocalSlot, SharedStream};
-use super::{ConnInfo, Proxy, from_local, headers, idempotent, local, upgrade};
+use super::{ConnInfo, Proxy, from_local, headers, idempotent, local, local_because, upgrade};
 use crate::balancer::Member;
 use crate::upstream::{Body, BoxError, RequestBody, StreamingBody};
 
@@ -228,14 +228,23 @@ impl Proxy {
         let attempt = self.attempts(&parts, req_body, conn, sticky.as_deref(), outcome);
         let result = match tokio::time::timeout(total, attempt).await {
             Ok(r) => r,
-            Err(_) => Err(local(StatusCode::GATEWAY_TIMEOUT, "upstream timed out")),
+            // Envoy's route timeout (`ResponseCodeDetailValues` `ResponseTimeout`).
+            Err(_) => Err(local_because(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream timed out",
+                Some("response_timeout"),
+            )),
         };
         outcome.route = sticky;
         if let Some(lr) = take_local(local_slot.as_ref()) {
             return from_local(lr);
         }
         if over_limit(exceeded.as_deref()) {
-            let res = local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+            let res = local_because(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large",
+                Some("request_payload_too_large"),
+            );
             return through_chain(stream.as_ref(), res).await;
         }
         let (res, guard) = match result {

@@ -41,6 +41,6 @@ pub use engine::provided_imports;
 pub use error::{CalloutError, ChainError};
 pub use stream::Stream;
 pub use types::{
-    BodyVerdict, CalloutFuture, CalloutHandler, FailurePolicy, FilterSpec, GrpcFuture,
+    BodyVerdict, CalloutFuture, CalloutHandler, CodeDetails, FailurePolicy, FilterSpec, GrpcFuture,
     HeadersVerdict, Limits, LocalResponse, NoCallouts, StreamInfo, TrailersVerdict, UpstreamInfo,
 };

@@ -1,9 +1,10 @@
 //! The data each wasmtime store carries ([`HostState`]) and the per-stream data
 //! ([`StreamData`]) that is moved into the store for the length of one callback.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use wasmtime::{Memory, ResourceLimiter, TypedFunc};
@@ -42,6 +43,14 @@ pub(crate) struct PluginInfo {
 pub(crate) struct StreamData {
     pub info: StreamInfo,
     pub start: SystemTime,
+    /// The same moment on the monotonic clock (`request.duration`).
+    pub started: Instant,
+    /// `request.duration`: set when the stream ends, before `on_log` (Envoy's
+    /// `requestComplete()`, which `Context::log` waits for).
+    pub duration: Option<Duration>,
+    /// `response.code_details`: `via_upstream` for a backend's response, else the local
+    /// reply's details.
+    pub code_details: Option<Cow<'static, str>>,
     /// The request head: live during the request headers callbacks, a snapshot afterwards.
     pub request: Option<http::request::Parts>,
     pub request_trailers: Option<http::HeaderMap>,
@@ -80,6 +89,9 @@ impl StreamData {
         StreamData {
             info,
             start: SystemTime::now(),
+            started: Instant::now(),
+            duration: None,
+            code_details: None,
             request: None,
             request_trailers: None,
             response: None,

@@ -1,6 +1,7 @@
 //! Logging, time, timers, stream control (`continue`, `close`, local responses), the effective
 //! context and properties.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -65,6 +66,21 @@ fn target(state: &mut HostState) -> Target {
     } else {
         Target::Nowhere
     }
+}
+
+/// A local reply's details as Envoy keeps them (`context.cc` `sendLocalResponse`:
+/// `StringUtil::replaceAllEmptySpace`, every whitespace byte becomes `_`).
+fn code_details(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_whitespace() || c == '\x0b' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 fn continue_stream(caller: &mut Ctx<'_>, which: i32) -> i32 {
@@ -219,8 +235,8 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "proxy_send_local_response",
         |mut caller: Ctx<'_>,
          code: i32,
-         _details: i32,
-         _details_len: i32,
+         details: i32,
+         details_len: i32,
          body: i32,
          body_len: i32,
          headers: i32,
@@ -229,6 +245,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          -> R {
             let body = guest!(memory::read(&caller, body, body_len));
             let raw = guest!(memory::read(&caller, headers, headers_len));
+            let details = guest!(memory::read(&caller, details, details_len));
             let Some(pairs) = crate::serial::deserialize_pairs(&raw) else {
                 return Ok(status::BAD_ARGUMENT);
             };
@@ -263,6 +280,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 status: status_code,
                 headers: list,
                 body: Bytes::from(body),
+                details: Cow::Owned(code_details(&details)),
             };
             match target(state) {
                 Target::Installed => state.actions.local_response = Some(response),

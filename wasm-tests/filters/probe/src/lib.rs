@@ -10,7 +10,10 @@
 //! to the paused request), `tick_reply` (on_tick answers the paused request 429),
 //! `grpc <upstream>` (a unary gRPC call; its answer in `x-grpc-answer`), `grpc_local` (a gRPC
 //! local reply, ABORTED), `queue`, `wasi`,
-//! `foreign`, `root_done` (counts the root's `on_done`), `root_flush` (the
+//! `foreign`, `local_details` (a local reply whose details are "denied by\tprobe"),
+//! `accounting` (the sizes, durations and details Envoy computes for a stream: into
+//! `x-acct-*` headers in the headers callbacks, into `probe.log.*` gauges in on_log),
+//! `root_done` (counts the root's `on_done`), `root_flush` (the
 //! root's `on_done` sends a batch and calls `proxy_done` when it is answered), `reject`
 //! (on_configure fails), `slow_configure` (100 ms of work in on_configure); in every mode the
 //! trailers callbacks mark the trailers they saw.
@@ -261,6 +264,18 @@ fn int(bytes: Option<Vec<u8>>) -> String {
 }
 
 impl Probe {
+    /// `x-acct-<object>-<field>` and the property's integer value ("-" when absent), read
+    /// before any header is added.
+    fn accounting(&self, names: &[(&str, &str)]) -> Vec<(String, String)> {
+        names
+            .iter()
+            .map(|(object, field)| {
+                let value = int(self.get_property(vec![object, field]));
+                (format!("x-acct-{object}-{field}"), value)
+            })
+            .collect()
+    }
+
     fn headers(&mut self, num_headers: usize) -> Action {
         let pairs = self.get_http_request_headers_bytes();
         self.add_http_request_header("x-probe-count", &format!("{num_headers}/{}", pairs.len()));
@@ -462,6 +477,17 @@ mod raw {
             ret_len: *mut usize,
         ) -> u32;
         pub fn proxy_set_header_map_pairs(map: u32, ptr: *const u8, len: usize) -> u32;
+        #[allow(clippy::too_many_arguments)]
+        pub fn proxy_send_local_response(
+            status: u32,
+            details: *const u8,
+            details_len: usize,
+            body: *const u8,
+            body_len: usize,
+            headers: *const u8,
+            headers_len: usize,
+            grpc_status: i32,
+        ) -> u32;
         pub fn proxy_get_property(
             ptr: *const u8,
             len: usize,
@@ -575,6 +601,36 @@ impl HttpContext for Probe {
                 Action::Pause
             }
             "headers" => self.headers(num_headers),
+            "accounting" => {
+                let values = self.accounting(&[
+                    ("request", "headers_bytes"),
+                    ("request", "total_size"),
+                    ("request", "duration"),
+                ]);
+                for (name, value) in values {
+                    self.add_http_request_header(&name, &value);
+                }
+                Action::Continue
+            }
+            "local_details" => {
+                // The SDK passes no details: the raw import, with the body as details.
+                let details = b"denied by\tprobe";
+                let no_headers = [0u8; 4];
+                // SAFETY: pointers to locals, read by the host during the call.
+                unsafe {
+                    raw::proxy_send_local_response(
+                        403,
+                        details.as_ptr(),
+                        details.len(),
+                        details.as_ptr(),
+                        details.len(),
+                        no_headers.as_ptr(),
+                        no_headers.len(),
+                        -1,
+                    );
+                }
+                Action::Pause
+            }
             "local" => {
                 self.send_http_response(
                     403,
@@ -744,6 +800,18 @@ impl HttpContext for Probe {
     fn on_http_response_headers(&mut self, num_headers: usize, _end_of_stream: bool) -> Action {
         match self.mode.as_str() {
             "trap_response" => panic!("probe: trap on response headers"),
+            "accounting" => {
+                let values = self.accounting(&[
+                    ("response", "headers_bytes"),
+                    ("response", "total_size"),
+                    ("response", "grpc_status"),
+                ]);
+                for (name, value) in values {
+                    self.add_http_response_header(&name, &value);
+                }
+                let details = text(self.get_property(vec!["response", "code_details"]));
+                self.add_http_response_header("x-acct-response-code_details", &details);
+            }
             "decorate" => {
                 let code = int(self.get_property(vec!["response", "code"]));
                 self.add_http_response_header("x-decorated", &code);
@@ -783,6 +851,23 @@ impl HttpContext for Probe {
     fn on_log(&mut self) {
         if self.mode == "log_callout" {
             self.fire("log");
+        }
+        if self.mode == "accounting" {
+            for (object, field) in [
+                ("request", "duration"),
+                ("request", "total_size"),
+                ("response", "total_size"),
+                ("response", "grpc_status"),
+            ] {
+                if let Some(value) = self.get_property(vec![object, field])
+                    && let Ok(raw) = <[u8; 8]>::try_from(value.as_slice())
+                {
+                    gauge(
+                        &format!("probe.log.{object}_{field}"),
+                        u64::from_le_bytes(raw),
+                    );
+                }
+            }
         }
         if self.mode == "headers" {
             // As in Envoy, on_log still reads both heads: counted when it sees what the
