@@ -3,7 +3,8 @@
 //! request body (empty, held whole when replayable, or streaming), the attempts, and the
 //! response on its way back through the chain (a 101 to an upgrade request becomes a tunnel:
 //! [`super::upgrade`]). Nothing here allocates for a request that needs nothing (no filters, no
-//! body).
+//! body) but its generated `x-request-id` ([`super::request_id`], which
+//! `forwarded.generate_request_id: false` turns off).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,7 +18,9 @@ use http_body_util::BodyExt;
 use super::body::{IdleTimeout, Keep, Limited};
 use super::filter::{BodyVerdict, HeadersVerdict, LocalResponse, StreamInfo};
 use super::filtered::{Direction, Filtered, Finish, LocalSlot, SharedStream};
-use super::{ConnInfo, Proxy, from_local, headers, idempotent, local, local_because, upgrade};
+use super::{
+    ConnInfo, Proxy, from_local, headers, idempotent, local, local_because, request_id, upgrade,
+};
 use crate::balancer::Member;
 use crate::upstream::{Body, BoxError, RequestBody, StreamingBody};
 
@@ -114,6 +117,11 @@ impl Proxy {
                 h
             }
         };
+
+        // Envoy's connection manager names the request before any filter runs.
+        if cfg.forwarded.generate_request_id {
+            request_id::ensure(&mut parts.headers);
+        }
 
         // The filter chain, request headers.
         let stream: Option<SharedStream> = if self.chain.is_empty() {

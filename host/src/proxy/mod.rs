@@ -10,6 +10,7 @@ mod failover;
 pub mod filter;
 pub mod filtered;
 pub mod headers;
+mod request_id;
 mod upgrade;
 pub mod wasm;
 

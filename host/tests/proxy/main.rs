@@ -17,6 +17,7 @@ mod grpc_callouts;
 mod lifecycle;
 mod limits;
 mod protocols;
+mod request_id;
 mod sticky;
 mod upgrade;
 mod wasm_filters;
