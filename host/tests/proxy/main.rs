@@ -9,6 +9,7 @@ mod harness;
 mod access_log;
 mod admin;
 mod blame;
+mod callout_trailers;
 mod code_details;
 mod config_errors;
 mod failover;

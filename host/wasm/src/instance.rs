@@ -495,20 +495,13 @@ impl Instance {
                 for (name, value) in &parts.headers {
                     headers.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
                 }
-                Some(CallResponse {
-                    headers,
-                    body,
-                    trailers: Vec::new(),
-                })
+                Some(CallResponse { headers, body })
             }
             None => None,
         };
+        // No trailers: see `CallResponse`.
         let counts = delivered.as_ref().map_or((0, 0, 0), |d| {
-            (
-                d.headers.len() as i32,
-                d.body.len() as i32,
-                d.trailers.len() as i32,
-            )
+            (d.headers.len() as i32, d.body.len() as i32, 0)
         });
         let state = self.store.data_mut();
         state.call_status = delivered

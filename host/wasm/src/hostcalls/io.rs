@@ -60,6 +60,10 @@ fn http_call(caller: &mut Ctx<'_>, args: [i32; 8], timeout_ms: i32, ret_token: i
     let upstream = guest!(memory::read(caller, up, up_len));
     let raw_headers = guest!(memory::read(caller, headers, headers_len));
     let body = guest!(memory::read(caller, body, body_len));
+    // Checked, then dropped: Envoy attaches them to the call (`context.cc` `httpCall`), but its
+    // HTTP/1.1 codec, which keel's callouts speak, sends none unless the cluster sets
+    // `enable_trailers` (default false) and never with the body's Content-Length
+    // (`source/common/http/http1/codec_impl.cc` `encodeTrailersBase`).
     let _trailers = guest!(memory::read(caller, trailers, trailers_len));
     let Ok(upstream) = String::from_utf8(upstream) else {
         return Ok(status::BAD_ARGUMENT);

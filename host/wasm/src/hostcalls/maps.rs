@@ -25,18 +25,13 @@ fn no_map(state: &HostState) -> i32 {
 
 /// The map of that type, when the current context has it (now: see `StreamData::open`).
 fn map_of(state: &mut HostState, map_type: i32) -> Option<MapRef<'_>> {
-    if matches!(
-        map_type,
-        map::HTTP_CALL_RESPONSE_HEADERS | map::HTTP_CALL_RESPONSE_TRAILERS
-    ) {
-        let response = state.call_response.as_mut()?;
-        return Some(MapRef::Pairs(
-            if map_type == map::HTTP_CALL_RESPONSE_HEADERS {
-                &mut response.headers
-            } else {
-                &mut response.trailers
-            },
-        ));
+    match map_type {
+        map::HTTP_CALL_RESPONSE_HEADERS => {
+            return Some(MapRef::Pairs(&mut state.call_response.as_mut()?.headers));
+        }
+        // Never any (see `crate::state::CallResponse`).
+        map::HTTP_CALL_RESPONSE_TRAILERS => return None,
+        _ => {}
     }
     let stream = state.current_stream()?;
     let tls = stream.info.tls;

@@ -59,16 +59,17 @@ fn gauge(name: &str, value: u64) {
     }
 }
 
-/// The http-call response's `:status`, or the status the host answered ("BadArgument", ...).
-fn call_response_status() -> String {
-    let key = b":status";
+/// A value of the http-call response's `map` (headers or trailers), or the status the host
+/// answered ("none" for NotFound, "BadArgument", ...).
+fn call_response_value(map: MapType, key: &str) -> String {
+    let key = key.as_bytes();
     let mut ptr: *mut u8 = std::ptr::null_mut();
     let mut len: usize = 0;
     // SAFETY: valid key and out-pointers; on Ok the host wrote a buffer it allocated in this
     // module's memory and its length, read once here (and leaked: a test filter).
     unsafe {
         match raw::proxy_get_header_map_value(
-            MapType::HttpCallResponseHeaders as u32,
+            map as u32,
             key.as_ptr(),
             key.len(),
             &mut ptr,
@@ -546,11 +547,13 @@ impl Context for Probe {
         _token: u32,
         num_headers: usize,
         body_size: usize,
-        _trailers: usize,
+        num_trailers: usize,
     ) {
         // The import itself, not the SDK (which panics on any status but Ok and NotFound): after
         // a reset there is no response map at all.
-        let status = call_response_status();
+        let status = call_response_value(MapType::HttpCallResponseHeaders, ":status");
+        let trailer = call_response_value(MapType::HttpCallResponseTrailers, "x-res-trailer");
+        self.add_http_request_header("x-callout-trailers", &format!("{num_trailers} {trailer}"));
         let body = self
             .get_http_call_response_body(0, body_size)
             .unwrap_or_default();
@@ -643,17 +646,19 @@ impl HttpContext for Probe {
                 let upstream = self.args.first().cloned().unwrap_or_default();
                 let id = self.get_http_request_header("x-id").unwrap_or_default();
                 let path = format!("/lookup?id={id}");
-                // `:Path` in another case: Envoy lowercases every name of an http call.
+                // `:Path` in another case: Envoy lowercases every name of an http call. It
+                // accepts trailers (`te`) and sends one of its own.
                 let headers = vec![
                     (":method", "GET"),
                     (":Path", path.as_str()),
                     (":authority", "store"),
+                    ("te", "trailers"),
                 ];
                 match self.dispatch_http_call(
                     &upstream,
                     headers,
                     None,
-                    vec![],
+                    vec![("x-req-trailer", "t")],
                     Duration::from_millis(500),
                 ) {
                     Ok(_) => Action::Pause,
