@@ -199,6 +199,9 @@ pub(crate) struct HostState {
     /// `Ok`, once; otherwise `NotFound`, cpp-host `src/wasm.cc` `WasmBase::done`), keel keeps
     /// the instance and delivers its callouts (see `crate::ticker::drain`).
     pub done_pending: bool,
+    /// While `_initialize`, `main`/`__main_void` or `_start` runs: most hostcalls trap then
+    /// (`crate::hostcalls::start_phase`).
+    pub starting: bool,
 }
 
 impl HostState {
@@ -239,6 +242,7 @@ impl HostState {
             call_status: None,
             grpc_message: None,
             done_pending: false,
+            starting: false,
         }
     }
 

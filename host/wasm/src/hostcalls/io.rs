@@ -172,6 +172,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          timeout: i32,
          ret_token: i32|
          -> R {
+            super::start_phase::check(caller.data(), "proxy_http_call")?;
             http_call(
                 &mut caller,
                 [
@@ -206,6 +207,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          timeout: i32,
          ret_token: i32|
          -> R {
+            super::start_phase::check(caller.data(), "proxy_grpc_call")?;
             grpc_call(
                 &mut caller,
                 [
@@ -226,21 +228,20 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         },
     )?;
     // gRPC streams: keel has no streaming gRPC client; they fail cleanly with a status the SDK
-    // accepts.
-    super::stub(
-        linker,
-        "env",
-        "proxy_grpc_stream",
-        "iiiiiiiii",
-        status::INTERNAL_FAILURE,
-    )?;
-    super::stub(linker, "env", "proxy_grpc_send", "iiii", status::NOT_FOUND)?;
-    super::stub(linker, "env", "proxy_grpc_cancel", "i", status::NOT_FOUND)?;
-    super::stub(linker, "env", "proxy_grpc_close", "i", status::NOT_FOUND)?;
+    // accepts (and, as every `env` hostcall but `proxy_log`, not while the module starts).
+    for (name, params, answer) in [
+        ("proxy_grpc_stream", "iiiiiiiii", status::INTERNAL_FAILURE),
+        ("proxy_grpc_send", "iiii", status::NOT_FOUND),
+        ("proxy_grpc_cancel", "i", status::NOT_FOUND),
+        ("proxy_grpc_close", "i", status::NOT_FOUND),
+    ] {
+        super::stub(linker, "env", name, params, answer, false)?;
+    }
     linker.func_wrap(
         "env",
         "proxy_get_status",
         |mut caller: Ctx<'_>, ret_code: i32, ret_ptr: i32, ret_len: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_get_status")?;
             let (code, message) = caller
                 .data()
                 .call_status
@@ -267,6 +268,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          results: i32,
          results_len: i32|
          -> R {
+            super::start_phase::check(caller.data(), "proxy_call_foreign_function")?;
             // cpp-host `src/exports.cc` `call_foreign_function`: both buffers are checked
             // first, then the name. Of Envoy's functions (`source/extensions/common/wasm/
             // foreign.cc`) keel has `clear_route_cache`, which returns nothing: keel picks the
@@ -295,6 +297,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          ret_len: i32,
          ret_cas: i32|
          -> R {
+            super::start_phase::check(caller.data(), "proxy_get_shared_data")?;
             let key = guest!(memory::read(&caller, key, key_len));
             let Some((value, cas)) = shared::get(&caller.data().plugin.vm_id, &key) else {
                 return Ok(status::NOT_FOUND);
@@ -308,6 +311,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_set_shared_data",
         |caller: Ctx<'_>, key: i32, key_len: i32, value: i32, value_len: i32, cas: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_set_shared_data")?;
             let key = guest!(memory::read(&caller, key, key_len));
             let value = guest!(memory::read(&caller, value, value_len));
             Ok(
@@ -322,6 +326,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_register_shared_queue",
         |mut caller: Ctx<'_>, name: i32, name_len: i32, ret_id: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_register_shared_queue")?;
             let name = guest!(memory::read(&caller, name, name_len));
             let state = caller.data();
             let id = shared::register_queue(&state.plugin.vm_id, &name, state.instance_id);
@@ -337,6 +342,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_resolve_shared_queue",
         |mut caller: Ctx<'_>, vm: i32, vm_len: i32, name: i32, name_len: i32, ret_id: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_resolve_shared_queue")?;
             let vm = guest!(memory::read(&caller, vm, vm_len));
             let name = guest!(memory::read(&caller, name, name_len));
             let vm = if vm.is_empty() {
@@ -355,6 +361,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_dequeue_shared_queue",
         |mut caller: Ctx<'_>, id: i32, ret_ptr: i32, ret_len: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_dequeue_shared_queue")?;
             match shared::dequeue(id as u32) {
                 Err(()) => Ok(status::NOT_FOUND),
                 Ok(None) => Ok(status::EMPTY),
@@ -369,6 +376,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_enqueue_shared_queue",
         |caller: Ctx<'_>, id: i32, value: i32, value_len: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_enqueue_shared_queue")?;
             let value = guest!(memory::read(&caller, value, value_len));
             Ok(if shared::enqueue(id as u32, value) {
                 status::OK
@@ -382,6 +390,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_define_metric",
         |mut caller: Ctx<'_>, kind: i32, name: i32, name_len: i32, ret_id: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_define_metric")?;
             // Any bytes make a name (Envoy `context.cc` `defineMetric`); keel's exported name is
             // sanitized anyway.
             let name = guest!(memory::read(&caller, name, name_len));
@@ -399,6 +408,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_increment_metric",
         |caller: Ctx<'_>, id: i32, offset: i64| -> R {
+            super::start_phase::check(caller.data(), "proxy_increment_metric")?;
             Ok(match metric_of(caller.data(), id) {
                 None => status::NOT_FOUND,
                 // Envoy `context.cc` `incrementMetric`: a counter takes only `offset > 0`.
@@ -418,6 +428,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_record_metric",
         |caller: Ctx<'_>, id: i32, value: i64| -> R {
+            super::start_phase::check(caller.data(), "proxy_record_metric")?;
             Ok(match metric_of(caller.data(), id) {
                 None => status::NOT_FOUND,
                 // Envoy `context.cc` `recordMetric`: a counter *adds* the value.
@@ -440,6 +451,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_metric",
         |mut caller: Ctx<'_>, id: i32, ret: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_get_metric")?;
             let value = match metric_of(caller.data(), id) {
                 None => return Ok(status::NOT_FOUND),
                 Some(CustomMetric::Counter(counter)) => counter.get(),
