@@ -5,7 +5,7 @@
 //! serialized header maps.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::abi::status;
 use crate::headers::MapRef;
@@ -166,7 +166,11 @@ fn grpc_status(stream: &StreamData) -> Option<i64> {
 /// `byteSize()`, `response.code_details`, `response.grpc_status`).
 fn accounting_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
     let value = match name {
-        "request.duration" => nanos(stream.duration?),
+        "request.duration" if stream.log_phase => nanos(
+            *stream
+                .duration
+                .get_or_insert_with(|| stream.started.elapsed()),
+        ),
         "request.headers_bytes" => int(head_bytes(stream, open::REQUEST_HEADERS)),
         "request.total_size" => {
             int(stream.request_body_bytes + head_bytes(stream, open::REQUEST_HEADERS))
@@ -203,7 +207,12 @@ fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
         "request.size" => int(request_size(stream)),
         "response.size" => int(stream.response_body_bytes),
         "request.time" => {
-            let since = stream.start.duration_since(std::time::UNIX_EPOCH).ok()?;
+            let started = stream.started;
+            let at = *stream.started_at.get_or_insert_with(|| {
+                let now = SystemTime::now();
+                now.checked_sub(started.elapsed()).unwrap_or(now)
+            });
+            let since = at.duration_since(UNIX_EPOCH).ok()?;
             int(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
         }
         // Header-based values follow the header maps: Envoy builds them from the filter's

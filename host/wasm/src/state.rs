@@ -42,11 +42,12 @@ pub(crate) struct PluginInfo {
 /// The request and response of one stream, as the filters see them.
 pub(crate) struct StreamData {
     pub info: StreamInfo,
-    pub start: SystemTime,
-    /// The same moment on the monotonic clock (`request.duration`).
+    /// When the stream began, on the monotonic clock: the one clock read a stream costs.
     pub started: Instant,
-    /// `request.duration`: set when the stream ends, before `on_log` (Envoy's
-    /// `requestComplete()`, which `Context::log` waits for).
+    /// The same moment on the wall clock (`request.time`), worked out when a filter first asks.
+    pub started_at: Option<SystemTime>,
+    /// `request.duration`, fixed when a filter first asks once the request is complete (from
+    /// `on_log` on: Envoy sets `requestComplete()` just before `Context::log`).
     pub duration: Option<Duration>,
     /// `response.code_details`: `via_upstream` for a backend's response, else the local
     /// reply's details.
@@ -88,8 +89,8 @@ impl StreamData {
     pub fn new(info: StreamInfo) -> Self {
         StreamData {
             info,
-            start: SystemTime::now(),
             started: Instant::now(),
+            started_at: None,
             duration: None,
             code_details: None,
             request: None,

@@ -774,11 +774,6 @@ impl Stream {
         self.body_dir = None;
         // Dropped while a filter paused (the client went away): the data comes back for on_log.
         self.unpark();
-        // The request is complete: its duration is fixed before `on_log` (Envoy
-        // `StreamInfo::onRequestComplete`, which `Context::log` waits for).
-        if let Some(data) = self.data.as_deref_mut() {
-            data.duration = Some(data.started.elapsed());
-        }
         let chain = self.chain.clone();
         let mut late = Vec::new();
         for (index, filter) in chain.filters.iter().enumerate() {
