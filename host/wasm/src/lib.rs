@@ -22,6 +22,7 @@ mod chain;
 mod drain;
 mod engine;
 mod error;
+mod foreign;
 mod grpc;
 mod headers;
 mod hostcalls;

@@ -270,18 +270,25 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          -> R {
             super::start_phase::check(caller.data(), "proxy_call_foreign_function")?;
             // cpp-host `src/exports.cc` `call_foreign_function`: both buffers are checked
-            // first, then the name. Of Envoy's functions (`source/extensions/common/wasm/
-            // foreign.cc`) keel has `clear_route_cache`, which returns nothing: keel picks the
-            // member after the request filters ran, so there is no route to forget (as
-            // `proxy_clear_route_cache`). Any other name is NotFound.
+            // first, then the name; the result goes to `results` (when not 0), its size to
+            // `results_len` (when not 0). The functions: `crate::foreign`.
             let name = guest!(memory::read(&caller, name, name_len));
-            guest!(memory::read(&caller, args, args_len));
-            if name != b"clear_route_cache" {
-                return Ok(status::NOT_FOUND);
-            }
+            let args = guest!(memory::read(&caller, args, args_len));
+            let limit = caller.data().memory_limit;
+            let result = match crate::foreign::call(&name, &args, limit) {
+                Ok(result) => result.unwrap_or_default(),
+                Err(status) => return Ok(status),
+            };
             if results != 0 {
-                guest!(memory::write_u32(&mut caller, results, 0));
-                guest!(memory::write_u32(&mut caller, results_len, 0));
+                guest!(memory::copy_out(
+                    &mut caller,
+                    &result,
+                    results,
+                    results_len
+                )?);
+            } else if results_len != 0 {
+                let len = u32::try_from(result.len()).unwrap_or(u32::MAX);
+                guest!(memory::write_u32(&mut caller, results_len, len));
             }
             Ok(status::OK)
         },

@@ -253,6 +253,14 @@ fn text(bytes: Option<Vec<u8>>) -> String {
     )
 }
 
+/// A foreign function's answer as text: its result, or its status.
+fn foreign_text(answer: Result<Option<Vec<u8>>, proxy_wasm::types::Status>) -> String {
+    match answer {
+        Ok(bytes) => text(bytes),
+        Err(status) => format!("{status:?}"),
+    }
+}
+
 fn int(bytes: Option<Vec<u8>>) -> String {
     match bytes {
         Some(b) if b.len() == 8 => {
@@ -741,8 +749,23 @@ impl HttpContext for Probe {
                 Action::Continue
             }
             "foreign" => {
-                let foreign = hostcalls::call_foreign_function("compress", Some(b"x"));
+                let foreign = hostcalls::call_foreign_function("verify_signature", Some(b"x"));
                 self.add_http_request_header("x-foreign", &format!("{foreign:?}"));
+                // What real zlib wrote (Python's `zlib.compress(b"hello")`) decompresses; what
+                // the host compresses comes back; what is not zlib does not.
+                let hello = [
+                    0x78, 0x9c, 0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x06, 0x2c, 0x02, 0x15,
+                ];
+                let unpacked = hostcalls::call_foreign_function("uncompress", Some(&hello));
+                self.add_http_request_header("x-foreign-uncompress", &foreign_text(unpacked));
+                let packed = hostcalls::call_foreign_function("compress", Some(b"probe probe"))
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                let back = hostcalls::call_foreign_function("uncompress", Some(&packed));
+                self.add_http_request_header("x-foreign-round-trip", &foreign_text(back));
+                let bad = hostcalls::call_foreign_function("uncompress", Some(b"not zlib"));
+                self.add_http_request_header("x-foreign-bad", &format!("{bad:?}"));
                 let route = hostcalls::call_foreign_function("clear_route_cache", None);
                 self.add_http_request_header("x-foreign-route", &format!("{route:?}"));
                 let grpc = self.dispatch_grpc_call(
