@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap (PLAN.md)
 
 mod harness;
+#[path = "../support/uuid.rs"]
+mod uuid;
 
 mod access_log;
 mod admin;

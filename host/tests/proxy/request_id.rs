@@ -6,6 +6,7 @@
 //! `source/extensions/request_id/uuid/config.cc` `UUIDRequestIDExtension::set`).
 
 use crate::harness::{Backend, Http, Keel, config};
+use crate::uuid::is_uuid_v4;
 
 /// The `x-request-id` the member saw, if any.
 async fn seen_id(http: &Http, keel: &Keel, headers: &[(&str, &str)]) -> Option<String> {
@@ -15,18 +16,6 @@ async fn seen_id(http: &Http, keel: &Keel, headers: &[(&str, &str)]) -> Option<S
         .lines()
         .find_map(|line| line.strip_prefix("x-request-id: "))
         .map(str::to_owned)
-}
-
-/// A UUID v4 in its text form (RFC 9562: version 4, variant 10, lowercase hex).
-fn is_uuid_v4(id: &str) -> bool {
-    let b = id.as_bytes();
-    b.len() == 36
-        && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
-        && b[14] == b'4'
-        && matches!(b[19], b'8' | b'9' | b'a' | b'b')
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| [8, 13, 18, 23].contains(&i) || matches!(c, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[tokio::test(flavor = "multi_thread")]
