@@ -137,6 +137,8 @@ impl Callouts {
         }
         parts.uri = retarget(&parts.uri, addr)?;
         parts.version = http::Version::HTTP_11;
+        // HTTP/1.1 trailers are ignored, as Envoy's HTTP/1 codec ignores them without
+        // `enable_trailers` (`source/common/http/http1/codec_impl.cc` `onHeaderFieldImpl`).
         let (response, _trailers) = exchange(
             &self.client,
             http::Request::from_parts(parts, body),

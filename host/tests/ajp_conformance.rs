@@ -31,6 +31,8 @@ mod httpd;
 #[allow(dead_code)]
 #[path = "../ajp/tests/support/tomcat.rs"]
 mod tomcat;
+#[path = "support/uuid.rs"]
+mod uuid;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
@@ -108,6 +110,15 @@ const DIFFERENCES: &[Difference] = &[
         httpd: None,
         keel: Some("127.0.0.1:<front>"),
         reason: "as header.x-forwarded-for",
+    },
+    Difference {
+        field: "header.x-request-id",
+        cases: &[],
+        httpd: None,
+        keel: Some("<uuid v4>"),
+        reason: "keel gives every request without one Envoy's generated x-request-id, a UUID v4 \
+                 (`forwarded.generate_request_id`, as Envoy's connection manager: \
+                 source/common/http/conn_manager_utility.cc); httpd adds none",
     },
     Difference {
         field: "header.x-repeated",
@@ -448,6 +459,8 @@ fn normalize(fields: Vec<(String, String)>, front_port: u16, client_port: Option
             "<front>".to_owned()
         } else if k == "remotePort" && client_port.is_some_and(|p| v == p.to_string()) {
             "<client port>".to_owned()
+        } else if k == "header.x-request-id" && uuid::is_uuid_v4(&v) {
+            "<uuid v4>".to_owned()
         } else {
             v.replace(&front, "127.0.0.1:<front>")
         };

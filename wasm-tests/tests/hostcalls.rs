@@ -332,11 +332,20 @@ async fn wasi_environment_clocks_random_and_output() {
     assert_eq!(header(&req.headers, "x-monotonic"), "true");
 }
 
+/// Envoy's foreign functions (`source/extensions/common/wasm/foreign.cc`) keel has:
+/// `clear_route_cache`, and `compress`/`uncompress` (zlib's, so a stream real zlib wrote
+/// decompresses, and what is not zlib is SerializationFailure); the others are NotFound.
 #[tokio::test]
-async fn foreign_functions_other_than_clear_route_cache_are_not_found_and_grpc_needs_an_upstream() {
+async fn foreign_functions_clear_route_cache_and_zlib_and_grpc_needs_an_upstream() {
     let (chain, _registry) = chain(vec![spec("probe", "test_probe", "foreign")]);
     let (_stream, req) = continued_get(&chain, "/", true).await;
     assert_eq!(header(&req.headers, "x-foreign"), "Err(NotFound)");
+    assert_eq!(header(&req.headers, "x-foreign-uncompress"), "hello");
+    assert_eq!(header(&req.headers, "x-foreign-round-trip"), "probe probe");
+    assert_eq!(
+        header(&req.headers, "x-foreign-bad"),
+        "Err(SerializationFailure)"
+    );
     // Envoy registers `clear_route_cache` (`source/extensions/common/wasm/foreign.cc`), which
     // Istio-style filters call after a header rewrite: Ok, no result.
     assert_eq!(header(&req.headers, "x-foreign-route"), "Ok(None)");

@@ -32,6 +32,30 @@ async fn a_noop_chain_continues_every_phase() {
     assert!(memory[0].1 >= 64 << 10, "{memory:?}");
 }
 
+/// While a module starts, Envoy's V8 runtime traps every hostcall but logging, output,
+/// arguments, environment, clocks, randomness and the WASI stubs (proxy-wasm-cpp-host
+/// `src/wasm.cc` `WasmBase::startVm` `setRestrictedCallback`; `src/v8/v8.cc`:
+/// `trap("restricted_callback")`): the SDK 0.1.x filter's `_start` logs, reads the clock and
+/// its environment and starts; defining a metric there fails its start, naming the hostcall.
+#[test]
+fn a_hostcall_cpp_host_restricts_fails_the_start_naming_it() {
+    let registry = prometheus::Registry::new();
+    let callouts = std::sync::Arc::new(keel_wasm::NoCallouts);
+    let allowed = spec("legacy", "test_legacy", "c");
+    assert!(FilterChain::new(vec![allowed], 1, &registry, callouts.clone()).is_ok());
+    let mut restricted = spec("legacy", "test_legacy", "c");
+    restricted.env = vec![("LEGACY_START_HOSTCALL".into(), "define_metric".into())];
+    let error = FilterChain::new(vec![restricted], 1, &registry, callouts).unwrap_err();
+    match &error {
+        ChainError::Start { filter, reason } => {
+            assert_eq!(filter, "legacy");
+            assert!(reason.contains("proxy_define_metric"), "{reason}");
+            assert!(reason.contains("restricted_callback"), "{reason}");
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+}
+
 #[test]
 fn on_configure_false_names_the_filter_and_its_message() {
     let registry = prometheus::Registry::new();

@@ -3,7 +3,8 @@
 //! request body (empty, held whole when replayable, or streaming), the attempts, and the
 //! response on its way back through the chain (a 101 to an upgrade request becomes a tunnel:
 //! [`super::upgrade`]). Nothing here allocates for a request that needs nothing (no filters, no
-//! body).
+//! body) but its generated `x-request-id` ([`super::request_id`], which
+//! `forwarded.generate_request_id: false` turns off).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,7 +18,9 @@ use http_body_util::BodyExt;
 use super::body::{IdleTimeout, Keep, Limited};
 use super::filter::{BodyVerdict, HeadersVerdict, LocalResponse, StreamInfo};
 use super::filtered::{Direction, Filtered, Finish, LocalSlot, SharedStream};
-use super::{ConnInfo, Proxy, from_local, headers, idempotent, local, upgrade};
+use super::{
+    ConnInfo, Proxy, from_local, headers, idempotent, local, local_because, request_id, upgrade,
+};
 use crate::balancer::Member;
 use crate::upstream::{Body, BoxError, RequestBody, StreamingBody};
 
@@ -114,6 +117,11 @@ impl Proxy {
                 h
             }
         };
+
+        // Envoy's connection manager names the request before any filter runs.
+        if cfg.forwarded.generate_request_id {
+            request_id::ensure(&mut parts.headers);
+        }
 
         // The filter chain, request headers.
         let stream: Option<SharedStream> = if self.chain.is_empty() {
@@ -228,14 +236,23 @@ impl Proxy {
         let attempt = self.attempts(&parts, req_body, conn, sticky.as_deref(), outcome);
         let result = match tokio::time::timeout(total, attempt).await {
             Ok(r) => r,
-            Err(_) => Err(local(StatusCode::GATEWAY_TIMEOUT, "upstream timed out")),
+            // Envoy's route timeout (`ResponseCodeDetailValues` `ResponseTimeout`).
+            Err(_) => Err(local_because(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream timed out",
+                Some("response_timeout"),
+            )),
         };
         outcome.route = sticky;
         if let Some(lr) = take_local(local_slot.as_ref()) {
             return from_local(lr);
         }
         if over_limit(exceeded.as_deref()) {
-            let res = local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+            let res = local_because(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large",
+                Some("request_payload_too_large"),
+            );
             return through_chain(stream.as_ref(), res).await;
         }
         let (res, guard) = match result {

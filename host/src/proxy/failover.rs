@@ -10,9 +10,13 @@ use std::time::Instant;
 
 use http::{Request, Response, StatusCode};
 
-use super::{ConnInfo, Outcome, Proxy, idempotent, local};
+use super::{ConnInfo, Outcome, Proxy, idempotent, local, local_because};
 use crate::balancer::{InFlight, Member, PickError, Tried};
 use crate::upstream::{Body, ClientInfo, RequestBody, UpstreamRequest, UpstreamResponse};
+
+/// Envoy's router when no host can take the request (`ResponseCodeDetailValues`
+/// `NoHealthyUpstream`).
+const NO_HEALTHY_UPSTREAM: &str = "no_healthy_upstream";
 
 /// How the attempts so far ended, for the client when no further attempt is made.
 type Answer = Result<(UpstreamResponse, InFlight), Response<Body>>;
@@ -50,9 +54,10 @@ impl Proxy {
                         return Ok(held);
                     }
                     log::info!("sticky member {r} unavailable and sticky_force is set");
-                    return Err(local(
+                    return Err(local_because(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "sticky member unavailable",
+                        Some(NO_HEALTHY_UPSTREAM),
                     ));
                 }
                 Err(PickError::NoMember) => break,
@@ -107,8 +112,10 @@ impl Proxy {
                     if e.is_client_error() {
                         return Err(local(e.client_status(), "bad request"));
                     }
+                    let failed =
+                        || local_because(e.client_status(), "upstream failed", e.code_details());
                     if e.is_deterministic() {
-                        return Err(local(e.client_status(), "upstream failed"));
+                        return Err(failed());
                     }
                     let may_retry = if e.was_sent() {
                         safe_method && replayable
@@ -118,7 +125,7 @@ impl Proxy {
                             RequestBody::Empty | RequestBody::Whole(_) => true,
                         }
                     };
-                    let answer = local(e.client_status(), "upstream failed");
+                    let answer = failed();
                     if !(may_retry && more) {
                         return Err(answer);
                     }
@@ -129,9 +136,10 @@ impl Proxy {
         }
         match last {
             Some(answer) => answer,
-            None => Err(local(
+            None => Err(local_because(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no member available",
+                Some(NO_HEALTHY_UPSTREAM),
             )),
         }
     }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::HeaderMap;
 pub use keel_wasm::{
-    BodyVerdict, HeadersVerdict, LocalResponse, StreamInfo, TrailersVerdict, UpstreamInfo,
+    BodyVerdict, CodeDetails, HeadersVerdict, LocalResponse, StreamInfo, TrailersVerdict,
+    UpstreamInfo,
 };
 
 use crate::callout::Callouts;

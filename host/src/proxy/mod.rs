@@ -10,6 +10,7 @@ mod failover;
 pub mod filter;
 pub mod filtered;
 pub mod headers;
+mod request_id;
 mod upgrade;
 pub mod wasm;
 
@@ -32,7 +33,7 @@ use crate::upstream::{
     Body, BoxError, TlsInfo, Upstream, UpstreamSpec, ajp_constructor, full_body,
 };
 use exchange::Outcome;
-use filter::{ChainBuilder, ChainContext, FilterChain, LocalResponse};
+use filter::{ChainBuilder, ChainContext, CodeDetails, FilterChain, LocalResponse};
 use headers::ForwardedSettings;
 
 /// The client connection a request came on.
@@ -84,6 +85,19 @@ pub fn local(status: StatusCode, text: &str) -> Response<Body> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    r
+}
+
+/// [`local`], with Envoy's response code details for the filters' `response.code_details`.
+pub(crate) fn local_because(
+    status: StatusCode,
+    text: &str,
+    details: Option<&'static str>,
+) -> Response<Body> {
+    let mut r = local(status, text);
+    if let Some(details) = details {
+        r.extensions_mut().insert(CodeDetails(details));
+    }
     r
 }
 

@@ -237,6 +237,24 @@ impl UpstreamError {
         matches!(self, Self::ClientBody(_) | Self::Unencodable { .. })
     }
 
+    /// Why the client got [`client_status`](Self::client_status), as Envoy's router names it
+    /// (`envoy/stream_info/stream_info.h` `ResponseCodeDetailValues`; an early reset carries
+    /// `Http::Utility::resetReasonToString` in braces, `source/common/router/router.cc`
+    /// `onUpstreamReset`); none for the client's own errors, which Envoy's router never sees.
+    pub fn code_details(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::Connect(_) => "upstream_reset_before_response_started{remote_connection_failure}",
+            Self::ConnectTimeout(_) => "upstream_reset_before_response_started{connection_timeout}",
+            Self::Stale(_) | Self::Send(_) | Self::Unanswered(_) | Self::Response(_) => {
+                "upstream_reset_before_response_started{connection_termination}"
+            }
+            Self::Busy(_) => "upstream_reset_before_response_started{overflow}",
+            Self::BadHead(_) => "upstream_reset_before_response_started{protocol_error}",
+            Self::ResponseTimeout(_) => "upstream_per_try_timeout",
+            Self::ClientBody(_) | Self::Unencodable { .. } => return None,
+        })
+    }
+
     /// The status the client gets when this is the last attempt.
     pub fn client_status(&self) -> ::http::StatusCode {
         use ::http::StatusCode as S;

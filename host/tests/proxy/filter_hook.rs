@@ -53,6 +53,7 @@ impl FilterStream for Stream {
                         HeaderValue::from_static("text/plain"),
                     )],
                     body: Bytes::from_static(b"blocked by filter"),
+                    details: "blocked".into(),
                 });
             }
             req.headers.remove("x-keel-route");

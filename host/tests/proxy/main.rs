@@ -5,10 +5,14 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap (PLAN.md)
 
 mod harness;
+#[path = "../support/uuid.rs"]
+mod uuid;
 
 mod access_log;
 mod admin;
 mod blame;
+mod callout_trailers;
+mod code_details;
 mod config_errors;
 mod failover;
 mod filter_hook;
@@ -16,6 +20,7 @@ mod grpc_callouts;
 mod lifecycle;
 mod limits;
 mod protocols;
+mod request_id;
 mod sticky;
 mod upgrade;
 mod wasm_filters;

@@ -87,6 +87,34 @@ fn from_http(status: http::StatusCode) -> u32 {
     }
 }
 
+/// `response.grpc_status` (Envoy `source/common/grpc/common.cc` `Common::getGrpcStatus`): the
+/// trailers' `grpc-status`, else the head's, else the one the HTTP status maps to; a value that
+/// is not a number up to 16 is `InvalidCode` (-1).
+pub(crate) fn response_status(
+    trailers: Option<&http::HeaderMap>,
+    head: Option<&http::HeaderMap>,
+    status: Option<http::StatusCode>,
+) -> Option<i64> {
+    let of = |map: Option<&http::HeaderMap>| {
+        let value = map?.get("grpc-status")?.as_bytes();
+        if value.is_empty() {
+            return None;
+        }
+        Some(
+            std::str::from_utf8(value)
+                .ok()
+                .and_then(|text| text.parse::<u64>().ok())
+                // UNAUTHENTICATED (16) is Envoy's `MaximumKnown`.
+                .filter(|code| *code <= u64::from(code::UNAUTHENTICATED))
+                .and_then(|code| i64::try_from(code).ok())
+                .unwrap_or(-1),
+        )
+    };
+    of(trailers)
+        .or_else(|| of(head))
+        .or_else(|| status.map(|status| i64::from(from_http(status))))
+}
+
 /// Whether a request is gRPC (Envoy `Grpc::Common::isGrpcRequestHeaders`: a path and an
 /// `application/grpc` content type).
 pub(crate) fn is_request(parts: &http::request::Parts) -> bool {

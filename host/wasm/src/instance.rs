@@ -259,7 +259,9 @@ impl Instance {
             deadline,
             next_context: 2,
         };
-        let started = (|| {
+        // cpp-host `startVm` restricts the hostcalls while the entry points run.
+        me.store.data_mut().starting = true;
+        let entered = (|| {
             if let Some(init) = initialize {
                 guarded(&mut me.store, start_deadline, |store| init.call(store, ()))?;
             }
@@ -277,6 +279,10 @@ impl Instance {
                 }
                 Entry::None => {}
             }
+            Ok::<_, Failure>(())
+        })();
+        me.store.data_mut().starting = false;
+        let started = entered.and_then(|()| {
             me.store.data_mut().root_context = 1;
             me.store.data_mut().effective_context = 1;
             if let Some(create) = me.exports.context_create.as_ref() {
@@ -288,7 +294,7 @@ impl Instance {
                 created?;
             }
             Ok::<_, Failure>(())
-        })();
+        });
         started.map_err(|failure| StartError::Start(failure.to_string()))?;
         let vm_config = me.store.data().plugin.vm_config.len() as i32;
         if let Some(vm_start) = me.exports.vm_start.as_ref() {
@@ -495,20 +501,13 @@ impl Instance {
                 for (name, value) in &parts.headers {
                     headers.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
                 }
-                Some(CallResponse {
-                    headers,
-                    body,
-                    trailers: Vec::new(),
-                })
+                Some(CallResponse { headers, body })
             }
             None => None,
         };
+        // No trailers: see `CallResponse`.
         let counts = delivered.as_ref().map_or((0, 0, 0), |d| {
-            (
-                d.headers.len() as i32,
-                d.body.len() as i32,
-                d.trailers.len() as i32,
-            )
+            (d.headers.len() as i32, d.body.len() as i32, 0)
         });
         let state = self.store.data_mut();
         state.call_status = delivered

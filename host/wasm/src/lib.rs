@@ -22,6 +22,7 @@ mod chain;
 mod drain;
 mod engine;
 mod error;
+mod foreign;
 mod grpc;
 mod headers;
 mod hostcalls;
@@ -41,6 +42,6 @@ pub use engine::provided_imports;
 pub use error::{CalloutError, ChainError};
 pub use stream::Stream;
 pub use types::{
-    BodyVerdict, CalloutFuture, CalloutHandler, FailurePolicy, FilterSpec, GrpcFuture,
+    BodyVerdict, CalloutFuture, CalloutHandler, CodeDetails, FailurePolicy, FilterSpec, GrpcFuture,
     HeadersVerdict, Limits, LocalResponse, NoCallouts, StreamInfo, TrailersVerdict, UpstreamInfo,
 };

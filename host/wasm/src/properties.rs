@@ -5,6 +5,7 @@
 //! serialized header maps.
 
 use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::abi::status;
 use crate::headers::MapRef;
@@ -12,6 +13,12 @@ use crate::state::{HostState, StreamData, open};
 
 fn int(value: u64) -> Vec<u8> {
     value.to_le_bytes().to_vec()
+}
+
+/// A duration as Envoy's wasm serializer writes one: int64 nanoseconds
+/// (`source/extensions/common/wasm/context.cc` `serializeValue`, `kDuration`).
+fn nanos(duration: Duration) -> Vec<u8> {
+    int(u64::try_from(duration.as_nanos()).unwrap_or(i64::MAX as u64))
 }
 
 fn addr(address: SocketAddr) -> Vec<u8> {
@@ -113,7 +120,76 @@ fn request_size(stream: &StreamData) -> u64 {
         .unwrap_or(stream.request_body_bytes)
 }
 
+/// The bytes of keys and values of a head while it is the filter's, else 0 (Envoy
+/// `expr/context.cc` `HeadersBytes`: `byteSize()` of the map, 0 without one).
+fn head_bytes(stream: &mut StreamData, bit: u8) -> u64 {
+    if stream.open & bit == 0 {
+        return 0;
+    }
+    let tls = stream.info.tls;
+    let size = match bit {
+        open::REQUEST_HEADERS => stream
+            .request
+            .as_mut()
+            .map(|parts| MapRef::Request(parts, tls).byte_size()),
+        open::RESPONSE_HEADERS => stream
+            .response
+            .as_mut()
+            .map(|parts| MapRef::Response(parts).byte_size()),
+        _ => stream
+            .response_trailers
+            .as_mut()
+            .map(|map| MapRef::Trailers(map).byte_size()),
+    };
+    size.map_or(0, |size| size as u64)
+}
+
+/// `response.grpc_status`, from the maps the filter may read and the response's status.
+fn grpc_status(stream: &StreamData) -> Option<i64> {
+    let readable = |bit: u8| stream.open & bit != 0;
+    crate::grpc::response_status(
+        stream
+            .response_trailers
+            .as_ref()
+            .filter(|_| readable(open::RESPONSE_TRAILERS)),
+        stream
+            .response
+            .as_ref()
+            .filter(|_| readable(open::RESPONSE_HEADERS))
+            .map(|parts| &parts.headers),
+        stream.response.as_ref().map(|parts| parts.status),
+    )
+}
+
+/// The sizes and details Envoy computes from the stream info and the heads (`expr/context.cc`:
+/// `request.duration` once the request is complete, `TotalSize` = body bytes plus the heads'
+/// `byteSize()`, `response.code_details`, `response.grpc_status`).
+fn accounting_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
+    let value = match name {
+        "request.duration" if stream.log_phase => nanos(
+            *stream
+                .duration
+                .get_or_insert_with(|| stream.started.elapsed()),
+        ),
+        "request.headers_bytes" => int(head_bytes(stream, open::REQUEST_HEADERS)),
+        "request.total_size" => {
+            int(stream.request_body_bytes + head_bytes(stream, open::REQUEST_HEADERS))
+        }
+        "response.headers_bytes" => int(head_bytes(stream, open::RESPONSE_HEADERS)),
+        "response.total_size" => int(stream.response_body_bytes
+            + head_bytes(stream, open::RESPONSE_HEADERS)
+            + head_bytes(stream, open::RESPONSE_TRAILERS)),
+        "response.code_details" => stream.code_details.as_deref()?.as_bytes().to_vec(),
+        "response.grpc_status" => grpc_status(stream)?.to_le_bytes().to_vec(),
+        _ => return None,
+    };
+    Some(value)
+}
+
 fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
+    if let Some(value) = accounting_property(stream, name) {
+        return Some(value);
+    }
     let info = &stream.info;
     let value = match name {
         "source.address" => addr(info.source),
@@ -131,7 +207,12 @@ fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
         "request.size" => int(request_size(stream)),
         "response.size" => int(stream.response_body_bytes),
         "request.time" => {
-            let since = stream.start.duration_since(std::time::UNIX_EPOCH).ok()?;
+            let started = stream.started;
+            let at = *stream.started_at.get_or_insert_with(|| {
+                let now = SystemTime::now();
+                now.checked_sub(started.elapsed()).unwrap_or(now)
+            });
+            let since = at.duration_since(UNIX_EPOCH).ok()?;
             int(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
         }
         // Header-based values follow the header maps: Envoy builds them from the filter's

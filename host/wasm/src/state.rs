@@ -1,9 +1,10 @@
 //! The data each wasmtime store carries ([`HostState`]) and the per-stream data
 //! ([`StreamData`]) that is moved into the store for the length of one callback.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use wasmtime::{Memory, ResourceLimiter, TypedFunc};
@@ -41,7 +42,16 @@ pub(crate) struct PluginInfo {
 /// The request and response of one stream, as the filters see them.
 pub(crate) struct StreamData {
     pub info: StreamInfo,
-    pub start: SystemTime,
+    /// When the stream began, on the monotonic clock: the one clock read a stream costs.
+    pub started: Instant,
+    /// The same moment on the wall clock (`request.time`), worked out when a filter first asks.
+    pub started_at: Option<SystemTime>,
+    /// `request.duration`, fixed when a filter first asks once the request is complete (from
+    /// `on_log` on: Envoy sets `requestComplete()` just before `Context::log`).
+    pub duration: Option<Duration>,
+    /// `response.code_details`: `via_upstream` for a backend's response, else the local
+    /// reply's details.
+    pub code_details: Option<Cow<'static, str>>,
     /// The request head: live during the request headers callbacks, a snapshot afterwards.
     pub request: Option<http::request::Parts>,
     pub request_trailers: Option<http::HeaderMap>,
@@ -79,7 +89,10 @@ impl StreamData {
     pub fn new(info: StreamInfo) -> Self {
         StreamData {
             info,
-            start: SystemTime::now(),
+            started: Instant::now(),
+            started_at: None,
+            duration: None,
+            code_details: None,
             request: None,
             request_trailers: None,
             response: None,
@@ -118,12 +131,16 @@ pub(crate) enum Call {
     Grpc(crate::types::GrpcFuture),
 }
 
-/// The http-call response being delivered by `proxy_on_http_call_response`.
+/// The http-call response being delivered by `proxy_on_http_call_response`. It has no
+/// trailers: keel's http callouts speak HTTP/1.1, whose codec in Envoy ignores a response's
+/// trailers and drops a request's unless the cluster sets `enable_trailers` (default false;
+/// `source/common/http/http1/codec_impl.cc` `onHeaderFieldImpl`, `encodeTrailersBase`), so
+/// Envoy's call response has no trailers map (`context.cc` `getConstMap`:
+/// `(*response)->trailers()` is null).
 #[derive(Default)]
 pub(crate) struct CallResponse {
     pub headers: Vec<(Vec<u8>, Vec<u8>)>,
     pub body: Bytes,
-    pub trailers: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Numbers the instances (the owners of shared queues).
@@ -183,6 +200,9 @@ pub(crate) struct HostState {
     /// `Ok`, once; otherwise `NotFound`, cpp-host `src/wasm.cc` `WasmBase::done`), keel keeps
     /// the instance and delivers its callouts (see `crate::ticker::drain`).
     pub done_pending: bool,
+    /// While `_initialize`, `main`/`__main_void` or `_start` runs: most hostcalls trap then
+    /// (`crate::hostcalls::start_phase`).
+    pub starting: bool,
 }
 
 impl HostState {
@@ -223,6 +243,7 @@ impl HostState {
             call_status: None,
             grpc_message: None,
             done_pending: false,
+            starting: false,
         }
     }
 

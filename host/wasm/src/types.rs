@@ -1,6 +1,7 @@
 //! The public data types of the runtime: filter specifications, limits, stream information and
 //! the verdicts the stream methods return, plus the callout trait the proxy implements.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -229,11 +230,15 @@ pub struct LocalResponse {
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// The body.
     pub body: Bytes,
+    /// Why it was made, as Envoy's response code details name it (property
+    /// `response.code_details`): the filter's `details` argument, or one of Envoy's values
+    /// (`envoy/stream_info/stream_info.h` `ResponseCodeDetailValues`, `wasm_fail_stream`, ...).
+    pub details: Cow<'static, str>,
 }
 
 impl LocalResponse {
-    /// A response with a status and a short plain-text body.
-    pub fn plain(status: http::StatusCode, body: &'static str) -> Self {
+    /// A response with a status, a short plain-text body and Envoy's code details for it.
+    pub fn plain(status: http::StatusCode, body: &'static str, details: &'static str) -> Self {
         LocalResponse {
             status,
             headers: vec![(
@@ -241,9 +246,15 @@ impl LocalResponse {
                 http::HeaderValue::from_static("text/plain"),
             )],
             body: Bytes::from_static(body.as_bytes()),
+            details: Cow::Borrowed(details),
         }
     }
 }
+
+/// Envoy's response code details of a response keel makes itself (a 502, 503 or 504 of the
+/// proxy), carried in the response head's extensions to the filters' `response.code_details`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeDetails(pub &'static str);
 
 /// The outcome of a headers callback.
 #[derive(Debug, Clone, PartialEq)]

@@ -201,6 +201,9 @@ pub struct Forwarded {
     pub x_forwarded_host: bool,
     /// RFC 7239 Forwarded (appended).
     pub forwarded: bool,
+    /// X-Request-Id (a UUID v4) on every request without one, before the filters run, as
+    /// Envoy's `generate_request_id` (true by default there too).
+    pub generate_request_id: bool,
 }
 
 impl Default for Forwarded {
@@ -210,6 +213,7 @@ impl Default for Forwarded {
             x_forwarded_proto: true,
             x_forwarded_host: true,
             forwarded: false,
+            generate_request_id: true,
         }
     }
 }

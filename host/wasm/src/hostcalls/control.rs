@@ -1,6 +1,7 @@
 //! Logging, time, timers, stream control (`continue`, `close`, local responses), the effective
 //! context and properties.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -67,6 +68,21 @@ fn target(state: &mut HostState) -> Target {
     }
 }
 
+/// A local reply's details as Envoy keeps them (`context.cc` `sendLocalResponse`:
+/// `StringUtil::replaceAllEmptySpace`, every whitespace byte becomes `_`).
+fn code_details(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_whitespace() || c == '\x0b' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 fn continue_stream(caller: &mut Ctx<'_>, which: i32) -> i32 {
     let state = caller.data_mut();
     let (request, response) = match which {
@@ -114,6 +130,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_log_level",
         |mut caller: Ctx<'_>, ret: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_get_log_level")?;
             // The most verbose level keel's logger takes for filter lines, but never above Error:
             // a filter's error lines (why on_configure failed) must reach keel even when no
             // logger is installed. Filters that adopt this level skip formatting what keel drops.
@@ -135,6 +152,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_current_time_nanoseconds",
         |mut caller: Ctx<'_>, ret: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_get_current_time_nanoseconds")?;
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default();
@@ -147,6 +165,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_set_tick_period_milliseconds",
         |mut caller: Ctx<'_>, period: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_set_tick_period_milliseconds")?;
             let period = period as u32;
             caller.data_mut().tick_period =
                 (period > 0).then(|| Duration::from_millis(u64::from(period)));
@@ -156,22 +175,32 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         "env",
         "proxy_continue_stream",
-        |mut caller: Ctx<'_>, which: i32| -> R { Ok(continue_stream(&mut caller, which)) },
+        |mut caller: Ctx<'_>, which: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_continue_stream")?;
+            Ok(continue_stream(&mut caller, which))
+        },
     )?;
     linker.func_wrap(
         "env",
         "proxy_continue_request",
-        |mut caller: Ctx<'_>| -> R { Ok(continue_stream(&mut caller, stream_type::REQUEST)) },
+        |mut caller: Ctx<'_>| -> R {
+            super::start_phase::check(caller.data(), "proxy_continue_request")?;
+            Ok(continue_stream(&mut caller, stream_type::REQUEST))
+        },
     )?;
     linker.func_wrap(
         "env",
         "proxy_continue_response",
-        |mut caller: Ctx<'_>| -> R { Ok(continue_stream(&mut caller, stream_type::RESPONSE)) },
+        |mut caller: Ctx<'_>| -> R {
+            super::start_phase::check(caller.data(), "proxy_continue_response")?;
+            Ok(continue_stream(&mut caller, stream_type::RESPONSE))
+        },
     )?;
     linker.func_wrap(
         "env",
         "proxy_close_stream",
         |mut caller: Ctx<'_>, which: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_close_stream")?;
             let state = caller.data_mut();
             if !(0..=3).contains(&which) {
                 return Ok(status::BAD_ARGUMENT);
@@ -187,12 +216,14 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             Ok(status::OK)
         },
     )?;
-    linker.func_wrap("env", "proxy_clear_route_cache", |_caller: Ctx<'_>| -> R {
+    linker.func_wrap("env", "proxy_clear_route_cache", |caller: Ctx<'_>| -> R {
+        super::start_phase::check(caller.data(), "proxy_clear_route_cache")?;
         Ok(status::OK)
     })?;
     // Ok only while the root's `on_done` waits for it (cpp-host `src/wasm.cc` `WasmBase::done`:
     // a root not pending done is NotFound).
     linker.func_wrap("env", "proxy_done", |mut caller: Ctx<'_>| -> R {
+        super::start_phase::check(caller.data(), "proxy_done")?;
         let state = caller.data_mut();
         Ok(if std::mem::take(&mut state.done_pending) {
             status::OK
@@ -204,6 +235,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_set_effective_context",
         |mut caller: Ctx<'_>, context: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_set_effective_context")?;
             let context = context as u32;
             let state = caller.data_mut();
             if context == state.root_context || state.live_contexts.contains(&context) {
@@ -219,16 +251,18 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "proxy_send_local_response",
         |mut caller: Ctx<'_>,
          code: i32,
-         _details: i32,
-         _details_len: i32,
+         details: i32,
+         details_len: i32,
          body: i32,
          body_len: i32,
          headers: i32,
          headers_len: i32,
          grpc_status: i32|
          -> R {
+            super::start_phase::check(caller.data(), "proxy_send_local_response")?;
             let body = guest!(memory::read(&caller, body, body_len));
             let raw = guest!(memory::read(&caller, headers, headers_len));
+            let details = guest!(memory::read(&caller, details, details_len));
             let Some(pairs) = crate::serial::deserialize_pairs(&raw) else {
                 return Ok(status::BAD_ARGUMENT);
             };
@@ -263,6 +297,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 status: status_code,
                 headers: list,
                 body: Bytes::from(body),
+                details: Cow::Owned(code_details(&details)),
             };
             match target(state) {
                 Target::Installed => state.actions.local_response = Some(response),
@@ -279,6 +314,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_property",
         |mut caller: Ctx<'_>, path: i32, path_len: i32, ret_ptr: i32, ret_len: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_get_property")?;
             let value = guest!(memory::with_guest(
                 &mut caller,
                 path,
@@ -298,6 +334,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_set_property",
         |mut caller: Ctx<'_>, path: i32, path_len: i32, value: i32, value_len: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_set_property")?;
             let raw = guest!(memory::read(&caller, path, path_len));
             let value = guest!(memory::read(&caller, value, value_len));
             Ok(if crate::properties::set(caller.data_mut(), &raw, value) {

@@ -60,6 +60,10 @@ fn http_call(caller: &mut Ctx<'_>, args: [i32; 8], timeout_ms: i32, ret_token: i
     let upstream = guest!(memory::read(caller, up, up_len));
     let raw_headers = guest!(memory::read(caller, headers, headers_len));
     let body = guest!(memory::read(caller, body, body_len));
+    // Checked, then dropped: Envoy attaches them to the call (`context.cc` `httpCall`), but its
+    // HTTP/1.1 codec, which keel's callouts speak, sends none unless the cluster sets
+    // `enable_trailers` (default false) and never with the body's Content-Length
+    // (`source/common/http/http1/codec_impl.cc` `encodeTrailersBase`).
     let _trailers = guest!(memory::read(caller, trailers, trailers_len));
     let Ok(upstream) = String::from_utf8(upstream) else {
         return Ok(status::BAD_ARGUMENT);
@@ -168,6 +172,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          timeout: i32,
          ret_token: i32|
          -> R {
+            super::start_phase::check(caller.data(), "proxy_http_call")?;
             http_call(
                 &mut caller,
                 [
@@ -202,6 +207,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          timeout: i32,
          ret_token: i32|
          -> R {
+            super::start_phase::check(caller.data(), "proxy_grpc_call")?;
             grpc_call(
                 &mut caller,
                 [
@@ -222,21 +228,20 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         },
     )?;
     // gRPC streams: keel has no streaming gRPC client; they fail cleanly with a status the SDK
-    // accepts.
-    super::stub(
-        linker,
-        "env",
-        "proxy_grpc_stream",
-        "iiiiiiiii",
-        status::INTERNAL_FAILURE,
-    )?;
-    super::stub(linker, "env", "proxy_grpc_send", "iiii", status::NOT_FOUND)?;
-    super::stub(linker, "env", "proxy_grpc_cancel", "i", status::NOT_FOUND)?;
-    super::stub(linker, "env", "proxy_grpc_close", "i", status::NOT_FOUND)?;
+    // accepts (and, as every `env` hostcall but `proxy_log`, not while the module starts).
+    for (name, params, answer) in [
+        ("proxy_grpc_stream", "iiiiiiiii", status::INTERNAL_FAILURE),
+        ("proxy_grpc_send", "iiii", status::NOT_FOUND),
+        ("proxy_grpc_cancel", "i", status::NOT_FOUND),
+        ("proxy_grpc_close", "i", status::NOT_FOUND),
+    ] {
+        super::stub(linker, "env", name, params, answer, false)?;
+    }
     linker.func_wrap(
         "env",
         "proxy_get_status",
         |mut caller: Ctx<'_>, ret_code: i32, ret_ptr: i32, ret_len: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_get_status")?;
             let (code, message) = caller
                 .data()
                 .call_status
@@ -263,19 +268,27 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          results: i32,
          results_len: i32|
          -> R {
+            super::start_phase::check(caller.data(), "proxy_call_foreign_function")?;
             // cpp-host `src/exports.cc` `call_foreign_function`: both buffers are checked
-            // first, then the name. Of Envoy's functions (`source/extensions/common/wasm/
-            // foreign.cc`) keel has `clear_route_cache`, which returns nothing: keel picks the
-            // member after the request filters ran, so there is no route to forget (as
-            // `proxy_clear_route_cache`). Any other name is NotFound.
+            // first, then the name; the result goes to `results` (when not 0), its size to
+            // `results_len` (when not 0). The functions: `crate::foreign`.
             let name = guest!(memory::read(&caller, name, name_len));
-            guest!(memory::read(&caller, args, args_len));
-            if name != b"clear_route_cache" {
-                return Ok(status::NOT_FOUND);
-            }
+            let args = guest!(memory::read(&caller, args, args_len));
+            let limit = caller.data().memory_limit;
+            let result = match crate::foreign::call(&name, &args, limit) {
+                Ok(result) => result.unwrap_or_default(),
+                Err(status) => return Ok(status),
+            };
             if results != 0 {
-                guest!(memory::write_u32(&mut caller, results, 0));
-                guest!(memory::write_u32(&mut caller, results_len, 0));
+                guest!(memory::copy_out(
+                    &mut caller,
+                    &result,
+                    results,
+                    results_len
+                )?);
+            } else if results_len != 0 {
+                let len = u32::try_from(result.len()).unwrap_or(u32::MAX);
+                guest!(memory::write_u32(&mut caller, results_len, len));
             }
             Ok(status::OK)
         },
@@ -291,6 +304,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          ret_len: i32,
          ret_cas: i32|
          -> R {
+            super::start_phase::check(caller.data(), "proxy_get_shared_data")?;
             let key = guest!(memory::read(&caller, key, key_len));
             let Some((value, cas)) = shared::get(&caller.data().plugin.vm_id, &key) else {
                 return Ok(status::NOT_FOUND);
@@ -304,6 +318,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_set_shared_data",
         |caller: Ctx<'_>, key: i32, key_len: i32, value: i32, value_len: i32, cas: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_set_shared_data")?;
             let key = guest!(memory::read(&caller, key, key_len));
             let value = guest!(memory::read(&caller, value, value_len));
             Ok(
@@ -318,6 +333,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_register_shared_queue",
         |mut caller: Ctx<'_>, name: i32, name_len: i32, ret_id: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_register_shared_queue")?;
             let name = guest!(memory::read(&caller, name, name_len));
             let state = caller.data();
             let id = shared::register_queue(&state.plugin.vm_id, &name, state.instance_id);
@@ -333,6 +349,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_resolve_shared_queue",
         |mut caller: Ctx<'_>, vm: i32, vm_len: i32, name: i32, name_len: i32, ret_id: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_resolve_shared_queue")?;
             let vm = guest!(memory::read(&caller, vm, vm_len));
             let name = guest!(memory::read(&caller, name, name_len));
             let vm = if vm.is_empty() {
@@ -351,6 +368,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_dequeue_shared_queue",
         |mut caller: Ctx<'_>, id: i32, ret_ptr: i32, ret_len: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_dequeue_shared_queue")?;
             match shared::dequeue(id as u32) {
                 Err(()) => Ok(status::NOT_FOUND),
                 Ok(None) => Ok(status::EMPTY),
@@ -365,6 +383,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_enqueue_shared_queue",
         |caller: Ctx<'_>, id: i32, value: i32, value_len: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_enqueue_shared_queue")?;
             let value = guest!(memory::read(&caller, value, value_len));
             Ok(if shared::enqueue(id as u32, value) {
                 status::OK
@@ -378,6 +397,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_define_metric",
         |mut caller: Ctx<'_>, kind: i32, name: i32, name_len: i32, ret_id: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_define_metric")?;
             // Any bytes make a name (Envoy `context.cc` `defineMetric`); keel's exported name is
             // sanitized anyway.
             let name = guest!(memory::read(&caller, name, name_len));
@@ -395,6 +415,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_increment_metric",
         |caller: Ctx<'_>, id: i32, offset: i64| -> R {
+            super::start_phase::check(caller.data(), "proxy_increment_metric")?;
             Ok(match metric_of(caller.data(), id) {
                 None => status::NOT_FOUND,
                 // Envoy `context.cc` `incrementMetric`: a counter takes only `offset > 0`.
@@ -414,6 +435,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_record_metric",
         |caller: Ctx<'_>, id: i32, value: i64| -> R {
+            super::start_phase::check(caller.data(), "proxy_record_metric")?;
             Ok(match metric_of(caller.data(), id) {
                 None => status::NOT_FOUND,
                 // Envoy `context.cc` `recordMetric`: a counter *adds* the value.
@@ -436,6 +458,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_metric",
         |mut caller: Ctx<'_>, id: i32, ret: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_get_metric")?;
             let value = match metric_of(caller.data(), id) {
                 None => return Ok(status::NOT_FOUND),
                 Some(CustomMetric::Counter(counter)) => counter.get(),

@@ -25,18 +25,13 @@ fn no_map(state: &HostState) -> i32 {
 
 /// The map of that type, when the current context has it (now: see `StreamData::open`).
 fn map_of(state: &mut HostState, map_type: i32) -> Option<MapRef<'_>> {
-    if matches!(
-        map_type,
-        map::HTTP_CALL_RESPONSE_HEADERS | map::HTTP_CALL_RESPONSE_TRAILERS
-    ) {
-        let response = state.call_response.as_mut()?;
-        return Some(MapRef::Pairs(
-            if map_type == map::HTTP_CALL_RESPONSE_HEADERS {
-                &mut response.headers
-            } else {
-                &mut response.trailers
-            },
-        ));
+    match map_type {
+        map::HTTP_CALL_RESPONSE_HEADERS => {
+            return Some(MapRef::Pairs(&mut state.call_response.as_mut()?.headers));
+        }
+        // Never any (see `crate::state::CallResponse`).
+        map::HTTP_CALL_RESPONSE_TRAILERS => return None,
+        _ => {}
     }
     let stream = state.current_stream()?;
     let tls = stream.info.tls;
@@ -116,6 +111,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_header_map_pairs",
         |mut caller: Ctx<'_>, map_type: i32, ret_ptr: i32, ret_len: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_get_header_map_pairs")?;
             if map_type as u32 > map::MAX {
                 return Ok(status::BAD_ARGUMENT);
             }
@@ -154,6 +150,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_set_header_map_pairs",
         |mut caller: Ctx<'_>, map_type: i32, ptr: i32, len: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_set_header_map_pairs")?;
             guest!(memory::with_guest(&mut caller, ptr, len, |raw, state| {
                 let Some(pairs) = crate::serial::deserialize_pairs(raw) else {
                     return Ok(status::BAD_ARGUMENT);
@@ -173,6 +170,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_header_map_size",
         |mut caller: Ctx<'_>, map_type: i32, ret: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_get_header_map_size")?;
             let missing = no_map(caller.data());
             let Some(map) = map_of(caller.data_mut(), map_type) else {
                 return Ok(missing);
@@ -192,6 +190,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          ret_ptr: i32,
          ret_len: i32|
          -> R {
+            super::start_phase::check(caller.data(), "proxy_get_header_map_value")?;
             let mut value = std::mem::take(&mut caller.data_mut().scratch);
             value.clear();
             let missing = no_map(caller.data());
@@ -246,6 +245,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                   value: i32,
                   value_len: i32|
                   -> R {
+                super::start_phase::check(caller.data(), name)?;
                 let pair = (key, key_len);
                 guest!(memory::with_guest2(
                     &mut caller,
@@ -274,6 +274,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_remove_header_map_value",
         |mut caller: Ctx<'_>, map_type: i32, key: i32, key_len: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_remove_header_map_value")?;
             guest!(memory::with_guest(
                 &mut caller,
                 key,
@@ -293,6 +294,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_buffer_bytes",
         |mut caller: Ctx<'_>, kind: i32, start: i32, max: i32, ret_ptr: i32, ret_len: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_get_buffer_bytes")?;
             let start = start as u32 as usize;
             let max = max as u32 as usize;
             let Some(bytes) = buffer_of(caller.data_mut(), kind) else {
@@ -319,6 +321,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_buffer_status",
         |mut caller: Ctx<'_>, kind: i32, ret_len: i32, ret_flags: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_get_buffer_status")?;
             let Some(bytes) = buffer_of(caller.data_mut(), kind) else {
                 return Ok(status::NOT_FOUND);
             };
@@ -332,6 +335,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_set_buffer_bytes",
         |mut caller: Ctx<'_>, kind: i32, start: i32, size: i32, data: i32, data_len: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_set_buffer_bytes")?;
             let data = guest!(memory::read(&caller, data, data_len));
             // No body, or a buffer that is not a body: Envoy's buffer there is immutable or
             // null (`Buffer::copyFrom`), `BadArgument`.
@@ -358,6 +362,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_configuration",
         |mut caller: Ctx<'_>, ret_ptr: i32, ret_len: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_get_configuration")?;
             let config = caller.data().plugin.plugin_config.clone();
             guest!(memory::copy_out(&mut caller, &config, ret_ptr, ret_len)?);
             Ok(status::OK)

@@ -7,6 +7,7 @@
 mod control;
 mod io;
 mod maps;
+mod start_phase;
 mod wasi;
 
 use wasmtime::{FuncType, Linker, Val, ValType};
@@ -34,19 +35,24 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 }
 
 /// Defines `module.name` as a function that ignores its arguments and answers `answer`;
-/// `params` spells the parameter types, `i` for i32 and `I` for i64.
+/// `params` spells the parameter types, `i` for i32 and `I` for i64; `at_start` says whether
+/// it may be called while the module starts (see `start_phase`).
 pub(crate) fn stub(
     linker: &mut Linker<HostState>,
     module: &str,
-    name: &str,
+    name: &'static str,
     params: &str,
     answer: i32,
+    at_start: bool,
 ) -> wasmtime::Result<()> {
     let params = params
         .chars()
         .map(|c| if c == 'I' { ValType::I64 } else { ValType::I32 });
     let ty = FuncType::new(linker.engine(), params, [ValType::I32]);
-    linker.func_new(module, name, ty, move |_caller, _params, results| {
+    linker.func_new(module, name, ty, move |caller, _params, results| {
+        if !at_start {
+            start_phase::check(caller.data(), name)?;
+        }
         if let Some(result) = results.first_mut() {
             *result = Val::I32(answer);
         }

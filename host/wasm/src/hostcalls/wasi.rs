@@ -127,7 +127,10 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         "env",
         "pthread_equal",
-        |_caller: Ctx<'_>, left: i32, right: i32| -> R { Ok(i32::from(left == right)) },
+        |caller: Ctx<'_>, left: i32, right: i32| -> R {
+            super::start_phase::check(caller.data(), "pthread_equal")?;
+            Ok(i32::from(left == right))
+        },
     )?;
     linker.func_wrap(
         "env",
@@ -249,6 +252,7 @@ fn add_module(linker: &mut Linker<HostState>, wasi: &str) -> wasmtime::Result<()
         wasi,
         "proc_exit",
         |mut caller: Ctx<'_>, code: i32| -> wasmtime::Result<()> {
+            super::start_phase::check(caller.data(), "proc_exit")?;
             caller.data_mut().exit_code = Some(code);
             Err(wasmtime::Error::new(ProcExit(code)))
         },
@@ -264,7 +268,8 @@ fn add_module(linker: &mut Linker<HostState>, wasi: &str) -> wasmtime::Result<()
             Ok(errno::SUCCESS)
         },
     )?;
-    linker.func_wrap(wasi, "sched_yield", |_caller: Ctx<'_>| -> R {
+    linker.func_wrap(wasi, "sched_yield", |caller: Ctx<'_>| -> R {
+        super::start_phase::check(caller.data(), "sched_yield")?;
         Ok(errno::SUCCESS)
     })?;
     linker.func_wrap(
@@ -348,7 +353,8 @@ fn add_module(linker: &mut Linker<HostState>, wasi: &str) -> wasmtime::Result<()
         },
     )?;
     for (name, params, answer) in STUBS {
-        super::stub(linker, wasi, name, params, *answer)?;
+        let at_start = !super::start_phase::NOT_AT_START_WASI.contains(name);
+        super::stub(linker, wasi, name, params, *answer, at_start)?;
     }
     for (name, rest) in STDIO_ONLY {
         let params = wasmtime::ValType::I32;

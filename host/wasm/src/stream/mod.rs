@@ -5,6 +5,7 @@
 //! delivered to the root context as they complete, until the filter continues, answers, or its
 //! pause times out.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,8 +18,8 @@ use crate::headers::MapRef;
 use crate::instance::{Callback, Failure, Instance};
 use crate::state::{Actions, HostState, StreamData, open};
 use crate::types::{
-    BodyVerdict, FailurePolicy, HeadersVerdict, LocalResponse, StreamInfo, TrailersVerdict,
-    UpstreamInfo,
+    BodyVerdict, CodeDetails, FailurePolicy, HeadersVerdict, LocalResponse, StreamInfo,
+    TrailersVerdict, UpstreamInfo,
 };
 use pause::Pending;
 
@@ -95,13 +96,23 @@ impl std::fmt::Debug for Stream {
 }
 
 /// The answer to `proxy_close_stream`. Envoy resets the stream instead (`context.cc`
-/// `closeStream`); keel answers, so that the client learns why (README, Envoy section).
+/// `closeStream`, details `wasm_close_stream`); keel answers, so that the client learns why
+/// (README, Envoy section).
 pub(crate) fn closed_by_filter() -> LocalResponse {
-    LocalResponse::plain(StatusCode::SERVICE_UNAVAILABLE, "closed by a filter\n")
+    LocalResponse::plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "closed by a filter\n",
+        "wasm_close_stream",
+    )
 }
 
+/// The fail-closed answer (Envoy `context.cc` `failStream`: 503, details `wasm_fail_stream`).
 fn failed_response() -> LocalResponse {
-    LocalResponse::plain(StatusCode::SERVICE_UNAVAILABLE, "a filter failed\n")
+    LocalResponse::plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a filter failed\n",
+        "wasm_fail_stream",
+    )
 }
 
 fn empty_request() -> http::request::Parts {
@@ -471,17 +482,21 @@ impl Stream {
             }
             let held = self.filters[index].body(dir).len();
             if held > self.chain.filters[index].limits.max_buffered_body {
-                let (status, text) = match dir {
+                // Envoy's buffer limit replies (`ResponseCodeDetailValues`
+                // `RequestPayloadTooLarge`, `ResponsePayloadTooLarge`).
+                let (status, text, details) = match dir {
                     Dir::Request => (
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "request body too large for a filter\n",
+                        "request_payload_too_large",
                     ),
                     Dir::Response => (
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "response body too large for a filter\n",
+                        "response_payload_too_large",
                     ),
                 };
-                return BodyVerdict::Respond(LocalResponse::plain(status, text));
+                return BodyVerdict::Respond(LocalResponse::plain(status, text, details));
             }
             return BodyVerdict::Hold;
         }
@@ -606,7 +621,9 @@ impl Stream {
             status,
             headers,
             body,
+            details,
         } = local;
+        self.data().code_details = Some(details.clone());
         let mut parts = empty_response();
         parts.status = status;
         for (name, value) in headers {
@@ -662,6 +679,7 @@ impl Stream {
                 .flatten()
                 .collect(),
             body,
+            details,
         }
     }
 
@@ -674,6 +692,13 @@ impl Stream {
         end_of_stream: bool,
     ) -> HeadersVerdict {
         self.data().upstream = upstream.cloned();
+        // A backend's response is `via_upstream` (Envoy's router); keel's own reply says why in
+        // its head; a filter's reply (`reply`) has set its details already.
+        if upstream.is_some() {
+            self.data().code_details = Some(Cow::Borrowed("via_upstream"));
+        } else if let Some(CodeDetails(details)) = response.extensions.get() {
+            self.data().code_details = Some(Cow::Borrowed(details));
+        }
         let parts = std::mem::replace(response, empty_response());
         self.data().response = Some(parts);
         let verdict = self
@@ -691,17 +716,35 @@ impl Stream {
             snapshot.headers = response.headers.clone();
         }
         self.data().response = Some(snapshot);
+        if let HeadersVerdict::Respond(local) = &verdict {
+            self.answered(local);
+        }
         verdict
     }
 
     /// A chunk of the response body.
     pub async fn response_body(&mut self, chunk: Bytes, end_of_stream: bool) -> BodyVerdict {
-        self.body_phase(Dir::Response, chunk, end_of_stream).await
+        let verdict = self.body_phase(Dir::Response, chunk, end_of_stream).await;
+        if let BodyVerdict::Respond(local) = &verdict {
+            self.answered(local);
+        }
+        verdict
     }
 
     /// The response trailers (and, first, any response body the filters still held).
     pub async fn response_trailers(&mut self, trailers: &mut http::HeaderMap) -> TrailersVerdict {
-        self.trailers(Dir::Response, trailers).await
+        let verdict = self.trailers(Dir::Response, trailers).await;
+        if let TrailersVerdict::Respond(local) = &verdict {
+            self.answered(local);
+        }
+        verdict
+    }
+
+    /// A reply made on the response path replaces the response: `on_log` sees its details.
+    fn answered(&mut self, local: &LocalResponse) {
+        if self.parked.is_none() {
+            self.data().code_details = Some(local.details.clone());
+        }
     }
 
     /// Trailers in `dir`: installed for the filters, run, and handed back as they left them.

@@ -229,6 +229,7 @@ impl Stream {
                 return Some(LocalResponse::plain(
                     http::StatusCode::REQUEST_TIMEOUT,
                     "stream timeout",
+                    "stream_idle_timeout",
                 ));
             };
             let pending = self.pending.remove(at);

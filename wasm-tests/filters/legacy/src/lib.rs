@@ -3,13 +3,15 @@
 //! WASI command entry point calls (cpp-host `src/wasm.cc` `startVm`: `_start` when the module
 //! has no `_initialize`). It adds `x-legacy: <plugin configuration>` to the request and
 //! `x-legacy-response: <request path>` to the response, and pauses on a request carrying
-//! `x-legacy-pause` until a callout to `store` answers.
+//! `x-legacy-pause` until a callout to `store` answers. Its `_start` logs, reads the clock and
+//! its environment (hostcalls Envoy allows while a module starts) and, when the environment
+//! says `LEGACY_START_HOSTCALL=define_metric`, defines a metric (one it does not allow).
 #![allow(unsafe_code)]
 
 use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, LogLevel};
+use proxy_wasm::types::{Action, LogLevel, MetricType};
 
 /// The SDK 0.1.x entry point (its examples' `_start`): without it, every context creation
 /// panics with "invalid root_context_id and missing constructors". Exported on wasm only: a
@@ -17,6 +19,11 @@ use proxy_wasm::types::{Action, LogLevel};
 #[cfg_attr(target_arch = "wasm32", unsafe(no_mangle))]
 pub fn _start() {
     proxy_wasm::set_log_level(LogLevel::Info);
+    let now = std::time::SystemTime::now();
+    let _ = proxy_wasm::hostcalls::log(LogLevel::Info, &format!("legacy: _start at {now:?}"));
+    if std::env::var("LEGACY_START_HOSTCALL").as_deref() == Ok("define_metric") {
+        let _ = proxy_wasm::hostcalls::define_metric(MetricType::Counter, "legacy.started");
+    }
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
         Box::new(LegacyRoot {
             config: String::new(),

@@ -10,7 +10,10 @@
 //! to the paused request), `tick_reply` (on_tick answers the paused request 429),
 //! `grpc <upstream>` (a unary gRPC call; its answer in `x-grpc-answer`), `grpc_local` (a gRPC
 //! local reply, ABORTED), `queue`, `wasi`,
-//! `foreign`, `root_done` (counts the root's `on_done`), `root_flush` (the
+//! `foreign`, `local_details` (a local reply whose details are "denied by\tprobe"),
+//! `accounting` (the sizes, durations and details Envoy computes for a stream: into
+//! `x-acct-*` headers in the headers callbacks, into `probe.log.*` gauges in on_log),
+//! `root_done` (counts the root's `on_done`), `root_flush` (the
 //! root's `on_done` sends a batch and calls `proxy_done` when it is answered), `reject`
 //! (on_configure fails), `slow_configure` (100 ms of work in on_configure); in every mode the
 //! trailers callbacks mark the trailers they saw.
@@ -56,16 +59,17 @@ fn gauge(name: &str, value: u64) {
     }
 }
 
-/// The http-call response's `:status`, or the status the host answered ("BadArgument", ...).
-fn call_response_status() -> String {
-    let key = b":status";
+/// A value of the http-call response's `map` (headers or trailers), or the status the host
+/// answered ("none" for NotFound, "BadArgument", ...).
+fn call_response_value(map: MapType, key: &str) -> String {
+    let key = key.as_bytes();
     let mut ptr: *mut u8 = std::ptr::null_mut();
     let mut len: usize = 0;
     // SAFETY: valid key and out-pointers; on Ok the host wrote a buffer it allocated in this
     // module's memory and its length, read once here (and leaked: a test filter).
     unsafe {
         match raw::proxy_get_header_map_value(
-            MapType::HttpCallResponseHeaders as u32,
+            map as u32,
             key.as_ptr(),
             key.len(),
             &mut ptr,
@@ -249,6 +253,14 @@ fn text(bytes: Option<Vec<u8>>) -> String {
     )
 }
 
+/// A foreign function's answer as text: its result, or its status.
+fn foreign_text(answer: Result<Option<Vec<u8>>, proxy_wasm::types::Status>) -> String {
+    match answer {
+        Ok(bytes) => text(bytes),
+        Err(status) => format!("{status:?}"),
+    }
+}
+
 fn int(bytes: Option<Vec<u8>>) -> String {
     match bytes {
         Some(b) if b.len() == 8 => {
@@ -261,6 +273,18 @@ fn int(bytes: Option<Vec<u8>>) -> String {
 }
 
 impl Probe {
+    /// `x-acct-<object>-<field>` and the property's integer value ("-" when absent), read
+    /// before any header is added.
+    fn accounting(&self, names: &[(&str, &str)]) -> Vec<(String, String)> {
+        names
+            .iter()
+            .map(|(object, field)| {
+                let value = int(self.get_property(vec![object, field]));
+                (format!("x-acct-{object}-{field}"), value)
+            })
+            .collect()
+    }
+
     fn headers(&mut self, num_headers: usize) -> Action {
         let pairs = self.get_http_request_headers_bytes();
         self.add_http_request_header("x-probe-count", &format!("{num_headers}/{}", pairs.len()));
@@ -462,6 +486,17 @@ mod raw {
             ret_len: *mut usize,
         ) -> u32;
         pub fn proxy_set_header_map_pairs(map: u32, ptr: *const u8, len: usize) -> u32;
+        #[allow(clippy::too_many_arguments)]
+        pub fn proxy_send_local_response(
+            status: u32,
+            details: *const u8,
+            details_len: usize,
+            body: *const u8,
+            body_len: usize,
+            headers: *const u8,
+            headers_len: usize,
+            grpc_status: i32,
+        ) -> u32;
         pub fn proxy_get_property(
             ptr: *const u8,
             len: usize,
@@ -520,11 +555,13 @@ impl Context for Probe {
         _token: u32,
         num_headers: usize,
         body_size: usize,
-        _trailers: usize,
+        num_trailers: usize,
     ) {
         // The import itself, not the SDK (which panics on any status but Ok and NotFound): after
         // a reset there is no response map at all.
-        let status = call_response_status();
+        let status = call_response_value(MapType::HttpCallResponseHeaders, ":status");
+        let trailer = call_response_value(MapType::HttpCallResponseTrailers, "x-res-trailer");
+        self.add_http_request_header("x-callout-trailers", &format!("{num_trailers} {trailer}"));
         let body = self
             .get_http_call_response_body(0, body_size)
             .unwrap_or_default();
@@ -575,6 +612,36 @@ impl HttpContext for Probe {
                 Action::Pause
             }
             "headers" => self.headers(num_headers),
+            "accounting" => {
+                let values = self.accounting(&[
+                    ("request", "headers_bytes"),
+                    ("request", "total_size"),
+                    ("request", "duration"),
+                ]);
+                for (name, value) in values {
+                    self.add_http_request_header(&name, &value);
+                }
+                Action::Continue
+            }
+            "local_details" => {
+                // The SDK passes no details: the raw import, with the body as details.
+                let details = b"denied by\tprobe";
+                let no_headers = [0u8; 4];
+                // SAFETY: pointers to locals, read by the host during the call.
+                unsafe {
+                    raw::proxy_send_local_response(
+                        403,
+                        details.as_ptr(),
+                        details.len(),
+                        details.as_ptr(),
+                        details.len(),
+                        no_headers.as_ptr(),
+                        no_headers.len(),
+                        -1,
+                    );
+                }
+                Action::Pause
+            }
             "local" => {
                 self.send_http_response(
                     403,
@@ -587,17 +654,19 @@ impl HttpContext for Probe {
                 let upstream = self.args.first().cloned().unwrap_or_default();
                 let id = self.get_http_request_header("x-id").unwrap_or_default();
                 let path = format!("/lookup?id={id}");
-                // `:Path` in another case: Envoy lowercases every name of an http call.
+                // `:Path` in another case: Envoy lowercases every name of an http call. It
+                // accepts trailers (`te`) and sends one of its own.
                 let headers = vec![
                     (":method", "GET"),
                     (":Path", path.as_str()),
                     (":authority", "store"),
+                    ("te", "trailers"),
                 ];
                 match self.dispatch_http_call(
                     &upstream,
                     headers,
                     None,
-                    vec![],
+                    vec![("x-req-trailer", "t")],
                     Duration::from_millis(500),
                 ) {
                     Ok(_) => Action::Pause,
@@ -680,8 +749,23 @@ impl HttpContext for Probe {
                 Action::Continue
             }
             "foreign" => {
-                let foreign = hostcalls::call_foreign_function("compress", Some(b"x"));
+                let foreign = hostcalls::call_foreign_function("verify_signature", Some(b"x"));
                 self.add_http_request_header("x-foreign", &format!("{foreign:?}"));
+                // What real zlib wrote (Python's `zlib.compress(b"hello")`) decompresses; what
+                // the host compresses comes back; what is not zlib does not.
+                let hello = [
+                    0x78, 0x9c, 0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x06, 0x2c, 0x02, 0x15,
+                ];
+                let unpacked = hostcalls::call_foreign_function("uncompress", Some(&hello));
+                self.add_http_request_header("x-foreign-uncompress", &foreign_text(unpacked));
+                let packed = hostcalls::call_foreign_function("compress", Some(b"probe probe"))
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                let back = hostcalls::call_foreign_function("uncompress", Some(&packed));
+                self.add_http_request_header("x-foreign-round-trip", &foreign_text(back));
+                let bad = hostcalls::call_foreign_function("uncompress", Some(b"not zlib"));
+                self.add_http_request_header("x-foreign-bad", &format!("{bad:?}"));
                 let route = hostcalls::call_foreign_function("clear_route_cache", None);
                 self.add_http_request_header("x-foreign-route", &format!("{route:?}"));
                 let grpc = self.dispatch_grpc_call(
@@ -744,6 +828,18 @@ impl HttpContext for Probe {
     fn on_http_response_headers(&mut self, num_headers: usize, _end_of_stream: bool) -> Action {
         match self.mode.as_str() {
             "trap_response" => panic!("probe: trap on response headers"),
+            "accounting" => {
+                let values = self.accounting(&[
+                    ("response", "headers_bytes"),
+                    ("response", "total_size"),
+                    ("response", "grpc_status"),
+                ]);
+                for (name, value) in values {
+                    self.add_http_response_header(&name, &value);
+                }
+                let details = text(self.get_property(vec!["response", "code_details"]));
+                self.add_http_response_header("x-acct-response-code_details", &details);
+            }
             "decorate" => {
                 let code = int(self.get_property(vec!["response", "code"]));
                 self.add_http_response_header("x-decorated", &code);
@@ -783,6 +879,23 @@ impl HttpContext for Probe {
     fn on_log(&mut self) {
         if self.mode == "log_callout" {
             self.fire("log");
+        }
+        if self.mode == "accounting" {
+            for (object, field) in [
+                ("request", "duration"),
+                ("request", "total_size"),
+                ("response", "total_size"),
+                ("response", "grpc_status"),
+            ] {
+                if let Some(value) = self.get_property(vec![object, field])
+                    && let Ok(raw) = <[u8; 8]>::try_from(value.as_slice())
+                {
+                    gauge(
+                        &format!("probe.log.{object}_{field}"),
+                        u64::from_le_bytes(raw),
+                    );
+                }
+            }
         }
         if self.mode == "headers" {
             // As in Envoy, on_log still reads both heads: counted when it sees what the

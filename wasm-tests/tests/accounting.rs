@@ -1,0 +1,187 @@
+//! The properties Envoy computes for a stream rather than reads from a head: header and total
+//! sizes, the request's duration, `response.code_details` and `response.grpc_status`
+//! (`source/extensions/filters/common/expr/context.cc`, encoded as
+//! `source/extensions/common/wasm/context.cc` `serializeValue` writes them), through the probe
+//! filter's `accounting` mode.
+
+// Tests may unwrap (keel conventions); this covers their helper functions too.
+#![allow(clippy::unwrap_used)]
+
+use bytes::Bytes;
+use keel_wasm::{BodyVerdict, CodeDetails, HeadersVerdict, TrailersVerdict, UpstreamInfo};
+use wasm_tests::{chain, header, info, local_header, metric, request, response, spec};
+
+/// Envoy's `HeaderMapImpl::byteSize()` of a request head as the filter sees it: every key and
+/// value, the pseudo-headers included, `host` shown as `:authority`.
+fn request_bytes(parts: &http::request::Parts) -> u64 {
+    let pseudo = ":authority".len() + ":path".len() + ":method".len() + ":scheme".len();
+    let values = "keel.test".len() + parts.uri.path().len() + parts.method.as_str().len() + 4;
+    let headers: usize = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| *name != http::header::HOST)
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    (pseudo + values + headers) as u64
+}
+
+/// The same for a response head (`:status` and its three digits first) or trailers.
+fn map_bytes(map: &http::HeaderMap, status: bool) -> u64 {
+    let head = if status { ":status".len() + 3 } else { 0 };
+    let pairs: usize = map
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    (head + pairs) as u64
+}
+
+/// `expr/context.cc`: `request.headers_bytes` and `response.headers_bytes` are the heads'
+/// `byteSize()`, `*.total_size` adds the body bytes (and the response trailers);
+/// `request.duration` exists only once the request is complete (`requestComplete()`, set
+/// before `Context::log`), as int64 nanoseconds; `response.code_details` is `via_upstream` for
+/// a backend's answer (router); `response.grpc_status` is the trailers' `grpc-status`, else the
+/// one the HTTP status maps to (`source/common/grpc/common.cc` `getGrpcStatus`: 200 → UNKNOWN).
+#[tokio::test]
+async fn sizes_duration_details_and_grpc_status_of_a_proxied_stream() {
+    let (chain, registry) = chain(vec![spec("accounting", "test_probe", "accounting")]);
+    let mut stream = chain.stream(info());
+    let mut req = request("/x", &[("content-length", "3")]);
+    assert_eq!(
+        stream.request_headers(&mut req, false).await,
+        HeadersVerdict::Continue
+    );
+    // :authority keel.test (19), :path /x (7), :method GET (10), :scheme http (11),
+    // content-length 3 (15).
+    assert_eq!(header(&req.headers, "x-acct-request-headers_bytes"), "62");
+    assert_eq!(header(&req.headers, "x-acct-request-total_size"), "62");
+    assert_eq!(header(&req.headers, "x-acct-request-duration"), "-");
+    assert_eq!(
+        stream.request_body(Bytes::from_static(b"abc"), true).await,
+        BodyVerdict::Forward(Bytes::from_static(b"abc"))
+    );
+
+    let upstream = UpstreamInfo::new("127.1.2.3:8081".parse().unwrap(), "tomcat1");
+    let mut res = response(200, &[("content-type", "text/plain")]);
+    assert_eq!(
+        stream
+            .response_headers(&mut res, Some(&upstream), false)
+            .await,
+        HeadersVerdict::Continue
+    );
+    // :status 200 (10), content-type text/plain (22).
+    assert_eq!(header(&res.headers, "x-acct-response-headers_bytes"), "32");
+    assert_eq!(header(&res.headers, "x-acct-response-total_size"), "32");
+    assert_eq!(header(&res.headers, "x-acct-response-grpc_status"), "2");
+    assert_eq!(
+        header(&res.headers, "x-acct-response-code_details"),
+        "via_upstream"
+    );
+    assert_eq!(
+        stream
+            .response_body(Bytes::from_static(b"hello"), false)
+            .await,
+        BodyVerdict::Forward(Bytes::from_static(b"hello"))
+    );
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", "7".parse().unwrap());
+    assert_eq!(
+        stream.response_trailers(&mut trailers).await,
+        TrailersVerdict::Continue(Bytes::new())
+    );
+    stream.finish();
+
+    let log = |name: &str| metric(&registry, &format!("keel_wasmcustom_probe_log_{name}"), &[]);
+    // on_log sees the heads as the filter left them (with its own x-acct-* headers).
+    assert_eq!(
+        log("request_total_size"),
+        Some((3 + request_bytes(&req)) as f64)
+    );
+    assert_eq!(
+        log("response_total_size"),
+        Some((5 + map_bytes(&res.headers, true) + map_bytes(&trailers, false)) as f64)
+    );
+    assert_eq!(
+        log("response_grpc_status"),
+        Some(7.0),
+        "the trailers' status"
+    );
+    let duration = log("request_duration").expect("request.duration in on_log");
+    assert!(
+        duration > 0.0 && duration < 60e9,
+        "nanoseconds since the request began: {duration}"
+    );
+}
+
+/// A fail-closed filter's reply (`source/extensions/common/wasm/context.cc` `failStream`: 503,
+/// details `wasm_fail_stream`) goes through the response callbacks of the filter before it,
+/// which reads its details and the gRPC status its 503 maps to (UNAVAILABLE, `getGrpcStatus`).
+#[tokio::test]
+async fn a_failed_filter_reply_says_wasm_fail_stream() {
+    let (chain, _registry) = chain(vec![
+        spec("accounting", "test_probe", "accounting"),
+        spec("trap", "test_probe", "trap"),
+    ]);
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[]);
+    let local = match stream.request_headers(&mut req, true).await {
+        HeadersVerdict::Respond(local) => local,
+        other => panic!("expected the fail-closed 503, got {other:?}"),
+    };
+    assert_eq!(local.status, 503);
+    assert_eq!(
+        local_header(&local, "x-acct-response-code_details"),
+        "wasm_fail_stream"
+    );
+    assert_eq!(local.details, "wasm_fail_stream");
+    assert_eq!(local_header(&local, "x-acct-response-grpc_status"), "14");
+    stream.finish();
+}
+
+/// keel's own answers (a 502/503/504 of the proxy) carry the details Envoy's router gives the
+/// same failure (`envoy/stream_info/stream_info.h` `ResponseCodeDetailValues`): the filters
+/// read them from the head keel hands them.
+#[tokio::test]
+async fn keels_own_reply_carries_the_routers_details() {
+    let (chain, _registry) = chain(vec![spec("accounting", "test_probe", "accounting")]);
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[]);
+    assert_eq!(
+        stream.request_headers(&mut req, true).await,
+        HeadersVerdict::Continue
+    );
+    let mut res = response(503, &[]);
+    let details = "upstream_reset_before_response_started{remote_connection_failure}";
+    res.extensions.insert(CodeDetails(details));
+    assert_eq!(
+        stream.response_headers(&mut res, None, true).await,
+        HeadersVerdict::Continue
+    );
+    assert_eq!(
+        header(&res.headers, "x-acct-response-code_details"),
+        details
+    );
+    stream.finish();
+}
+
+/// A filter's `send_local_response` details are kept with their whitespace made `_`
+/// (`context.cc` `sendLocalResponse`: `StringUtil::replaceAllEmptySpace`).
+#[tokio::test]
+async fn a_filter_reply_keeps_the_filters_details() {
+    let (chain, _registry) = chain(vec![
+        spec("accounting", "test_probe", "accounting"),
+        spec("local", "test_probe", "local_details"),
+    ]);
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[]);
+    let local = match stream.request_headers(&mut req, true).await {
+        HeadersVerdict::Respond(local) => local,
+        other => panic!("expected the probe's 403, got {other:?}"),
+    };
+    assert_eq!(local.status, 403);
+    assert_eq!(local.details, "denied_by_probe");
+    assert_eq!(
+        local_header(&local, "x-acct-response-code_details"),
+        "denied_by_probe"
+    );
+    stream.finish();
+}
