@@ -68,6 +68,7 @@ pub fn info() -> StreamInfo {
         connection_id: 7,
         route_name: "default_route".into(),
         cluster_name: "tomcats".into(),
+        downstream_tls: None,
     }
 }
 

@@ -77,6 +77,11 @@ async fn header_maps_properties_metrics_and_shared_data() {
     // `connection_id`.
     assert_eq!(header(h, "x-prop-connection-id"), "7");
     assert_eq!(header(h, "x-prop-connection-id-wasm"), "7");
+    // Envoy `expr/context.cc`: `requested_server_name` is a string on every connection (empty
+    // without SNI: status Ok, 0); `tls_version` exists only on a TLS connection
+    // (`extractSslInfo`).
+    assert_eq!(header(h, "x-prop-sni"), "0:");
+    assert_eq!(header(h, "x-prop-tls-version"), "-");
     // The whole request cannot be listed (`context.cc` `getProperty`: SerializationFailure);
     // `request.headers` has each name once (`expr/context.h` `HeadersWrapper`): when the probe
     // reads it, the 4 pseudo-headers, x-replace, x-multi (twice), content-length, x-probe-count
@@ -148,6 +153,25 @@ async fn header_maps_properties_metrics_and_shared_data() {
             .iter()
             .any(|f| f.name() == "keel_wasmcustom_probe_histogram")
     );
+    // A TLS client connection's session (`expr/context.cc`: `connection.requested_server_name`
+    // from the SNI, `connection.tls_version` from `extractSslInfo`).
+    let tls = keel_wasm::DownstreamTls {
+        version: "TLSv1.3".into(),
+        server_name: Some("shop.example".into()),
+    };
+    let mut stream = chain.stream(keel_wasm::StreamInfo {
+        tls: true,
+        downstream_tls: Some(std::sync::Arc::new(tls)),
+        ..info()
+    });
+    let mut req = request("/", &[]);
+    assert_eq!(
+        stream.request_headers(&mut req, true).await,
+        HeadersVerdict::Continue
+    );
+    assert_eq!(header(&req.headers, "x-prop-sni"), "0:shop.example");
+    assert_eq!(header(&req.headers, "x-prop-tls-version"), "TLSv1.3");
+    stream.finish();
 }
 
 #[tokio::test]

@@ -136,6 +136,7 @@ impl Proxy {
                 connection_id: conn.id,
                 route_name: "default".into(),
                 cluster_name: "balancer".into(),
+                downstream_tls: conn.downstream_tls.clone(),
             });
             if let HeadersVerdict::Respond(lr) = s.request_headers(&mut parts, no_body).await {
                 s.finish();

@@ -47,6 +47,8 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// TLS facts.
     pub tls: Option<TlsInfo>,
+    /// The TLS session as filters read it (made once per connection).
+    pub downstream_tls: Option<Arc<keel_wasm::DownstreamTls>>,
     /// Set when an HTTP/1 request head on this connection had both Content-Length and
     /// Transfer-Encoding (hyper hides this; see `server::framing`).
     pub ambiguous_framing: Arc<AtomicBool>,

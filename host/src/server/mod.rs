@@ -288,6 +288,7 @@ pub async fn serve(
                     remote,
                     local,
                     tls: None,
+                    downstream_tls: None,
                     ambiguous_framing: ambiguous.clone(),
                 });
                 let io = Sniff::new(tcp, ambiguous);
@@ -330,6 +331,7 @@ async fn serve_tls(
     };
     let (_, sc) = stream.get_ref();
     let info = tls::info(sc);
+    let downstream_tls = Some(Arc::new(tls::for_filters(sc, &info)));
     let h2 = tls::is_h2(sc);
     let ambiguous = Arc::new(AtomicBool::new(false));
     let conn = Arc::new(ConnInfo {
@@ -337,6 +339,7 @@ async fn serve_tls(
         remote,
         local,
         tls: Some(info),
+        downstream_tls,
         ambiguous_framing: ambiguous.clone(),
     });
     // HTTP/2 has no such ambiguity (h2 rejects Transfer-Encoding).

@@ -66,6 +66,15 @@ pub fn info(conn: &ServerConnection) -> TlsInfo {
     }
 }
 
+/// The session as filters read it: the version, and the SNI lowercased, as Envoy keeps it
+/// (`ConnectionSocketImpl::setRequestedServerName`).
+pub fn for_filters(conn: &ServerConnection, info: &TlsInfo) -> keel_wasm::DownstreamTls {
+    keel_wasm::DownstreamTls {
+        version: info.protocol.clone(),
+        server_name: conn.server_name().map(str::to_ascii_lowercase),
+    }
+}
+
 /// Whether ALPN chose HTTP/2.
 pub fn is_h2(conn: &ServerConnection) -> bool {
     conn.alpn_protocol() == Some(b"h2")

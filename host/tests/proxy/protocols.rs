@@ -1,5 +1,6 @@
 //! Client protocols: HTTP/2 cleartext (prior knowledge), and TLS with ALPN choosing h2 or
-//! http/1.1; the member sees X-Forwarded-Proto https behind TLS, and the response streams.
+//! http/1.1; the member sees X-Forwarded-Proto https behind TLS, a filter sees the TLS session,
+//! and the response streams.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
-use crate::harness::{Backend, Keel, Scratch, config};
+use crate::harness::{Backend, Keel, Scratch, config, filters_dir};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http2_cleartext_prior_knowledge() {
@@ -87,9 +88,9 @@ async fn tls_request(
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn tls_with_alpn_h2_and_http11() {
-    let a = Backend::start("a");
+/// keel's configuration for member `a` with a TLS listener (a fresh self-signed certificate for
+/// `localhost`, written into the returned directory), and the roots that trust it.
+fn tls_config(a: &Backend) -> (Scratch, String, RootCertStore) {
     let dir = Scratch::new();
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let cert_path = dir.write("cert.pem", &cert.cert.pem());
@@ -102,9 +103,16 @@ async fn tls_with_alpn_h2_and_http11() {
             key_path.display()
         ),
     );
-    let keel = Keel::start(&text);
     let mut roots = RootCertStore::empty();
     roots.add(cert.cert.der().clone()).unwrap();
+    (dir, text, roots)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_alpn_h2_and_http11() {
+    let a = Backend::start("a");
+    let (_dir, text, roots) = tls_config(&a);
+    let keel = Keel::start(&text);
 
     let (alpn, version, body) = tokio::time::timeout(
         Duration::from_secs(10),
@@ -125,6 +133,28 @@ async fn tls_with_alpn_h2_and_http11() {
     assert_eq!(alpn, b"http/1.1");
     assert_eq!(version, http::Version::HTTP_11);
     assert!(body.contains("x-forwarded-proto: https\n"), "{body}");
+}
+
+/// A filter on a TLS listener reads the session as Envoy's properties give it
+/// (`source/extensions/filters/common/expr/context.cc`: `connection.requested_server_name` is
+/// the SNI, `connection.tls_version` the version); the probe copies both into the request,
+/// which the member echoes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_filter_reads_the_tls_session() {
+    let a = Backend::start("a");
+    let (_dir, text, roots) = tls_config(&a);
+    let keel = Keel::start(&format!(
+        "{text}filters:\n  - name: probe\n    wasm: {}\n    config: headers\n",
+        filters_dir().join("test_probe.wasm").display()
+    ));
+    let (_, _, body) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tls_request(keel.addr, roots, b"http/1.1"),
+    )
+    .await
+    .unwrap();
+    assert!(body.contains("x-prop-sni: 0:localhost\n"), "{body}");
+    assert!(body.contains("x-prop-tls-version: TLSv1.3\n"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -42,6 +42,7 @@ pub use engine::provided_imports;
 pub use error::{CalloutError, ChainError};
 pub use stream::Stream;
 pub use types::{
-    BodyVerdict, CalloutFuture, CalloutHandler, CodeDetails, FailurePolicy, FilterSpec, GrpcFuture,
-    HeadersVerdict, Limits, LocalResponse, NoCallouts, StreamInfo, TrailersVerdict, UpstreamInfo,
+    BodyVerdict, CalloutFuture, CalloutHandler, CodeDetails, DownstreamTls, FailurePolicy,
+    FilterSpec, GrpcFuture, HeadersVerdict, Limits, LocalResponse, NoCallouts, StreamInfo,
+    TrailersVerdict, UpstreamInfo,
 };

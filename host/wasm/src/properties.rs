@@ -197,6 +197,16 @@ fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
         "destination.address" => addr(info.destination),
         "destination.port" => int(u64::from(info.destination.port())),
         "connection.mtls" => vec![0],
+        // Envoy `expr/context.cc`: the SNI, an empty string without one (plain connections
+        // too); the version only on a TLS connection (`extractSslInfo`).
+        "connection.requested_server_name" => info
+            .downstream_tls
+            .as_ref()
+            .and_then(|tls| tls.server_name.as_deref())
+            .unwrap_or("")
+            .as_bytes()
+            .to_vec(),
+        "connection.tls_version" => info.downstream_tls.as_ref()?.version.as_bytes().to_vec(),
         // Envoy's `connection.id` (expr/context.cc) and `connection_id` (wasm context.cc).
         "connection.id" | "connection_id" => int(info.connection_id),
         "request.protocol" => protocol(info.protocol).as_bytes().to_vec(),

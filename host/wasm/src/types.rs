@@ -176,10 +176,22 @@ pub struct StreamInfo {
     pub request_id: u64,
     /// The client connection's number in the process (`connection.id`, `connection_id`).
     pub connection_id: u64,
-    /// `xds.route_name`.
-    pub route_name: String,
+    /// `xds.route_name` (usually a name from the configuration: no copy per request).
+    pub route_name: Cow<'static, str>,
     /// `xds.cluster_name`.
-    pub cluster_name: String,
+    pub cluster_name: Cow<'static, str>,
+    /// The client connection's TLS session, if it is TLS (`connection.tls_version`,
+    /// `connection.requested_server_name`): made once per connection, shared by its requests.
+    pub downstream_tls: Option<Arc<DownstreamTls>>,
+}
+
+/// What a TLS client connection negotiated, as filters read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownstreamTls {
+    /// The protocol version as Envoy names it (BoringSSL's `SSL_get_version`): `TLSv1.3`.
+    pub version: String,
+    /// The server name the client asked for (SNI), if it sent one.
+    pub server_name: Option<String>,
 }
 
 /// The backend that serves a response (`upstream.address`, and the member's route). Made once per

@@ -230,8 +230,9 @@ impl Stream {
                 protocol: http::Version::HTTP_11,
                 request_id: 0,
                 connection_id: 0,
-                route_name: String::new(),
-                cluster_name: String::new(),
+                route_name: "".into(),
+                cluster_name: "".into(),
+                downstream_tls: None,
             }))
         })
     }

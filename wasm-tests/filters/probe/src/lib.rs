@@ -339,6 +339,14 @@ impl Probe {
                 int(self.get_property(vec!["connection_id"])),
             ),
             (
+                "sni",
+                raw_property(&["connection", "requested_server_name"]),
+            ),
+            (
+                "tls-version",
+                text(self.get_property(vec!["connection", "tls_version"])),
+            ),
+            (
                 "whole-request",
                 format!("{:?}", hostcalls::get_property(vec!["request"]).map(|_| ())),
             ),
@@ -525,6 +533,28 @@ fn closed_request_headers() -> (u32, String) {
     // SAFETY: as above.
     let pairs = unsafe { raw::proxy_get_header_map_pairs(0, &mut ptr, &mut len) };
     (value, format!("{pairs}:{len}"))
+}
+
+/// `status:value` of `get_property(path)` read with the raw import: the SDK gives `None` both
+/// for NotFound and for an empty value, which this tells apart.
+fn raw_property(path: &[&str]) -> String {
+    let mut joined = Vec::new();
+    for segment in path {
+        joined.extend_from_slice(segment.as_bytes());
+        joined.push(0);
+    }
+    let (mut ptr, mut len) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: valid pointers to locals; the value the host allocated is read for `len` bytes
+    // when it gave one, and leaked (a test filter).
+    let status =
+        unsafe { raw::proxy_get_property(joined.as_ptr(), joined.len(), &mut ptr, &mut len) };
+    let value = if ptr.is_null() || len == 0 {
+        String::new()
+    } else {
+        // SAFETY: the host wrote `len` bytes at `ptr`.
+        String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(ptr, len) }).into_owned()
+    };
+    format!("{status}:{value}")
 }
 
 impl Probe {
