@@ -174,12 +174,17 @@ impl HeaderMap {
         let status = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
         // Status 0 is `Ok`.
         if status != 0 {
-            return HeaderMap { bytes: Vec::new() };
+            return Self::empty();
         }
         // SAFETY: the host answered `Ok`, so `data` and `size` are the buffer it filled in.
         #[allow(unsafe_code)]
         let bytes = unsafe { take_host_buffer(data, size) };
         HeaderMap { bytes }
+    }
+
+    /// A map with no header (what [`read`](Self::read) gives when the host has none).
+    pub fn empty() -> Self {
+        HeaderMap { bytes: Vec::new() }
     }
 
     /// The `(name, value)` pairs, in the host's order, borrowed from the buffer (names as bytes:

@@ -13,6 +13,8 @@ mod adapter;
 #[path = "../../shared/edits.rs"]
 mod edits;
 mod metrics;
+#[path = "../../shared/presence.rs"]
+mod presence;
 #[path = "../../shared/upstream.rs"]
 mod upstream;
 
@@ -139,7 +141,12 @@ impl HttpContext for Stream {
             log::debug!("route_suffix: response from a backend not in routes: unchanged");
             return Action::Continue;
         };
-        let headers = adapter::HeaderMap::read(MapType::HttpResponseHeaders);
+        // Most responses carry neither Set-Cookie nor Location: the whole map is read only when
+        // there is something in it to rewrite.
+        let headers = presence::read_if_any(
+            MapType::HttpResponseHeaders,
+            &route_suffix::RESPONSE_HEADERS_READ,
+        );
         let plan = route_suffix::on_response(&config, served, &self.client, &headers.pairs());
         for edit in &plan.edits {
             edits::apply_to_response(edit);

@@ -6,7 +6,7 @@ mod request;
 mod response;
 
 pub use request::{ClientSession, RequestPlan, on_request};
-pub use response::{HeaderEdit, ResponsePlan, on_response};
+pub use response::{HeaderEdit, RESPONSE_HEADERS_READ, ResponsePlan, on_response};
 
 use crate::config::Mode;
 use crate::session_id::SessionId;

@@ -58,6 +58,13 @@ impl ResponsePlan {
     }
 }
 
+/// The only response headers [`on_response`] reads: a response with none of them needs only the
+/// request's session (a filter may skip reading the whole map).
+pub const RESPONSE_HEADERS_READ: [&str; 2] = [SET_COOKIE, LOCATION];
+
+const SET_COOKIE: &str = "set-cookie";
+const LOCATION: &str = "location";
+
 /// Plans the response edits: `served` is the route of the backend that answered (learned from
 /// `upstream.address`), `client` what the request carried, `headers` the response headers (names
 /// as text or as the bytes the host sent). A response that needs no edit costs no allocation.
@@ -71,7 +78,7 @@ pub fn on_response<N: AsRef<[u8]>>(
     let name = cfg.cookie_name.as_bytes();
 
     let mut session_cookie_set = false;
-    let (set_cookies, rewritten) = rewrite_each(headers, "set-cookie", |raw| {
+    let (set_cookies, rewritten) = rewrite_each(headers, SET_COOKIE, |raw| {
         let parsed = SetCookie::parse(raw).filter(|c| c.name == name)?;
         session_cookie_set = true;
         renamed(cfg.mode, parsed.value, served).map(|value| parsed.with_value(&value))
@@ -79,7 +86,7 @@ pub fn on_response<N: AsRef<[u8]>>(
     plan.cookies_rewritten = rewritten;
     if let Some(values) = set_cookies {
         plan.edits.push(HeaderEdit::ReplaceAll {
-            name: "set-cookie",
+            name: SET_COOKIE,
             values,
         });
     }
@@ -91,7 +98,7 @@ pub fn on_response<N: AsRef<[u8]>>(
             .and_then(|id| renamed(cfg.mode, id, served));
         if let Some(value) = moved {
             plan.edits.push(HeaderEdit::Add {
-                name: "set-cookie",
+                name: SET_COOKIE,
                 value: new_cookie::build(name, &value, &cfg.cookie),
             });
             plan.cookie_added = true;
@@ -99,13 +106,13 @@ pub fn on_response<N: AsRef<[u8]>>(
     }
 
     let param = cfg.path_parameter.as_bytes();
-    let (locations, rewritten) = rewrite_each(headers, "location", |location| {
+    let (locations, rewritten) = rewrite_each(headers, LOCATION, |location| {
         path_param::replace_values(location, param, |v| renamed(cfg.mode, v, served))
     });
     plan.locations_rewritten = rewritten;
     if let Some(values) = locations {
         plan.edits.push(HeaderEdit::ReplaceAll {
-            name: "location",
+            name: LOCATION,
             values,
         });
     }
@@ -173,7 +180,7 @@ mod tests {
             ("location", b"CHANGE-4"),
         ];
         let lower = |v: &[u8]| v.starts_with(b"CHANGE").then(|| v.to_ascii_lowercase());
-        let (values, changed) = rewrite_each(headers, "location", lower);
+        let (values, changed) = rewrite_each(headers, LOCATION, lower);
         assert_eq!(changed, 2);
         assert_eq!(
             values,
@@ -219,7 +226,7 @@ mod tests {
         assert_eq!(
             plan.edits,
             vec![HeaderEdit::ReplaceAll {
-                name: "set-cookie",
+                name: SET_COOKIE,
                 values: vec![
                     b"a=1; Path=/".to_vec(),
                     b"JSESSIONID=NEW.tomcat2; Path=/shop; Secure; HttpOnly; SameSite=Strict; X=\xff".to_vec(),
@@ -240,7 +247,7 @@ mod tests {
         assert_eq!(
             plan.edits,
             vec![HeaderEdit::Add {
-                name: "set-cookie",
+                name: SET_COOKIE,
                 value: b"JSESSIONID=X-n1.tomcat2; Path=/; Secure; HttpOnly; SameSite=Lax".to_vec(),
             }]
         );
@@ -308,7 +315,7 @@ mod tests {
         assert_eq!(
             plan.edits,
             vec![HeaderEdit::ReplaceAll {
-                name: "location",
+                name: LOCATION,
                 values: vec![
                     b"https://h.example/app/next;jsessionid=X.tomcat2?a=1;jsessionid=X.tomcat1"
                         .to_vec()
@@ -333,11 +340,11 @@ mod tests {
             plan.edits,
             vec![
                 HeaderEdit::ReplaceAll {
-                    name: "set-cookie",
+                    name: SET_COOKIE,
                     values: vec![b"JSESSIONID=\"NEW.tomcat1\"; Path=/app".to_vec()]
                 },
                 HeaderEdit::ReplaceAll {
-                    name: "location",
+                    name: LOCATION,
                     values: vec![b"/app;jsessionid=NEW.tomcat1".to_vec()]
                 },
             ]
