@@ -32,6 +32,8 @@ pub(super) struct Outcome {
     pub(super) member: Option<Arc<Member>>,
     pub(super) route: Option<String>,
     pub(super) upstream_time: Option<Duration>,
+    /// Upstream attempts made.
+    pub(super) attempts: u32,
 }
 
 fn over_limit(exceeded: Option<&AtomicBool>) -> bool {
@@ -44,7 +46,11 @@ fn take_local(slot: Option<&LocalSlot>) -> Option<LocalResponse> {
 
 /// keel's own answer `res` through the response callbacks of the stream's filters (headers
 /// with no upstream, then the body at its end); what they make of it.
-async fn through_chain(stream: Option<&SharedStream>, res: Response<Body>) -> Response<Body> {
+async fn through_chain(
+    stream: Option<&SharedStream>,
+    res: Response<Body>,
+    attempts: u32,
+) -> Response<Body> {
     let Some(s) = stream else { return res };
     let (mut parts, body) = res.into_parts();
     let bytes = body
@@ -57,6 +63,7 @@ async fn through_chain(stream: Option<&SharedStream>, res: Response<Body>) -> Re
         return Response::from_parts(parts, super::full_body(bytes));
     };
     let eos = bytes.is_empty();
+    st.upstream_attempts(attempts, None);
     if let HeadersVerdict::Respond(lr) = st.response_headers(&mut parts, None, eos).await {
         return from_local(lr);
     }
@@ -254,14 +261,14 @@ impl Proxy {
                 "request body too large",
                 Some("request_payload_too_large"),
             );
-            return through_chain(stream.as_ref(), res).await;
+            return through_chain(stream.as_ref(), res, outcome.attempts).await;
         }
         let (res, guard) = match result {
             Ok(ok) => ok,
             // keel's own 502/503/504 go through the filters' response callbacks, as Envoy's
             // router replies go through the encoder chain (`source/common/http/
             // filter_manager.cc` `sendLocalReply`).
-            Err(res) => return through_chain(stream.as_ref(), res).await,
+            Err(res) => return through_chain(stream.as_ref(), res, outcome.attempts).await,
         };
 
         // The response.
@@ -273,7 +280,11 @@ impl Proxy {
             let info = &guard.member().info;
             let eos = http_body::Body::is_end_stream(&rbody);
             let verdict = match s.lock().await.as_mut() {
-                Some(st) => st.response_headers(&mut rparts, Some(info), eos).await,
+                Some(st) => {
+                    let local = crate::upstream::http::local_address(&rparts);
+                    st.upstream_attempts(outcome.attempts, local);
+                    st.response_headers(&mut rparts, Some(info), eos).await
+                }
                 None => HeadersVerdict::Continue,
             };
             if let HeadersVerdict::Respond(lr) = verdict {

@@ -63,6 +63,7 @@ impl Proxy {
                 Err(PickError::NoMember) => break,
             };
             tried.add(guard.index());
+            outcome.attempts = outcome.attempts.saturating_add(1);
             let member = guard.member().clone();
             let request = UpstreamRequest {
                 parts: clone_parts(parts),

@@ -3,6 +3,7 @@
 //! types. keel-wasm's `FilterChain` implements it (`proxy::wasm`); [`EmptyChain`], which the
 //! proxy skips entirely, stands for no filters; tests plug in chains written in Rust.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -31,6 +32,9 @@ pub trait FilterStream: Send {
         &'a mut self,
         trailers: &'a mut HeaderMap,
     ) -> BoxFuture<'a, TrailersVerdict>;
+    /// How many upstream attempts the request made, and the local address of the upstream
+    /// connection that answered (before the response headers). Nothing by default.
+    fn upstream_attempts(&mut self, _attempts: u32, _local_address: Option<SocketAddr>) {}
     /// Response headers; `upstream` says which member served (None for a local response).
     fn response_headers<'a>(
         &'a mut self,

@@ -1,6 +1,7 @@
 //! keel's filter chain: keel-wasm's `FilterChain` behind the proxy's [`FilterChain`] hook, built
 //! from the validated filter settings, with `proxy_http_call` going to keel's callout upstreams.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -124,6 +125,10 @@ impl FilterStream for keel_wasm::Stream {
             upstream,
             end_of_stream,
         ))
+    }
+
+    fn upstream_attempts(&mut self, attempts: u32, local_address: Option<SocketAddr>) {
+        keel_wasm::Stream::upstream_attempts(self, attempts, local_address);
     }
 
     fn response_body(&mut self, chunk: Bytes, end_of_stream: bool) -> BoxFuture<'_, BodyVerdict> {

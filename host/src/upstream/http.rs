@@ -224,6 +224,14 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// The local address of the connection a response of this upstream came on (hyper-util's
+/// connector records it); `None` for other upstreams' responses.
+pub fn local_address(res: &http::response::Parts) -> Option<std::net::SocketAddr> {
+    res.extensions
+        .get::<hyper_util::client::legacy::connect::HttpInfo>()
+        .map(hyper_util::client::legacy::connect::HttpInfo::local_addr)
+}
+
 fn into_body(res: http::Response<hyper::body::Incoming>) -> UpstreamResponse {
     res.map(|b| b.map_err(BoxError::from).boxed_unsync())
 }

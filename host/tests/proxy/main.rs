@@ -23,4 +23,5 @@ mod protocols;
 mod request_id;
 mod sticky;
 mod upgrade;
+mod upstream_properties;
 mod wasm_filters;

@@ -214,6 +214,10 @@ fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
         "xds.route_name" => info.route_name.as_bytes().to_vec(),
         "upstream.address" => stream.upstream.as_ref()?.address_text().as_bytes().to_vec(),
         "upstream.port" => int(u64::from(stream.upstream.as_ref()?.address().port())),
+        // Envoy `expr/context.cc`: the attempt count (0 before any), and the local address of
+        // the upstream connection.
+        "upstream.request_attempt_count" => int(u64::from(stream.attempts)),
+        "upstream.local_address" => addr(stream.upstream_local?),
         "request.size" => int(request_size(stream)),
         "response.size" => int(stream.response_body_bytes),
         "request.time" => {

@@ -58,6 +58,10 @@ pub(crate) struct StreamData {
     pub response: Option<http::response::Parts>,
     pub response_trailers: Option<http::HeaderMap>,
     pub upstream: Option<UpstreamInfo>,
+    /// Upstream attempts made for the request (`upstream.request_attempt_count`).
+    pub attempts: u32,
+    /// The local address of the upstream connection that answered (`upstream.local_address`).
+    pub upstream_local: Option<std::net::SocketAddr>,
     /// The body buffer of the filter being called, with its buffer type (0 request, 1 response).
     pub body: Option<(i32, crate::body::BodyBuf)>,
     /// Filter state written by `proxy_set_property` (shared by the filters of the chain).
@@ -98,6 +102,8 @@ impl StreamData {
             response: None,
             response_trailers: None,
             upstream: None,
+            attempts: 0,
+            upstream_local: None,
             body: None,
             filter_state: HashMap::new(),
             request_body_bytes: 0,

@@ -6,6 +6,7 @@
 //! pause times out.
 
 use std::borrow::Cow;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -682,6 +683,15 @@ impl Stream {
             body,
             details,
         }
+    }
+
+    /// How many upstream attempts the request made, and the local address of the upstream
+    /// connection that answered, when there was one (properties `upstream.request_attempt_count`
+    /// and `upstream.local_address`).
+    pub fn upstream_attempts(&mut self, attempts: u32, local_address: Option<SocketAddr>) {
+        let data = self.data();
+        data.attempts = attempts;
+        data.upstream_local = local_address;
     }
 
     /// The response headers through every filter, in reverse order; `upstream` is the backend

@@ -863,12 +863,15 @@ impl HttpContext for Probe {
                     ("response", "headers_bytes"),
                     ("response", "total_size"),
                     ("response", "grpc_status"),
+                    ("upstream", "request_attempt_count"),
                 ]);
                 for (name, value) in values {
                     self.add_http_response_header(&name, &value);
                 }
                 let details = text(self.get_property(vec!["response", "code_details"]));
                 self.add_http_response_header("x-acct-response-code_details", &details);
+                let local = text(self.get_property(vec!["upstream", "local_address"]));
+                self.add_http_response_header("x-acct-upstream-local_address", &local);
             }
             "decorate" => {
                 let code = int(self.get_property(vec!["response", "code"]));
