@@ -4,7 +4,7 @@
 //! order (`source/common/grpc/async_client_impl.cc` `AsyncStreamImpl`: initial metadata, each
 //! message, trailing metadata, then the close; `source/extensions/common/wasm/context.cc`
 //! `GrpcStreamClientHandler`), with Envoy's status codes (`context.cc` `grpcSend`, `grpcClose`,
-//! `grpcCancel`).
+//! `grpcCancel`); a root that waits for its `proxy_done` gets its stream.
 
 // Tests may unwrap (keel conventions); this covers their helper functions too.
 #![allow(clippy::unwrap_used)]
@@ -140,4 +140,29 @@ async fn a_cancelled_stream_is_reset_and_calls_back_no_more() {
         ),
         None
     );
+}
+
+/// A root that opens a stream from `on_done` and answers "not done yet" is waited for while the
+/// stream is open: its message and its close reach the root, whose `proxy_done` is then `Ok`
+/// (cpp-host `src/wasm.cc` `WasmBase::startShutdown`, `done`: the VM lives on until
+/// `proxy_done`; the stream belongs to the root context, `src/exports.cc` `grpc_stream`).
+#[tokio::test]
+async fn a_root_waiting_for_proxy_done_gets_its_stream() {
+    let (chain, callouts, registry) = stream_chain("root_stream_flush");
+    drop(chain);
+    let flushed =
+        eventually(async || metric(&registry, "keel_wasmcustom_probe_flushed", &[]).is_some())
+            .await;
+    assert!(flushed, "the root's stream did not close after on_done");
+    assert_eq!(
+        metric(&registry, "keel_wasmcustom_probe_flushed", &[]),
+        Some(0.0),
+        "proxy_done while the root waits is Ok"
+    );
+    // `echo:batch`; the request ended with the message (`end_stream`), not with a reset.
+    assert_eq!(
+        metric(&registry, "keel_wasmcustom_probe_flush_echo", &[]),
+        Some(10.0)
+    );
+    assert_eq!(callouts.completed(), ["Chat:end"]);
 }

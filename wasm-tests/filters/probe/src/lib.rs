@@ -16,7 +16,9 @@
 //! `accounting` (the sizes, durations and details Envoy computes for a stream: into
 //! `x-acct-*` headers in the headers callbacks, into `probe.log.*` gauges in on_log),
 //! `root_done` (counts the root's `on_done`), `root_flush` (the
-//! root's `on_done` sends a batch and calls `proxy_done` when it is answered), `reject`
+//! root's `on_done` sends a batch and calls `proxy_done` when it is answered),
+//! `root_stream_flush` (the same over a gRPC stream to `store`: `batch` with `end_stream`,
+//! `proxy_done` at the stream's close), `reject`
 //! (on_configure fails), `slow_configure` (100 ms of work in on_configure); in every mode the
 //! trailers callbacks mark the trailers they saw.
 //! Hostile modes: `trap`, `trap_response`, `loop`, `alloc`, `exit`, `bad_pointers`.
@@ -118,7 +120,30 @@ impl Context for ProbeRoot {
                     Duration::from_secs(1),
                 )
                 .is_err(),
+            "root_stream_flush" => {
+                match self.open_grpc_stream("store", "probe.Echo", "Chat", vec![("x-id", b"echo")])
+                {
+                    Ok(token) => {
+                        self.send_grpc_stream_message(token, Some(b"batch"), true);
+                        false
+                    }
+                    Err(_) => true,
+                }
+            }
             _ => true,
+        }
+    }
+
+    /// `root_stream_flush`: the size of the echoed batch (gauge `probe.flush_echo`).
+    fn on_grpc_stream_message(&mut self, _token: u32, message_size: usize) {
+        gauge("probe.flush_echo", message_size as u64);
+    }
+
+    /// `root_stream_flush`: the stream's close; `proxy_done`'s status goes to gauge
+    /// `probe.flushed`.
+    fn on_grpc_stream_close(&mut self, _token: u32, _status_code: u32) {
+        if self.mode == "root_stream_flush" {
+            gauge("probe.flushed", u64::from(raw_done()));
         }
     }
 
