@@ -133,11 +133,7 @@ async fn a_cancelled_stream_is_reset_and_calls_back_no_more() {
     // The echo of `one` and the server's close would have come by now.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
-        metric(
-            &registry,
-            "keel_wasmcustom_probe_grpc_stream_callbacks",
-            &[]
-        ),
+        metric(&registry, "keel_wasmcustom_probe_grpc_callbacks", &[]),
         None
     );
 }

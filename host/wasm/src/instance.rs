@@ -529,6 +529,10 @@ impl Instance {
     /// status through `on_grpc_close`, with `proxy_get_status` answering it meanwhile (Envoy
     /// `context.cc` `onGrpcReceive`, `onGrpcClose`).
     fn on_grpc(&mut self, token: u32, outcome: GrpcOutcome) -> Result<(), Failure> {
+        // A cancelled call gets nothing (Envoy `context.cc` `grpcCancel`: erased).
+        if !self.store.data_mut().grpc_calls.remove(&token) {
+            return Ok(());
+        }
         let root = self.store.data().root_context as i32;
         let token = token as i32;
         let result = match outcome {

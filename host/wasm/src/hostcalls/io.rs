@@ -179,9 +179,14 @@ fn grpc_call(
         return Ok(status::BAD_ARGUMENT);
     };
     let timeout = timeout.unwrap_or(NO_TIMEOUT);
-    start(caller, ret_token, timeout, |handler| {
+    let token = caller.data().next_token;
+    let answer = start(caller, ret_token, timeout, |handler| {
         Call::Grpc(handler.grpc_call(&upstream, request, timeout))
-    })
+    })?;
+    if answer == status::OK {
+        caller.data_mut().grpc_calls.insert(token);
+    }
+    Ok(answer)
 }
 
 /// `proxy_grpc_stream`: opens a stream to the callout upstream named by `service`, with the
@@ -231,12 +236,16 @@ fn grpc_send(caller: &mut Ctx<'_>, token: i32, message: i32, message_len: i32, e
 
 /// `proxy_grpc_close` (Envoy `context.cc` `grpcClose`): ends the request side; the stream is
 /// forgotten if the remote side has closed too, else its messages and its close still come.
-/// `proxy_grpc_cancel` (`grpcCancel`): resets the stream, and nothing more of it comes. A token
-/// that is no open stream is `NotFound` (keel cannot cancel a unary call: its answer still
-/// comes).
+/// `proxy_grpc_cancel` (`grpcCancel`): resets the stream, and nothing more of it comes. On a
+/// unary call both cancel it: its answer is dropped (Envoy also resets its request; keel's
+/// runs to its end). Any other token is `NotFound`.
 fn grpc_end(caller: &mut Ctx<'_>, token: i32, cancel: bool) -> i32 {
-    let streams = &mut caller.data_mut().grpc_streams;
+    let state = caller.data_mut();
     let token = token as u32;
+    if state.grpc_calls.remove(&token) {
+        return status::OK;
+    }
+    let streams = &mut state.grpc_streams;
     let Some(stream) = streams.get_mut(&token) else {
         return status::NOT_FOUND;
     };

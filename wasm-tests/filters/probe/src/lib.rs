@@ -8,7 +8,8 @@
 //! `body_buffer`, `tick`, `tick_resume` (request headers pause; the next on_tick resumes them),
 //! `tick_edit` (as `tick_resume`, and on_tick first adds `x-from-tick: <:path>, <request.path>`
 //! to the paused request), `tick_reply` (on_tick answers the paused request 429),
-//! `grpc <upstream>` (a unary gRPC call; its answer in `x-grpc-answer`), `grpc_stream
+//! `grpc <upstream> [cancel]` (a unary gRPC call; its answer in `x-grpc-answer`; with
+//! `cancel`, cancelled at once), `grpc_stream
 //! <upstream> [cancel]` (a gRPC stream to `probe.Echo/Chat`: sends `one` and `two`, closes its
 //! side and records each callback into `x-grpc-stream`; with `cancel`, cancels it after `one`
 //! and goes on at once), `grpc_local` (a gRPC local reply, ABORTED), `queue`, `wasi`,
@@ -584,7 +585,7 @@ impl Context for Probe {
         let initial = self.get_grpc_stream_initial_metadata_value("x-initial");
         let initial = initial.map_or("-".into(), |v| String::from_utf8_lossy(&v).into_owned());
         self.stream_log.push(format!("i{num_elements}:{initial}"));
-        grpc_stream_callback();
+        grpc_callback();
     }
 
     fn on_grpc_stream_message(&mut self, _token: u32, message_size: usize) {
@@ -593,14 +594,14 @@ impl Context for Probe {
             .unwrap_or_default();
         self.stream_log
             .push(format!("m:{}", String::from_utf8_lossy(&message)));
-        grpc_stream_callback();
+        grpc_callback();
     }
 
     fn on_grpc_stream_trailing_metadata(&mut self, _token: u32, _num_elements: u32) {
         let trailer = self.get_grpc_stream_trailing_metadata_value("x-trailer");
         let trailer = trailer.map_or("-".into(), |v| String::from_utf8_lossy(&v).into_owned());
         self.stream_log.push(format!("t:{trailer}"));
-        grpc_stream_callback();
+        grpc_callback();
     }
 
     /// The close: `c:<status> <proxy_get_status code> <message>`; the log goes into the
@@ -611,7 +612,7 @@ impl Context for Probe {
             "c:{status_code} {code} {}",
             message.unwrap_or_default()
         ));
-        grpc_stream_callback();
+        grpc_callback();
         // Both sides closed: the stream is gone (Envoy `grpcClose`, `onGrpcCloseWrapper`).
         let after = hostcalls::close_grpc_stream(token);
         self.add_http_request_header("x-grpc-stream", &self.stream_log.join(","));
@@ -656,8 +657,8 @@ impl Context for Probe {
     }
 }
 
-/// Counts a gRPC stream callback (gauge `probe.grpc_stream.callbacks`).
-fn grpc_stream_callback() {
+/// Counts a gRPC call or stream callback (gauge `probe.grpc.callbacks`).
+fn grpc_callback() {
     thread_local! {
         static CALLBACKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     }
@@ -665,7 +666,7 @@ fn grpc_stream_callback() {
         c.set(c.get() + 1);
         c.get()
     });
-    gauge("probe.grpc_stream.callbacks", count);
+    gauge("probe.grpc.callbacks", count);
 }
 
 impl Probe {
@@ -712,6 +713,7 @@ impl Probe {
 
     /// `grpc`: the call's answer, `0 <message>` or `<status> <grpc-message>`, then resume.
     fn grpc_answer(&mut self, status_code: u32, response_size: usize) {
+        grpc_callback();
         let answer = if status_code == 0 {
             let message = self
                 .get_grpc_call_response_body(0, response_size)
@@ -812,6 +814,16 @@ impl HttpContext for Probe {
                     Some(b"ping"),
                     Duration::from_secs(1),
                 ) {
+                    // `cancel`: cancelled at once (twice: `x-grpc-cancel`), and the request
+                    // goes on.
+                    Ok(token) if self.args.get(1).map(String::as_str) == Some("cancel") => {
+                        let cancelled = [
+                            hostcalls::cancel_grpc_call(token),
+                            hostcalls::cancel_grpc_call(token),
+                        ];
+                        self.add_http_request_header("x-grpc-cancel", &format!("{cancelled:?}"));
+                        Action::Continue
+                    }
                     Ok(_) => Action::Pause,
                     Err(status) => {
                         let body = format!("grpc dispatch failed: {status:?}\n");
