@@ -1,5 +1,6 @@
 //! Callouts for filters: `proxy_http_call` to the named `callout_upstreams` of the configuration
-//! over a pooled HTTP/1.1 client, `proxy_grpc_call` to the same upstreams over HTTP/2 (h2c),
+//! over a pooled HTTP/1.1 client, `proxy_grpc_call` and `proxy_grpc_stream` to the same
+//! upstreams over HTTP/2 (h2c),
 //! and the session store's name for http callouts, answered
 //! in process by `keel_store::api::handle` (no loopback hop). keel-wasm's `CalloutHandler` adapter
 //! forwards to [`Callouts::call`] and [`Callouts::has_upstream`]. A response is read whole, up
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -55,7 +57,12 @@ pub struct Callouts {
     client: Client<HttpConnector, Full<Bytes>>,
     /// gRPC callouts: HTTP/2 with prior knowledge (h2c), as Envoy's gRPC clusters speak it.
     grpc: Client<HttpConnector, Full<Bytes>>,
+    /// gRPC streams: as `grpc`, with a request body that comes as the filter sends it.
+    grpc_streams: Client<HttpConnector, StreamBody>,
 }
+
+/// The request body of a gRPC stream, whatever produces it.
+type StreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 impl Callouts {
     /// Clients for the configured upstreams (name → address), and the session store served
@@ -70,17 +77,17 @@ impl Callouts {
             .pool_idle_timeout(Duration::from_secs(30))
             .set_host(false)
             .build(connector.clone());
-        let grpc = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
+        let mut h2 = Client::builder(TokioExecutor::new());
+        h2.pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .http2_only(true)
-            .timer(TokioTimer::new())
-            .build(connector);
+            .timer(TokioTimer::new());
         Self {
             upstreams,
             store,
             client,
-            grpc,
+            grpc: h2.build(connector.clone()),
+            grpc_streams: h2.build(connector),
         }
     }
 
@@ -98,11 +105,41 @@ impl Callouts {
         request: http::Request<Bytes>,
         timeout: Duration,
     ) -> Result<(http::Response<Bytes>, http::HeaderMap), CalloutError> {
+        let request = self.to_grpc_upstream(name, request)?;
+        exchange(&self.grpc, request, timeout).await
+    }
+
+    /// Opens a gRPC stream (keel-wasm built the head; the body carries the filter's messages as
+    /// it sends them) to upstream `name` over HTTP/2 and answers the response head, its body
+    /// still coming. No timeout: the stream lasts until either side ends it.
+    pub async fn grpc_stream<B>(
+        &self,
+        name: &str,
+        request: http::Request<B>,
+    ) -> Result<http::Response<hyper::body::Incoming>, CalloutError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let request = self.to_grpc_upstream(name, request)?;
+        let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
+        self.grpc_streams
+            .request(request)
+            .await
+            .map_err(|e| failure(&e))
+    }
+
+    /// `request` addressed to upstream `name` over HTTP/2.
+    fn to_grpc_upstream<B>(
+        &self,
+        name: &str,
+        request: http::Request<B>,
+    ) -> Result<http::Request<B>, CalloutError> {
         let addr = self.address(name)?;
         let (mut parts, body) = request.into_parts();
         parts.uri = retarget(&parts.uri, addr)?;
         parts.version = http::Version::HTTP_2;
-        exchange(&self.grpc, http::Request::from_parts(parts, body), timeout).await
+        Ok(http::Request::from_parts(parts, body))
     }
 
     /// The address of callout upstream `name`.

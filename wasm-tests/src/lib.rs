@@ -1,9 +1,10 @@
 //! Helpers shared by the tests that load the built `.wasm` filters (see `tests/`): where the
 //! filters are, a chain builder, stream information, requests and responses, a callout handler
-//! that answers from a table, polling for what arrives on the runtime's own time, and
+//! that answers from a table (and a scripted gRPC stream, `grpc_echo`), polling for what arrives on the runtime's own time, and
 //! [`fake_store`], a test double of the session store's API.
 
 pub mod fake_store;
+mod grpc_echo;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,7 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use keel_wasm::{
-    CalloutError, CalloutFuture, CalloutHandler, FilterChain, FilterSpec, GrpcFuture, StreamInfo,
+    CalloutError, CalloutFuture, CalloutHandler, FilterChain, FilterSpec, GrpcFuture, GrpcOutgoing,
+    GrpcStreamFuture, StreamInfo,
 };
 
 /// The directory of the built filters: `KEEL_FILTERS_DIR`, else `<workspace>/target/filters`.
@@ -294,6 +296,24 @@ impl CalloutHandler for ScriptedCallouts {
                 .map_err(|e| CalloutError::Failed(e.to_string()))?;
             Ok((response, trailers))
         })
+    }
+
+    /// A gRPC stream answered by the `x-id` metadata of its request (see [`grpc_echo`]);
+    /// `x-id: unreachable` cannot connect.
+    fn grpc_stream(
+        &self,
+        _upstream: &str,
+        request: http::Request<GrpcOutgoing>,
+    ) -> GrpcStreamFuture {
+        let path = request.uri().path().to_owned();
+        let id = header(request.headers(), "x-id");
+        self.note(&path, &id);
+        if id == "unreachable" {
+            return Box::pin(async {
+                Err(CalloutError::Connect("scripted: connection refused".into()))
+            });
+        }
+        grpc_echo::answer(&id, request, self.completed.clone())
     }
 
     fn has_upstream(&self, upstream: &str) -> bool {

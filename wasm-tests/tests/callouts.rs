@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keel_wasm::HeadersVerdict;
-use wasm_tests::{Answer, ScriptedCallouts, chain_with, header, info, local_header, request, spec};
+use wasm_tests::{
+    Answer, ScriptedCallouts, chain_with, eventually, header, info, local_header, metric, request,
+    response, spec,
+};
 
 fn callout_chain(config: &str) -> (keel_wasm::FilterChain, Arc<ScriptedCallouts>) {
     let callouts = Arc::new(ScriptedCallouts::default());
@@ -243,5 +246,41 @@ async fn a_grpc_call_delivers_its_message_or_its_status() {
     assert_eq!(
         callouts.completed(),
         ["/probe.Auth/Check", "/probe.Auth/Check"]
+    );
+}
+
+/// `proxy_grpc_cancel` on a unary call: `Ok`, then `NotFound` (the token is gone), and its
+/// answer never reaches the filter (Envoy `context.cc` `grpcCancel`: `request_->cancel()`, then
+/// `grpc_call_request_.erase`).
+#[tokio::test]
+async fn a_cancelled_grpc_call_calls_back_no_more() {
+    let callouts = Arc::new(ScriptedCallouts::default());
+    let (chain, registry) = chain_with(
+        vec![spec("caller", "test_probe", "grpc store cancel")],
+        callouts.clone(),
+    );
+    callouts.answer("ok", Answer::Grpc(0, "allowed", Duration::from_millis(5)));
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[("x-id", "ok")]);
+    assert_eq!(
+        stream.request_headers(&mut req, true).await,
+        HeadersVerdict::Continue
+    );
+    assert_eq!(
+        header(&req.headers, "x-grpc-cancel"),
+        "[Ok(()), Err(NotFound)]"
+    );
+    // The answer came (the scripted call ran to its end) while the stream, and so the
+    // filter's context, lives; the response phase delivers what is ready, and drops it.
+    assert!(eventually(async || callouts.completed() == ["/probe.Auth/Check"]).await);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut res = response(200, &[]);
+    assert_eq!(
+        stream.response_headers(&mut res, None, true).await,
+        HeadersVerdict::Continue
+    );
+    assert_eq!(
+        metric(&registry, "keel_wasmcustom_probe_grpc_callbacks", &[]),
+        None
     );
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
+use http_body_util::BodyExt;
 
 use super::filter::{
     BodyVerdict, ChainBuilder, ChainContext, EmptyChain, FilterChain, FilterStream, HeadersVerdict,
@@ -42,7 +43,8 @@ fn into_wasm(error: CalloutError) -> keel_wasm::CalloutError {
     }
 }
 
-/// `proxy_http_call` and `proxy_grpc_call` → keel's named callout upstreams.
+/// `proxy_http_call`, `proxy_grpc_call` and `proxy_grpc_stream` → keel's named callout
+/// upstreams.
 struct CalloutBridge(Arc<Callouts>);
 
 impl keel_wasm::CalloutHandler for CalloutBridge {
@@ -75,6 +77,24 @@ impl keel_wasm::CalloutHandler for CalloutBridge {
                 .grpc_call(&upstream, request, timeout)
                 .await
                 .map_err(into_wasm)
+        })
+    }
+
+    fn grpc_stream(
+        &self,
+        upstream: &str,
+        request: http::Request<keel_wasm::GrpcOutgoing>,
+    ) -> keel_wasm::GrpcStreamFuture {
+        let callouts = self.0.clone();
+        let upstream = upstream.to_owned();
+        Box::pin(async move {
+            let response = callouts
+                .grpc_stream(&upstream, request)
+                .await
+                .map_err(into_wasm)?;
+            Ok(response.map(|body| -> keel_wasm::GrpcStreamBody {
+                Box::pin(body.map_err(|e| keel_wasm::CalloutError::Failed(e.to_string())))
+            }))
         })
     }
 

@@ -1,6 +1,10 @@
 """A real gRPC server (grpcio) for keel's gRPC callout tests, raw bytes in and out (no protobuf):
 * `probe.Auth/Check` answers `echo:<request>`, or PERMISSION_DENIED with "denied by the test
   server" when the call's `x-id` metadata is `deny`;
+* `probe.Echo/Chat` (bidirectional streaming) sends initial metadata `x-initial: 1`, answers
+  each request message with `echo:<message>` and, once the client has closed its side, ends
+  with status OK and trailing metadata `x-trailer: done`; when the call's `x-id` is `deny` it
+  ends after the first answer with PERMISSION_DENIED "denied mid-stream";
 * `grpcbin.GRPCBin/RandomError` (the method the proxy-wasm SDK's `grpc_auth_random` example
   calls, `cargo xtask sdk-examples`) answers OK, then PERMISSION_DENIED, in turn.
 It listens on 127.0.0.1, on a free port it prints as `listening <port>`, and runs until
@@ -19,6 +23,16 @@ def check(request, context):
     return b"echo:" + request
 
 
+def chat(requests, context):
+    metadata = dict(context.invocation_metadata())
+    context.send_initial_metadata((("x-initial", "1"),))
+    for request in requests:
+        yield b"echo:" + request
+        if metadata.get("x-id") == "deny":
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "denied mid-stream")
+    context.set_trailing_metadata((("x-trailer", "done"),))
+
+
 RANDOM_ERROR_CALLS = itertools.count()
 
 
@@ -32,6 +46,9 @@ def main():
     handlers = (
         grpc.method_handlers_generic_handler(
             "probe.Auth", {"Check": grpc.unary_unary_rpc_method_handler(check)}
+        ),
+        grpc.method_handlers_generic_handler(
+            "probe.Echo", {"Chat": grpc.stream_stream_rpc_method_handler(chat)}
         ),
         grpc.method_handlers_generic_handler(
             "grpcbin.GRPCBin",

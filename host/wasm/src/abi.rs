@@ -11,7 +11,6 @@ pub(crate) mod status {
     pub const CAS_MISMATCH: i32 = 8;
     pub const SERIALIZATION_FAILURE: i32 = 3;
     pub const PARSE_FAILURE: i32 = 4;
-    pub const INTERNAL_FAILURE: i32 = 10;
     pub const BROKEN_CONNECTION: i32 = 11;
 }
 
@@ -31,6 +30,8 @@ pub(crate) mod map {
     pub const REQUEST_TRAILERS: i32 = 1;
     pub const RESPONSE_HEADERS: i32 = 2;
     pub const RESPONSE_TRAILERS: i32 = 3;
+    pub const GRPC_RECEIVE_INITIAL_METADATA: i32 = 4;
+    pub const GRPC_RECEIVE_TRAILING_METADATA: i32 = 5;
     pub const HTTP_CALL_RESPONSE_HEADERS: i32 = 6;
     pub const HTTP_CALL_RESPONSE_TRAILERS: i32 = 7;
     /// cpp-host `WasmHeaderMapType::MAX`: a larger type is `BadArgument`.

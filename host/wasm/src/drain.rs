@@ -1,12 +1,14 @@
 //! Instances let go whose root asked to be waited for: its `on_done` answered "not yet". As
 //! cpp-host keeps such a VM until the root calls `proxy_done` (`src/wasm.cc`
 //! `WasmBase::startShutdown`, `WasmBase::done`), keel keeps the instance on a thread of its own,
-//! sends the callouts the root starts and delivers their answers to it, until `proxy_done`, until
-//! no callout is left that could lead to it, or until [`DONE_TIMEOUT`]; then `on_delete`.
+//! sends the callouts and gRPC streams the root starts and delivers their answers and events to
+//! it, until `proxy_done`, until no callout or open stream is left that could lead to it, or until [`DONE_TIMEOUT`]; then `on_delete`.
 
 use std::time::Duration;
 
+use crate::grpc_stream::StreamEvent;
 use crate::instance::Instance;
+use crate::ticker::{CalloutResult, Started};
 
 /// How long a root that is not done is waited for (keel's bound; Envoy bounds it by its own
 /// shutdown).
@@ -46,9 +48,22 @@ async fn wait(name: &str, mut instance: Instance) {
             let sender = sender.clone();
             let token = callout.token;
             in_flight += 1;
-            tokio::spawn(async move {
-                let _ = sender.send((token, crate::ticker::send(callout).await));
-            });
+            match crate::ticker::start(callout) {
+                Started::Once { answer, .. } => tokio::spawn(async move {
+                    let _ = sender.send((token, answer.await));
+                }),
+                // A gRPC stream is in flight until its close.
+                Started::Stream(mut reader) => tokio::spawn(async move {
+                    while let Some(event) = reader.next().await {
+                        if sender
+                            .send((token, CalloutResult::GrpcStream(event)))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }),
+            };
         }
         if in_flight == 0 {
             log::warn!(
@@ -66,7 +81,10 @@ async fn wait(name: &str, mut instance: Instance) {
             );
             break;
         };
-        in_flight -= 1;
+        if !matches!(&result, CalloutResult::GrpcStream(event) if !matches!(event, StreamEvent::Close(..)))
+        {
+            in_flight -= 1;
+        }
         if let Err(failure) = instance.on_callout(token, result) {
             log::warn!(target: "keel_wasm", "filter {name}: the root failed after on_done: {failure}");
             return;

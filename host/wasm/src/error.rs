@@ -53,7 +53,7 @@ pub enum ChainError {
 }
 
 /// Why an http callout failed. As in Envoy, whose callouts go through its router, a timeout and
-/// an upstream that cannot be reached arrive as responses (504, 503: see `ticker::send`); any
+/// an upstream that cannot be reached arrive as responses (504, 503: see `ticker::start`); any
 /// other failure is a reset, which the filter sees as a response with no headers.
 #[derive(Debug, thiserror::Error)]
 pub enum CalloutError {

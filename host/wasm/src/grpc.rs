@@ -9,13 +9,14 @@
 
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::error::CalloutError;
 
 /// gRPC status codes keel produces itself (`grpc/include/grpcpp/impl/codegen/status_code_enum.h`).
 pub(crate) mod code {
     pub const UNKNOWN: u32 = 2;
+    pub const RESOURCE_EXHAUSTED: u32 = 8;
     pub const INTERNAL: u32 = 13;
     pub const UNAVAILABLE: u32 = 14;
     pub const UNIMPLEMENTED: u32 = 12;
@@ -42,6 +43,22 @@ pub(crate) fn request(
     message: &[u8],
     timeout: Option<Duration>,
 ) -> Option<http::Request<Bytes>> {
+    let mut builder = head(authority, service, method, metadata)?;
+    if let Some(timeout) = timeout {
+        builder = builder.header("grpc-timeout", format!("{}m", timeout.as_millis()));
+    }
+    builder.body(crate::grpc_frames::frame(message)?).ok()
+}
+
+/// The head of a call to `service`/`method` (`POST /<service>/<method>`, `application/grpc`,
+/// `te: trailers`, the filter's metadata without pseudo-headers), unary or streaming, as Envoy's
+/// `Grpc::Common::prepareHeaders` makes it; `None` when a name or a pair is not valid HTTP.
+pub(crate) fn head(
+    authority: &str,
+    service: &[u8],
+    method: &[u8],
+    metadata: &[(&[u8], &[u8])],
+) -> Option<http::request::Builder> {
     let mut path = Vec::with_capacity(service.len() + method.len() + 2);
     path.push(b'/');
     path.extend_from_slice(service);
@@ -59,19 +76,14 @@ pub(crate) fn request(
         .version(http::Version::HTTP_2)
         .header(http::header::CONTENT_TYPE, "application/grpc")
         .header(http::header::TE, "trailers");
-    if let Some(timeout) = timeout {
-        builder = builder.header("grpc-timeout", format!("{}m", timeout.as_millis()));
-    }
     for (key, value) in metadata {
         if key.first() != Some(&b':') {
             builder = builder.header(*key, *value);
         }
     }
-    let mut body = BytesMut::with_capacity(5 + message.len());
-    body.put_u8(0);
-    body.put_u32(u32::try_from(message.len()).ok()?);
-    body.extend_from_slice(message);
-    builder.body(body.freeze()).ok()
+    // A bad name fails here rather than at `body`, where the error would not say which.
+    builder.headers_ref()?;
+    Some(builder)
 }
 
 /// The gRPC status of an HTTP status that carries none (Envoy `Grpc::Utility::httpToGrpcStatus`,
@@ -164,11 +176,14 @@ fn percent_encode(text: &[u8]) -> String {
 
 fn status_of(map: &http::HeaderMap) -> Option<(u32, String)> {
     let code = map.get("grpc-status")?.to_str().ok()?.parse().ok()?;
-    let message = map
-        .get("grpc-message")
+    Some((code, message_text(map)))
+}
+
+/// A map's `grpc-message` (empty when it has none).
+pub(crate) fn message_text(map: &http::HeaderMap) -> String {
+    map.get("grpc-message")
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
-        .unwrap_or_default();
-    Some((code, message))
+        .unwrap_or_default()
 }
 
 /// The one message of a unary response body, without its prefix (uncompressed only: keel

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use wasmtime::{InstancePre, Store, Trap, TypedFunc};
 
-use crate::abi::action;
+use crate::abi::{action, map};
 use crate::grpc::GrpcOutcome;
+use crate::grpc_stream::StreamEvent;
 use crate::hostcalls::escape_controls;
 use crate::state::{Actions, CallResponse, HostState, NewCallout, PluginInfo, StreamData};
 use crate::ticker::CalloutResult;
@@ -107,6 +108,8 @@ struct Exports {
     http_call_response: Option<F5>,
     grpc_receive: Option<F3>,
     grpc_close: Option<F3>,
+    grpc_initial_metadata: Option<F3>,
+    grpc_trailing_metadata: Option<F3>,
     log: Option<TypedFunc<i32, ()>>,
     done: Option<TypedFunc<i32, i32>>,
     delete: Option<TypedFunc<i32, ()>>,
@@ -233,6 +236,16 @@ impl Instance {
             http_call_response: typed(&instance, &mut store, "proxy_on_http_call_response")?,
             grpc_receive: typed(&instance, &mut store, "proxy_on_grpc_receive")?,
             grpc_close: typed(&instance, &mut store, "proxy_on_grpc_close")?,
+            grpc_initial_metadata: typed(
+                &instance,
+                &mut store,
+                "proxy_on_grpc_receive_initial_metadata",
+            )?,
+            grpc_trailing_metadata: typed(
+                &instance,
+                &mut store,
+                "proxy_on_grpc_receive_trailing_metadata",
+            )?,
             log: typed(&instance, &mut store, "proxy_on_log")?,
             done: typed(&instance, &mut store, "proxy_on_done")?,
             delete: typed(&instance, &mut store, "proxy_on_delete")?,
@@ -437,20 +450,89 @@ impl Instance {
         }
     }
 
-    /// Delivers a callout's end to the root context: an http call's response, or a gRPC call's
-    /// message or status.
+    /// Delivers a callout's end to the root context: an http call's response, a gRPC call's
+    /// message or status, or one event of a gRPC stream.
     pub fn on_callout(&mut self, token: u32, result: CalloutResult) -> Result<(), Failure> {
         self.on_root();
         match result {
             CalloutResult::Http(response) => self.on_http_call_response(token, response),
             CalloutResult::Grpc(outcome) => self.on_grpc(token, outcome),
+            CalloutResult::GrpcStream(event) => self.on_grpc_stream(token, event),
         }
+    }
+
+    /// Whether gRPC stream `token` is still open here (not cancelled, not closed on both sides).
+    pub fn has_grpc_stream(&self, token: u32) -> bool {
+        self.store.data().grpc_streams.contains_key(&token)
+    }
+
+    /// One event of gRPC stream `token` to the root context, through the callback Envoy calls
+    /// for it (`context.cc` `GrpcStreamClientHandler`, `onGrpcReceiveInitialMetadataWrapper`,
+    /// `onGrpcReceiveWrapper`, `onGrpcReceiveTrailingMetadataWrapper`, `onGrpcCloseWrapper`),
+    /// with its map, buffer or status readable meanwhile. A cancelled stream gets nothing. At
+    /// the close the stream is marked remote-closed, and forgotten after the callback if the
+    /// filter had closed its side (Envoy's `cleanup`).
+    fn on_grpc_stream(&mut self, token: u32, event: StreamEvent) -> Result<(), Failure> {
+        if !self.has_grpc_stream(token) {
+            return Ok(());
+        }
+        let root = self.store.data().root_context as i32;
+        let count = |len: usize| i32::try_from(len).unwrap_or(i32::MAX);
+        let (export, argument) = {
+            let state = self.store.data_mut();
+            match event {
+                StreamEvent::InitialMetadata(pairs) => {
+                    let n = count(pairs.len());
+                    state.grpc_metadata = Some((map::GRPC_RECEIVE_INITIAL_METADATA, pairs));
+                    (self.exports.grpc_initial_metadata.as_ref(), n)
+                }
+                StreamEvent::Message(message) => {
+                    let n = count(message.len());
+                    state.grpc_message = Some(message);
+                    (self.exports.grpc_receive.as_ref(), n)
+                }
+                StreamEvent::TrailingMetadata(pairs) => {
+                    let n = count(pairs.len());
+                    state.grpc_metadata = Some((map::GRPC_RECEIVE_TRAILING_METADATA, pairs));
+                    (self.exports.grpc_trailing_metadata.as_ref(), n)
+                }
+                StreamEvent::Close(code, message) => {
+                    if let Some(stream) = state.grpc_streams.get_mut(&token) {
+                        stream.remote_closed = true;
+                    }
+                    state.call_status = Some((code, message));
+                    (self.exports.grpc_close.as_ref(), code)
+                }
+            }
+        };
+        let result = match export {
+            Some(f) => guarded(&mut self.store, self.deadline, |store| {
+                f.call(store, (root, token as i32, argument))
+            }),
+            None => Ok(()),
+        };
+        let state = self.store.data_mut();
+        state.grpc_message = None;
+        state.grpc_metadata = None;
+        state.call_status = None;
+        if state
+            .grpc_streams
+            .get(&token)
+            .is_some_and(|stream| stream.remote_closed && stream.local_closed)
+        {
+            state.grpc_streams.remove(&token);
+        }
+        result
     }
 
     /// A unary gRPC call's end: its message through `on_grpc_receive` (buffer 5), any other
     /// status through `on_grpc_close`, with `proxy_get_status` answering it meanwhile (Envoy
     /// `context.cc` `onGrpcReceive`, `onGrpcClose`).
     fn on_grpc(&mut self, token: u32, outcome: GrpcOutcome) -> Result<(), Failure> {
+        // A cancelled call gets nothing (Envoy `context.cc` `grpcCancel`: erased).
+        if !self.store.data_mut().grpc_calls.remove(&token) {
+            return Ok(());
+        }
         let root = self.store.data().root_context as i32;
         let token = token as i32;
         let result = match outcome {

@@ -2,7 +2,7 @@
 //! ([`StreamData`]) that is moved into the store for the length of one callback.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -123,8 +123,8 @@ pub(crate) struct Actions {
     pub local_response: Option<LocalResponse>,
 }
 
-/// A `proxy_http_call` or `proxy_grpc_call` started during a callback; the caller of the
-/// callback spawns it.
+/// A `proxy_http_call`, `proxy_grpc_call` or `proxy_grpc_stream` started during a callback;
+/// the caller of the callback spawns it.
 pub(crate) struct NewCallout {
     pub token: u32,
     pub call: Call,
@@ -135,6 +135,8 @@ pub(crate) struct NewCallout {
 pub(crate) enum Call {
     Http(crate::types::CalloutFuture),
     Grpc(crate::types::GrpcFuture),
+    /// A gRPC stream (`proxy_grpc_stream`): its events are delivered one by one.
+    GrpcStream(crate::grpc_stream::Reader),
 }
 
 /// The http-call response being delivered by `proxy_on_http_call_response`. It has no
@@ -202,6 +204,14 @@ pub(crate) struct HostState {
     pub call_status: Option<(i32, String)>,
     /// The gRPC response message being delivered by `proxy_on_grpc_receive` (buffer 5).
     pub grpc_message: Option<Bytes>,
+    /// The gRPC stream metadata being delivered, with its map type (initial or trailing).
+    pub grpc_metadata: Option<(i32, crate::grpc_stream::Metadata)>,
+    /// The unary gRPC calls in flight, by token: `proxy_grpc_cancel` or `proxy_grpc_close`
+    /// forgets one, and its answer is dropped.
+    pub grpc_calls: HashSet<u32>,
+    /// The open gRPC streams, by token (the root context's, as in cpp-host: `src/exports.cc`
+    /// `grpc_stream` opens them on `root_context()`).
+    pub grpc_streams: HashMap<u32, crate::grpc_stream::OpenStream>,
     /// The root's `on_done` answered "not yet": until the filter calls `proxy_done` (then
     /// `Ok`, once; otherwise `NotFound`, cpp-host `src/wasm.cc` `WasmBase::done`), keel keeps
     /// the instance and delivers its callouts (see `crate::ticker::drain`).
@@ -248,6 +258,9 @@ impl HostState {
             configuring: false,
             call_status: None,
             grpc_message: None,
+            grpc_metadata: None,
+            grpc_calls: HashSet::new(),
+            grpc_streams: HashMap::new(),
             done_pending: false,
             starting: false,
         }

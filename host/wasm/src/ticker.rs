@@ -1,13 +1,17 @@
 //! The chain's background thread: `on_tick` for instances that set a tick period,
 //! `on_queue_ready` for queues that got items, and callouts started from root contexts (in
-//! `on_configure` or `on_tick`), whose responses it delivers to the root context.
+//! `on_configure` or `on_tick`), whose responses it delivers to the root context. Also how any
+//! callout starts ([`start`]) and how its answer, or each event of a gRPC stream, reaches the
+//! root context of its instance under the instance's slot lock ([`launch`]).
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::chain::ChainInner;
+use crate::grpc_stream::{Reader, StreamEvent};
 use crate::state::{Call, NewCallout};
 
 /// How often the thread looks for due ticks and ready queues.
@@ -95,18 +99,13 @@ fn pass(
                 slot.wake.notify_waiters();
             }
             drop(slot);
+            let target = Target {
+                index,
+                worker,
+                generation,
+            };
             for callout in callouts {
-                let token = callout.token;
-                deliver_to_root(
-                    weak.clone(),
-                    Target {
-                        index,
-                        worker,
-                        generation,
-                    },
-                    token,
-                    send(callout),
-                );
+                launch(weak.clone(), target, callout);
             }
         }
     }
@@ -118,49 +117,59 @@ pub(crate) enum CalloutResult {
     Http(Option<http::Response<bytes::Bytes>>),
     /// A unary gRPC callout: its message, or its status.
     Grpc(crate::grpc::GrpcOutcome),
+    /// One event of a gRPC stream (it has several).
+    GrpcStream(StreamEvent),
 }
 
-impl NewCallout {
-    /// What the filter gets for a callout that never ran (no runtime, or its task was lost):
-    /// a reset.
-    pub(crate) fn lost(&self) -> CalloutResult {
-        match self.call {
-            Call::Http(_) => CalloutResult::Http(None),
-            Call::Grpc(_) => CalloutResult::Grpc(crate::grpc::GrpcOutcome::Closed(
+/// A callout on its way: one answer to wait for (with what the filter gets if its task is
+/// lost: a reset), or a gRPC stream whose events are read one by one.
+pub(crate) enum Started {
+    Once {
+        answer: Pin<Box<dyn Future<Output = CalloutResult> + Send>>,
+        lost: CalloutResult,
+    },
+    Stream(Reader),
+}
+
+/// Starts a callout's request. As Envoy's async client, which goes through the router
+/// (`source/common/http/async_client_impl.cc`), an http callout's timeout is a 504 and an
+/// upstream that cannot be reached a 503, each with the router's text; only a reset after the
+/// connection was up is a failure (`onFailure`: a response with no headers). A gRPC call's end
+/// is reduced to its message or status (`crate::grpc::outcome`); a stream has no timeout.
+pub(crate) fn start(callout: NewCallout) -> Started {
+    use crate::error::CalloutError;
+    let timeout = callout.timeout;
+    match callout.call {
+        Call::GrpcStream(reader) => Started::Stream(reader),
+        Call::Grpc(future) => Started::Once {
+            answer: Box::pin(async move {
+                let result = tokio::time::timeout(timeout, future)
+                    .await
+                    .unwrap_or(Err(CalloutError::Timeout));
+                CalloutResult::Grpc(crate::grpc::outcome(result))
+            }),
+            lost: CalloutResult::Grpc(crate::grpc::GrpcOutcome::Closed(
                 crate::grpc::code::INTERNAL,
                 "the callout was lost".into(),
             )),
-        }
+        },
+        Call::Http(future) => Started::Once {
+            answer: Box::pin(async move {
+                CalloutResult::Http(match tokio::time::timeout(timeout, future).await {
+                    Ok(Ok(response)) => Some(response),
+                    Err(_) | Ok(Err(CalloutError::Timeout)) => {
+                        Some(router_reply(504, "upstream request timeout"))
+                    }
+                    Ok(Err(CalloutError::Connect(_))) => Some(router_reply(
+                        503,
+                        "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+                    )),
+                    Ok(Err(CalloutError::Failed(_) | CalloutError::UnknownUpstream(_))) => None,
+                })
+            }),
+            lost: CalloutResult::Http(None),
+        },
     }
-}
-
-/// Starts a callout's request under its timeout. As Envoy's async client, which goes through
-/// the router (`source/common/http/async_client_impl.cc`), a timeout is a 504 and an upstream
-/// that cannot be reached a 503, each with the router's text; only a reset after the connection
-/// was up is a failure (`onFailure`: a response with no headers). A gRPC call's end is reduced
-/// to its message or status (`crate::grpc::outcome`).
-pub(crate) async fn send(callout: NewCallout) -> CalloutResult {
-    use crate::error::CalloutError;
-    let future = match callout.call {
-        Call::Grpc(future) => {
-            let result = tokio::time::timeout(callout.timeout, future)
-                .await
-                .unwrap_or(Err(CalloutError::Timeout));
-            return CalloutResult::Grpc(crate::grpc::outcome(result));
-        }
-        Call::Http(future) => future,
-    };
-    CalloutResult::Http(match tokio::time::timeout(callout.timeout, future).await {
-        Ok(Ok(response)) => Some(response),
-        Err(_) | Ok(Err(CalloutError::Timeout)) => {
-            Some(router_reply(504, "upstream request timeout"))
-        }
-        Ok(Err(CalloutError::Connect(_))) => Some(router_reply(
-            503,
-            "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
-        )),
-        Ok(Err(CalloutError::Failed(_) | CalloutError::UnknownUpstream(_))) => None,
-    })
 }
 
 /// A reply as Envoy's router makes it for a callout (`text/plain`, with its length).
@@ -189,11 +198,22 @@ pub(crate) struct Target {
     pub generation: u64,
 }
 
+/// Starts a callout of the target's instance on the current tokio runtime and delivers what
+/// it comes to to the root context, whether or not the stream that started it still exists: in
+/// Envoy a callout or a gRPC stream belongs to the root context (cpp-host `src/exports.cc`
+/// `http_call`, `grpc_stream`: `contextOrEffectiveContext()->root_context()`) and is cancelled
+/// only when that context goes (Envoy `context.cc` `Context::~Context`). Without a runtime the
+/// request still runs, unanswered.
+pub(crate) fn launch(weak: Weak<ChainInner>, target: Target, callout: NewCallout) {
+    let token = callout.token;
+    match start(callout) {
+        Started::Once { answer, .. } => deliver_to_root(weak, target, token, answer),
+        Started::Stream(reader) => launch_stream(weak, target, token, reader),
+    }
+}
+
 /// Waits for `result` on the current tokio runtime and delivers it to the root context of the
-/// target's instance, whether or not the stream that started the callout still exists: in Envoy
-/// a callout belongs to the root context (cpp-host `src/exports.cc` `http_call`:
-/// `contextOrEffectiveContext()->root_context()`) and is cancelled only when that context goes
-/// (Envoy `context.cc` `Context::~Context`). Without a runtime the request still runs, unanswered.
+/// target's instance (see [`launch`]).
 pub(crate) fn deliver_to_root(
     weak: Weak<ChainInner>,
     target: Target,
@@ -205,22 +225,59 @@ pub(crate) fn deliver_to_root(
     };
     runtime.spawn(async move {
         let response = result.await;
-        let Some(chain) = weak.upgrade() else {
-            return;
-        };
-        let filter = &chain.filters[target.index];
-        let mut slot = filter.lock(target.worker);
-        if slot.generation != target.generation {
-            return;
-        }
-        if let Some(instance) = slot.instance.as_mut() {
-            match instance.on_callout(token, response) {
-                Err(failure) => filter.fail(&mut slot, &failure),
-                Ok(()) if !instance.store.data().remote.is_empty() => {
-                    slot.wake.notify_waiters();
-                }
-                Ok(()) => {}
+        deliver(&weak, target, token, response);
+    });
+}
+
+/// Reads gRPC stream `token` on the current tokio runtime (a task, no thread) and delivers
+/// each event to the root context of the target's instance as it comes, under the instance's
+/// slot lock like any callout answer. It stops, and the stream is reset (its response dropped),
+/// at the close, when the filter cancelled the stream, or when the instance is gone (Envoy
+/// `Context::~Context`: `resetStream`).
+pub(crate) fn launch_stream(
+    weak: Weak<ChainInner>,
+    target: Target,
+    token: u32,
+    mut reader: Reader,
+) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        while let Some(event) = reader.next().await {
+            let last = matches!(event, StreamEvent::Close(..));
+            if !deliver(&weak, target, token, CalloutResult::GrpcStream(event)) || last {
+                return;
             }
         }
     });
+}
+
+/// Delivers one answer to the root context of the target's instance; whether that instance is
+/// still there with gRPC stream `token` open (for a stream's next event).
+fn deliver(weak: &Weak<ChainInner>, target: Target, token: u32, result: CalloutResult) -> bool {
+    let Some(chain) = weak.upgrade() else {
+        return false;
+    };
+    let filter = &chain.filters[target.index];
+    let mut slot = filter.lock(target.worker);
+    if slot.generation != target.generation {
+        return false;
+    }
+    let Some(instance) = slot.instance.as_mut() else {
+        return false;
+    };
+    match instance.on_callout(token, result) {
+        Err(failure) => {
+            filter.fail(&mut slot, &failure);
+            false
+        }
+        Ok(()) => {
+            let open = instance.has_grpc_stream(token);
+            if !instance.store.data().remote.is_empty() {
+                slot.wake.notify_waiters();
+            }
+            open
+        }
+    }
 }

@@ -113,6 +113,15 @@ pub type GrpcFuture = Pin<
     Box<dyn Future<Output = Result<(http::Response<Bytes>, http::HeaderMap), CalloutError>> + Send>,
 >;
 
+/// The response body of a gRPC stream, as the handler reads it off HTTP/2: DATA frames, then
+/// the trailers.
+pub type GrpcStreamBody = Pin<Box<dyn http_body::Body<Data = Bytes, Error = CalloutError> + Send>>;
+
+/// The future of [`CalloutHandler::grpc_stream`]: the response head once it arrives, with its
+/// body still coming.
+pub type GrpcStreamFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<GrpcStreamBody>, CalloutError>> + Send>>;
+
 /// Where `proxy_http_call` and `proxy_grpc_call` go: keel's configured callout upstreams.
 pub trait CalloutHandler: Send + Sync + 'static {
     /// Sends `request` to the upstream named `upstream`. The runtime applies `timeout` too.
@@ -131,6 +140,23 @@ pub trait CalloutHandler: Send + Sync + 'static {
         _request: http::Request<Bytes>,
         _timeout: Duration,
     ) -> GrpcFuture {
+        let upstream = upstream.to_owned();
+        Box::pin(async move {
+            Err(CalloutError::Failed(format!(
+                "no gRPC client for callout upstream {upstream}"
+            )))
+        })
+    }
+    /// Opens a gRPC stream to `upstream` over HTTP/2: `request` is the head of the call (see
+    /// `crate::grpc`) and a body that carries the filter's messages as it sends them (it ends
+    /// when the filter closes its side, and fails when the filter cancels the stream: the
+    /// HTTP/2 stream is then reset). No timeout: an Envoy stream has none. Handlers without
+    /// HTTP/2 answer `Failed` (the filter sees the stream close with INTERNAL).
+    fn grpc_stream(
+        &self,
+        upstream: &str,
+        _request: http::Request<crate::GrpcOutgoing>,
+    ) -> GrpcStreamFuture {
         let upstream = upstream.to_owned();
         Box::pin(async move {
             Err(CalloutError::Failed(format!(

@@ -1,5 +1,5 @@
-//! What reaches beyond the instance: http callouts, unary gRPC callouts (streams answered with
-//! a clean failure), foreign functions, shared data and queues, and metrics.
+//! What reaches beyond the instance: http callouts, gRPC calls and streams, foreign functions,
+//! shared data and queues, and metrics.
 
 use std::time::Duration;
 
@@ -8,6 +8,7 @@ use wasmtime::{Caller, Linker};
 
 use super::guest;
 use crate::abi::status;
+use crate::grpc_stream::{OpenStream, Reader};
 use crate::memory;
 use crate::metrics::CustomMetric;
 use crate::shared::{self, SetResult};
@@ -112,24 +113,53 @@ fn start(
     Ok(status::OK)
 }
 
-/// `proxy_grpc_call`: a unary call to the callout upstream named by `service` (Envoy also
-/// takes a serialized `GrpcService`; keel takes the cluster-name form the SDKs send). An
-/// unknown upstream is `ParseFailure`, as in Envoy (`context.cc` `grpcCall`: no such cluster).
-fn grpc_call(caller: &mut Ctx<'_>, args: [i32; 10], timeout_ms: i32, ret_token: i32) -> R {
-    // (pointer, length) of the upstream, service, method, metadata and message.
-    let mut buffers = Vec::with_capacity(5);
+/// The upstream, service, method and metadata a gRPC call or stream names, read from the
+/// guest's (pointer, length) pairs; `Err` is the status to answer: an unknown upstream is
+/// `ParseFailure`, as in Envoy (`context.cc` `grpcCall`, `grpcStream`: no such cluster).
+struct GrpcTarget {
+    upstream: String,
+    service: Vec<u8>,
+    method: Vec<u8>,
+    metadata: Vec<u8>,
+}
+
+fn grpc_target(caller: &Ctx<'_>, args: &[i32; 8]) -> Result<GrpcTarget, i32> {
+    let mut buffers = Vec::with_capacity(4);
     for pair in args.chunks_exact(2) {
-        buffers.push(guest!(memory::read(caller, pair[0], pair[1])));
+        buffers.push(
+            memory::read(caller, pair[0], pair[1]).map_err(|_| status::INVALID_MEMORY_ACCESS)?,
+        );
     }
-    let Ok([upstream, service, method, raw_metadata, message]) = <[Vec<u8>; 5]>::try_from(buffers)
-    else {
-        return Ok(status::BAD_ARGUMENT);
+    let Ok([upstream, service, method, metadata]) = <[Vec<u8>; 4]>::try_from(buffers) else {
+        return Err(status::BAD_ARGUMENT);
     };
-    let upstream = match String::from_utf8(upstream) {
-        Ok(name) if caller.data().callout_handler.has_upstream(&name) => name,
-        _ => return Ok(status::PARSE_FAILURE),
+    match String::from_utf8(upstream) {
+        Ok(upstream) if caller.data().callout_handler.has_upstream(&upstream) => Ok(GrpcTarget {
+            upstream,
+            service,
+            method,
+            metadata,
+        }),
+        _ => Err(status::PARSE_FAILURE),
+    }
+}
+
+/// `proxy_grpc_call`: a unary call to the callout upstream named by `service` (Envoy also
+/// takes a serialized `GrpcService`; keel takes the cluster-name form the SDKs send).
+/// `target` as [`grpc_target`] reads it, `message` the (pointer, length) of the request.
+fn grpc_call(
+    caller: &mut Ctx<'_>,
+    target: [i32; 8],
+    [msg, msg_len]: [i32; 2],
+    timeout_ms: i32,
+    ret_token: i32,
+) -> R {
+    let message = guest!(memory::read(caller, msg, msg_len));
+    let target = match grpc_target(caller, &target) {
+        Ok(target) => target,
+        Err(status) => return Ok(status),
     };
-    let Some(pairs) = crate::serial::deserialize_pairs(&raw_metadata) else {
+    let Some(pairs) = crate::serial::deserialize_pairs(&target.metadata) else {
         return Ok(status::BAD_ARGUMENT);
     };
     // The SDKs pass the timeout as an unsigned number of milliseconds; 0 is none.
@@ -137,15 +167,99 @@ fn grpc_call(caller: &mut Ctx<'_>, args: [i32; 10], timeout_ms: i32, ret_token: 
         0 => None,
         ms => Some(Duration::from_millis(u64::from(ms))),
     };
-    let Some(request) =
-        crate::grpc::request(&upstream, &service, &method, &pairs, &message, timeout)
-    else {
+    let upstream = target.upstream;
+    let Some(request) = crate::grpc::request(
+        &upstream,
+        &target.service,
+        &target.method,
+        &pairs,
+        &message,
+        timeout,
+    ) else {
         return Ok(status::BAD_ARGUMENT);
     };
     let timeout = timeout.unwrap_or(NO_TIMEOUT);
-    start(caller, ret_token, timeout, |handler| {
+    let token = caller.data().next_token;
+    let answer = start(caller, ret_token, timeout, |handler| {
         Call::Grpc(handler.grpc_call(&upstream, request, timeout))
-    })
+    })?;
+    if answer == status::OK {
+        caller.data_mut().grpc_calls.insert(token);
+    }
+    Ok(answer)
+}
+
+/// `proxy_grpc_stream`: opens a stream to the callout upstream named by `service`, with the
+/// head of a unary call and no timeout (Envoy `context.cc` `grpcStream`, `startRaw`). Its
+/// token is the root context's, as cpp-host opens it (`src/exports.cc` `grpc_stream`:
+/// `contextOrEffectiveContext()->root_context()`), and its events go to the root context.
+fn grpc_stream(caller: &mut Ctx<'_>, args: [i32; 8], ret_token: i32) -> R {
+    let target = match grpc_target(caller, &args) {
+        Ok(target) => target,
+        Err(status) => return Ok(status),
+    };
+    let Some(pairs) = crate::serial::deserialize_pairs(&target.metadata) else {
+        return Ok(status::BAD_ARGUMENT);
+    };
+    let upstream = target.upstream;
+    let Some(head) = crate::grpc::head(&upstream, &target.service, &target.method, &pairs) else {
+        return Ok(status::BAD_ARGUMENT);
+    };
+    let (open, body) = OpenStream::new();
+    let Ok(request) = head.body(body) else {
+        return Ok(status::BAD_ARGUMENT);
+    };
+    let token = caller.data().next_token;
+    let answer = start(caller, ret_token, NO_TIMEOUT, |handler| {
+        Call::GrpcStream(Reader::new(handler.grpc_stream(&upstream, request)))
+    })?;
+    if answer == status::OK {
+        caller.data_mut().grpc_streams.insert(token, open);
+    }
+    Ok(answer)
+}
+
+/// `proxy_grpc_send` (Envoy `context.cc` `grpcSend`): one message on an open stream, then the
+/// end of the request if `end_stream`; a token that is no open stream is `NotFound`. A stream
+/// whose request has ended takes the call and sends nothing.
+fn grpc_send(caller: &mut Ctx<'_>, token: i32, message: i32, message_len: i32, end: i32) -> R {
+    let message = guest!(memory::read(caller, message, message_len));
+    let Some(stream) = caller.data().grpc_streams.get(&(token as u32)) else {
+        return Ok(status::NOT_FOUND);
+    };
+    let Some(framed) = crate::grpc_frames::frame(&message) else {
+        return Ok(status::BAD_ARGUMENT);
+    };
+    stream.send(framed, end != 0);
+    Ok(status::OK)
+}
+
+/// `proxy_grpc_close` (Envoy `context.cc` `grpcClose`): ends the request side; the stream is
+/// forgotten if the remote side has closed too, else its messages and its close still come.
+/// `proxy_grpc_cancel` (`grpcCancel`): resets the stream, and nothing more of it comes. On a
+/// unary call both cancel it: its answer is dropped (Envoy also resets its request; keel's
+/// runs to its end). Any other token is `NotFound`.
+fn grpc_end(caller: &mut Ctx<'_>, token: i32, cancel: bool) -> i32 {
+    let state = caller.data_mut();
+    let token = token as u32;
+    if state.grpc_calls.remove(&token) {
+        return status::OK;
+    }
+    let streams = &mut state.grpc_streams;
+    let Some(stream) = streams.get_mut(&token) else {
+        return status::NOT_FOUND;
+    };
+    if cancel || stream.remote_closed {
+        if !cancel {
+            stream.close();
+        }
+        // Dropped without its end: the request body fails and the HTTP/2 stream is reset.
+        streams.remove(&token);
+    } else {
+        stream.close();
+        stream.local_closed = true;
+    }
+    status::OK
 }
 
 /// A callout with timeout 0 waits this long: a year, "no timeout" without overflowing a
@@ -208,34 +322,49 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          ret_token: i32|
          -> R {
             super::start_phase::check(caller.data(), "proxy_grpc_call")?;
+            let target = [
+                up,
+                up_len,
+                service,
+                service_len,
+                method,
+                method_len,
+                metadata,
+                metadata_len,
+            ];
             grpc_call(
                 &mut caller,
-                [
-                    up,
-                    up_len,
-                    service,
-                    service_len,
-                    method,
-                    method_len,
-                    metadata,
-                    metadata_len,
-                    message,
-                    message_len,
-                ],
+                target,
+                [message, message_len],
                 timeout,
                 ret_token,
             )
         },
     )?;
-    // gRPC streams: keel has no streaming gRPC client; they fail cleanly with a status the SDK
-    // accepts (and, as every `env` hostcall but `proxy_log`, not while the module starts).
-    for (name, params, answer) in [
-        ("proxy_grpc_stream", "iiiiiiiii", status::INTERNAL_FAILURE),
-        ("proxy_grpc_send", "iiii", status::NOT_FOUND),
-        ("proxy_grpc_cancel", "i", status::NOT_FOUND),
-        ("proxy_grpc_close", "i", status::NOT_FOUND),
-    ] {
-        super::stub(linker, "env", name, params, answer, false)?;
+    // (pointer, length) of the upstream, service, method and metadata, then the token's place.
+    #[rustfmt::skip]
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_stream",
+        |mut caller: Ctx<'_>, u: i32, ul: i32, s: i32, sl: i32, m: i32, ml: i32, d: i32, dl: i32,
+         ret_token: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_grpc_stream")?;
+            grpc_stream(&mut caller, [u, ul, s, sl, m, ml, d, dl], ret_token)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_send",
+        |mut caller: Ctx<'_>, token: i32, message: i32, message_len: i32, end: i32| -> R {
+            super::start_phase::check(caller.data(), "proxy_grpc_send")?;
+            grpc_send(&mut caller, token, message, message_len, end)
+        },
+    )?;
+    for (name, cancel) in [("proxy_grpc_close", false), ("proxy_grpc_cancel", true)] {
+        linker.func_wrap("env", name, move |mut caller: Ctx<'_>, token: i32| -> R {
+            super::start_phase::check(caller.data(), name)?;
+            Ok(grpc_end(&mut caller, token, cancel))
+        })?;
     }
     linker.func_wrap(
         "env",

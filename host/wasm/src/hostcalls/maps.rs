@@ -31,6 +31,14 @@ fn map_of(state: &mut HostState, map_type: i32) -> Option<MapRef<'_>> {
         }
         // Never any (see `crate::state::CallResponse`).
         map::HTTP_CALL_RESPONSE_TRAILERS => return None,
+        // Only while the stream's metadata callback of that type runs (Envoy `context.cc`
+        // `getMap`: `grpc_receive_initial_metadata_`, `grpc_receive_trailing_metadata_`).
+        map::GRPC_RECEIVE_INITIAL_METADATA | map::GRPC_RECEIVE_TRAILING_METADATA => {
+            return match state.grpc_metadata.as_mut() {
+                Some((kind, pairs)) if *kind == map_type => Some(MapRef::Pairs(pairs)),
+                _ => None,
+            };
+        }
         _ => {}
     }
     let stream = state.current_stream()?;

@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Waker};
 use super::{Dir, Ran, Stream};
 use crate::state::{NewCallout, RemoteAction};
 use crate::ticker::CalloutResult;
-use crate::ticker::{Target, deliver_to_root};
+use crate::ticker::{Started, Target, deliver_to_root};
 use crate::types::LocalResponse;
 
 /// A callout in flight.
@@ -32,15 +32,28 @@ enum Delivered {
 }
 
 impl Stream {
+    /// Starts the callouts filter `index` started: their answers are waited for by this stream
+    /// (and delivered with its data at hand); a gRPC stream's events go to the root context as
+    /// they come, as a root context's callouts do (`crate::ticker::launch`).
     pub(super) fn spawn(&mut self, index: usize, callouts: Vec<NewCallout>) {
         for callout in callouts {
             let token = callout.token;
-            let lost = callout.lost();
-            let call = crate::ticker::send(callout);
+            let (answer, lost) = match crate::ticker::start(callout) {
+                Started::Once { answer, lost } => (answer, lost),
+                Started::Stream(reader) => {
+                    crate::ticker::launch_stream(
+                        std::sync::Arc::downgrade(&self.chain),
+                        self.target(index),
+                        token,
+                        reader,
+                    );
+                    continue;
+                }
+            };
             let result: Pin<Box<dyn Future<Output = CalloutResult> + Send>> =
                 match tokio::runtime::Handle::try_current() {
                     Ok(handle) => {
-                        let task = handle.spawn(call);
+                        let task = handle.spawn(answer);
                         Box::pin(async move { task.await.unwrap_or(lost) })
                     }
                     Err(_) => Box::pin(async move { lost }),
@@ -53,29 +66,27 @@ impl Stream {
         }
     }
 
+    /// The instance of filter `index` on this stream's worker.
+    fn target(&self, index: usize) -> Target {
+        Target {
+            index,
+            worker: self.worker,
+            generation: self.filters[index].generation,
+        }
+    }
+
     /// Hands the stream's callouts still in flight, and those its filters started while it
     /// closed (`on_log`, `on_done`), to their filters' root contexts: they outlive the stream,
     /// as Envoy's do (the request belongs to the root context, cpp-host `src/exports.cc`
     /// `http_call`; it is cancelled only in `Context::~Context` of that root context).
     pub(super) fn detach(&mut self, late: Vec<(usize, NewCallout)>) {
         let weak = std::sync::Arc::downgrade(&self.chain);
-        let target = |stream: &Stream, index: usize| Target {
-            index,
-            worker: stream.worker,
-            generation: stream.filters[index].generation,
-        };
         for pending in std::mem::take(&mut self.pending) {
-            let target = target(self, pending.filter);
+            let target = self.target(pending.filter);
             deliver_to_root(weak.clone(), target, pending.token, pending.result);
         }
         for (index, callout) in late {
-            let token = callout.token;
-            deliver_to_root(
-                weak.clone(),
-                target(self, index),
-                token,
-                crate::ticker::send(callout),
-            );
+            crate::ticker::launch(weak.clone(), self.target(index), callout);
         }
     }
 

@@ -8,13 +8,18 @@
 //! `body_buffer`, `tick`, `tick_resume` (request headers pause; the next on_tick resumes them),
 //! `tick_edit` (as `tick_resume`, and on_tick first adds `x-from-tick: <:path>, <request.path>`
 //! to the paused request), `tick_reply` (on_tick answers the paused request 429),
-//! `grpc <upstream>` (a unary gRPC call; its answer in `x-grpc-answer`), `grpc_local` (a gRPC
-//! local reply, ABORTED), `queue`, `wasi`,
+//! `grpc <upstream> [cancel]` (a unary gRPC call; its answer in `x-grpc-answer`; with
+//! `cancel`, cancelled at once), `grpc_stream
+//! <upstream> [cancel]` (a gRPC stream to `probe.Echo/Chat`: sends `one` and `two`, closes its
+//! side and records each callback into `x-grpc-stream`; with `cancel`, cancels it after `one`
+//! and goes on at once), `grpc_local` (a gRPC local reply, ABORTED), `queue`, `wasi`,
 //! `foreign`, `local_details` (a local reply whose details are "denied by\tprobe"),
 //! `accounting` (the sizes, durations and details Envoy computes for a stream: into
 //! `x-acct-*` headers in the headers callbacks, into `probe.log.*` gauges in on_log),
 //! `root_done` (counts the root's `on_done`), `root_flush` (the
-//! root's `on_done` sends a batch and calls `proxy_done` when it is answered), `reject`
+//! root's `on_done` sends a batch and calls `proxy_done` when it is answered),
+//! `root_stream_flush` (the same over a gRPC stream to `store`: `batch` with `end_stream`,
+//! `proxy_done` at the stream's close), `reject`
 //! (on_configure fails), `slow_configure` (100 ms of work in on_configure); in every mode the
 //! trailers callbacks mark the trailers they saw.
 //! Hostile modes: `trap`, `trap_response`, `loop`, `alloc`, `exit`, `bad_pointers`.
@@ -116,7 +121,30 @@ impl Context for ProbeRoot {
                     Duration::from_secs(1),
                 )
                 .is_err(),
+            "root_stream_flush" => {
+                match self.open_grpc_stream("store", "probe.Echo", "Chat", vec![("x-id", b"echo")])
+                {
+                    Ok(token) => {
+                        self.send_grpc_stream_message(token, Some(b"batch"), true);
+                        false
+                    }
+                    Err(_) => true,
+                }
+            }
             _ => true,
+        }
+    }
+
+    /// `root_stream_flush`: the size of the echoed batch (gauge `probe.flush_echo`).
+    fn on_grpc_stream_message(&mut self, _token: u32, message_size: usize) {
+        gauge("probe.flush_echo", message_size as u64);
+    }
+
+    /// `root_stream_flush`: the stream's close; `proxy_done`'s status goes to gauge
+    /// `probe.flushed`.
+    fn on_grpc_stream_close(&mut self, _token: u32, _status_code: u32) {
+        if self.mode == "root_stream_flush" {
+            gauge("probe.flushed", u64::from(raw_done()));
         }
     }
 
@@ -232,6 +260,7 @@ impl RootContext for ProbeRoot {
             id: context_id,
             mode: self.mode.clone(),
             args: self.args.clone(),
+            stream_log: Vec::new(),
         }))
     }
 
@@ -244,6 +273,8 @@ struct Probe {
     id: u32,
     mode: String,
     args: Vec<String>,
+    /// `grpc_stream`: the stream's callbacks so far.
+    stream_log: Vec<String>,
 }
 
 fn text(bytes: Option<Vec<u8>>) -> String {
@@ -580,6 +611,45 @@ impl Context for Probe {
         self.grpc_answer(status_code, response_size);
     }
 
+    fn on_grpc_stream_initial_metadata(&mut self, _token: u32, num_elements: u32) {
+        let initial = self.get_grpc_stream_initial_metadata_value("x-initial");
+        let initial = initial.map_or("-".into(), |v| String::from_utf8_lossy(&v).into_owned());
+        self.stream_log.push(format!("i{num_elements}:{initial}"));
+        grpc_callback();
+    }
+
+    fn on_grpc_stream_message(&mut self, _token: u32, message_size: usize) {
+        let message = self
+            .get_grpc_stream_message(0, message_size)
+            .unwrap_or_default();
+        self.stream_log
+            .push(format!("m:{}", String::from_utf8_lossy(&message)));
+        grpc_callback();
+    }
+
+    fn on_grpc_stream_trailing_metadata(&mut self, _token: u32, _num_elements: u32) {
+        let trailer = self.get_grpc_stream_trailing_metadata_value("x-trailer");
+        let trailer = trailer.map_or("-".into(), |v| String::from_utf8_lossy(&v).into_owned());
+        self.stream_log.push(format!("t:{trailer}"));
+        grpc_callback();
+    }
+
+    /// The close: `c:<status> <proxy_get_status code> <message>`; the log goes into the
+    /// request (`x-grpc-stream`), which resumes.
+    fn on_grpc_stream_close(&mut self, token: u32, status_code: u32) {
+        let (code, message) = self.get_grpc_status();
+        self.stream_log.push(format!(
+            "c:{status_code} {code} {}",
+            message.unwrap_or_default()
+        ));
+        grpc_callback();
+        // Both sides closed: the stream is gone (Envoy `grpcClose`, `onGrpcCloseWrapper`).
+        let after = hostcalls::close_grpc_stream(token);
+        self.add_http_request_header("x-grpc-stream", &self.stream_log.join(","));
+        self.add_http_request_header("x-grpc-after-close", &format!("{after:?}"));
+        self.resume_http_request();
+    }
+
     fn on_http_call_response(
         &mut self,
         _token: u32,
@@ -617,9 +687,63 @@ impl Context for Probe {
     }
 }
 
+/// Counts a gRPC call or stream callback (gauge `probe.grpc.callbacks`).
+fn grpc_callback() {
+    thread_local! {
+        static CALLBACKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    let count = CALLBACKS.with(|c| {
+        c.set(c.get() + 1);
+        c.get()
+    });
+    gauge("probe.grpc.callbacks", count);
+}
+
 impl Probe {
+    /// `grpc_stream`: first the statuses for a token that is no stream (`x-grpc-bad`: send,
+    /// close, cancel), then a stream to `probe.Echo/Chat` with the request's `x-id`: `one`,
+    /// `two`, the end of its side; or with `cancel`, `one` and a cancel (`x-grpc-cancel`: the
+    /// cancel, then a send and a second cancel on the cancelled token), going on at once.
+    fn grpc_stream(&mut self) -> Action {
+        let bad = [
+            hostcalls::send_grpc_stream_message(4242, Some(b"x"), false),
+            hostcalls::close_grpc_stream(4242),
+            hostcalls::cancel_grpc_stream(4242),
+        ];
+        self.add_http_request_header("x-grpc-bad", &format!("{bad:?}"));
+        let upstream = self.args.first().cloned().unwrap_or_default();
+        let id = self.get_http_request_header("x-id").unwrap_or_default();
+        let token = match self.open_grpc_stream(
+            &upstream,
+            "probe.Echo",
+            "Chat",
+            vec![("x-id", id.as_bytes())],
+        ) {
+            Ok(token) => token,
+            Err(status) => {
+                let body = format!("grpc stream failed: {status:?}\n");
+                self.send_http_response(502, vec![], Some(body.as_bytes()));
+                return Action::Pause;
+            }
+        };
+        self.send_grpc_stream_message(token, Some(b"one"), false);
+        if self.args.get(1).map(String::as_str) == Some("cancel") {
+            let cancelled = [
+                hostcalls::cancel_grpc_stream(token),
+                hostcalls::send_grpc_stream_message(token, Some(b"two"), false),
+                hostcalls::cancel_grpc_stream(token),
+            ];
+            self.add_http_request_header("x-grpc-cancel", &format!("{cancelled:?}"));
+            return Action::Continue;
+        }
+        self.send_grpc_stream_message(token, Some(b"two"), false);
+        self.close_grpc_stream(token);
+        Action::Pause
+    }
+
     /// `grpc`: the call's answer, `0 <message>` or `<status> <grpc-message>`, then resume.
     fn grpc_answer(&mut self, status_code: u32, response_size: usize) {
+        grpc_callback();
         let answer = if status_code == 0 {
             let message = self
                 .get_grpc_call_response_body(0, response_size)
@@ -720,6 +844,16 @@ impl HttpContext for Probe {
                     Some(b"ping"),
                     Duration::from_secs(1),
                 ) {
+                    // `cancel`: cancelled at once (twice: `x-grpc-cancel`), and the request
+                    // goes on.
+                    Ok(token) if self.args.get(1).map(String::as_str) == Some("cancel") => {
+                        let cancelled = [
+                            hostcalls::cancel_grpc_call(token),
+                            hostcalls::cancel_grpc_call(token),
+                        ];
+                        self.add_http_request_header("x-grpc-cancel", &format!("{cancelled:?}"));
+                        Action::Continue
+                    }
                     Ok(_) => Action::Pause,
                     Err(status) => {
                         let body = format!("grpc dispatch failed: {status:?}\n");
@@ -728,6 +862,7 @@ impl HttpContext for Probe {
                     }
                 }
             }
+            "grpc_stream" => self.grpc_stream(),
             // A gRPC local reply (the SDK's send_grpc_response: HTTP 200, the status, the text).
             "grpc_local" => {
                 self.send_grpc_response(
