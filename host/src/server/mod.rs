@@ -149,18 +149,18 @@ async fn serve_connection<T>(
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut io = FirstHead::new(io);
+    // No request in flight yet: the idle timeout holds too, if it is the shorter.
+    let wait = limits.head.min(limits.idle);
     tokio::select! {
         read = io.fill(limits.head_bytes) => if let Err(e) = read {
             log::debug!("connection from {}: {e}", conn.remote);
             return;
         },
         _ = stop.wait_for(|stop| *stop) => return,
-        // No request in flight yet: the idle timeout holds too, if it is the shorter.
-        () = tokio::time::sleep(limits.head.min(limits.idle)) => {
+        () = tokio::time::sleep(wait) => {
             log::debug!(
-                "connection from {}: no request head within {:?}: closed",
-                conn.remote,
-                limits.head.min(limits.idle)
+                "connection from {}: no request head within {wait:?}: closed",
+                conn.remote
             );
             return;
         }
