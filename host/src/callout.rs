@@ -55,10 +55,10 @@ pub struct Callouts {
     upstreams: BTreeMap<String, SocketAddr>,
     store: Option<LocalStore>,
     client: Client<HttpConnector, Full<Bytes>>,
-    /// gRPC callouts: HTTP/2 with prior knowledge (h2c), as Envoy's gRPC clusters speak it.
-    grpc: Client<HttpConnector, Full<Bytes>>,
-    /// gRPC streams: as `grpc`, with a request body that comes as the filter sends it.
-    grpc_streams: Client<HttpConnector, StreamBody>,
+    /// gRPC calls and streams: HTTP/2 with prior knowledge (h2c), as Envoy's gRPC clusters
+    /// speak it; one connection per upstream carries both (a stream's body comes as the filter
+    /// sends it, a call's whole).
+    grpc: Client<HttpConnector, StreamBody>,
 }
 
 /// The request body of a gRPC stream, whatever produces it.
@@ -77,17 +77,17 @@ impl Callouts {
             .pool_idle_timeout(Duration::from_secs(30))
             .set_host(false)
             .build(connector.clone());
-        let mut h2 = Client::builder(TokioExecutor::new());
-        h2.pool_timer(TokioTimer::new())
+        let grpc = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .http2_only(true)
-            .timer(TokioTimer::new());
+            .timer(TokioTimer::new())
+            .build(connector);
         Self {
             upstreams,
             store,
             client,
-            grpc: h2.build(connector.clone()),
-            grpc_streams: h2.build(connector),
+            grpc,
         }
     }
 
@@ -106,6 +106,11 @@ impl Callouts {
         timeout: Duration,
     ) -> Result<(http::Response<Bytes>, http::HeaderMap), CalloutError> {
         let request = self.to_grpc_upstream(name, request)?;
+        let request = request.map(|body| {
+            Full::new(body)
+                .map_err(|never| match never {})
+                .boxed_unsync()
+        });
         exchange(&self.grpc, request, timeout).await
     }
 
@@ -123,10 +128,7 @@ impl Callouts {
     {
         let request = self.to_grpc_upstream(name, request)?;
         let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
-        self.grpc_streams
-            .request(request)
-            .await
-            .map_err(|e| failure(&e))
+        self.grpc.request(request).await.map_err(|e| failure(&e))
     }
 
     /// `request` addressed to upstream `name` over HTTP/2.
@@ -178,7 +180,7 @@ impl Callouts {
         // `enable_trailers` (`source/common/http/http1/codec_impl.cc` `onHeaderFieldImpl`).
         let (response, _trailers) = exchange(
             &self.client,
-            http::Request::from_parts(parts, body),
+            http::Request::from_parts(parts, Full::new(body)),
             timeout,
         )
         .await?;
@@ -188,16 +190,17 @@ impl Callouts {
 
 /// Sends `request` on `client` and reads the whole response (at most [`MAX_RESPONSE_BODY`])
 /// and its trailers, all within `timeout`.
-async fn exchange(
-    client: &Client<HttpConnector, Full<Bytes>>,
-    request: http::Request<Bytes>,
+async fn exchange<B>(
+    client: &Client<HttpConnector, B>,
+    request: http::Request<B>,
     timeout: Duration,
-) -> Result<(http::Response<Bytes>, http::HeaderMap), CalloutError> {
+) -> Result<(http::Response<Bytes>, http::HeaderMap), CalloutError>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let fut = async {
-        let res = client
-            .request(request.map(Full::new))
-            .await
-            .map_err(|e| failure(&e))?;
+        let res = client.request(request).await.map_err(|e| failure(&e))?;
         let (parts, body) = res.into_parts();
         let collected = Limited::new(body, MAX_RESPONSE_BODY)
             .collect()
