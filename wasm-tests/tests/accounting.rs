@@ -43,7 +43,9 @@ fn map_bytes(map: &http::HeaderMap, status: bool) -> u64 {
 /// one the HTTP status maps to (`source/common/grpc/common.cc` `getGrpcStatus`: 200 → UNKNOWN).
 #[tokio::test]
 async fn sizes_duration_details_and_grpc_status_of_a_proxied_stream() {
-    let (chain, registry) = chain(vec![spec("accounting", "test_probe", "accounting")]);
+    // A plugin name of its own: the gauges on_log sets are process-wide, and other tests run
+    // the accounting probe at the same time.
+    let (chain, registry) = chain(vec![spec("proxied", "test_probe", "accounting")]);
     let mut stream = chain.stream(info());
     let mut req = request("/x", &[("content-length", "3")]);
     assert_eq!(
@@ -90,7 +92,13 @@ async fn sizes_duration_details_and_grpc_status_of_a_proxied_stream() {
     );
     stream.finish();
 
-    let log = |name: &str| metric(&registry, &format!("keel_wasmcustom_probe_log_{name}"), &[]);
+    let log = |name: &str| {
+        metric(
+            &registry,
+            &format!("keel_wasmcustom_probe_log_proxied_{name}"),
+            &[],
+        )
+    };
     // on_log sees the heads as the filter left them (with its own x-acct-* headers).
     assert_eq!(
         log("request_total_size"),

@@ -1049,6 +1049,9 @@ impl HttpContext for Probe {
             self.fire("log");
         }
         if self.mode == "accounting" {
+            // Gauges are process-wide (one per name): the plugin's name keeps tests that run at
+            // the same time apart.
+            let plugin = text(self.get_property(vec!["plugin_name"]));
             for (object, field) in [
                 ("request", "duration"),
                 ("request", "total_size"),
@@ -1059,7 +1062,7 @@ impl HttpContext for Probe {
                     && let Ok(raw) = <[u8; 8]>::try_from(value.as_slice())
                 {
                     gauge(
-                        &format!("probe.log.{object}_{field}"),
+                        &format!("probe.log.{plugin}.{object}_{field}"),
                         u64::from_le_bytes(raw),
                     );
                 }
