@@ -193,3 +193,48 @@ async fn a_filter_reply_keeps_the_filters_details() {
     );
     stream.finish();
 }
+
+/// `response.size` is what went to the client (`expr/context.cc`: `bytesSent()`), not what the
+/// member sent: behind a filter that holds the body and adds a byte (the probe's `body_buffer`,
+/// first on the response), on_log reads one byte more than the member's 8.
+#[tokio::test]
+async fn response_size_counts_what_the_client_gets() {
+    // A plugin name of its own: on_log's gauges are process-wide.
+    let (chain, registry) = chain(vec![
+        spec("sent", "test_probe", "accounting"),
+        spec("buffer", "test_probe", "body_buffer"),
+    ]);
+    let mut stream = chain.stream(info());
+    let mut req = request("/x", &[]);
+    assert_eq!(
+        stream.request_headers(&mut req, true).await,
+        HeadersVerdict::Continue
+    );
+    let upstream = UpstreamInfo::new("127.1.2.3:8081".parse().unwrap(), "tomcat1");
+    let mut res = response(200, &[]);
+    assert_eq!(
+        stream
+            .response_headers(&mut res, Some(&upstream), false)
+            .await,
+        HeadersVerdict::Continue
+    );
+    assert_eq!(
+        stream
+            .response_body(Bytes::from_static(b"hello"), false)
+            .await,
+        BodyVerdict::Hold
+    );
+    assert_eq!(
+        stream.response_body(Bytes::from_static(b"abc"), true).await,
+        BodyVerdict::Forward(Bytes::from_static(b"helloabc!"))
+    );
+    stream.finish();
+    assert_eq!(
+        metric(
+            &registry,
+            "keel_wasmcustom_probe_log_sent_response_size",
+            &[]
+        ),
+        Some(9.0)
+    );
+}

@@ -176,7 +176,8 @@ fn accounting_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
             int(stream.request_body_bytes + head_bytes(stream, open::REQUEST_HEADERS))
         }
         "response.headers_bytes" => int(head_bytes(stream, open::RESPONSE_HEADERS)),
-        "response.total_size" => int(stream.response_body_bytes
+        // Envoy `expr/context.cc`: `bytesSent()` plus the heads, for the total.
+        "response.total_size" => int(stream.response_sent_bytes
             + head_bytes(stream, open::RESPONSE_HEADERS)
             + head_bytes(stream, open::RESPONSE_TRAILERS)),
         "response.code_details" => stream.code_details.as_deref()?.as_bytes().to_vec(),
@@ -219,7 +220,9 @@ fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
         "upstream.request_attempt_count" => int(u64::from(stream.attempts)),
         "upstream.local_address" => addr(stream.upstream_local?),
         "request.size" => int(request_size(stream)),
-        "response.size" => int(stream.response_body_bytes),
+        // Envoy `expr/context.cc`: `bytesSent()`, what went to the client, not what the member
+        // sent.
+        "response.size" => int(stream.response_sent_bytes),
         "request.time" => {
             let started = stream.started;
             let at = *stream.started_at.get_or_insert_with(|| {

@@ -66,8 +66,11 @@ pub(crate) struct StreamData {
     pub body: Option<(i32, crate::body::BodyBuf)>,
     /// Filter state written by `proxy_set_property` (shared by the filters of the chain).
     pub filter_state: HashMap<Vec<u8>, Vec<u8>>,
+    /// Request body bytes that reached the chain (`request.size` without a Content-Length).
     pub request_body_bytes: u64,
-    pub response_body_bytes: u64,
+    /// Response body bytes the chain passed on toward the client (`response.size`: Envoy's
+    /// `bytesSent()`).
+    pub response_sent_bytes: u64,
     /// The header maps the filter being called may use ([`open`] bits): Envoy clears a
     /// filter's pointer to a map as soon as that filter's callback for it continued
     /// (`source/extensions/common/wasm/context.cc` `decodeHeaders`, `encodeHeaders`,
@@ -107,7 +110,7 @@ impl StreamData {
             body: None,
             filter_state: HashMap::new(),
             request_body_bytes: 0,
-            response_body_bytes: 0,
+            response_sent_bytes: 0,
             open: 0,
             log_phase: false,
         }

@@ -426,10 +426,8 @@ impl Stream {
         if let Some(response) = self.deferred.take() {
             return BodyVerdict::Respond(response);
         }
-        let size = chunk.len() as u64;
-        match dir {
-            Dir::Request => self.data().request_body_bytes += size,
-            Dir::Response => self.data().response_body_bytes += size,
+        if dir == Dir::Request {
+            self.data().request_body_bytes += chunk.len() as u64;
         }
         self.body_dir = Some(dir);
         let verdict = 'filters: {
@@ -443,6 +441,9 @@ impl Stream {
             BodyVerdict::Forward(chunk)
         };
         self.body_dir = None;
+        if let (Dir::Response, BodyVerdict::Forward(sent)) = (dir, &verdict) {
+            self.data().response_sent_bytes += sent.len() as u64;
+        }
         verdict
     }
 
@@ -766,6 +767,9 @@ impl Stream {
         };
         *slot(self.data()) = Some(std::mem::take(trailers));
         let verdict = self.trailers_phase(dir, callback).await;
+        if let (Dir::Response, TrailersVerdict::Continue(sent)) = (dir, &verdict) {
+            self.data().response_sent_bytes += sent.len() as u64;
+        }
         if let Some(map) = slot(self.data()).as_ref() {
             trailers.clone_from(map);
         }

@@ -1056,6 +1056,7 @@ impl HttpContext for Probe {
                 ("request", "duration"),
                 ("request", "total_size"),
                 ("response", "total_size"),
+                ("response", "size"),
                 ("response", "grpc_status"),
             ] {
                 if let Some(value) = self.get_property(vec![object, field])
