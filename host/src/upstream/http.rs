@@ -1,11 +1,11 @@
-//! The HTTP/1.1 upstream: a pooled hyper client per member and worker (hyper-util's legacy
-//! client with an idle timeout), connect and response-header timeouts, and error
-//! classification for failover (connect errors are "not sent"; a streaming body taken by the
-//! attempt makes it "sent"). The response-header timeout runs from the end of the request: while a streaming
-//! body is still on its way, a slow client is the client's business (its body idle timeout),
-//! and only a member that stops reading for that long has timed out.
+//! The HTTP/1.1 upstream: a connection pool per member and worker ([`super::pool`]), connect
+//! and response-header timeouts, and error classification for failover (connect errors are
+//! "not sent"; a streaming body taken by the attempt makes it "sent"; a reused connection that
+//! closed before the request was written is tried again on another connection, as an idle
+//! close racing the request). The response-header timeout runs from the end of the request:
+//! while a streaming body is still on its way, a slow client is the client's business (its
+//! body idle timeout), and only a member that stops reading for that long has timed out.
 
-use std::error::Error as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,68 +13,59 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Uri, Version};
+use http::{Method, Request, StatusCode, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::Notify;
 
 use crate::worker::PerWorker;
 
+use super::pool::{Connection, Pool, PooledBody};
 use super::{
     Body, BoxError, BoxFuture, RequestBody, StreamingBody, Upstream, UpstreamError,
     UpstreamRequest, UpstreamResponse, UpstreamSpec, empty_body, full_body,
 };
 
-/// An HTTP member: a client (and its pool) per worker.
+/// An HTTP member: a connection pool per worker.
 pub struct HttpUpstream {
-    clients: PerWorker<Client<HttpConnector, Body>>,
-    authority: http::uri::Authority,
+    pools: PerWorker<Arc<Pool>>,
+    authority: http::HeaderValue,
     response_timeout: Duration,
-    connect_timeout: Duration,
-    health_path: String,
+    health_path: http::uri::PathAndQuery,
 }
 
 impl HttpUpstream {
-    /// Builds the member's clients and pools (no connection is opened yet).
+    /// Builds the member's pools (no connection is opened yet).
     pub fn new(spec: &UpstreamSpec) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(spec.connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(spec.pool_idle_timeout)
-            .pool_max_idle_per_host(spec.pool_max_idle)
-            .set_host(false);
         Self {
-            clients: PerWorker::new(spec.workers, || builder.build(connector.clone())),
-            authority: http::uri::Authority::try_from(spec.authority.as_str())
-                .unwrap_or_else(|_| http::uri::Authority::from_static("invalid.")),
+            pools: PerWorker::new(spec.workers, || {
+                Arc::new(Pool::new(
+                    spec.address,
+                    spec.connect_timeout,
+                    spec.pool_idle_timeout,
+                    spec.pool_max_idle,
+                ))
+            }),
+            authority: http::HeaderValue::from_str(&spec.authority)
+                .unwrap_or_else(|_| http::HeaderValue::from_static("invalid.")),
             response_timeout: spec.response_timeout,
-            connect_timeout: spec.connect_timeout,
-            health_path: spec.health_path.clone(),
+            health_path: http::uri::PathAndQuery::try_from(spec.health_path.as_str())
+                .unwrap_or_else(|_| http::uri::PathAndQuery::from_static("/")),
         }
     }
+}
 
-    /// The absolute URI for the member (the authority is parsed once, at build time).
-    fn uri(&self, path_and_query: Option<&http::uri::PathAndQuery>) -> Result<Uri, UpstreamError> {
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(http::uri::Scheme::HTTP);
-        parts.authority = Some(self.authority.clone());
-        parts.path_and_query = Some(
-            path_and_query
-                .cloned()
-                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-        );
-        Uri::from_parts(parts).map_err(|e| UpstreamError::Unencodable {
-            reason: format!("request target: {e}"),
-            status: ::http::StatusCode::BAD_REQUEST,
-        })
-    }
+/// The local address of the connection an HTTP member's response came on, kept in the
+/// response's extensions for [`local_address`].
+#[derive(Debug, Clone, Copy)]
+struct LocalAddress(std::net::SocketAddr);
+
+/// What waiting for the answer to one attempt came to.
+enum Waited {
+    Answer(http::Response<hyper::body::Incoming>),
+    /// The connection failed; the request comes back if none of it was written.
+    Failed(hyper::client::conn::TrySendError<Request<Body>>),
+    TimedOut,
 }
 
 impl Upstream for HttpUpstream {
@@ -82,13 +73,10 @@ impl Upstream for HttpUpstream {
         &self,
         request: UpstreamRequest,
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
-        let client = self.clients.get().clone();
+        let pool = self.pools.get().clone();
         let response_timeout = self.response_timeout;
-        let connect_timeout = self.connect_timeout;
-        let uri = self.uri(request.parts.uri.path_and_query());
         Box::pin(async move {
             let mut parts = request.parts;
-            parts.uri = uri?;
             parts.version = Version::HTTP_11;
             let progress = Arc::new(Progress::default());
             let (body, slot) = match request.body {
@@ -104,112 +92,127 @@ impl Upstream for HttpUpstream {
                     (lazy.boxed_unsync(), Some(body))
                 }
             };
-            let req = Request::from_parts(parts, body);
-            let exchange = client.request(req);
-            tokio::pin!(exchange);
-            let classify = |e: hyper_util::client::legacy::Error| {
-                classify(&e, &progress, slot.as_ref(), connect_timeout)
-            };
-            if let Some(slot) = &slot {
-                // The body is on its way: wait for the answer or the end of the body.
-                while !progress.done.load(Ordering::Acquire) {
-                    tokio::select! {
-                        r = &mut exchange => return r.map(into_body).map_err(classify),
-                        () = progress.moved.notified() => {}
-                        () = tokio::time::sleep(response_timeout) => {
-                            if !slot.is_taken() {
-                                // The connection never came up far enough to take the body.
-                                return Err(UpstreamError::ConnectTimeout(connect_timeout));
-                            }
-                            if !progress.waiting_on_client.load(Ordering::Acquire) {
-                                // The member stopped reading the request.
-                                return Err(UpstreamError::ResponseTimeout(response_timeout));
-                            }
-                        }
+            let mut req = Request::from_parts(parts, body);
+            loop {
+                let mut connection = pool.checkout().await?;
+                let exchange = connection.sender.try_send_request(req);
+                match wait(exchange, &progress, slot.as_ref(), response_timeout).await {
+                    Waited::Answer(res) => return Ok(respond(res, &pool, connection)),
+                    Waited::TimedOut => {
+                        return Err(UpstreamError::ResponseTimeout(response_timeout));
                     }
+                    Waited::Failed(mut failed) => match failed.take_message() {
+                        Some(again) if connection.reused => req = again,
+                        _ => return Err(classify(&failed.into_error(), &progress, slot.as_ref())),
+                    },
                 }
-            }
-            match tokio::time::timeout(response_timeout, &mut exchange).await {
-                Err(_) => Err(UpstreamError::ResponseTimeout(response_timeout)),
-                Ok(r) => r.map(into_body).map_err(classify),
             }
         })
     }
 
     fn health_check(&self, timeout: Duration) -> BoxFuture<'static, Result<(), UpstreamError>> {
-        let client = self.clients.get().clone();
-        let uri = self.uri(
-            http::uri::PathAndQuery::try_from(self.health_path.as_str())
-                .ok()
-                .as_ref(),
-        );
+        let pool = self.pools.get().clone();
         let authority = self.authority.clone();
-        let connect_timeout = self.connect_timeout;
+        let path = self.health_path.clone();
         Box::pin(async move {
-            let req = Request::builder()
-                .method(Method::GET)
-                .uri(uri?)
-                .header(http::header::HOST, authority.as_str())
-                .header(http::header::USER_AGENT, "keel-health-check")
-                .body(empty_body())
-                .map_err(|e| UpstreamError::Response(e.to_string()))?;
-            let res = tokio::time::timeout(timeout, async {
-                let res = client.request(req).await?;
+            let mut req = Request::new(empty_body());
+            *req.method_mut() = Method::GET;
+            *req.uri_mut() = path.into();
+            req.headers_mut().insert(http::header::HOST, authority);
+            req.headers_mut().insert(
+                http::header::USER_AGENT,
+                http::HeaderValue::from_static("keel-health-check"),
+            );
+            let status = tokio::time::timeout(timeout, async {
+                let mut connection = pool.checkout().await?;
+                let res = connection
+                    .sender
+                    .send_request(req)
+                    .await
+                    .map_err(|e| classify(&e, &Progress::default(), None))?;
                 let status = res.status();
-                // Drain the body so that the connection returns to the pool.
-                let _ = res.into_body().collect().await;
-                Ok::<_, hyper_util::client::legacy::Error>(status)
+                // Read the body to its end so that the connection goes back to the pool.
+                let _ = respond(res, &pool, connection).into_body().collect().await;
+                Ok::<_, UpstreamError>(status)
             })
             .await
-            .map_err(|_| UpstreamError::ResponseTimeout(timeout))?;
-            match res {
-                Ok(status) if status.is_server_error() => Err(UpstreamError::Response(format!(
+            .map_err(|_| UpstreamError::ResponseTimeout(timeout))??;
+            if status.is_server_error() {
+                return Err(UpstreamError::Response(format!(
                     "health check got {status}"
-                ))),
-                Ok(_) => Ok(()),
-                Err(e) => Err(classify(&e, &Progress::default(), None, connect_timeout)),
+                )));
             }
+            Ok(())
         })
     }
 }
 
-/// Sorts a client error into the failover classes.
-fn classify(
-    e: &hyper_util::client::legacy::Error,
+/// Waits for the member's answer. While a streaming body is on its way, the response timeout
+/// counts only while the member is not reading it; after the body, it runs whole.
+async fn wait(
+    exchange: impl Future<
+        Output = Result<
+            http::Response<hyper::body::Incoming>,
+            hyper::client::conn::TrySendError<Request<Body>>,
+        >,
+    >,
     progress: &Progress,
     slot: Option<&StreamingBody>,
-    connect_timeout: Duration,
-) -> UpstreamError {
+    response_timeout: Duration,
+) -> Waited {
+    let answered = |r: Result<_, _>| match r {
+        Ok(res) => Waited::Answer(res),
+        Err(failed) => Waited::Failed(failed),
+    };
+    tokio::pin!(exchange);
+    if slot.is_some() {
+        while !progress.done.load(Ordering::Acquire) {
+            tokio::select! {
+                r = &mut exchange => return answered(r),
+                () = progress.moved.notified() => {}
+                () = tokio::time::sleep(response_timeout) => {
+                    if !progress.waiting_on_client.load(Ordering::Acquire) {
+                        // The member stopped reading the request.
+                        return Waited::TimedOut;
+                    }
+                }
+            }
+        }
+    }
+    match tokio::time::timeout(response_timeout, &mut exchange).await {
+        Err(_) => Waited::TimedOut,
+        Ok(r) => answered(r),
+    }
+}
+
+/// The member's response, its body handing the connection back to the pool at its end (an
+/// upgrade keeps the connection: it becomes the tunnel).
+fn respond(
+    res: http::Response<hyper::body::Incoming>,
+    pool: &Arc<Pool>,
+    connection: Connection,
+) -> UpstreamResponse {
+    let (mut parts, body) = res.into_parts();
+    parts.extensions.insert(LocalAddress(connection.local));
+    let back =
+        (parts.status != StatusCode::SWITCHING_PROTOCOLS).then(|| (pool.clone(), connection));
+    http::Response::from_parts(parts, PooledBody::new(body, back).boxed_unsync())
+}
+
+/// Sorts a failed exchange into the failover classes.
+fn classify(e: &hyper::Error, progress: &Progress, slot: Option<&StreamingBody>) -> UpstreamError {
     let msg = error_chain(e);
     if progress.client_failed.load(Ordering::Acquire) {
         return UpstreamError::ClientBody(msg);
     }
-    if e.is_connect() {
-        if has_timed_out(e) {
-            return UpstreamError::ConnectTimeout(connect_timeout);
-        }
-        return UpstreamError::Connect(msg);
-    }
     let taken = slot.is_some_and(StreamingBody::is_taken);
-    let hyper_err = e.source().and_then(|s| s.downcast_ref::<hyper::Error>());
-    match hyper_err {
-        Some(h) if h.is_canceled() && !taken => UpstreamError::Stale(msg),
-        Some(h) if h.is_body_write_aborted() || h.is_user() => UpstreamError::Send(msg),
-        _ => UpstreamError::Response(msg),
+    if e.is_canceled() && !taken {
+        UpstreamError::Stale(msg)
+    } else if e.is_body_write_aborted() || e.is_user() {
+        UpstreamError::Send(msg)
+    } else {
+        UpstreamError::Response(msg)
     }
-}
-
-fn has_timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
 }
 
 /// `outer: inner: innermost`.
@@ -224,16 +227,10 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// The local address of the connection a response of this upstream came on (hyper-util's
-/// connector records it); `None` for other upstreams' responses.
+/// The local address of the connection a response of this upstream came on; `None` for other
+/// upstreams' responses.
 pub fn local_address(res: &http::response::Parts) -> Option<std::net::SocketAddr> {
-    res.extensions
-        .get::<hyper_util::client::legacy::connect::HttpInfo>()
-        .map(hyper_util::client::legacy::connect::HttpInfo::local_addr)
-}
-
-fn into_body(res: http::Response<hyper::body::Incoming>) -> UpstreamResponse {
-    res.map(|b| b.map_err(BoxError::from).boxed_unsync())
+    res.extensions.get::<LocalAddress>().map(|l| l.0)
 }
 
 /// How a streaming request body is getting on (shared by the body and the attempt).

@@ -11,6 +11,7 @@
 
 pub mod ajp;
 pub mod http;
+mod pool;
 
 use std::fmt;
 use std::future::Future;
