@@ -208,11 +208,21 @@ pub enum Filters {
     All,
 }
 
+/// How many workers keel runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Workers {
+    /// keel's default: one per core.
+    PerCore,
+    /// One: on a machine whose cores the load generator and the backends share too, one
+    /// worker can beat one per core (fewer threads contending for the same cores).
+    One,
+}
+
 /// What kind of proxy a contender is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
     Direct,
-    Keel(Filters),
+    Keel(Filters, Workers),
     Haproxy,
     Nginx,
     Httpd,
@@ -243,11 +253,11 @@ impl Contender {
         let tomcat_cookie = format!("JSESSIONID={SESSION}.{}", first.route);
         let (port, cookie, proc) = match kind {
             Kind::Direct => (first.port, tomcat_cookie, None),
-            Kind::Keel(filters) => {
+            Kind::Keel(filters, workers) => {
                 let port = free_port()?;
                 let conf = env.write(
                     &format!("{name}.yaml"),
-                    &keel_config(env, port, filters, members, memcached)?,
+                    &keel_config(env, port, filters, workers, members, memcached)?,
                 )?;
                 let mut command = Command::new(&env.keel);
                 command
@@ -368,6 +378,7 @@ fn keel_config(
     env: &Env,
     port: u16,
     filters: Filters,
+    workers: Workers,
     members: &[Member],
     memcached: Option<&Memcached>,
 ) -> Result<String> {
@@ -375,6 +386,9 @@ fn keel_config(
         "listeners:\n  - address: 127.0.0.1:{port}\naccess_log:\n  enabled: false\n\
          limits:\n  max_body_bytes: 4194304\n"
     );
+    if workers == Workers::One {
+        text.push_str("workers: 1\n");
+    }
     let chain: &[&str] = match filters {
         Filters::None => &[],
         Filters::Sticky => &["sticky", "route_suffix"],

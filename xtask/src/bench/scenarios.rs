@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::Options;
-use super::contenders::{Backends, Contender, Env, Filters, Kind, Memcached};
+use super::contenders::{Backends, Contender, Env, Filters, Kind, Memcached, Workers};
 use super::procs::probe;
 use super::report::{self, Failover, Figures, Flood, Results, Scale};
 use super::wrk::{self, Load};
@@ -58,26 +58,32 @@ fn lineup(quick: bool, only: &[String]) -> Vec<(&'static str, &'static str, Kind
         (
             "keel-none",
             "keel no filter",
-            Kind::Keel(Filters::None),
+            Kind::Keel(Filters::None, Workers::PerCore),
             false,
         ),
         (
             "keel-sticky",
             "keel sticky+suffix",
-            Kind::Keel(Filters::Sticky),
+            Kind::Keel(Filters::Sticky, Workers::PerCore),
+            false,
+        ),
+        (
+            "keel-sticky-w1",
+            "keel sticky+suffix 1 worker",
+            Kind::Keel(Filters::Sticky, Workers::One),
             false,
         ),
         (
             "keel-all",
             "keel 3 filters+mc",
-            Kind::Keel(Filters::All),
+            Kind::Keel(Filters::All, Workers::PerCore),
             false,
         ),
         ("httpd-ajp", "httpd AJP", Kind::Httpd, true),
         (
             "keel-ajp",
             "keel sticky+suffix AJP",
-            Kind::Keel(Filters::Sticky),
+            Kind::Keel(Filters::Sticky, Workers::PerCore),
             true,
         ),
     ];
@@ -107,7 +113,7 @@ pub fn run(options: &Options) -> Result<()> {
     };
     let memcached = if lineup
         .iter()
-        .any(|(_, _, kind, _)| *kind == Kind::Keel(Filters::All))
+        .any(|(_, _, kind, _)| *kind == Kind::Keel(Filters::All, Workers::PerCore))
     {
         Some(Memcached::start(&env)?)
     } else {
@@ -200,7 +206,7 @@ pub fn run(options: &Options) -> Result<()> {
         results.failover.push(result);
     }
     for (i, contender) in contenders.iter().enumerate() {
-        if matches!(contender.kind, Kind::Haproxy | Kind::Keel(Filters::Sticky))
+        if matches!(contender.kind, Kind::Haproxy | Kind::Keel(Filters::Sticky, Workers::PerCore))
             && !labels[i].ends_with("AJP")
         {
             results.flood.push(flood(contender, &labels[i])?);
@@ -308,7 +314,7 @@ fn scale(
         more.push(Contender::start(
             env,
             &format!("keel-sticky-{n}"),
-            Kind::Keel(Filters::Sticky),
+            Kind::Keel(Filters::Sticky, Workers::PerCore),
             &backends.members[..n],
             None,
         )?);
