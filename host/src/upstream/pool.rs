@@ -80,17 +80,11 @@ impl Pool {
                 self.expire(&mut state.connections, Instant::now());
                 state.connections.pop()
             };
-            let Some(mut idle) = idle else { break };
-            if idle.sender.is_closed() {
-                continue;
-            }
-            // The connection's task may not have seen the end of the last exchange yet: it
-            // runs on this worker and will be ready as soon as it is polled.
+            let Some(idle) = idle else { break };
+            // Only ready connections are idle (see `checkin`); one that closed since, or that
+            // the member left in a state hyper cannot reuse, is let go.
             if !idle.sender.is_ready() {
-                let ready = tokio::time::timeout(self.connect_timeout, idle.sender.ready());
-                if !matches!(ready.await, Ok(Ok(()))) {
-                    continue;
-                }
+                continue;
             }
             return Ok(Connection {
                 sender: idle.sender,
@@ -132,8 +126,22 @@ impl Pool {
     }
 
     /// Takes a connection back after its exchange ended (the response body read to its end).
-    fn checkin(self: &Arc<Self>, sender: SendRequest<Body>, local: SocketAddr) {
+    /// hyper's connection task has usually seen the end first and is ready for the next
+    /// request; if not (a member that answered before it read the whole request body), the
+    /// connection comes back once it is, from a task of its own.
+    fn checkin(self: &Arc<Self>, mut sender: SendRequest<Body>, local: SocketAddr) {
         if sender.is_closed() {
+            return;
+        }
+        if !sender.is_ready() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let pool = self.clone();
+                runtime.spawn(async move {
+                    if sender.ready().await.is_ok() {
+                        pool.checkin(sender, local);
+                    }
+                });
+            }
             return;
         }
         let now = Instant::now();
@@ -364,6 +372,57 @@ mod tests {
         assert_eq!(pool.idle(), 0);
         assert_eq!(get(&pool).await, (false, Bytes::from_static(b"ok")));
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    /// A request body that comes as the test sends it.
+    struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+    impl HttpBody for ChannelBody {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_connection_still_sending_its_request_comes_back_only_when_it_is_done() {
+        let (address, accepted) = member().await;
+        let pool = pool(address, Duration::from_secs(60), 4);
+        let mut first = pool.checkout().await.unwrap();
+        let (body, rx) = tokio::sync::mpsc::channel(1);
+        let request = http::Request::post("/")
+            .header("host", "member")
+            .header("content-length", "5")
+            .body(ChannelBody(rx).boxed_unsync())
+            .unwrap();
+        // The member answers at the head, before the body.
+        let response = first.sender.send_request(request).await.unwrap();
+        let answer = PooledBody::new(response.into_body(), Some((pool.clone(), first)));
+        assert_eq!(answer.collect().await.unwrap().to_bytes(), "ok");
+        assert_eq!(
+            pool.idle(),
+            0,
+            "handed out while its request was still going"
+        );
+        // The next request does not wait for it: a second connection.
+        assert_eq!(get(&pool).await, (false, Bytes::from_static(b"ok")));
+        body.send(Bytes::from_static(b"hello")).await.unwrap();
+        drop(body);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pool.idle() < 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            pool.idle(),
+            2,
+            "the first connection came back once its request was sent"
+        );
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -206,8 +206,10 @@ pub fn run(options: &Options) -> Result<()> {
         results.failover.push(result);
     }
     for (i, contender) in contenders.iter().enumerate() {
-        if matches!(contender.kind, Kind::Haproxy | Kind::Keel(Filters::Sticky, Workers::PerCore))
-            && !labels[i].ends_with("AJP")
+        if matches!(
+            contender.kind,
+            Kind::Haproxy | Kind::Keel(Filters::Sticky, Workers::PerCore)
+        ) && !labels[i].ends_with("AJP")
         {
             results.flood.push(flood(contender, &labels[i])?);
         }
