@@ -182,6 +182,13 @@ fn accounting_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
             + head_bytes(stream, open::RESPONSE_TRAILERS)),
         "response.code_details" => stream.code_details.as_deref()?.as_bytes().to_vec(),
         "response.grpc_status" => grpc_status(stream)?.to_le_bytes().to_vec(),
+        // Envoy `expr/context.cc` `BackendLatency`: from the first byte sent upstream to the last
+        // byte received, absent until the member's response is complete (and without one).
+        "response.backend_latency" => nanos(
+            stream
+                .upstream_received?
+                .saturating_duration_since(stream.upstream_sent?),
+        ),
         _ => return None,
     };
     Some(value)

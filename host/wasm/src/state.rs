@@ -62,6 +62,11 @@ pub(crate) struct StreamData {
     pub attempts: u32,
     /// The local address of the upstream connection that answered (`upstream.local_address`).
     pub upstream_local: Option<std::net::SocketAddr>,
+    /// When the attempt the member answered began, and when its response was read to the end:
+    /// `response.backend_latency` is the time between (Envoy's `firstUpstreamTxByteSent` and
+    /// `lastUpstreamRxByteReceived`).
+    pub upstream_sent: Option<Instant>,
+    pub upstream_received: Option<Instant>,
     /// The body buffer of the filter being called, with its buffer type (0 request, 1 response).
     pub body: Option<(i32, crate::body::BodyBuf)>,
     /// Filter state written by `proxy_set_property` (shared by the filters of the chain).
@@ -107,6 +112,8 @@ impl StreamData {
             upstream: None,
             attempts: 0,
             upstream_local: None,
+            upstream_sent: None,
+            upstream_received: None,
             body: None,
             filter_state: HashMap::new(),
             request_body_bytes: 0,

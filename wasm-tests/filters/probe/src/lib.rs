@@ -15,7 +15,8 @@
 //! and goes on at once), `grpc_local` (a gRPC local reply, ABORTED), `queue`, `wasi`,
 //! `foreign`, `local_details` (a local reply whose details are "denied by\tprobe"),
 //! `accounting` (the sizes, durations and details Envoy computes for a stream: into
-//! `x-acct-*` headers in the headers callbacks, into `probe.log.*` gauges in on_log),
+//! `x-acct-*` headers in the headers callbacks, into `probe.log.*` gauges in on_log, an absent
+//! one counted in `probe.log.*_absent`),
 //! `root_done` (counts the root's `on_done`), `root_flush` (the
 //! root's `on_done` sends a batch and calls `proxy_done` when it is answered),
 //! `root_stream_flush` (the same over a gRPC stream to `store`: `batch` with `end_stream`,
@@ -1058,14 +1059,24 @@ impl HttpContext for Probe {
                 ("response", "total_size"),
                 ("response", "size"),
                 ("response", "grpc_status"),
+                ("response", "backend_latency"),
             ] {
-                if let Some(value) = self.get_property(vec![object, field])
-                    && let Ok(raw) = <[u8; 8]>::try_from(value.as_slice())
-                {
-                    gauge(
-                        &format!("probe.log.{plugin}.{object}_{field}"),
-                        u64::from_le_bytes(raw),
-                    );
+                match self.get_property(vec![object, field]) {
+                    Some(value) => {
+                        if let Ok(raw) = <[u8; 8]>::try_from(value.as_slice()) {
+                            gauge(
+                                &format!("probe.log.{plugin}.{object}_{field}"),
+                                u64::from_le_bytes(raw),
+                            );
+                        }
+                    }
+                    // Counted, so that a test tells "absent" from "not logged yet".
+                    None => {
+                        let name = format!("probe.log.{plugin}.{object}_{field}_absent");
+                        if let Ok(id) = hostcalls::define_metric(MetricType::Counter, &name) {
+                            let _ = hostcalls::increment_metric(id, 1);
+                        }
+                    }
                 }
             }
         }
