@@ -226,7 +226,7 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// The local address of the connection a response of this upstream came on (hyper-util's
 /// connector records it); `None` for other upstreams' responses.
-pub fn local_address(res: &http::response::Parts) -> Option<std::net::SocketAddr> {
+pub(super) fn local_address(res: &http::response::Parts) -> Option<std::net::SocketAddr> {
     res.extensions
         .get::<hyper_util::client::legacy::connect::HttpInfo>()
         .map(hyper_util::client::legacy::connect::HttpInfo::local_addr)
