@@ -382,6 +382,29 @@ async fn foreign_functions_clear_route_cache_and_zlib_and_grpc_needs_an_upstream
     assert_eq!(header(&req.headers, "x-grpc"), "Err(ParseFailure)");
 }
 
+/// `sign` and `verify_signature` through a filter (`foreign.cc`, `ext/sign.proto`,
+/// `ext/verify_signature.proto`, `source/common/crypto/utility_impl.cc`), with the keys in
+/// `host/wasm/src/foreign/testdata` (OpenSSL-made): keel's RSA-SHA256 signature of the text is
+/// `openssl dgst -sha256 -sign`'s (PKCS#1 v1.5 is deterministic), OpenSSL's signature verifies
+/// with the PEM public key (the hash name in any case), one flipped bit fails with Envoy's
+/// error, and a key given as PEM and DER at once is BadArgument.
+#[tokio::test]
+async fn sign_and_verify_signature_through_a_filter() {
+    let (chain, _registry) = chain(vec![spec("probe", "test_probe", "signature")]);
+    let (_stream, req) = continued_get(&chain, "/", true).await;
+    let openssl: String = include_bytes!("../../host/wasm/src/foreign/testdata/rsa.sha256.sig")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(header(&req.headers, "x-sign"), format!("true:{openssl}"));
+    assert_eq!(header(&req.headers, "x-verify"), "true:");
+    assert_eq!(
+        header(&req.headers, "x-verify-tampered"),
+        "false:Failed to verify digest. Error code: 0"
+    );
+    assert_eq!(header(&req.headers, "x-sign-both-keys"), "BadArgument");
+}
+
 /// `declare_property` (`foreign.cc` `DeclarePropertyFactory`, `context.cc` `declareProperty`
 /// and `setProperty`, `cel_state.h` `CelState::setValue`): on the root, a name declares once
 /// (the second time BadArgument) and arguments that do not parse are BadArgument; a read-only

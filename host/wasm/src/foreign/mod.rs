@@ -4,6 +4,7 @@
 //! * `clear_route_cache` does nothing (keel picks the member after the request filters ran:
 //!   there is no route to forget) and returns nothing;
 //! * `compress`, `uncompress`: [`zlib`];
+//! * `sign`, `verify_signature`: [`signature`] (keys read by [`keys`]);
 //! * `declare_property`: `crate::filter_state`;
 //! * `set_envoy_filter_state`: Envoy looks up an object factory registered for the path and
 //!   answers `NotFound` without one (`context.cc` `setEnvoyFilterState`); its factories make
@@ -15,6 +16,8 @@
 //!
 //! The arguments of the protobuf-speaking ones are read by [`wire`].
 
+mod keys;
+mod signature;
 pub(crate) mod wire;
 mod zlib;
 
@@ -32,6 +35,8 @@ pub(crate) fn call(
         b"clear_route_cache" => Ok(None),
         b"compress" => zlib::compress(args).map(Some),
         b"uncompress" => zlib::uncompress(args, state.memory_limit).map(Some),
+        b"sign" => signature::sign(args).map(Some),
+        b"verify_signature" => signature::verify(args).map(Some),
         b"declare_property" => crate::filter_state::declare(state, args).map(|()| None),
         b"set_envoy_filter_state" => set_envoy_filter_state(args),
         _ => Err(status::NOT_FOUND),

@@ -1,12 +1,12 @@
 //! The protobuf wire format, as far as Envoy's foreign functions need it: their arguments are
 //! small proto3 messages (`source/extensions/common/wasm/ext/*.proto`) that Envoy parses with
-//! `ParseFromString`.
+//! `ParseFromString`, and `sign`/`verify_signature` answer with one.
 //!
 //! Decoding follows the C++ parser: every field is read, the last value of a field wins, a
 //! field this side does not know (or a known number with another wire type) is skipped, groups
 //! included; a truncated value, a varint over 10 bytes, field number 0, wire types 6 and 7, an
 //! unbalanced group, and a `string` field that is not UTF-8 (proto3) make the message
-//! malformed.
+//! malformed. Encoding writes proto3's form: fields in number order, defaults left out.
 
 /// A message that does not parse (`ParseFromString` returned false).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +26,14 @@ impl<'a> Value<'a> {
     pub fn as_bool(self) -> Option<bool> {
         match self {
             Value::Varint(v) => Some(v != 0),
+            _ => None,
+        }
+    }
+
+    /// A `bytes` field.
+    pub fn as_bytes(self) -> Option<&'a [u8]> {
+        match self {
+            Value::Bytes(b) => Some(b),
             _ => None,
         }
     }
@@ -121,6 +129,42 @@ fn take<'a>(input: &mut &'a [u8], len: usize) -> Result<&'a [u8], Malformed> {
     Ok(head)
 }
 
+/// Writes proto3 messages: call the field writers in field-number order.
+#[derive(Debug, Default)]
+pub(crate) struct Writer(Vec<u8>);
+
+impl Writer {
+    fn varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.0.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        self.0.push(value as u8);
+    }
+
+    /// A `bool` field (left out when false).
+    pub fn bool(&mut self, number: u32, value: bool) {
+        if value {
+            self.varint(u64::from(number) << 3);
+            self.varint(1);
+        }
+    }
+
+    /// A `bytes` or `string` field (left out when empty).
+    pub fn bytes(&mut self, number: u32, value: &[u8]) {
+        if !value.is_empty() {
+            self.varint((u64::from(number) << 3) | 2);
+            self.varint(value.len() as u64);
+            self.0.extend_from_slice(value);
+        }
+    }
+
+    /// The message.
+    pub fn finish(self) -> Vec<u8> {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +242,23 @@ mod tests {
         for cut in 0..bytes.len() {
             let _ = all(&bytes[..cut]);
         }
+    }
+
+    #[test]
+    fn the_writer_leaves_defaults_out_and_round_trips() {
+        let mut w = Writer::default();
+        w.bool(1, false);
+        w.bytes(2, b"");
+        assert!(w.finish().is_empty());
+        let mut w = Writer::default();
+        w.bool(1, true);
+        w.bytes(2, &[7; 200]);
+        let out = w.finish();
+        assert_eq!(&out[..5], &[0x08, 0x01, 0x12, 0xc8, 0x01]);
+        assert_eq!(
+            all(&out),
+            Ok(vec![(1, Value::Varint(1)), (2, Value::Bytes(&[7; 200]))])
+        );
     }
 
     #[test]

@@ -1,9 +1,16 @@
-//! The probe's foreign-function mode beyond zlib: `declare` (`declare_property` on the root
-//! and on a stream, the `set_property`/`get_property` answers it governs, and
-//! `set_envoy_filter_state`). Each answer goes into a request
+//! The probe's foreign-function modes beyond zlib: `signature` (`sign` and `verify_signature`
+//! with the OpenSSL-made keys of keel-wasm's `src/foreign/testdata`) and `declare`
+//! (`declare_property` on the root and on a stream, the `set_property`/`get_property` answers
+//! it governs, and `set_envoy_filter_state`). Each answer goes into a request
 //! header for the test to check; their arguments are protobuf messages written here by hand.
 
 use proxy_wasm::hostcalls;
+use proxy_wasm::types::Status;
+
+const TEXT: &[u8] = include_bytes!("../../../../host/wasm/src/foreign/testdata/text.txt");
+const RSA_PEM: &[u8] = include_bytes!("../../../../host/wasm/src/foreign/testdata/rsa.pem");
+const RSA_PUB_PEM: &[u8] = include_bytes!("../../../../host/wasm/src/foreign/testdata/rsa.pub.pem");
+const RSA_SIG: &[u8] = include_bytes!("../../../../host/wasm/src/foreign/testdata/rsa.sha256.sig");
 
 /// A length-delimited protobuf field (lengths below 2^14 are all the probe writes).
 fn field(out: &mut Vec<u8>, number: u8, value: &[u8]) {
@@ -16,6 +23,82 @@ fn field(out: &mut Vec<u8>, number: u8, value: &[u8]) {
         out.push((len >> 7) as u8);
     }
     out.extend_from_slice(value);
+}
+
+fn varint(input: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for i in 0..10 {
+        let (byte, rest) = input.split_first()?;
+        *input = rest;
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// A `SignResult` or `VerifySignatureResult` as `result:<field 2 or 3 as text or hex>`.
+fn result(answer: Result<Option<Vec<u8>>, Status>, hex_field: Option<u64>) -> String {
+    let bytes = match answer {
+        Ok(bytes) => bytes.unwrap_or_default(),
+        Err(status) => return format!("{status:?}"),
+    };
+    let (mut ok, mut rest) = (false, String::new());
+    let mut input = bytes.as_slice();
+    while let Some(tag) = varint(&mut input) {
+        match tag & 7 {
+            0 => ok = varint(&mut input).unwrap_or(0) != 0,
+            2 => {
+                let len = varint(&mut input).unwrap_or(0) as usize;
+                let (value, tail) = input.split_at(len.min(input.len()));
+                input = tail;
+                rest = if Some(tag >> 3) == hex_field {
+                    value.iter().map(|b| format!("{b:02x}")).collect()
+                } else {
+                    String::from_utf8_lossy(value).into_owned()
+                };
+            }
+            _ => break,
+        }
+    }
+    format!("{ok}:{rest}")
+}
+
+/// Mode `signature`: `(header, answer)` pairs.
+pub(crate) fn signature() -> Vec<(&'static str, String)> {
+    let mut sign = Vec::new();
+    field(&mut sign, 1, b"sha256");
+    field(&mut sign, 3, TEXT);
+    field(&mut sign, 4, RSA_PEM);
+    let signed = hostcalls::call_foreign_function("sign", Some(&sign));
+
+    let verify = |signature: &[u8]| {
+        let mut args = Vec::new();
+        field(&mut args, 1, b"SHA256");
+        field(&mut args, 3, signature);
+        field(&mut args, 4, TEXT);
+        field(&mut args, 5, RSA_PUB_PEM);
+        result(
+            hostcalls::call_foreign_function("verify_signature", Some(&args)),
+            None,
+        )
+    };
+    let mut tampered = RSA_SIG.to_vec();
+    tampered[0] ^= 0x80;
+
+    let mut both = sign.clone();
+    field(&mut both, 2, b"a DER key too");
+
+    vec![
+        ("x-sign", result(signed, Some(2))),
+        ("x-verify", verify(RSA_SIG)),
+        ("x-verify-tampered", verify(&tampered)),
+        (
+            "x-sign-both-keys",
+            result(hostcalls::call_foreign_function("sign", Some(&both)), None),
+        ),
+    ]
 }
 
 /// `DeclarePropertyArguments` (name 1, readonly 2).

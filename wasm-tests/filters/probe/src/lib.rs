@@ -13,7 +13,8 @@
 //! <upstream> [cancel]` (a gRPC stream to `probe.Echo/Chat`: sends `one` and `two`, closes its
 //! side and records each callback into `x-grpc-stream`; with `cancel`, cancels it after `one`
 //! and goes on at once), `grpc_local` (a gRPC local reply, ABORTED), `queue`, `wasi`,
-//! `foreign`, `declare` (`foreign.rs`), `local_details` (a local reply whose details are "denied by\tprobe"),
+//! `foreign`, `signature` and `declare` (`foreign.rs`), `local_details` (a local reply whose
+//! details are "denied by\tprobe"),
 //! `accounting` (the sizes, durations and details Envoy computes for a stream: into
 //! `x-acct-*` headers in the headers callbacks, into `probe.log.*` gauges in on_log, an absent
 //! one counted in `probe.log.*_absent`),
@@ -925,6 +926,12 @@ impl HttpContext for Probe {
                     "x-monotonic",
                     &(started.elapsed().as_secs() < 5).to_string(),
                 );
+                Action::Continue
+            }
+            "signature" => {
+                for (name, value) in foreign::signature() {
+                    self.add_http_request_header(name, &value);
+                }
                 Action::Continue
             }
             "declare" => {
