@@ -16,11 +16,16 @@ use keel_ajp::test_server::{Action, ServerConfig, TestServer};
 const SECRET: &str = "keel-ajp-test";
 
 fn keel_for(server: &TestServer, scratch: &Scratch) -> Keel {
+    keel_with(server, scratch, "")
+}
+
+/// keel in front of `server` with `top_extra` at the top of its configuration.
+fn keel_with(server: &TestServer, scratch: &Scratch, top_extra: &str) -> Keel {
     let secret = scratch.write("ajp-secret", SECRET);
     Keel::start(&config(
         &[("t1", format!("ajp://{}", server.addr()), "active")],
         &format!("  ajp:\n    secret_file: {}\n", secret.display()),
-        "",
+        top_extra,
     ))
 }
 
@@ -124,12 +129,11 @@ fn sample(page: &str, name: &str) -> u64 {
 async fn the_pool_counters_are_on_metrics() {
     let server = TestServer::echo(Some(SECRET)).await.unwrap();
     let scratch = Scratch::new();
-    let secret = scratch.write("ajp-secret", SECRET);
-    let keel = Keel::start(&config(
-        &[("t1", format!("ajp://{}", server.addr()), "active")],
-        &format!("  ajp:\n    secret_file: {}\n", secret.display()),
+    let keel = keel_with(
+        &server,
+        &scratch,
         "admin:\n  address: 127.0.0.1:0\n  token_file: {token_file}\n",
-    ));
+    );
     let http = Http::new();
     for _ in 0..3 {
         let r = http
@@ -230,15 +234,11 @@ async fn a_pooled_connection_closed_unanswered_is_retried_on_the_same_member() {
 async fn a_filter_reads_the_local_end_of_the_ajp_connection() {
     let server = TestServer::echo(Some(SECRET)).await.unwrap();
     let scratch = Scratch::new();
-    let secret = scratch.write("ajp-secret", SECRET);
-    let keel = Keel::start(&config(
-        &[("t1", format!("ajp://{}", server.addr()), "active")],
-        &format!("  ajp:\n    secret_file: {}\n", secret.display()),
-        &format!(
-            "filters:\n  - name: probe\n    wasm: {}\n    config: accounting\n",
-            filters_dir().join("test_probe.wasm").display()
-        ),
-    ));
+    let filters = format!(
+        "filters:\n  - name: probe\n    wasm: {}\n    config: accounting\n",
+        filters_dir().join("test_probe.wasm").display()
+    );
+    let keel = keel_with(&server, &scratch, &filters);
     let r = Http::new().get(&keel.url("/"), &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let local: std::net::SocketAddr = r

@@ -8,24 +8,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use keel_wasm::{BodyVerdict, FilterChain, HeadersVerdict, Stream, TrailersVerdict, UpstreamInfo};
-use wasm_tests::{chain, eventually, header, info, local_header, metric, request, response, spec};
-
-/// Sends the request headers of `GET uri` into a new stream of `chain` and asserts the filters
-/// let them continue; returns the stream (still open) and the request head as the filters left it.
-async fn continued_get(
-    chain: &FilterChain,
-    uri: &str,
-    end_of_stream: bool,
-) -> (Stream, http::request::Parts) {
-    let mut stream = chain.stream(info());
-    let mut req = request(uri, &[]);
-    assert_eq!(
-        stream.request_headers(&mut req, end_of_stream).await,
-        HeadersVerdict::Continue
-    );
-    (stream, req)
-}
+use keel_wasm::{BodyVerdict, FilterChain, HeadersVerdict, TrailersVerdict, UpstreamInfo};
+use wasm_tests::{
+    chain, continued_get, eventually, header, info, local_header, metric, request, response, spec,
+};
 
 #[tokio::test]
 async fn header_maps_properties_metrics_and_shared_data() {
