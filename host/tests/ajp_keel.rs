@@ -1,6 +1,7 @@
 //! keel in front of keel-ajp's own AJP test server: a request and its body through keel,
 //! headers too large for the AJP packet answered 413 before the member is touched, and a
-//! member that breaks the protocol answered 502 without reusing its connection.
+//! member that breaks the protocol answered 502 without reusing its connection, and a filter
+//! reading the AJP connection's local end as `upstream.local_address`.
 #![allow(clippy::unwrap_used)] // tests may unwrap (PLAN.md)
 
 #[allow(dead_code)]
@@ -8,18 +9,23 @@
 mod harness;
 
 use bytes::Bytes;
-use harness::{Http, Keel, Scratch, config};
+use harness::{Http, Keel, Scratch, config, filters_dir};
 use http::{Method, StatusCode};
 use keel_ajp::test_server::{Action, ServerConfig, TestServer};
 
 const SECRET: &str = "keel-ajp-test";
 
 fn keel_for(server: &TestServer, scratch: &Scratch) -> Keel {
+    keel_with(server, scratch, "")
+}
+
+/// keel in front of `server` with `top_extra` at the top of its configuration.
+fn keel_with(server: &TestServer, scratch: &Scratch, top_extra: &str) -> Keel {
     let secret = scratch.write("ajp-secret", SECRET);
     Keel::start(&config(
         &[("t1", format!("ajp://{}", server.addr()), "active")],
         &format!("  ajp:\n    secret_file: {}\n", secret.display()),
-        "",
+        top_extra,
     ))
 }
 
@@ -123,12 +129,11 @@ fn sample(page: &str, name: &str) -> u64 {
 async fn the_pool_counters_are_on_metrics() {
     let server = TestServer::echo(Some(SECRET)).await.unwrap();
     let scratch = Scratch::new();
-    let secret = scratch.write("ajp-secret", SECRET);
-    let keel = Keel::start(&config(
-        &[("t1", format!("ajp://{}", server.addr()), "active")],
-        &format!("  ajp:\n    secret_file: {}\n", secret.display()),
+    let keel = keel_with(
+        &server,
+        &scratch,
         "admin:\n  address: 127.0.0.1:0\n  token_file: {token_file}\n",
-    ));
+    );
     let http = Http::new();
     for _ in 0..3 {
         let r = http
@@ -220,4 +225,32 @@ async fn a_pooled_connection_closed_unanswered_is_retried_on_the_same_member() {
     assert_eq!(v["members"][0]["route"], "t1");
     assert_eq!(v["members"][0]["in_error"], false, "not t1's fault: {v}");
     assert_eq!(v["members"][0]["errors"], 0, "{v}");
+}
+
+/// `upstream.local_address` (Envoy `source/extensions/filters/common/expr/context.cc`: the
+/// upstream connection's local address) for an AJP member: the probe (mode `accounting`) copies
+/// it into the response, and it is the peer address the member saw on its connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_filter_reads_the_local_end_of_the_ajp_connection() {
+    let server = TestServer::echo(Some(SECRET)).await.unwrap();
+    let scratch = Scratch::new();
+    let filters = format!(
+        "filters:\n  - name: probe\n    wasm: {}\n    config: accounting\n",
+        filters_dir().join("test_probe.wasm").display()
+    );
+    let keel = keel_with(&server, &scratch, &filters);
+    let r = Http::new().get(&keel.url("/"), &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let local: std::net::SocketAddr = r
+        .headers
+        .get("x-acct-upstream-local_address")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .parse()
+        .unwrap_or_else(|e| panic!("upstream.local_address: {e}"));
+    let peers = server.seen().peers.lock().unwrap().clone();
+    assert!(
+        peers.contains(&local),
+        "{local} among the member's peers {peers:?}"
+    );
 }

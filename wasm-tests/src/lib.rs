@@ -59,6 +59,23 @@ pub fn chain(specs: Vec<FilterSpec>) -> (FilterChain, prometheus::Registry) {
     chain_with(specs, Arc::new(keel_wasm::NoCallouts))
 }
 
+/// A stream of `chain` whose GET `uri` went through the request headers callbacks (without a
+/// body when `end_of_stream`), every filter continuing; the stream and the request as the
+/// filters left it.
+pub async fn continued_get(
+    chain: &FilterChain,
+    uri: &str,
+    end_of_stream: bool,
+) -> (keel_wasm::Stream, http::request::Parts) {
+    let mut stream = chain.stream(info());
+    let mut req = request(uri, &[]);
+    assert_eq!(
+        stream.request_headers(&mut req, end_of_stream).await,
+        keel_wasm::HeadersVerdict::Continue
+    );
+    (stream, req)
+}
+
 /// Stream information for a plain HTTP/1.1 request from 127.0.0.1:40000 to keel on :8080.
 pub fn info() -> StreamInfo {
     StreamInfo {

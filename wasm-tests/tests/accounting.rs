@@ -8,8 +8,10 @@
 #![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
-use keel_wasm::{BodyVerdict, CodeDetails, HeadersVerdict, TrailersVerdict, UpstreamInfo};
-use wasm_tests::{chain, header, info, local_header, metric, request, response, spec};
+use keel_wasm::{BodyVerdict, CodeDetails, HeadersVerdict, Stream, TrailersVerdict, UpstreamInfo};
+use wasm_tests::{
+    chain, continued_get, header, info, local_header, metric, request, response, spec,
+};
 
 /// Envoy's `HeaderMapImpl::byteSize()` of a request head as the filter sees it: every key and
 /// value, the pseudo-headers included, `host` shown as `:authority`.
@@ -33,6 +35,19 @@ fn map_bytes(map: &http::HeaderMap, status: bool) -> u64 {
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
     (head + pairs) as u64
+}
+
+/// A member's 200 with a body to come through the response headers callbacks, every filter
+/// continuing.
+async fn member_answers(stream: &mut Stream) {
+    let upstream = UpstreamInfo::new("127.1.2.3:8081".parse().unwrap(), "tomcat1");
+    let mut res = response(200, &[]);
+    assert_eq!(
+        stream
+            .response_headers(&mut res, Some(&upstream), false)
+            .await,
+        HeadersVerdict::Continue
+    );
 }
 
 /// `expr/context.cc`: `request.headers_bytes` and `response.headers_bytes` are the heads'
@@ -151,12 +166,7 @@ async fn a_failed_filter_reply_says_wasm_fail_stream() {
 #[tokio::test]
 async fn keels_own_reply_carries_the_routers_details() {
     let (chain, _registry) = chain(vec![spec("accounting", "test_probe", "accounting")]);
-    let mut stream = chain.stream(info());
-    let mut req = request("/", &[]);
-    assert_eq!(
-        stream.request_headers(&mut req, true).await,
-        HeadersVerdict::Continue
-    );
+    let (mut stream, _) = continued_get(&chain, "/", true).await;
     let mut res = response(503, &[]);
     let details = "upstream_reset_before_response_started{remote_connection_failure}";
     res.extensions.insert(CodeDetails(details));
@@ -204,20 +214,8 @@ async fn response_size_counts_what_the_client_gets() {
         spec("sent", "test_probe", "accounting"),
         spec("buffer", "test_probe", "body_buffer"),
     ]);
-    let mut stream = chain.stream(info());
-    let mut req = request("/x", &[]);
-    assert_eq!(
-        stream.request_headers(&mut req, true).await,
-        HeadersVerdict::Continue
-    );
-    let upstream = UpstreamInfo::new("127.1.2.3:8081".parse().unwrap(), "tomcat1");
-    let mut res = response(200, &[]);
-    assert_eq!(
-        stream
-            .response_headers(&mut res, Some(&upstream), false)
-            .await,
-        HeadersVerdict::Continue
-    );
+    let (mut stream, _) = continued_get(&chain, "/x", true).await;
+    member_answers(&mut stream).await;
     assert_eq!(
         stream
             .response_body(Bytes::from_static(b"hello"), false)
@@ -236,5 +234,61 @@ async fn response_size_counts_what_the_client_gets() {
             &[]
         ),
         Some(9.0)
+    );
+}
+
+/// `response.backend_latency` (Envoy `source/extensions/filters/common/expr/context.cc`
+/// `BackendLatency`): `lastUpstreamRxByteReceived - firstUpstreamTxByteSent`, int64 nanoseconds,
+/// known once the member's response is complete: on_log reads exactly the time between the
+/// attempt the host reports and the end of the response it reports.
+#[tokio::test]
+async fn backend_latency_runs_from_the_attempt_to_the_end_of_the_response() {
+    // A plugin name of its own: on_log's gauges are process-wide.
+    let (chain, registry) = chain(vec![spec("latency", "test_probe", "accounting")]);
+    let (mut stream, _) = continued_get(&chain, "/x", true).await;
+    let sent = std::time::Instant::now();
+    stream.upstream_attempts(1, None, Some(sent));
+    member_answers(&mut stream).await;
+    stream.upstream_received(sent + std::time::Duration::from_millis(250));
+    assert_eq!(
+        stream
+            .response_body(Bytes::from_static(b"done"), true)
+            .await,
+        BodyVerdict::Forward(Bytes::from_static(b"done"))
+    );
+    stream.finish();
+    assert_eq!(
+        metric(
+            &registry,
+            "keel_wasmcustom_probe_log_latency_response_backend_latency",
+            &[]
+        ),
+        Some(250e6)
+    );
+}
+
+/// Without a member's answer (here a filter's local reply) there is no upstream timing and
+/// Envoy's `BackendLatency` returns nothing: the property is `NotFound`, in on_log too.
+#[tokio::test]
+async fn no_backend_latency_without_an_upstream_answer() {
+    let (chain, registry) = chain(vec![
+        spec("nolatency", "test_probe", "accounting"),
+        spec("local", "test_probe", "local_details"),
+    ]);
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[]);
+    assert!(matches!(
+        stream.request_headers(&mut req, true).await,
+        HeadersVerdict::Respond(_)
+    ));
+    stream.finish();
+    let metric = |name: &str| metric(&registry, name, &[]);
+    assert_eq!(
+        metric("keel_wasmcustom_probe_log_nolatency_response_backend_latency_absent"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric("keel_wasmcustom_probe_log_nolatency_response_backend_latency"),
+        None
     );
 }

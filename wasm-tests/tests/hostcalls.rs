@@ -8,24 +8,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use keel_wasm::{BodyVerdict, FilterChain, HeadersVerdict, Stream, TrailersVerdict, UpstreamInfo};
-use wasm_tests::{chain, eventually, header, info, local_header, metric, request, response, spec};
-
-/// Sends the request headers of `GET uri` into a new stream of `chain` and asserts the filters
-/// let them continue; returns the stream (still open) and the request head as the filters left it.
-async fn continued_get(
-    chain: &FilterChain,
-    uri: &str,
-    end_of_stream: bool,
-) -> (Stream, http::request::Parts) {
-    let mut stream = chain.stream(info());
-    let mut req = request(uri, &[]);
-    assert_eq!(
-        stream.request_headers(&mut req, end_of_stream).await,
-        HeadersVerdict::Continue
-    );
-    (stream, req)
-}
+use keel_wasm::{BodyVerdict, FilterChain, HeadersVerdict, TrailersVerdict, UpstreamInfo};
+use wasm_tests::{
+    chain, continued_get, eventually, header, info, local_header, metric, request, response, spec,
+};
 
 #[tokio::test]
 async fn header_maps_properties_metrics_and_shared_data() {
@@ -116,6 +102,9 @@ async fn header_maps_properties_metrics_and_shared_data() {
     );
     assert_eq!(header(&res.headers, "x-upstream"), "127.1.2.3:8081");
     assert_eq!(header(&res.headers, "x-state"), "kept");
+    // Set under ["probe", "state"]: Envoy looks up the first segment only (`context.cc`
+    // `findValue`: `"wasm." + name`), so it is never found.
+    assert_eq!(header(&res.headers, "x-state-nested"), "-");
     assert_eq!(header(&res.headers, "x-code"), "200");
     // Envoy clears a filter's request headers once its decodeHeaders continued
     // (`source/extensions/common/wasm/context.cc` `Context::decodeHeaders`: `request_headers_ =
@@ -356,9 +345,10 @@ async fn wasi_environment_clocks_random_and_output() {
     assert_eq!(header(&req.headers, "x-monotonic"), "true");
 }
 
-/// Envoy's foreign functions (`source/extensions/common/wasm/foreign.cc`) keel has:
+/// Envoy's foreign functions (`source/extensions/common/wasm/foreign.cc`):
 /// `clear_route_cache`, and `compress`/`uncompress` (zlib's, so a stream real zlib wrote
-/// decompresses, and what is not zlib is SerializationFailure); the others are NotFound.
+/// decompresses, and what is not zlib is SerializationFailure); `expr_create` is NotFound, as
+/// in an Envoy built without its CEL parser (the `#if defined(WASM_USE_CEL_PARSER)` there).
 #[tokio::test]
 async fn foreign_functions_clear_route_cache_and_zlib_and_grpc_needs_an_upstream() {
     let (chain, _registry) = chain(vec![spec("probe", "test_probe", "foreign")]);
@@ -376,6 +366,57 @@ async fn foreign_functions_clear_route_cache_and_zlib_and_grpc_needs_an_upstream
     // No callout upstream `grpc`: Envoy `context.cc` `grpcCall` answers ParseFailure for an
     // unknown cluster.
     assert_eq!(header(&req.headers, "x-grpc"), "Err(ParseFailure)");
+}
+
+/// `sign` and `verify_signature` through a filter (`foreign.cc`, `ext/sign.proto`,
+/// `ext/verify_signature.proto`, `source/common/crypto/utility_impl.cc`), with the keys in
+/// `host/wasm/src/foreign/testdata` (OpenSSL-made): keel's RSA-SHA256 signature of the text is
+/// `openssl dgst -sha256 -sign`'s (PKCS#1 v1.5 is deterministic), OpenSSL's signature verifies
+/// with the PEM public key (the hash name in any case), one flipped bit fails with Envoy's
+/// error, and a key given as PEM and DER at once is BadArgument.
+#[tokio::test]
+async fn sign_and_verify_signature_through_a_filter() {
+    let (chain, _registry) = chain(vec![spec("probe", "test_probe", "signature")]);
+    let (_stream, req) = continued_get(&chain, "/", true).await;
+    let openssl: String = include_bytes!("../../host/wasm/src/foreign/testdata/rsa.sha256.sig")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(header(&req.headers, "x-sign"), format!("true:{openssl}"));
+    assert_eq!(header(&req.headers, "x-verify"), "true:");
+    assert_eq!(
+        header(&req.headers, "x-verify-tampered"),
+        "false:Failed to verify digest. Error code: 0"
+    );
+    assert_eq!(header(&req.headers, "x-sign-both-keys"), "BadArgument");
+}
+
+/// `declare_property` (`foreign.cc` `DeclarePropertyFactory`, `context.cc` `declareProperty`
+/// and `setProperty`, `cel_state.h` `CelState::setValue`): on the root, a name declares once
+/// (the second time BadArgument) and arguments that do not parse are BadArgument; a read-only
+/// property takes one value (the second `set_property` is BadArgument, 2) and keeps it, a
+/// writable one takes the last; a value set under two segments reads as nothing; a stream
+/// context's declaration is its own (declared once, BadArgument the second time) and
+/// `set_property` ignores it (it looks up the root's). `set_envoy_filter_state` finds no object
+/// factory for the path: NotFound (`context.cc` `setEnvoyFilterState`).
+#[tokio::test]
+async fn declared_properties_govern_set_property() {
+    let (chain, _registry) = chain(vec![spec("probe", "test_probe", "declare")]);
+    let (_stream, req) = continued_get(&chain, "/", true).await;
+    let h = &req.headers;
+    assert_eq!(
+        header(h, "x-declare-root"),
+        "Ok(None),Ok(None),Err(BadArgument),Err(BadArgument)"
+    );
+    assert_eq!(header(h, "x-set-ro"), "0,2");
+    assert_eq!(header(h, "x-get-ro"), "one");
+    assert_eq!(header(h, "x-set-rw"), "0,0");
+    assert_eq!(header(h, "x-get-rw"), "two");
+    assert_eq!(header(h, "x-set-nested"), "0");
+    assert_eq!(header(h, "x-get-nested"), "-");
+    assert_eq!(header(h, "x-declare-stream"), "Ok(None),Err(BadArgument)");
+    assert_eq!(header(h, "x-set-stream"), "0,0");
+    assert_eq!(header(h, "x-envoy-filter-state"), "Err(NotFound)");
 }
 
 #[tokio::test]

@@ -87,6 +87,8 @@ impl ServerConfig {
 pub struct Seen {
     /// TCP connections accepted.
     pub connections: AtomicU64,
+    /// The peer address of each connection accepted, in order.
+    pub peers: Mutex<Vec<SocketAddr>>,
     /// CPINGs answered.
     pub cpings: AtomicU64,
     /// Forward requests, in order.
@@ -119,9 +121,12 @@ impl TestServer {
         let seen = Arc::new(Seen::default());
         let s = seen.clone();
         let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
+            while let Ok((stream, peer)) = listener.accept().await {
                 let _ = stream.set_nodelay(true);
                 s.connections.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut peers) = s.peers.lock() {
+                    peers.push(peer);
+                }
                 tokio::spawn(serve(stream, config.clone(), s.clone()));
             }
         });

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -34,6 +34,9 @@ pub(super) struct Outcome {
     pub(super) upstream_time: Option<Duration>,
     /// Upstream attempts made.
     pub(super) attempts: u32,
+    /// When the attempt whose answer goes back began (`response.backend_latency` runs from
+    /// there to the end of the member's response).
+    pub(super) sent_at: Option<Instant>,
 }
 
 fn over_limit(exceeded: Option<&AtomicBool>) -> bool {
@@ -63,7 +66,7 @@ async fn through_chain(
         return Response::from_parts(parts, super::full_body(bytes));
     };
     let eos = bytes.is_empty();
-    st.upstream_attempts(attempts, None);
+    st.upstream_attempts(attempts, None, None);
     if let HeadersVerdict::Respond(lr) = st.response_headers(&mut parts, None, eos).await {
         return from_local(lr);
     }
@@ -281,8 +284,11 @@ impl Proxy {
             let eos = http_body::Body::is_end_stream(&rbody);
             let verdict = match s.lock().await.as_mut() {
                 Some(st) => {
-                    let local = crate::upstream::http::local_address(&rparts);
-                    st.upstream_attempts(outcome.attempts, local);
+                    let local = crate::upstream::local_address(&rparts);
+                    st.upstream_attempts(outcome.attempts, local, outcome.sent_at);
+                    if eos {
+                        st.upstream_received(Instant::now());
+                    }
                     st.response_headers(&mut rparts, Some(info), eos).await
                 }
                 None => HeadersVerdict::Continue,

@@ -46,11 +46,14 @@ impl Proxy {
         };
         let mut tried = Tried::default();
         let mut last: Option<Answer> = None;
+        // When the attempt whose answer `last` holds began.
+        let mut held_sent_at = None;
         for n in 0..max {
             let guard = match b.pick(sticky, tried) {
                 Ok(g) => g,
                 Err(PickError::StickyUnavailable(r)) => {
                     if let Some(Ok(held)) = last {
+                        outcome.sent_at = held_sent_at;
                         return Ok(held);
                     }
                     log::info!("sticky member {r} unavailable and sticky_force is set");
@@ -86,16 +89,19 @@ impl Proxy {
                     let status = res.status();
                     if !retry.failonstatus.contains(&status.as_u16()) {
                         member.record_success();
+                        outcome.sent_at = Some(started);
                         return Ok((res, guard));
                     }
                     member.record_failure(&b.ejection, Instant::now(), status.as_str());
                     self.count_failure(&member, "status");
                     if !(safe_method && replayable && more) {
+                        outcome.sent_at = Some(started);
                         return Ok((res, guard));
                     }
                     self.count_failover(&member);
                     // Kept for the client in case no other member can take the request.
                     last = Some(Ok((res, guard)));
+                    held_sent_at = Some(started);
                 }
                 Err(e) => {
                     if e.counts_against_member() {
@@ -136,7 +142,12 @@ impl Proxy {
             }
         }
         match last {
-            Some(answer) => answer,
+            Some(answer) => {
+                if answer.is_ok() {
+                    outcome.sent_at = held_sent_at;
+                }
+                answer
+            }
             None => Err(local_because(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no member available",

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -32,9 +33,18 @@ pub trait FilterStream: Send {
         &'a mut self,
         trailers: &'a mut HeaderMap,
     ) -> BoxFuture<'a, TrailersVerdict>;
-    /// How many upstream attempts the request made, and the local address of the upstream
-    /// connection that answered (before the response headers). Nothing by default.
-    fn upstream_attempts(&mut self, _attempts: u32, _local_address: Option<SocketAddr>) {}
+    /// How many upstream attempts the request made and, when a member answered, the local
+    /// address of its connection and when the attempt it answered began (before the response
+    /// headers). Nothing by default.
+    fn upstream_attempts(
+        &mut self,
+        _attempts: u32,
+        _local_address: Option<SocketAddr>,
+        _sent_at: Option<Instant>,
+    ) {
+    }
+    /// The member's response was read to its end at `at`. Nothing by default.
+    fn upstream_received(&mut self, _at: Instant) {}
     /// Response headers; `upstream` says which member served (None for a local response).
     fn response_headers<'a>(
         &'a mut self,

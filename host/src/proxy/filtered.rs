@@ -3,13 +3,15 @@
 //! per body. Each frame read from the inner body becomes one callback (a boxed future that takes
 //! the stream's lock); its verdict decides what goes on — bytes (possibly changed), nothing yet
 //! (held), or a local response that ends the body with an error. The body also checks that what
-//! the filters pass on agrees with the Content-Length the head carries. [`Finish`] ends the
-//! filter stream once the response and every filtered body are done.
+//! the filters pass on agrees with the Content-Length the head carries. The end of a member's
+//! response is told to the stream before its last callback (`response.backend_latency`).
+//! [`Finish`] ends the filter stream once the response and every filtered body are done.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -139,13 +141,23 @@ impl Filtered {
         }
     }
 
+    /// When a member's response ended (its last frame was just read): the moment the stream
+    /// learns before the callback (`response.backend_latency`). `None` for a request body.
+    fn received(&self) -> Option<Instant> {
+        (self.dir == Direction::Response).then(Instant::now)
+    }
+
     fn body_call(&self, chunk: Bytes, eos: bool) -> BoxFuture<'static, Verdict> {
         let (stream, dir) = (self.stream.clone(), self.dir);
+        let received = if eos { self.received() } else { None };
         Box::pin(async move {
             let mut guard = stream.lock().await;
             let Some(s) = guard.as_mut() else {
                 return Verdict::Gone;
             };
+            if let Some(at) = received {
+                s.upstream_received(at);
+            }
             Verdict::Body(match dir {
                 Direction::Request => s.request_body(chunk, eos).await,
                 Direction::Response => s.response_body(chunk, eos).await,
@@ -155,11 +167,15 @@ impl Filtered {
 
     fn trailers_call(&self, mut trailers: HeaderMap) -> BoxFuture<'static, Verdict> {
         let (stream, dir) = (self.stream.clone(), self.dir);
+        let received = self.received();
         Box::pin(async move {
             let mut guard = stream.lock().await;
             let Some(s) = guard.as_mut() else {
                 return Verdict::Gone;
             };
+            if let Some(at) = received {
+                s.upstream_received(at);
+            }
             let v = match dir {
                 Direction::Request => s.request_trailers(&mut trailers).await,
                 Direction::Response => s.response_trailers(&mut trailers).await,

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -147,8 +147,17 @@ impl FilterStream for keel_wasm::Stream {
         ))
     }
 
-    fn upstream_attempts(&mut self, attempts: u32, local_address: Option<SocketAddr>) {
-        keel_wasm::Stream::upstream_attempts(self, attempts, local_address);
+    fn upstream_attempts(
+        &mut self,
+        attempts: u32,
+        local_address: Option<SocketAddr>,
+        sent_at: Option<Instant>,
+    ) {
+        keel_wasm::Stream::upstream_attempts(self, attempts, local_address, sent_at);
+    }
+
+    fn upstream_received(&mut self, at: Instant) {
+        keel_wasm::Stream::upstream_received(self, at);
     }
 
     fn response_body(&mut self, chunk: Bytes, end_of_stream: bool) -> BoxFuture<'_, BodyVerdict> {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use keel_ajp::client::{
-    AjpClient, AjpRequest, BodySource, BodyStream, ClientConfig, ClientError, Peer, PoolConfig,
-    RequestBody as AjpBody, Secret, StatsSnapshot,
+    AjpClient, AjpRequest, BodySource, BodyStream, ClientConfig, ClientError, LocalAddress, Peer,
+    PoolConfig, RequestBody as AjpBody, Secret, StatsSnapshot,
 };
 use keel_ajp::{PacketSize, TlsAttributes};
 
@@ -74,6 +74,12 @@ impl AjpUpstream {
             route: spec.route.clone(),
         })
     }
+}
+
+/// The local address of the connection a response of this upstream came on (the client puts
+/// it in the response's extensions); `None` for other upstreams' responses.
+pub(super) fn local_address(res: &http::response::Parts) -> Option<std::net::SocketAddr> {
+    res.extensions.get::<LocalAddress>().map(|local| local.0)
 }
 
 fn body(body: RequestBody) -> AjpBody {

@@ -229,7 +229,7 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// The local address of the connection a response of this upstream came on; `None` for other
 /// upstreams' responses.
-pub fn local_address(res: &http::response::Parts) -> Option<std::net::SocketAddr> {
+pub(super) fn local_address(res: &http::response::Parts) -> Option<std::net::SocketAddr> {
     res.extensions.get::<LocalAddress>().map(|l| l.0)
 }
 

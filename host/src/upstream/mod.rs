@@ -37,6 +37,12 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 /// A streaming response from a member.
 pub type UpstreamResponse = ::http::Response<Body>;
 
+/// The local end of the member connection a response came on (HTTP and AJP members alike):
+/// Envoy's `upstream.local_address`.
+pub fn local_address(res: &::http::response::Parts) -> Option<SocketAddr> {
+    http::local_address(res).or_else(|| ajp::local_address(res))
+}
+
 /// An empty [`Body`].
 pub fn empty_body() -> Body {
     http_body_util::Empty::<Bytes>::new()

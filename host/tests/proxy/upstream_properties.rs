@@ -1,10 +1,13 @@
 //! The `upstream.*` properties a filter reads in `keel serve`, as Envoy's
 //! `source/extensions/filters/common/expr/context.cc` gives them: `request_attempt_count` is the
 //! number of upstream attempts (the router's `attemptCount`), `local_address` the local end of
-//! the upstream connection that answered. The probe (mode `accounting`) copies both into the
-//! response.
+//! the upstream connection that answered, and `response.backend_latency` the time from the
+//! attempt to the end of the member's response. The probe (mode `accounting`) copies the first
+//! two into the response and the latency into a gauge in on_log.
 
-use crate::harness::{Backend, Http, Keel, filters_dir};
+use std::time::Duration;
+
+use crate::harness::{Backend, Http, Keel, eventually, filters_dir, metric_value};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_filter_reads_the_attempts_and_the_upstream_connection() {
@@ -48,4 +51,45 @@ async fn a_filter_reads_the_attempts_and_the_upstream_connection() {
         attempts.iter().any(|n| n == "2"),
         "one request tried a, then b: {attempts:?}"
     );
+}
+
+/// `response.backend_latency` (`expr/context.cc` `BackendLatency`: last upstream byte received
+/// minus first upstream byte sent) covers a member that waits 300 ms before it answers; with
+/// the member gone, keel's own 503 had no upstream answer and the property is absent.
+#[tokio::test(flavor = "multi_thread")]
+async fn backend_latency_covers_the_members_delay_and_is_absent_without_an_answer() {
+    let mut a = Backend::start("a");
+    let keel = Keel::start(&format!(
+        "listeners:\n  - address: 127.0.0.1:0\nbalancer:\n  members:\n    - route: a\n      \
+         url: {}\n  health:\n    enabled: false\nadmin:\n  address: 127.0.0.1:0\n  \
+         token_file: {{token_file}}\nfilters:\n  - name: probe\n    wasm: {}\n    \
+         config: accounting\n",
+        a.url(),
+        filters_dir().join("test_probe.wasm").display()
+    ));
+    let http = Http::new();
+    let r = http.get(&keel.url("/slow/300"), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let gauge = "keel_wasmcustom_probe_log_probe_response_backend_latency";
+    let latency = eventually(
+        "on_log's backend latency",
+        Duration::from_secs(5),
+        || async { Some(metric_value(&keel.metrics(&http).await, gauge)).filter(|v| *v > 0.0) },
+    )
+    .await;
+    assert!(
+        (300e6..10e9).contains(&latency),
+        "at least the member's 300 ms, in nanoseconds: {latency}"
+    );
+
+    a.kill();
+    let r = http.get(&keel.url("/"), &[]).await;
+    assert!(r.status == 502 || r.status == 503, "{r:?}");
+    let absent = "keel_wasmcustom_probe_log_probe_response_backend_latency_absent";
+    eventually(
+        "on_log without a backend latency",
+        Duration::from_secs(5),
+        || async { (metric_value(&keel.metrics(&http).await, absent) == 1.0).then_some(()) },
+    )
+    .await;
 }

@@ -626,6 +626,7 @@ impl Instance {
         let state = self.store.data_mut();
         state.live_contexts.retain(|c| *c != context);
         state.remote.retain(|remote| remote.context != context);
+        state.stream_declared.retain(|(c, _)| *c != context);
         result
     }
 

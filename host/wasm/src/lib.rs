@@ -22,6 +22,7 @@ mod chain;
 mod drain;
 mod engine;
 mod error;
+mod filter_state;
 mod foreign;
 mod grpc;
 mod grpc_frames;

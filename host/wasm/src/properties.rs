@@ -1,5 +1,5 @@
-//! `proxy_get_property` / `proxy_set_property`: Envoy's attributes (arch_overview/attributes)
-//! that keel can answer, and filter state written by `set_property`.
+//! `proxy_get_property`: Envoy's attributes (arch_overview/attributes) that keel can answer,
+//! then the filter state (`crate::filter_state`).
 //!
 //! Encoding as Envoy's: strings raw, integers 8 bytes little endian, booleans one byte, maps as
 //! serialized header maps.
@@ -75,7 +75,7 @@ pub(crate) fn get(state: &mut HostState, raw_path: &[u8]) -> Result<Vec<u8>, i32
         return Ok(value);
     }
     header_field(stream, joined)
-        .or_else(|| stream.filter_state.get(raw_path).cloned())
+        .or_else(|| crate::filter_state::get(&stream.filter_state, joined).map(<[u8]>::to_vec))
         .ok_or(status::NOT_FOUND)
 }
 
@@ -182,6 +182,13 @@ fn accounting_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
             + head_bytes(stream, open::RESPONSE_TRAILERS)),
         "response.code_details" => stream.code_details.as_deref()?.as_bytes().to_vec(),
         "response.grpc_status" => grpc_status(stream)?.to_le_bytes().to_vec(),
+        // Envoy `expr/context.cc` `BackendLatency`: from the first byte sent upstream to the last
+        // byte received, absent until the member's response is complete (and without one).
+        "response.backend_latency" => nanos(
+            stream
+                .upstream_received?
+                .saturating_duration_since(stream.upstream_sent?),
+        ),
         _ => return None,
     };
     Some(value)
@@ -289,16 +296,4 @@ fn request_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
         _ => return None,
     };
     Some(value)
-}
-
-/// Stores filter state (`proxy_set_property`) in the stream; false in a root context, which has
-/// none (Envoy `context.cc` `setProperty`: no stream info, `NotFound`).
-pub(crate) fn set(state: &mut HostState, raw_path: &[u8], value: Vec<u8>) -> bool {
-    match state.current_stream() {
-        Some(stream) => {
-            stream.filter_state.insert(raw_path.to_vec(), value);
-            true
-        }
-        None => false,
-    }
 }

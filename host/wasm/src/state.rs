@@ -62,10 +62,15 @@ pub(crate) struct StreamData {
     pub attempts: u32,
     /// The local address of the upstream connection that answered (`upstream.local_address`).
     pub upstream_local: Option<std::net::SocketAddr>,
+    /// When the attempt the member answered began, and when its response was read to the end:
+    /// `response.backend_latency` is the time between (Envoy's `firstUpstreamTxByteSent` and
+    /// `lastUpstreamRxByteReceived`).
+    pub upstream_sent: Option<Instant>,
+    pub upstream_received: Option<Instant>,
     /// The body buffer of the filter being called, with its buffer type (0 request, 1 response).
     pub body: Option<(i32, crate::body::BodyBuf)>,
     /// Filter state written by `proxy_set_property` (shared by the filters of the chain).
-    pub filter_state: HashMap<Vec<u8>, Vec<u8>>,
+    pub filter_state: crate::filter_state::FilterState,
     /// Request body bytes that reached the chain (`request.size` without a Content-Length).
     pub request_body_bytes: u64,
     /// Response body bytes the chain passed on toward the client (`response.size`: Envoy's
@@ -107,8 +112,10 @@ impl StreamData {
             upstream: None,
             attempts: 0,
             upstream_local: None,
+            upstream_sent: None,
+            upstream_received: None,
             body: None,
-            filter_state: HashMap::new(),
+            filter_state: crate::filter_state::FilterState::new(),
             request_body_bytes: 0,
             response_sent_bytes: 0,
             open: 0,
@@ -222,6 +229,11 @@ pub(crate) struct HostState {
     /// While `_initialize`, `main`/`__main_void` or `_start` runs: most hostcalls trap then
     /// (`crate::hostcalls::start_phase`).
     pub starting: bool,
+    /// The properties the root context declared (`declare_property`), by name: read-only or
+    /// not (`crate::filter_state`).
+    pub declared: HashMap<Vec<u8>, bool>,
+    /// Names stream contexts declared, by context (no effect; kept until the context closes).
+    pub stream_declared: Vec<(u32, Vec<u8>)>,
 }
 
 impl HostState {
@@ -266,6 +278,8 @@ impl HostState {
             grpc_streams: HashMap::new(),
             done_pending: false,
             starting: false,
+            declared: HashMap::new(),
+            stream_declared: Vec::new(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! One TCP connection to a member, with its read buffer, and reading whole frames from it.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -16,6 +17,8 @@ use crate::wire::PacketSize;
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) stream: TcpStream,
+    /// The local end of the connection, read once when it is made.
+    pub(crate) local: Option<SocketAddr>,
     pub(crate) buf: BytesMut,
     /// Whether it served a request before (errors before any answer are then "stale").
     pub(crate) reused: bool,
@@ -38,6 +41,7 @@ pub(crate) enum ReadError {
 impl Conn {
     pub(crate) fn new(stream: TcpStream, permit: Option<OwnedSemaphorePermit>) -> Self {
         Conn {
+            local: stream.local_addr().ok(),
             stream,
             buf: BytesMut::with_capacity(16 * 1024),
             reused: false,

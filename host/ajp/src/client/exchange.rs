@@ -5,6 +5,7 @@
 //! both sides are in step. Any violation closes the connection.
 
 use std::future::poll_fn;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use crate::client::conn::{Conn, ReadError};
 use crate::client::error::{ClientError, ProtocolViolation};
 use crate::client::pool::Pool;
 use crate::client::request::BodyStream;
-use crate::client::response::ResponseBody;
+use crate::client::response::{LocalAddress, ResponseBody};
 use crate::decode::{Frame, ResponseHead};
 use crate::error::DecodeError;
 
@@ -98,6 +99,7 @@ pub(crate) async fn run(
     let max_chunk = size.max_request_chunk();
     let mut ex = Exchange {
         pool: pool.clone(),
+        local: conn.local,
         head_tx: Some(head_tx),
         body_tx: None,
         status: None,
@@ -302,6 +304,8 @@ enum Event {
 
 struct Exchange {
     pool: Arc<Pool>,
+    /// The local end of the connection, handed out with the response head.
+    local: Option<SocketAddr>,
     head_tx: Option<HeadSender>,
     body_tx: Option<mpsc::Sender<Result<Bytes, ClientError>>>,
     status: Option<StatusCode>,
@@ -338,6 +342,9 @@ impl Exchange {
         let headers = res.headers_mut();
         for (n, v) in head.headers {
             headers.append(n, v);
+        }
+        if let Some(local) = self.local {
+            res.extensions_mut().insert(LocalAddress(local));
         }
         self.status = Some(head.status);
         self.bodyless |= matches!(head.status.as_u16(), 204 | 304);

@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 pub use config::{ClientConfig, ConfigError, Ping, PoolConfig, Secret};
 pub use error::{ClientError, ProtocolViolation};
 pub use request::{AjpRequest, BodySource, BodyStream, BoxError, Peer, RequestBody};
-pub use response::ResponseBody;
+pub use response::{LocalAddress, ResponseBody};
 pub use stats::{Stats, StatsSnapshot};
 
 use conn::Conn;

@@ -1,6 +1,8 @@
 //! The response body: chunks as the member sends them, through a small channel from the
-//! exchange task (so a slow client slows the member down instead of filling memory).
+//! exchange task (so a slow client slows the member down instead of filling memory); and the
+//! [`LocalAddress`] of the connection, in the response's extensions.
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -9,6 +11,11 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::sync::mpsc;
 
 use crate::client::error::ClientError;
+
+/// The local end of the connection that carried the response (in the response's extensions;
+/// hyper-util's `HttpInfo` says the same for HTTP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAddress(pub SocketAddr);
 
 /// A streaming response body. It ends after END_RESPONSE; an error means the member broke
 /// off (the connection was closed). Dropping it early closes the backend connection.

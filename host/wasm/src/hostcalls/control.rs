@@ -337,11 +337,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             super::start_phase::check(caller.data(), "proxy_set_property")?;
             let raw = guest!(memory::read(&caller, path, path_len));
             let value = guest!(memory::read(&caller, value, value_len));
-            Ok(if crate::properties::set(caller.data_mut(), &raw, value) {
-                status::OK
-            } else {
-                status::NOT_FOUND
-            })
+            Ok(crate::filter_state::set(caller.data_mut(), &raw, value))
         },
     )?;
     Ok(())

@@ -403,8 +403,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             // `results_len` (when not 0). The functions: `crate::foreign`.
             let name = guest!(memory::read(&caller, name, name_len));
             let args = guest!(memory::read(&caller, args, args_len));
-            let limit = caller.data().memory_limit;
-            let result = match crate::foreign::call(&name, &args, limit) {
+            let result = match crate::foreign::call(caller.data_mut(), &name, &args) {
                 Ok(result) => result.unwrap_or_default(),
                 Err(status) => return Ok(status),
             };

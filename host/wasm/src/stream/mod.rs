@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -686,13 +687,26 @@ impl Stream {
         }
     }
 
-    /// How many upstream attempts the request made, and the local address of the upstream
-    /// connection that answered, when there was one (properties `upstream.request_attempt_count`
-    /// and `upstream.local_address`).
-    pub fn upstream_attempts(&mut self, attempts: u32, local_address: Option<SocketAddr>) {
+    /// How many upstream attempts the request made, and, when a member answered, the local
+    /// address of its connection and when the attempt that it answered began (properties
+    /// `upstream.request_attempt_count`, `upstream.local_address`, and the start of
+    /// `response.backend_latency`).
+    pub fn upstream_attempts(
+        &mut self,
+        attempts: u32,
+        local_address: Option<SocketAddr>,
+        sent_at: Option<Instant>,
+    ) {
         let data = self.data();
         data.attempts = attempts;
         data.upstream_local = local_address;
+        data.upstream_sent = sent_at;
+    }
+
+    /// The member's response was read to its end at `at` (the end of
+    /// `response.backend_latency`).
+    pub fn upstream_received(&mut self, at: Instant) {
+        self.data().upstream_received = Some(at);
     }
 
     /// The response headers through every filter, in reverse order; `upstream` is the backend

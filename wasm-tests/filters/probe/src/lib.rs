@@ -13,9 +13,11 @@
 //! <upstream> [cancel]` (a gRPC stream to `probe.Echo/Chat`: sends `one` and `two`, closes its
 //! side and records each callback into `x-grpc-stream`; with `cancel`, cancels it after `one`
 //! and goes on at once), `grpc_local` (a gRPC local reply, ABORTED), `queue`, `wasi`,
-//! `foreign`, `local_details` (a local reply whose details are "denied by\tprobe"),
+//! `foreign`, `signature` and `declare` (`foreign.rs`), `local_details` (a local reply whose
+//! details are "denied by\tprobe"),
 //! `accounting` (the sizes, durations and details Envoy computes for a stream: into
-//! `x-acct-*` headers in the headers callbacks, into `probe.log.*` gauges in on_log),
+//! `x-acct-*` headers in the headers callbacks, into `probe.log.*` gauges in on_log, an absent
+//! one counted in `probe.log.*_absent`),
 //! `root_done` (counts the root's `on_done`), `root_flush` (the
 //! root's `on_done` sends a batch and calls `proxy_done` when it is answered),
 //! `root_stream_flush` (the same over a gRPC stream to `store`: `batch` with `end_stream`,
@@ -24,6 +26,8 @@
 //! trailers callbacks mark the trailers they saw.
 //! Hostile modes: `trap`, `trap_response`, `loop`, `alloc`, `exit`, `bad_pointers`.
 #![allow(unsafe_code)]
+
+mod foreign;
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -186,6 +190,10 @@ impl RootContext for ProbeRoot {
                 }
             }
             "queue" => self.queue = self.register_shared_queue("probe_queue"),
+            "declare" => {
+                let answers = foreign::declare_on_root();
+                let _ = self.set_shared_data("probe_declare_root", Some(answers.as_bytes()), None);
+            }
             // Before on_done, no root waits for proxy_done: gauge `probe.done_early` gets its
             // status (NotFound, 1).
             "root_flush" => gauge("probe.done_early", u64::from(raw_done())),
@@ -398,7 +406,8 @@ impl Probe {
             Err(status) => format!("{status:?}"),
         };
         self.add_http_request_header("x-plugin-config", &config);
-        self.set_property(vec!["probe", "state"], Some(b"kept"));
+        self.set_property(vec!["probe_state"], Some(b"kept"));
+        self.set_property(vec!["probe", "state"], Some(b"unreachable"));
         // Metrics.
         if let Ok(id) = hostcalls::define_metric(MetricType::Counter, "probe.requests") {
             let _ = hostcalls::increment_metric(id, 1);
@@ -541,6 +550,12 @@ mod raw {
             len: usize,
             ret_ptr: *mut *mut u8,
             ret_len: *mut usize,
+        ) -> u32;
+        pub fn proxy_set_property(
+            ptr: *const u8,
+            len: usize,
+            value: *const u8,
+            value_len: usize,
         ) -> u32;
         pub fn proxy_get_buffer_bytes(
             kind: u32,
@@ -913,8 +928,23 @@ impl HttpContext for Probe {
                 );
                 Action::Continue
             }
+            "signature" => {
+                for (name, value) in foreign::signature() {
+                    self.add_http_request_header(name, &value);
+                }
+                Action::Continue
+            }
+            "declare" => {
+                let (root, _) = self.get_shared_data("probe_declare_root");
+                self.add_http_request_header("x-declare-root", &text(root));
+                for (name, value) in foreign::declare_on_stream() {
+                    self.add_http_request_header(name, &value);
+                }
+                Action::Continue
+            }
             "foreign" => {
-                let foreign = hostcalls::call_foreign_function("verify_signature", Some(b"x"));
+                // Envoy builds without its CEL parser have no `expr_*` (foreign.cc `#if`).
+                let foreign = hostcalls::call_foreign_function("expr_create", Some(b"1 + 1"));
                 self.add_http_request_header("x-foreign", &format!("{foreign:?}"));
                 // What real zlib wrote (Python's `zlib.compress(b"hello")`) decompresses; what
                 // the host compresses comes back; what is not zlib does not.
@@ -1016,8 +1046,12 @@ impl HttpContext for Probe {
             "headers" => {
                 let upstream = text(self.get_property(vec!["upstream", "address"]));
                 self.add_http_response_header("x-upstream", &upstream);
-                let state = text(self.get_property(vec!["probe", "state"]));
+                let state = text(self.get_property(vec!["probe_state"]));
                 self.add_http_response_header("x-state", &state);
+                // Envoy reads filter state by the path's first segment only (`context.cc`
+                // `findValue`): a value set under two segments is never found.
+                let nested = text(self.get_property(vec!["probe", "state"]));
+                self.add_http_response_header("x-state-nested", &nested);
                 let code = int(self.get_property(vec!["response", "code"]));
                 self.add_http_response_header("x-code", &code);
                 // The request headers are closed once their phase is over (Envoy answers
@@ -1058,14 +1092,24 @@ impl HttpContext for Probe {
                 ("response", "total_size"),
                 ("response", "size"),
                 ("response", "grpc_status"),
+                ("response", "backend_latency"),
             ] {
-                if let Some(value) = self.get_property(vec![object, field])
-                    && let Ok(raw) = <[u8; 8]>::try_from(value.as_slice())
-                {
-                    gauge(
-                        &format!("probe.log.{plugin}.{object}_{field}"),
-                        u64::from_le_bytes(raw),
-                    );
+                match self.get_property(vec![object, field]) {
+                    Some(value) => {
+                        if let Ok(raw) = <[u8; 8]>::try_from(value.as_slice()) {
+                            gauge(
+                                &format!("probe.log.{plugin}.{object}_{field}"),
+                                u64::from_le_bytes(raw),
+                            );
+                        }
+                    }
+                    // Counted, so that a test tells "absent" from "not logged yet".
+                    None => {
+                        let name = format!("probe.log.{plugin}.{object}_{field}_absent");
+                        if let Ok(id) = hostcalls::define_metric(MetricType::Counter, &name) {
+                            let _ = hostcalls::increment_metric(id, 1);
+                        }
+                    }
                 }
             }
         }
