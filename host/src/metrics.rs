@@ -25,6 +25,8 @@ pub const MEMBER_HEALTHY: &str = "keel_member_healthy";
 pub const MEMBER_IN_FLIGHT: &str = "keel_member_in_flight";
 /// Client connections open now.
 pub const CLIENT_CONNECTIONS: &str = "keel_client_connections";
+/// Idle HTTP/1 client connections parked now (waiting for a head without hyper's state).
+pub const CLIENT_CONNECTIONS_PARKED: &str = "keel_client_connections_parked";
 /// Access-log lines dropped because the file's writer fell behind.
 pub const ACCESS_LOG_DROPPED: &str = "keel_access_log_dropped_total";
 /// Access-log writes that failed.
@@ -49,6 +51,8 @@ pub struct Metrics {
     pub member_in_flight: IntGaugeVec,
     /// [`CLIENT_CONNECTIONS`].
     pub client_connections: IntGauge,
+    /// [`CLIENT_CONNECTIONS_PARKED`].
+    pub client_connections_parked: IntGauge,
     /// [`ACCESS_LOG_DROPPED`] and [`ACCESS_LOG_WRITE_ERRORS`].
     pub access_log: SinkMetrics,
 }
@@ -95,6 +99,12 @@ impl Metrics {
         registry.register(Box::new(member_in_flight.clone()))?;
         let client_connections = IntGauge::new(CLIENT_CONNECTIONS, "Client connections open now.")?;
         registry.register(Box::new(client_connections.clone()))?;
+        let client_connections_parked = IntGauge::new(
+            CLIENT_CONNECTIONS_PARKED,
+            "Idle HTTP/1 client connections parked now (waiting for their next request head \
+             without hyper's buffers).",
+        )?;
+        registry.register(Box::new(client_connections_parked.clone()))?;
         let access_log = SinkMetrics {
             dropped: IntCounter::new(
                 ACCESS_LOG_DROPPED,
@@ -116,6 +126,7 @@ impl Metrics {
             member_healthy,
             member_in_flight,
             client_connections,
+            client_connections_parked,
             access_log,
         })
     }

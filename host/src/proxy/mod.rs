@@ -11,7 +11,7 @@ pub mod filter;
 pub mod filtered;
 pub mod headers;
 mod request_id;
-mod upgrade;
+pub mod upgrade;
 pub mod wasm;
 
 use std::net::SocketAddr;

@@ -4,19 +4,51 @@
 //! bytes both ways until either side closes. Routing is the request's, so a WebSocket sticks to
 //! its session's member like any request. Filters see the request and the 101's headers; the
 //! tunnel's bytes pass them by. An AJP member cannot upgrade: it gets the request without the
-//! upgrade headers and answers it as a plain request.
+//! upgrade headers and answers it as a plain request. The client's side of the tunnel is the
+//! connection the server hands over once the 101 has gone out ([`ClientUpgrade`]); the member's
+//! is hyper's upgraded client connection.
+
+use std::sync::{Arc, Mutex};
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::oneshot;
 
 use super::headers::connection_tokens;
+
+/// A client connection as the server hands it over for a tunnel (the bytes the client sent
+/// after its request head are read first).
+pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientIo for T {}
+
+/// The client's side of an upgrade, in the request's extensions: the server fulfils it with
+/// the connection once the 101 has gone out, or drops it when the connection cannot switch.
+/// (Shared only because extensions must be `Clone`: the first to take it has it.)
+#[derive(Clone)]
+pub struct ClientUpgrade(Arc<Mutex<Option<Handover>>>);
+
+/// Where the server hands a client connection over.
+pub type Handover = oneshot::Receiver<Box<dyn ClientIo>>;
+
+impl ClientUpgrade {
+    /// The handle for the connection `to_tunnel` will deliver.
+    pub fn new(connection: Handover) -> Self {
+        Self(Arc::new(Mutex::new(Some(connection))))
+    }
+
+    fn take(&self) -> Option<Handover> {
+        self.0.lock().ok().and_then(|mut c| c.take())
+    }
+}
 
 /// An upgrade the client asked for, with the client's side of it.
 pub struct Upgrade {
     protocol: HeaderValue,
-    client: OnUpgrade,
+    client: Handover,
 }
 
 /// Whether `Connection` lists the `upgrade` token.
@@ -31,7 +63,7 @@ pub fn requested(parts: &mut http::request::Parts) -> Option<Upgrade> {
         return None;
     }
     let protocol = parts.headers.get(header::UPGRADE)?.clone();
-    let client = parts.extensions.remove::<OnUpgrade>()?;
+    let client = parts.extensions.remove::<ClientUpgrade>()?.take()?;
     Some(Upgrade { protocol, client })
 }
 
@@ -70,14 +102,18 @@ impl Upgrade {
         let client = self.client;
         tokio::spawn(async move {
             let _keep = keep;
-            let (client, member) = match tokio::try_join!(client, member) {
-                Ok(both) => both,
-                Err(e) => {
-                    log::debug!("upgrade: a side did not switch: {e}");
+            let (mut client, member) = match tokio::join!(client, member) {
+                (Ok(client), Ok(member)) => (client, member),
+                (Err(_), _) => {
+                    log::debug!("upgrade: the client's connection did not switch");
+                    return;
+                }
+                (_, Err(e)) => {
+                    log::debug!("upgrade: the member's connection did not switch: {e}");
                     return;
                 }
             };
-            let (mut client, mut member) = (TokioIo::new(client), TokioIo::new(member));
+            let mut member = TokioIo::new(member);
             match tokio::io::copy_bidirectional(&mut client, &mut member).await {
                 Ok((up, down)) => {
                     log::debug!("upgrade: tunnel closed ({up} bytes up, {down} down)")
@@ -106,7 +142,7 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        // Without hyper's upgrade handle (no server connection) there is nothing to tunnel.
+        // Without the server's upgrade handle (no server connection) there is nothing to tunnel.
         assert!(requested(&mut parts).is_none());
     }
 }

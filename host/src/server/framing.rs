@@ -43,8 +43,8 @@ pub struct Follower {
     upgrade: bool,
     /// Set when a head had both Content-Length and Transfer-Encoding.
     pub ambiguous: bool,
-    /// A whole head has been read.
-    head_seen: bool,
+    /// How many whole heads have been read.
+    heads: u64,
 }
 
 impl Default for Follower {
@@ -57,7 +57,7 @@ impl Default for Follower {
             te: false,
             upgrade: false,
             ambiguous: false,
-            head_seen: false,
+            heads: 0,
         }
     }
 }
@@ -104,14 +104,13 @@ impl Follower {
         }
     }
 
-    /// Bytes of the first head have come, and not yet all of it.
-    fn in_first_head(&self) -> bool {
-        !self.head_seen
-            && match self.state {
-                State::Head { first: true } => !self.line.is_empty(),
-                State::Head { first: false } => true,
-                _ => false,
-            }
+    /// Bytes of a head have come, and not yet all of it.
+    fn in_head(&self) -> bool {
+        match self.state {
+            State::Head { first: true } => !self.line.is_empty(),
+            State::Head { first: false } => true,
+            _ => false,
+        }
     }
 
     fn on_line(&mut self, line: &[u8]) {
@@ -131,7 +130,7 @@ impl Follower {
                 self.state = State::Head { first: false };
             }
             State::Head { first: false } if line.is_empty() => {
-                self.head_seen = true;
+                self.heads += 1;
                 if self.te && self.content_length.is_some() {
                     self.ambiguous = true;
                 }
@@ -231,9 +230,20 @@ impl<T> Sniff<T> {
         }
     }
 
-    /// Part of the connection's first request head has been read, not yet the whole of it.
-    pub fn in_first_head(&self) -> bool {
-        self.follower.in_first_head()
+    /// Part of a request head has been read, not yet the whole of it.
+    pub fn in_head(&self) -> bool {
+        self.follower.in_head()
+    }
+
+    /// How many whole request heads have been read.
+    pub fn heads(&self) -> u64 {
+        self.follower.heads
+    }
+
+    /// Whether the framing is still followed (not after HTTP/2's preface, an upgrade, or
+    /// anything else it gave up on).
+    pub fn following(&self) -> bool {
+        self.follower.state != State::Off
     }
 }
 
@@ -307,14 +317,20 @@ mod tests {
     }
 
     #[test]
-    fn the_first_head_ends_at_its_blank_line_even_when_more_follows() {
+    fn a_head_ends_at_its_blank_line_even_when_more_follows() {
         let mut f = Follower::default();
-        assert!(!f.in_first_head(), "nothing read yet");
+        assert!(!f.in_head(), "nothing read yet");
         f.feed(b"GET / HTTP/1.1\r\nHo");
-        assert!(f.in_first_head());
+        assert!(f.in_head());
+        assert_eq!(f.heads, 0);
         f.feed(b"st: a\r\n\r\nGET /next HT");
-        assert!(!f.in_first_head(), "the first head is whole");
-        assert!(!follow(&[b"PRI * HTTP/2.0\r\n"]).in_first_head());
+        assert_eq!(f.heads, 1, "the first head is whole");
+        assert!(f.in_head(), "in the next one");
+        f.feed(b"TP/1.1\r\n\r\n");
+        assert_eq!(f.heads, 2);
+        assert!(!f.in_head());
+        let h2 = follow(&[b"PRI * HTTP/2.0\r\n"]);
+        assert!(!h2.in_head() && h2.state == State::Off);
     }
 
     #[test]

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 /// fires, and sets it again for the earliest moment the connection can be idle.
 pub struct Activity {
     in_flight: AtomicUsize,
+    /// Requests begun so far.
+    begun: AtomicU64,
     /// The connection speaks HTTP/2 (its requests say so): no head deadline.
     h2: AtomicBool,
     /// When the connection started.
@@ -26,6 +28,7 @@ impl Default for Activity {
     fn default() -> Self {
         Self {
             in_flight: AtomicUsize::new(0),
+            begun: AtomicU64::new(0),
             h2: AtomicBool::new(false),
             start: Instant::now(),
             last_end: AtomicU64::new(0),
@@ -40,7 +43,13 @@ impl Activity {
     /// A request starts.
     pub fn begin(self: &Arc<Self>) -> Active {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.begun.fetch_add(1, Ordering::AcqRel);
         Active(self.clone())
+    }
+
+    /// How many requests have begun.
+    pub fn begun(&self) -> u64 {
+        self.begun.load(Ordering::Acquire)
     }
 
     /// The connection carries HTTP/2 (its streams are watched by hyper's own keep-alive).

@@ -1,14 +1,17 @@
 //! The client-facing listeners: a socket per listener and worker ([`bind`], [`run_worker`]),
-//! accept, optional TLS (ALPN picks h2 or http/1.1), hyper's automatic HTTP/1.1 + HTTP/2
-//! server, idle connections shut down ([`idle`]), and graceful shutdown (stop accepting, let
-//! in-flight requests finish up to the grace deadline).
+//! accept, optional TLS (ALPN picks h2 or http/1.1), each connection's next request head read
+//! whole before hyper serves it ([`whole_head`]), HTTP/1.1 as sessions of hyper's HTTP/1 server
+//! between which an idle connection is parked ([`http1`]), HTTP/2 by hyper's automatic server,
+//! idle connections shut down ([`idle`]), and graceful shutdown (stop accepting, let in-flight
+//! requests finish up to the grace deadline).
 
 #[macro_use]
 mod write_through;
-mod first_head;
 mod framing;
+mod http1;
 mod idle;
 pub mod tls;
+mod whole_head;
 
 use std::net::SocketAddr;
 use std::pin::pin;
@@ -28,9 +31,10 @@ use tokio_rustls::TlsAcceptor;
 use crate::proxy::ConnInfo;
 use crate::proxy::body::Keep;
 use crate::runtime::Shared;
-use first_head::FirstHead;
 use framing::Sniff;
+use http1::{Ended, UpgradeSlot};
 use idle::Activity;
+use whole_head::WholeHead;
 
 /// A bound listening socket of one worker.
 pub struct Bound {
@@ -108,20 +112,16 @@ pub fn run_worker(
     });
 }
 
-fn builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
+fn builders(shared: &Shared) -> Builders {
     let lim = &shared.current().settings.config.limits;
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    // The head deadline is the connection's own (`idle::Activity::head_overdue`): hyper's
-    // arms a timer for every request head, and each wakes the runtime through its eventfd.
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(None)
-        .max_headers(lim.max_headers)
-        .max_buf_size(lim.max_header_bytes.max(8192));
-    b.http2()
+    let mut auto = auto::Builder::new(TokioExecutor::new());
+    auto.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(lim.max_header_bytes).unwrap_or(u32::MAX));
-    b
+    Builders {
+        http1: http1::builder(shared),
+        auto,
+    }
 }
 
 /// The limits of a client connection (`limits`).
@@ -135,11 +135,18 @@ struct ConnLimits {
     head_bytes: usize,
 }
 
-/// Serves one accepted connection (plain or TLS, behind the framing sniffer): its first request
-/// head is read whole before hyper takes the connection ([`first_head`]), unless keel shuts down
-/// or `header_read_timeout` (or `idle_timeout`, if shorter) passes first; then [`serve_hyper`].
+/// hyper's servers for a worker's connections.
+struct Builders {
+    http1: hyper::server::conn::http1::Builder,
+    auto: auto::Builder<TokioExecutor>,
+}
+
+/// Serves one accepted connection (plain or TLS, behind the framing sniffer): its next request
+/// head is read whole before hyper takes the connection ([`whole_head`]), unless keel shuts down
+/// or `header_read_timeout` (or `idle_timeout`, if shorter) passes first; then HTTP/2 goes to
+/// [`serve_h2`] and HTTP/1 to [`http1::session`], again after each time it was parked.
 async fn serve_connection<T>(
-    builder: &auto::Builder<TokioExecutor>,
+    builders: &Builders,
     io: Sniff<T>,
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
@@ -148,33 +155,61 @@ async fn serve_connection<T>(
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut io = FirstHead::new(io);
+    let mut io = WholeHead::new(io);
     // No request in flight yet: the idle timeout holds too, if it is the shorter.
-    let wait = limits.head.min(limits.idle);
-    tokio::select! {
-        read = io.fill(limits.head_bytes) => if let Err(e) = read {
-            log::debug!("connection from {}: {e}", conn.remote);
-            return;
-        },
-        _ = stop.wait_for(|stop| *stop) => return,
-        () = tokio::time::sleep(wait) => {
-            log::debug!(
-                "connection from {}: no request head within {wait:?}: closed",
-                conn.remote
-            );
+    let mut wait = limits.head.min(limits.idle);
+    let mut parked: Option<Open> = None;
+    loop {
+        tokio::select! {
+            read = io.fill(limits.head_bytes) => if let Err(e) = read {
+                log::debug!("connection from {}: {e}", conn.remote);
+                return;
+            },
+            _ = stop.wait_for(|stop| *stop) => return,
+            () = tokio::time::sleep(wait) => {
+                log::debug!(
+                    "connection from {}: no request head within {wait:?}: closed",
+                    conn.remote
+                );
+                return;
+            }
+        }
+        drop(parked.take());
+        if io.is_h2_preface() {
+            // Boxed: a connection that waits for a head holds a small task, not hyper's state.
+            Box::pin(serve_h2(&builders.auto, io, shared, conn, limits, stop)).await;
             return;
         }
+        let session = http1::session(
+            &builders.http1,
+            io,
+            shared.clone(),
+            conn.clone(),
+            limits,
+            stop.clone(),
+        );
+        match Box::pin(session).await {
+            Ended::Closed => return,
+            Ended::Parked(next) => {
+                log::trace!("connection from {}: parked", conn.remote);
+                parked = Some(Open::new(&shared.metrics.client_connections_parked));
+                io = next;
+                // It has been idle since before it was parked.
+                wait = limits
+                    .head
+                    .min(limits.idle)
+                    .saturating_sub(http1::PARK_AFTER);
+            }
+        }
     }
-    // Boxed: a connection that waits for its first head holds a small task, not hyper's state.
-    Box::pin(serve_hyper(builder, io, shared, conn, limits, stop)).await;
 }
 
-/// hyper's automatic HTTP/1.1 + HTTP/2 with upgrades on a connection, to its end, or, when keel
-/// shuts down or the connection has been idle for `idle_timeout`, into a graceful shutdown and
-/// then to its end; an HTTP/1 connection that waits too long for a request head is closed.
-async fn serve_hyper<T>(
+/// hyper's HTTP/2 server on a connection, to its end, or, when keel shuts down or the
+/// connection has been idle for `idle_timeout`, into a graceful shutdown (GOAWAY) and then to
+/// its end.
+async fn serve_h2<T>(
     builder: &auto::Builder<TokioExecutor>,
-    io: FirstHead<T>,
+    io: WholeHead<T>,
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     limits: ConnLimits,
@@ -191,7 +226,7 @@ async fn serve_hyper<T>(
         },
     );
     let activity = Arc::new(Activity::default());
-    let svc = service(shared, conn, activity.clone());
+    let svc = service(shared, conn, activity.clone(), None);
     let mut c = pin!(
         builder
             .serve_connection_with_upgrades(TokioIo::new(io), svc)
@@ -245,7 +280,7 @@ pub async fn serve(
             return;
         }
     };
-    let builder = Arc::new(builder(&shared));
+    let builders = Arc::new(builders(&shared));
     let limits = {
         let lim = &shared.current().settings.config.limits;
         ConnLimits {
@@ -273,7 +308,7 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         // The address this connection reached (a wildcard listener's is 0.0.0.0 or ::).
         let local = tcp.local_addr().map_or(local, canonical);
-        let builder = builder.clone();
+        let builders = builders.clone();
         let shared = shared.clone();
         let tls = bound.tls.clone();
         let stop = shutdown.clone();
@@ -292,12 +327,12 @@ pub async fn serve(
                     ambiguous_framing: ambiguous.clone(),
                 });
                 let io = Sniff::new(tcp, ambiguous);
-                serve_connection(&builder, io, shared, conn, limits, stop).await;
+                serve_connection(&builders, io, shared, conn, limits, stop).await;
                 return;
             };
             // Boxed: a plain connection's task stays the size of the plain path.
             Box::pin(serve_tls(
-                acceptor, tcp, remote, local, &builder, shared, limits, stop,
+                acceptor, tcp, remote, local, &builders, shared, limits, stop,
             ))
             .await;
         });
@@ -317,7 +352,7 @@ async fn serve_tls(
     tcp: tokio::net::TcpStream,
     remote: SocketAddr,
     local: SocketAddr,
-    builder: &auto::Builder<TokioExecutor>,
+    builders: &Builders,
     shared: Arc<Shared>,
     limits: ConnLimits,
     stop: watch::Receiver<bool>,
@@ -348,10 +383,11 @@ async fn serve_tls(
     } else {
         Sniff::new(stream, ambiguous)
     };
-    serve_connection(builder, io, shared, conn, limits, stop).await;
+    serve_connection(builders, io, shared, conn, limits, stop).await;
 }
 
-/// Counts a client connection as open while it lives (`keel_client_connections`).
+/// Counts a client connection while it lives (`keel_client_connections`), or while it is
+/// parked (`keel_client_connections_parked`).
 struct Open(prometheus::IntGauge);
 
 impl Open {
@@ -378,31 +414,43 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
+/// A response of the proxy, boxed: an HTTP/1 session is driven with hyper's
+/// `poll_without_shutdown`, which needs a future that can move.
+type Responding = std::pin::Pin<
+    Box<
+        dyn Future<Output = Result<http::Response<crate::upstream::Body>, std::convert::Infallible>>
+            + Send,
+    >,
+>;
+
 /// The proxy as hyper's service; each response body carries the request's [`idle::Active`]
-/// until it is done.
+/// until it is done. On an HTTP/1 session an upgrade request's handle is keel's
+/// ([`UpgradeSlot::prepare`]).
 fn service(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     activity: Arc<Activity>,
+    upgrades: Option<Arc<UpgradeSlot>>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
     Response = http::Response<crate::upstream::Body>,
     Error = std::convert::Infallible,
-    Future = impl Future<
-        Output = Result<http::Response<crate::upstream::Body>, std::convert::Infallible>,
-    > + Send,
+    Future = Responding,
 > + Clone {
-    service_fn(move |req| {
+    service_fn(move |mut req| -> Responding {
         let proxy = shared.current();
         let conn = conn.clone();
         let active = activity.begin();
         if req.version() == http::Version::HTTP_2 {
             activity.mark_h2();
         }
-        async move {
+        if let Some(upgrades) = &upgrades {
+            upgrades.prepare(&mut req);
+        }
+        Box::pin(async move {
             let res = proxy.handle(req, conn).await;
             Ok(res.map(|body| Keep::new(body, active).boxed_unsync()))
-        }
+        })
     })
 }
 

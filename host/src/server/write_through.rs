@@ -1,5 +1,5 @@
 //! `write_through!`: the `AsyncWrite` of a client-stream wrapper that only watches or holds
-//! what is read ([`super::framing::Sniff`], [`super::first_head::FirstHead`]): every write goes
+//! what is read ([`super::framing::Sniff`], [`super::whole_head::WholeHead`]): every write goes
 //! to its `inner` stream unchanged.
 
 /// Implements `AsyncWrite` for `$wrapper<T>` by passing every call to its field `inner`.

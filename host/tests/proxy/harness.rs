@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use tokio::net::TcpStream;
 
 /// Polls `f` until it returns Some or the deadline passes.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
@@ -629,4 +630,43 @@ pub async fn eventually_served_by(
             .then_some(())
     })
     .await;
+}
+
+/// Reads from a raw client connection until `until` says enough came or the stream closed (at
+/// most 10 s).
+pub async fn read_some(tcp: &mut TcpStream, until: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        while !until(&got) {
+            let n = tcp.read(&mut buf).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("an answer within 10 s");
+    got
+}
+
+/// A whole head came.
+pub fn head_end(b: &[u8]) -> bool {
+    b.windows(4).any(|w| w == b"\r\n\r\n")
+}
+
+/// A whole answer with a Content-Length body came.
+pub fn whole_answer(b: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(b).to_ascii_lowercase();
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|n| n.trim().parse::<usize>().ok());
+    length.is_some_and(|n| body.len() >= n)
 }

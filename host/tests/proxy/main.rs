@@ -19,6 +19,7 @@ mod filter_hook;
 mod grpc_callouts;
 mod lifecycle;
 mod limits;
+mod parking;
 mod protocols;
 mod request_id;
 mod sticky;

@@ -2,35 +2,10 @@
 //! upgrade headers, the member's 101 reaches the client, and then bytes flow both ways through
 //! keel; a member that does not switch answers as usual.
 
-use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::harness::two_members;
-
-/// Reads until `want` bytes arrived or the stream closed (at most 10 s).
-async fn read_some(tcp: &mut TcpStream, until: impl Fn(&[u8]) -> bool) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read = async {
-        while !until(&got) {
-            let n = tcp.read(&mut buf).await.expect("read");
-            if n == 0 {
-                break;
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .expect("an answer within 10 s");
-    got
-}
-
-fn head_end(b: &[u8]) -> bool {
-    b.windows(4).any(|w| w == b"\r\n\r\n")
-}
+use crate::harness::{head_end, read_some, two_members, whole_answer};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upgrade_is_tunnelled_to_the_sessions_member() {
@@ -78,18 +53,7 @@ async fn a_member_that_does_not_switch_answers_as_http() {
         )
         .await
         .unwrap();
-        let answer = read_some(&mut tcp, |b| {
-            let text = String::from_utf8_lossy(b).to_ascii_lowercase();
-            let Some((head, body)) = text.split_once("\r\n\r\n") else {
-                return false;
-            };
-            let length = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length: "))
-                .and_then(|n| n.trim().parse::<usize>().ok());
-            length.is_some_and(|n| body.len() >= n)
-        })
-        .await;
+        let answer = read_some(&mut tcp, whole_answer).await;
         let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
         assert!(answer.starts_with("http/1.1 200"), "{answer}");
         assert!(!answer.contains("upgrade: keel-echo"), "{answer}");
