@@ -43,6 +43,10 @@ pub struct Flood {
     pub during_mib: f64,
     pub after_mib: f64,
     pub after_three_mib: f64,
+    /// Idle keep-alive connections (one request each) held open, and the RSS they added (KiB
+    /// per connection, measured a few seconds after their last request).
+    pub keepalive_connections: usize,
+    pub keepalive_kib: f64,
 }
 
 /// Everything a run measured.
@@ -203,21 +207,24 @@ pub fn markdown(results: &Results) -> String {
     if !results.flood.is_empty() {
         text.push_str(
             "\n## Half-open connection flood (RSS MiB)\n\n\
-             | contender | connections | idle | during | KiB per connection | after | after 3 floods |\n\
-             |---|---:|---:|---:|---:|---:|---:|\n",
+             | contender | connections | idle | during | KiB per connection | after | after 3 floods | \
+             KiB per idle keep-alive connection |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for f in &results.flood {
             let per_connection = (f.during_mib - f.idle_mib) * 1024.0 / f.connections.max(1) as f64;
             let _ = writeln!(
                 text,
-                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} ({}) |",
                 f.contender,
                 f.connections,
                 f.idle_mib,
                 f.during_mib,
                 per_connection,
                 f.after_mib,
-                f.after_three_mib
+                f.after_three_mib,
+                f.keepalive_kib,
+                f.keepalive_connections
             );
         }
     }

@@ -436,9 +436,11 @@ fn flood(contender: &Contender, label: &str) -> Result<Flood> {
         }
     }
     let after_three = kib(proc.rss_kib());
+    let (keepalive_connections, keepalive_kib) = keepalive(proc, addr);
     eprintln!(
         "bench: flood {label}: {idle:.1} MiB idle, {during:.1} with {opened} connections, \
-         {after_one:.1} after, {after_three:.1} after three floods"
+         {after_one:.1} after, {after_three:.1} after three floods; \
+         {keepalive_kib:.1} KiB per idle keep-alive connection ({keepalive_connections})"
     );
     Ok(Flood {
         contender: label.into(),
@@ -447,5 +449,59 @@ fn flood(contender: &Contender, label: &str) -> Result<Flood> {
         during_mib: during,
         after_mib: after_one,
         after_three_mib: after_three,
+        keepalive_connections,
+        keepalive_kib,
     })
+}
+
+/// 3000 keep-alive connections that each made one whole request, then stay idle: how many
+/// there were, and the RSS they added per connection 3 s after the last one's answer (keel
+/// parks a connection after a second without a request).
+fn keepalive(proc: &super::procs::Proc, addr: SocketAddr) -> (usize, f64) {
+    let before = proc.rss_kib();
+    let mut connections = Vec::new();
+    for _ in 0..3000 {
+        let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(3)) else {
+            continue;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let asked = stream
+            .write_all(b"GET /small.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .is_ok();
+        if asked && read_answer(&mut stream) {
+            connections.push(stream);
+        }
+    }
+    sleep(Duration::from_secs(3));
+    let added = proc.rss_kib().saturating_sub(before);
+    let per = added as f64 / connections.len().max(1) as f64;
+    (connections.len(), per)
+}
+
+/// Reads one answer with a Content-Length body; whether it came whole.
+fn read_answer(stream: &mut TcpStream) -> bool {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let Ok(n) = stream.read(&mut buf) else {
+            return false;
+        };
+        if n == 0 {
+            return false;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if got.len() >= end + 4 + length {
+            return true;
+        }
+    }
 }
