@@ -150,6 +150,7 @@ async fn run(settings: config::Settings, path: Option<PathBuf>, metrics: Metrics
     }
     let trimmer = tokio::spawn(keel::memory::trim_after_bursts(
         shared.metrics.client_connections.clone(),
+        shared.metrics.client_connections_parked.clone(),
     ));
     let grace = shared.current().settings.config.shutdown_grace.0;
     let mut threads = Vec::new();
