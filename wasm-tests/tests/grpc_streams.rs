@@ -4,7 +4,8 @@
 //! order (`source/common/grpc/async_client_impl.cc` `AsyncStreamImpl`: initial metadata, each
 //! message, trailing metadata, then the close; `source/extensions/common/wasm/context.cc`
 //! `GrpcStreamClientHandler`), with Envoy's status codes (`context.cc` `grpcSend`, `grpcClose`,
-//! `grpcCancel`); a root that waits for its `proxy_done` gets its stream.
+//! `grpcCancel`) and cpp-host's tokens (a kind each); a root that waits for its `proxy_done`
+//! gets its stream.
 
 // Tests may unwrap (keel conventions); this covers their helper functions too.
 #![allow(clippy::unwrap_used)]
@@ -65,6 +66,51 @@ async fn a_stream_delivers_metadata_messages_trailers_and_close_in_order() {
     );
     // The probe's close ended the request cleanly (END_STREAM, not a reset).
     assert_eq!(callouts.completed(), ["Chat:end"]);
+}
+
+/// Tokens as cpp-host gives them (`include/proxy-wasm/wasm.h` `nextHttpCallId`,
+/// `nextGrpcCallId`, `nextGrpcStreamId`: one sequence per kind, by 4 from 0, 1 and 2), and what
+/// the gRPC hostcalls answer for each kind (Envoy `context.cc` `grpcSend`: `BadArgument` for any
+/// token but a stream's; `grpcClose`, `grpcCancel`: `NotFound` for a call or stream token not in
+/// flight, `BadArgument` for any other).
+#[tokio::test]
+async fn tokens_are_numbered_by_kind_and_a_wrong_kind_is_a_bad_argument() {
+    let (chain, _callouts, _registry) = stream_chain("grpc_tokens store");
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[("x-id", "tokens")]);
+    assert_eq!(
+        stream.request_headers(&mut req, true).await,
+        HeadersVerdict::Continue
+    );
+    assert_eq!(header(&req.headers, "x-tokens"), "4 8 5 9 6 10");
+    let answers = header(&req.headers, "x-token-answers");
+    let answers: Vec<&str> = answers.split(' ').collect();
+    assert_eq!(
+        answers,
+        [
+            "send(http)=BadArgument",
+            "close(http)=BadArgument",
+            "cancel(http)=BadArgument",
+            "send(call)=BadArgument",
+            "send(7)=BadArgument",
+            "close(7)=BadArgument",
+            "cancel(7)=BadArgument",
+            "send(no-call)=BadArgument",
+            "close(no-call)=NotFound",
+            "cancel(no-call)=NotFound",
+            "send(no-stream)=NotFound",
+            "close(no-stream)=NotFound",
+            "cancel(no-stream)=NotFound",
+            "send(stream)=Ok",
+            "close(call)=Ok",
+            "cancel(closed-call)=NotFound",
+            "cancel(stream)=Ok",
+            "send(cancelled-stream)=NotFound",
+            "cancel(call)=Ok",
+            "close(stream)=Ok",
+            "cancel(closed-stream)=Ok",
+        ]
+    );
 }
 
 /// A trailers-only error: empty initial metadata, the head as trailing metadata, the close

@@ -12,7 +12,7 @@
 //!
 //! Where the files are: `engine` (engine, linker, epoch ticker), `instance` (one instance and its
 //! callbacks), `chain` (per-worker slots, failure handling), `stream` (the per-request driver),
-//! `state` (the data a store carries), `body` (a filter's body buffer), `hostcalls/*` (the imports), `serial` (wire formats), `grpc` (unary gRPC callouts), `grpc_frames` (gRPC's message framing), `grpc_stream` (gRPC streams),
+//! `state` (the data a store carries), `body` (a filter's body buffer), `hostcalls/*` (the imports), `serial` (wire formats), `grpc` (unary gRPC callouts), `grpc_frames` (gRPC's message framing), `grpc_stream` (gRPC streams), `tokens` (callout tokens),
 //! `shared` (shared data and queues), `metrics`, `ticker` (timers and root-context callouts),
 //! `drain` (a let-go instance whose root waits to call `proxy_done`).
 
@@ -38,6 +38,7 @@ mod shared;
 mod state;
 mod stream;
 mod ticker;
+mod tokens;
 mod types;
 
 pub use chain::{FilterChain, set_worker_index};

@@ -188,7 +188,8 @@ pub(crate) struct HostState {
     pub actions: Actions,
     pub callouts: Vec<NewCallout>,
     pub call_response: Option<CallResponse>,
-    pub next_token: u32,
+    /// The tokens of the callouts it started, by kind (`crate::tokens`).
+    pub tokens: crate::tokens::Tokens,
     pub live_contexts: Vec<u32>,
     /// What callbacks asked of paused streams they made effective (`on_tick`,
     /// `on_queue_ready`, a callout's response, after `proxy_set_effective_context`).
@@ -260,7 +261,7 @@ impl HostState {
             actions: Actions::default(),
             callouts: Vec::new(),
             call_response: None,
-            next_token: 1,
+            tokens: crate::tokens::Tokens::default(),
             live_contexts: Vec::new(),
             remote: Vec::new(),
             parked: Vec::new(),

@@ -12,7 +12,8 @@
 //! `cancel`, cancelled at once), `grpc_stream
 //! <upstream> [cancel]` (a gRPC stream to `probe.Echo/Chat`: sends `one` and `two`, closes its
 //! side and records each callback into `x-grpc-stream`; with `cancel`, cancels it after `one`
-//! and goes on at once), `grpc_local` (a gRPC local reply, ABORTED), `queue`, `wasi`,
+//! and goes on at once), `grpc_tokens` (see `grpc_tokens.rs`),
+//! `grpc_local` (a gRPC local reply, ABORTED), `queue`, `wasi`,
 //! `foreign`, `signature` and `declare` (`foreign.rs`), `local_details` (a local reply whose
 //! details are "denied by\tprobe"),
 //! `accounting` (the sizes, durations and details Envoy computes for a stream: into
@@ -28,6 +29,7 @@
 #![allow(unsafe_code)]
 
 mod foreign;
+mod grpc_tokens;
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -878,6 +880,7 @@ impl HttpContext for Probe {
                 }
             }
             "grpc_stream" => self.grpc_stream(),
+            "grpc_tokens" => self.grpc_tokens(),
             // A gRPC local reply (the SDK's send_grpc_response: HTTP 200, the status, the text).
             "grpc_local" => {
                 self.send_grpc_response(
