@@ -2,7 +2,7 @@
 //! ([`StreamData`]) that is moved into the store for the length of one callback.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -218,8 +218,8 @@ pub(crate) struct HostState {
     /// The gRPC stream metadata being delivered, with its map type (initial or trailing).
     pub grpc_metadata: Option<(i32, crate::grpc_stream::Metadata)>,
     /// The unary gRPC calls in flight, by token: `proxy_grpc_cancel` or `proxy_grpc_close`
-    /// forgets one, and its answer is dropped.
-    pub grpc_calls: HashSet<u32>,
+    /// drops one's handle, which resets its request (so does dropping the instance).
+    pub grpc_calls: HashMap<u32, crate::grpc::CallHandle>,
     /// The open gRPC streams, by token (the root context's, as in cpp-host: `src/exports.cc`
     /// `grpc_stream` opens them on `root_context()`).
     pub grpc_streams: HashMap<u32, crate::grpc_stream::OpenStream>,
@@ -275,7 +275,7 @@ impl HostState {
             call_status: None,
             grpc_message: None,
             grpc_metadata: None,
-            grpc_calls: HashSet::new(),
+            grpc_calls: HashMap::new(),
             grpc_streams: HashMap::new(),
             done_pending: false,
             starting: false,

@@ -182,11 +182,15 @@ fn grpc_call(
     };
     let timeout = timeout.unwrap_or(NO_TIMEOUT);
     let token = caller.data().tokens.following(Kind::GrpcCall);
+    let mut handle = None;
     let answer = start(caller, ret_token, Kind::GrpcCall, timeout, |handler| {
-        Call::Grpc(handler.grpc_call(&upstream, request, timeout))
+        let (call, call_handle) =
+            crate::grpc::cancellable(handler.grpc_call(&upstream, request, timeout));
+        handle = Some(call_handle);
+        Call::Grpc(call)
     })?;
-    if answer == status::OK {
-        caller.data_mut().grpc_calls.insert(token);
+    if let Some(handle) = handle {
+        caller.data_mut().grpc_calls.insert(token, handle);
     }
     Ok(answer)
 }
@@ -244,14 +248,14 @@ fn grpc_send(caller: &mut Ctx<'_>, token: i32, message: i32, message_len: i32, e
 /// `proxy_grpc_close` (Envoy `context.cc` `grpcClose`): ends the request side; the stream is
 /// forgotten if the remote side has closed too, else its messages and its close still come.
 /// `proxy_grpc_cancel` (`grpcCancel`): resets the stream, and nothing more of it comes. On a
-/// unary call both cancel it: its answer is dropped (Envoy also resets its request; keel's
-/// runs to its end). A call or stream token that is no longer (or never was) in flight is
+/// unary call both cancel it: its request is reset at once (`request_->cancel()`, see
+/// `crate::grpc::cancellable`) and no answer comes. A call or stream token that is no longer (or never was) in flight is
 /// `NotFound`; any other token (an http call's, or one of no kind) `BadArgument`.
 fn grpc_end(caller: &mut Ctx<'_>, token: i32, cancel: bool) -> i32 {
     let state = caller.data_mut();
     let token = token as u32;
     match tokens::kind(token) {
-        Some(Kind::GrpcCall) if state.grpc_calls.remove(&token) => return status::OK,
+        Some(Kind::GrpcCall) if state.grpc_calls.remove(&token).is_some() => return status::OK,
         Some(Kind::GrpcCall) => return status::NOT_FOUND,
         Some(Kind::GrpcStream) => {}
         Some(Kind::HttpCall) | None => return status::BAD_ARGUMENT,

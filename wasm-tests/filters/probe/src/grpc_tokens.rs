@@ -1,10 +1,17 @@
-//! The probe's mode about the tokens of gRPC calls and streams, which calls the gRPC imports
-//! itself (the SDK panics on `BadArgument`): `grpc_tokens <upstream>` makes two http calls,
-//! two gRPC calls and two gRPC streams; their tokens go into `x-tokens` (`h h c c s s`), and
-//! what `proxy_grpc_send`, `proxy_grpc_close` and `proxy_grpc_cancel` answer for a token of
-//! each kind, and for tokens of each kind that no callout has, into `x-token-answers`; the
-//! calls and streams are cancelled and the request goes on.
+//! The probe's modes about the tokens of gRPC calls and streams, which call the gRPC imports
+//! themselves (the SDK panics on `BadArgument`):
+//! * `grpc_tokens <upstream>` makes two http calls, two gRPC calls and two gRPC streams; their
+//!   tokens go into `x-tokens` (`h h c c s s`), and what `proxy_grpc_send`, `proxy_grpc_close`
+//!   and `proxy_grpc_cancel` answer for a token of each kind, and for tokens of each kind that
+//!   no callout has, into `x-token-answers`; the calls and streams are cancelled and the
+//!   request goes on.
+//! * `grpc_late_cancel <upstream> [close]`: a call to `probe.Auth/Slow` and one to
+//!   `probe.Auth/Started`, which the server answers once `Slow` has reached it; that answer
+//!   cancels the slow call (or closes it, with `close`), puts the status into
+//!   `x-grpc-late-cancel` and resumes the request.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext};
@@ -19,6 +26,11 @@ mod raw {
         pub fn proxy_grpc_close(token: u32) -> u32;
         pub fn proxy_grpc_cancel(token: u32) -> u32;
     }
+}
+
+thread_local! {
+    /// `grpc_late_cancel`: the token of each `Started` call, with the `Slow` call it releases.
+    static SLOW: RefCell<HashMap<u32, u32>> = RefCell::new(HashMap::new());
 }
 
 /// A status as its name (the ABI's numbers).
@@ -111,5 +123,46 @@ impl Probe {
             .collect();
         self.add_http_request_header("x-token-answers", &answers.join(" "));
         Action::Continue
+    }
+
+    /// `grpc_late_cancel`: sends the two calls and pauses.
+    pub(super) fn grpc_late_cancel(&mut self) -> Action {
+        let upstream = self.args.first().cloned().unwrap_or_default();
+        let call = |method: &str| {
+            self.dispatch_grpc_call(
+                &upstream,
+                "probe.Auth",
+                method,
+                vec![],
+                Some(b"late"),
+                Duration::from_secs(5),
+            )
+        };
+        match (call("Slow"), call("Started")) {
+            (Ok(slow), Ok(started)) => {
+                SLOW.with(|slows| slows.borrow_mut().insert(started, slow));
+                Action::Pause
+            }
+            failed => {
+                let body = format!("grpc dispatch failed: {failed:?}\n");
+                self.send_http_response(502, vec![], Some(body.as_bytes()));
+                Action::Pause
+            }
+        }
+    }
+
+    /// `grpc_late_cancel`: a call's answer; `Started`'s cancels (or closes) `Slow`.
+    pub(super) fn grpc_late_answer(&mut self, token: u32) {
+        let Some(slow) = SLOW.with(|slows| slows.borrow_mut().remove(&token)) else {
+            self.add_http_request_header("x-grpc-slow-answered", &token.to_string());
+            return;
+        };
+        let status = if self.args.get(1).map(String::as_str) == Some("close") {
+            close(slow)
+        } else {
+            cancel(slow)
+        };
+        self.add_http_request_header("x-grpc-late-cancel", &status);
+        self.resume_http_request();
     }
 }

@@ -12,7 +12,7 @@
 //! `cancel`, cancelled at once), `grpc_stream
 //! <upstream> [cancel]` (a gRPC stream to `probe.Echo/Chat`: sends `one` and `two`, closes its
 //! side and records each callback into `x-grpc-stream`; with `cancel`, cancels it after `one`
-//! and goes on at once), `grpc_tokens` (see `grpc_tokens.rs`),
+//! and goes on at once), `grpc_tokens` and `grpc_late_cancel` (see `grpc_tokens.rs`),
 //! `grpc_local` (a gRPC local reply, ABORTED), `queue`, `wasi`,
 //! `foreign`, `signature` and `declare` (`foreign.rs`), `local_details` (a local reply whose
 //! details are "denied by\tprobe"),
@@ -624,7 +624,10 @@ impl Probe {
 }
 
 impl Context for Probe {
-    fn on_grpc_call_response(&mut self, _token: u32, status_code: u32, response_size: usize) {
+    fn on_grpc_call_response(&mut self, token: u32, status_code: u32, response_size: usize) {
+        if self.mode == "grpc_late_cancel" {
+            return self.grpc_late_answer(token);
+        }
         self.grpc_answer(status_code, response_size);
     }
 
@@ -881,6 +884,7 @@ impl HttpContext for Probe {
             }
             "grpc_stream" => self.grpc_stream(),
             "grpc_tokens" => self.grpc_tokens(),
+            "grpc_late_cancel" => self.grpc_late_cancel(),
             // A gRPC local reply (the SDK's send_grpc_response: HTTP 200, the status, the text).
             "grpc_local" => {
                 self.send_grpc_response(
