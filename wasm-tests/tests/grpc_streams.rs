@@ -113,6 +113,28 @@ async fn tokens_are_numbered_by_kind_and_a_wrong_kind_is_a_bad_argument() {
     );
 }
 
+/// What a filter sends to an upstream that reads none of it is queued, but not without a bound:
+/// past the filter's memory limit (8 MiB here) keel resets the stream, which closes with empty
+/// trailing metadata and INTERNAL with the cause (Envoy's `onReset`, `source/common/grpc/
+/// async_client_impl.cc`), and every send still answers `Ok`, as Envoy's `grpcSend` does
+/// (`context.cc`; Envoy buffers without a bound: `keel_wasm::grpc_send` says where).
+#[tokio::test]
+async fn a_stream_that_queues_past_the_memory_limit_is_reset() {
+    let callouts = Arc::new(ScriptedCallouts::default());
+    let mut probe = spec("caller", "test_probe", "grpc_flood store");
+    probe.limits.memory_bytes = 8 << 20;
+    let (chain, _registry) = chain_with(vec![probe], callouts.clone());
+    let req = recorded(&chain, "stall").await;
+    assert_eq!(header(&req.headers, "x-grpc-sends"), "40 Ok(())");
+    // 31 messages of 256 KiB (and their 5-byte prefixes) fit in 8 MiB, the 32nd does not. The
+    // reset came before the response head was read: no initial metadata.
+    assert_eq!(
+        header(&req.headers, "x-grpc-stream"),
+        "t:-,c:13 13 keel reset the gRPC stream: the messages the filter's streams had queued \
+         for upstreams that did not take them went over its memory limit (8388608 bytes)"
+    );
+}
+
 /// A trailers-only error: empty initial metadata, the head as trailing metadata, the close
 /// with the server's status and message (Envoy `AsyncStreamImpl::onHeaders`).
 #[tokio::test]

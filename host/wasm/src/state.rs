@@ -222,7 +222,9 @@ pub(crate) struct HostState {
     pub grpc_calls: HashMap<u32, crate::grpc::CallHandle>,
     /// The open gRPC streams, by token (the root context's, as in cpp-host: `src/exports.cc`
     /// `grpc_stream` opens them on `root_context()`).
-    pub grpc_streams: HashMap<u32, crate::grpc_stream::OpenStream>,
+    pub grpc_streams: HashMap<u32, crate::grpc_send::OpenStream>,
+    /// What those streams may queue for upstreams that do not take it (`crate::grpc_send`).
+    pub grpc_send_budget: crate::grpc_send::SendBudget,
     /// The root's `on_done` answered "not yet": until the filter calls `proxy_done` (then
     /// `Ok`, once; otherwise `NotFound`, cpp-host `src/wasm.cc` `WasmBase::done`), keel keeps
     /// the instance and delivers its callouts (see `crate::ticker::drain`).
@@ -277,6 +279,7 @@ impl HostState {
             grpc_metadata: None,
             grpc_calls: HashMap::new(),
             grpc_streams: HashMap::new(),
+            grpc_send_budget: crate::grpc_send::SendBudget::new(memory_limit),
             done_pending: false,
             starting: false,
             declared: HashMap::new(),

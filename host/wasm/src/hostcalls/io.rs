@@ -8,7 +8,8 @@ use wasmtime::{Caller, Linker};
 
 use super::guest;
 use crate::abi::status;
-use crate::grpc_stream::{OpenStream, Reader};
+use crate::grpc_send::OpenStream;
+use crate::grpc_stream::Reader;
 use crate::memory;
 use crate::metrics::CustomMetric;
 use crate::shared::{self, SetResult};
@@ -211,13 +212,16 @@ fn grpc_stream(caller: &mut Ctx<'_>, args: [i32; 8], ret_token: i32) -> R {
     let Some(head) = crate::grpc::head(&upstream, &target.service, &target.method, &pairs) else {
         return Ok(status::BAD_ARGUMENT);
     };
-    let (open, body) = OpenStream::new();
+    let (open, body, overflow) = OpenStream::new(caller.data().grpc_send_budget.clone());
     let Ok(request) = head.body(body) else {
         return Ok(status::BAD_ARGUMENT);
     };
     let token = caller.data().tokens.following(Kind::GrpcStream);
     let answer = start(caller, ret_token, Kind::GrpcStream, NO_TIMEOUT, |handler| {
-        Call::GrpcStream(Reader::new(handler.grpc_stream(&upstream, request)))
+        Call::GrpcStream(Reader::new(
+            handler.grpc_stream(&upstream, request),
+            Some(overflow),
+        ))
     })?;
     if answer == status::OK {
         caller.data_mut().grpc_streams.insert(token, open);
@@ -228,20 +232,26 @@ fn grpc_stream(caller: &mut Ctx<'_>, args: [i32; 8], ret_token: i32) -> R {
 /// `proxy_grpc_send` (Envoy `context.cc` `grpcSend`): one message on an open stream, then the
 /// end of the request if `end_stream`; a token of another kind than a stream's is
 /// `BadArgument`, a stream token that is no open stream `NotFound`. A stream whose request has
-/// ended takes the call and sends nothing.
+/// ended takes the call and sends nothing. A message over what the instance's streams may
+/// queue resets the stream and is still `Ok`, as Envoy, which buffers without a bound, answers
+/// (`crate::grpc_send`).
 fn grpc_send(caller: &mut Ctx<'_>, token: i32, message: i32, message_len: i32, end: i32) -> R {
     let message = guest!(memory::read(caller, message, message_len));
     let token = token as u32;
     if tokens::kind(token) != Some(Kind::GrpcStream) {
         return Ok(status::BAD_ARGUMENT);
     }
-    let Some(stream) = caller.data().grpc_streams.get(&token) else {
+    let state = caller.data_mut();
+    let Some(stream) = state.grpc_streams.get_mut(&token) else {
         return Ok(status::NOT_FOUND);
     };
     let Some(framed) = crate::grpc_frames::frame(&message) else {
         return Ok(status::BAD_ARGUMENT);
     };
-    stream.send(framed, end != 0);
+    if let Err(full) = stream.send(framed, end != 0) {
+        let name = &state.plugin.name;
+        log::warn!(target: "keel_wasm", "filter {name}: gRPC stream {token}: {full}");
+    }
     Ok(status::OK)
 }
 
