@@ -5,6 +5,8 @@
 //!   `grpc-status: 0`, `x-trailer: done`;
 //! * `deny`: a trailers-only answer, PERMISSION_DENIED "denied";
 //! * `huge`: a message announced at 5 MiB (over keel's limit), never sent;
+//! * `stall`: initial metadata `x-initial: 1`, then nothing: the request is never read (an
+//!   upstream that takes no more), until the response is dropped;
 //! * anything else: as `echo`.
 //!
 //! The request's end is noted in `completed` as `Chat:end` (the filter closed its side) or
@@ -48,7 +50,12 @@ pub(crate) fn answer(
             (head, Box::pin(Ended))
         } else {
             let (sender, receiver) = mpsc::unbounded_channel();
-            if id == "huge" {
+            if id == "stall" {
+                tokio::spawn(async move {
+                    let _unread = request;
+                    sender.closed().await;
+                });
+            } else if id == "huge" {
                 let _ = sender.send(Ok(Frame::data(Bytes::from_static(&[0, 0, 0x50, 0, 0]))));
             } else {
                 tokio::spawn(echo(request.into_body(), sender, completed));

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use keel_wasm::HeadersVerdict;
 use wasm_tests::{
-    Answer, ScriptedCallouts, chain_with, eventually, header, info, local_header, metric, request,
-    response, spec,
+    Answer, ScriptedCallouts, chain_with, header, info, local_header, metric, request, response,
+    spec,
 };
 
 fn callout_chain(config: &str) -> (keel_wasm::FilterChain, Arc<ScriptedCallouts>) {
@@ -249,8 +249,9 @@ async fn a_grpc_call_delivers_its_message_or_its_status() {
     );
 }
 
-/// `proxy_grpc_cancel` on a unary call: `Ok`, then `NotFound` (the token is gone), and its
-/// answer never reaches the filter (Envoy `context.cc` `grpcCancel`: `request_->cancel()`, then
+/// `proxy_grpc_cancel` on a unary call: `Ok`, then `NotFound` (the token is gone); the call is
+/// dropped at once, before its answer (5 ms later) comes, so that its request is reset, and
+/// nothing reaches the filter (Envoy `context.cc` `grpcCancel`: `request_->cancel()`, then
 /// `grpc_call_request_.erase`).
 #[tokio::test]
 async fn a_cancelled_grpc_call_calls_back_no_more() {
@@ -270,10 +271,18 @@ async fn a_cancelled_grpc_call_calls_back_no_more() {
         header(&req.headers, "x-grpc-cancel"),
         "[Ok(()), Err(NotFound)]"
     );
-    // The answer came (the scripted call ran to its end) while the stream, and so the
-    // filter's context, lives; the response phase delivers what is ready, and drops it.
-    assert!(eventually(async || callouts.completed() == ["/probe.Auth/Check"]).await);
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        callouts.seen.lock().unwrap().as_slice(),
+        ["/probe.Auth/Check"]
+    );
+    // Ten times the answer's delay: the call did not run to its end (it used to, keel only
+    // dropping the answer), and the response phase has nothing to deliver.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        callouts.completed().is_empty(),
+        "{:?}",
+        callouts.completed()
+    );
     let mut res = response(200, &[]);
     assert_eq!(
         stream.response_headers(&mut res, None, true).await,
@@ -282,5 +291,39 @@ async fn a_cancelled_grpc_call_calls_back_no_more() {
     assert_eq!(
         metric(&registry, "keel_wasmcustom_probe_grpc_callbacks", &[]),
         None
+    );
+}
+
+/// The instance that made a unary call is let go (its chain is dropped) while the call is in
+/// flight: the call goes with it, its request reset (Envoy `context.cc` `Context::~Context`
+/// cancels every call in flight).
+#[tokio::test]
+async fn a_grpc_call_in_flight_is_cancelled_when_its_instance_goes() {
+    let callouts = Arc::new(ScriptedCallouts::default());
+    let (chain, _registry) = chain_with(
+        vec![spec("caller", "test_probe", "grpc store")],
+        callouts.clone(),
+    );
+    callouts.answer("slow", Answer::Grpc(0, "late", Duration::from_millis(100)));
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[("x-id", "slow")]);
+    // The probe pauses for the answer; the stream and the chain go before it comes.
+    let paused = tokio::time::timeout(
+        Duration::from_millis(20),
+        stream.request_headers(&mut req, true),
+    )
+    .await;
+    assert!(paused.is_err(), "the probe did not wait for its call");
+    drop(stream);
+    drop(chain);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        callouts.seen.lock().unwrap().as_slice(),
+        ["/probe.Auth/Check"]
+    );
+    assert!(
+        callouts.completed().is_empty(),
+        "{:?}",
+        callouts.completed()
     );
 }

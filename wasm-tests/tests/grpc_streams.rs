@@ -4,7 +4,8 @@
 //! order (`source/common/grpc/async_client_impl.cc` `AsyncStreamImpl`: initial metadata, each
 //! message, trailing metadata, then the close; `source/extensions/common/wasm/context.cc`
 //! `GrpcStreamClientHandler`), with Envoy's status codes (`context.cc` `grpcSend`, `grpcClose`,
-//! `grpcCancel`); a root that waits for its `proxy_done` gets its stream.
+//! `grpcCancel`) and cpp-host's tokens (a kind each); a root that waits for its `proxy_done`
+//! gets its stream.
 
 // Tests may unwrap (keel conventions); this covers their helper functions too.
 #![allow(clippy::unwrap_used)]
@@ -65,6 +66,73 @@ async fn a_stream_delivers_metadata_messages_trailers_and_close_in_order() {
     );
     // The probe's close ended the request cleanly (END_STREAM, not a reset).
     assert_eq!(callouts.completed(), ["Chat:end"]);
+}
+
+/// Tokens as cpp-host gives them (`include/proxy-wasm/wasm.h` `nextHttpCallId`,
+/// `nextGrpcCallId`, `nextGrpcStreamId`: one sequence per kind, by 4 from 0, 1 and 2), and what
+/// the gRPC hostcalls answer for each kind (Envoy `context.cc` `grpcSend`: `BadArgument` for any
+/// token but a stream's; `grpcClose`, `grpcCancel`: `NotFound` for a call or stream token not in
+/// flight, `BadArgument` for any other).
+#[tokio::test]
+async fn tokens_are_numbered_by_kind_and_a_wrong_kind_is_a_bad_argument() {
+    let (chain, _callouts, _registry) = stream_chain("grpc_tokens store");
+    let mut stream = chain.stream(info());
+    let mut req = request("/", &[("x-id", "tokens")]);
+    assert_eq!(
+        stream.request_headers(&mut req, true).await,
+        HeadersVerdict::Continue
+    );
+    assert_eq!(header(&req.headers, "x-tokens"), "4 8 5 9 6 10");
+    let answers = header(&req.headers, "x-token-answers");
+    let answers: Vec<&str> = answers.split(' ').collect();
+    assert_eq!(
+        answers,
+        [
+            "send(http)=BadArgument",
+            "close(http)=BadArgument",
+            "cancel(http)=BadArgument",
+            "send(call)=BadArgument",
+            "send(7)=BadArgument",
+            "close(7)=BadArgument",
+            "cancel(7)=BadArgument",
+            "send(no-call)=BadArgument",
+            "close(no-call)=NotFound",
+            "cancel(no-call)=NotFound",
+            "send(no-stream)=NotFound",
+            "close(no-stream)=NotFound",
+            "cancel(no-stream)=NotFound",
+            "send(stream)=Ok",
+            "close(call)=Ok",
+            "cancel(closed-call)=NotFound",
+            "cancel(stream)=Ok",
+            "send(cancelled-stream)=NotFound",
+            "cancel(call)=Ok",
+            "close(stream)=Ok",
+            "cancel(closed-stream)=Ok",
+        ]
+    );
+}
+
+/// What a filter sends to an upstream that reads none of it is queued, but not without a bound:
+/// past the filter's memory limit (8 MiB here) keel resets the stream, which closes with empty
+/// trailing metadata and INTERNAL with the cause (Envoy's `onReset`, `source/common/grpc/
+/// async_client_impl.cc`), and every send still answers `Ok`, as Envoy's `grpcSend` does
+/// (`context.cc`; Envoy buffers without a bound: `keel_wasm::grpc_send` says where).
+#[tokio::test]
+async fn a_stream_that_queues_past_the_memory_limit_is_reset() {
+    let callouts = Arc::new(ScriptedCallouts::default());
+    let mut probe = spec("caller", "test_probe", "grpc_flood store");
+    probe.limits.memory_bytes = 8 << 20;
+    let (chain, _registry) = chain_with(vec![probe], callouts.clone());
+    let req = recorded(&chain, "stall").await;
+    assert_eq!(header(&req.headers, "x-grpc-sends"), "40 Ok(())");
+    // 31 messages of 256 KiB (and their 5-byte prefixes) fit in 8 MiB, the 32nd does not. The
+    // reset came before the response head was read: no initial metadata.
+    assert_eq!(
+        header(&req.headers, "x-grpc-stream"),
+        "t:-,c:13 13 keel reset the gRPC stream: the messages the filter's streams had queued \
+         for upstreams that did not take them went over its memory limit (8388608 bytes)"
+    );
 }
 
 /// A trailers-only error: empty initial metadata, the head as trailing metadata, the close

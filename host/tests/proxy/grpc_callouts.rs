@@ -2,15 +2,24 @@
 //! gRPC stream (`proxy_grpc_stream`, mode `grpc_stream auth`) sent by `keel serve` over HTTP/2
 //! to a real gRPC server (Python grpcio): answers, messages, metadata, error statuses and an
 //! unreachable server reach the filter as Envoy delivers them, and the filter resumes the
-//! request, which carries what it got (`x-grpc-answer`, `x-grpc-stream`) to the member.
+//! request, which carries what it got (`x-grpc-answer`, `x-grpc-stream`) to the member; a call
+//! the filter cancels in flight is reset at the server (mode `grpc_late_cancel`).
+
+use std::time::Duration;
 
 use crate::harness::{Backend, GrpcServer, Http, Keel, config, filters_dir};
 
 /// keel with member `a`, the probe in mode `<mode> auth`, and callout upstream `auth` on
 /// `port`.
 fn keel_with_grpc(a: &Backend, mode: &str, port: u16) -> Keel {
+    keel_with_probe(a, &format!("{mode} auth"), port)
+}
+
+/// keel with member `a`, the probe configured with `probe`, and callout upstream `auth` on
+/// `port`.
+fn keel_with_probe(a: &Backend, probe: &str, port: u16) -> Keel {
     let filters = format!(
-        "filters:\n  - name: probe\n    wasm: {}\n    config: {mode} auth\n\
+        "filters:\n  - name: probe\n    wasm: {}\n    config: {probe}\n\
          callout_upstreams:\n  auth: http://127.0.0.1:{port}\n",
         filters_dir().join("test_probe.wasm").display()
     );
@@ -51,6 +60,30 @@ async fn a_grpc_callout_reaches_a_real_grpc_server() {
     drop(server);
     let gone = answer(&http, &keel, "hello").await;
     assert!(gone.starts_with("14 14 upstream connect error"), "{gone}");
+}
+
+/// A unary call the filter cancels (`proxy_grpc_cancel`) or closes (`proxy_grpc_close`) while
+/// grpcio's `probe.Auth/Slow` holds it (the probe waits for `probe.Auth/Started`, which the
+/// server answers once `Slow` has reached it): keel resets the call's HTTP/2 stream at once, as
+/// Envoy's `AsyncRequestImpl::cancel` does (`source/extensions/common/wasm/context.cc`
+/// `grpcCancel`, `grpcClose`: `request_->cancel()`), so the server sees it cancelled well
+/// before its 2 s wait ends. keel used to let the call run to its end and drop the answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_grpc_call_is_reset_at_the_server() {
+    let a = Backend::start("a");
+    let server = GrpcServer::start();
+    let http = Http::new();
+    for how in ["cancel", "close"] {
+        let keel = keel_with_probe(&a, &format!("grpc_late_cancel auth {how}"), server.port);
+        assert_eq!(seen(&http, &keel, "x-grpc-late-cancel", how).await, "Ok");
+        let line = server.line("slow ", Duration::from_secs(5));
+        let waited: f64 = line
+            .strip_prefix("slow cancelled after ")
+            .and_then(|rest| rest.strip_suffix(" s"))
+            .and_then(|seconds| seconds.parse().ok())
+            .unwrap_or_else(|| panic!("{how}: the server saw {line:?}"));
+        assert!(waited < 1.0, "{how}: the server saw {line:?}");
+    }
 }
 
 /// A gRPC stream to grpcio's bidirectional `probe.Echo/Chat`: the probe sends `one` and `two`

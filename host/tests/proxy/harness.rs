@@ -58,12 +58,15 @@ fn lines(child: &mut Child) -> mpsc::Receiver<String> {
     rx
 }
 
-/// A real gRPC server (`host/tests/support/grpc_server.py`, Python grpcio): `probe.Auth/Check`
-/// answers `echo:<request>`, or PERMISSION_DENIED for metadata `x-id: deny`. Killed on drop.
+/// A real gRPC server (`host/tests/support/grpc_server.py`, Python grpcio; its docstring lists
+/// its methods): `probe.Auth/Check` answers `echo:<request>`, or PERMISSION_DENIED for
+/// metadata `x-id: deny`. Killed on drop.
 pub struct GrpcServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
     child: Child,
+    /// What it prints after the port.
+    lines: mpsc::Receiver<String>,
 }
 
 impl GrpcServer {
@@ -78,7 +81,17 @@ impl GrpcServer {
         let rx = lines(&mut child);
         let line = read_line_with_prefix(&rx, "listening ", Duration::from_secs(20));
         let port = line["listening ".len()..].trim().parse().expect("port");
-        Self { port, child }
+        Self {
+            port,
+            child,
+            lines: rx,
+        }
+    }
+
+    /// The next line it prints that starts with `prefix`, within `timeout` (else the test
+    /// fails).
+    pub fn line(&self, prefix: &str, timeout: Duration) -> String {
+        read_line_with_prefix(&self.lines, prefix, timeout)
     }
 }
 

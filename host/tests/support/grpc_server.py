@@ -5,12 +5,18 @@
   each request message with `echo:<message>` and, once the client has closed its side, ends
   with status OK and trailing metadata `x-trailer: done`; when the call's `x-id` is `deny` it
   ends after the first answer with PERMISSION_DENIED "denied mid-stream";
+* `probe.Auth/Slow` waits up to 2 s for the client to cancel it, then prints `slow cancelled
+  after <seconds> s` (or `slow not cancelled after ...`) and answers `slow:<request>`;
+  `probe.Auth/Started` answers `started` once a `Slow` call has reached the server (at most
+  2 s later), so a client can cancel `Slow` while it is known to be in flight;
 * `grpcbin.GRPCBin/RandomError` (the method the proxy-wasm SDK's `grpc_auth_random` example
   calls, `cargo xtask sdk-examples`) answers OK, then PERMISSION_DENIED, in turn.
 It listens on 127.0.0.1, on a free port it prints as `listening <port>`, and runs until
 killed."""
 
 import itertools
+import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -33,6 +39,26 @@ def chat(requests, context):
     context.set_trailing_metadata((("x-trailer", "done"),))
 
 
+SLOW_STARTED = threading.Event()
+
+
+def slow(request, context):
+    started = time.monotonic()
+    ended = threading.Event()
+    context.add_callback(ended.set)
+    SLOW_STARTED.set()
+    ended.wait(2.0)
+    seen = "cancelled" if not context.is_active() else "not cancelled"
+    print(f"slow {seen} after {time.monotonic() - started:.3f} s", flush=True)
+    return b"slow:" + request
+
+
+def slow_started(_request, _context):
+    SLOW_STARTED.wait(2.0)
+    SLOW_STARTED.clear()
+    return b"started"
+
+
 RANDOM_ERROR_CALLS = itertools.count()
 
 
@@ -45,7 +71,12 @@ def random_error(_request, context):
 def main():
     handlers = (
         grpc.method_handlers_generic_handler(
-            "probe.Auth", {"Check": grpc.unary_unary_rpc_method_handler(check)}
+            "probe.Auth",
+            {
+                "Check": grpc.unary_unary_rpc_method_handler(check),
+                "Slow": grpc.unary_unary_rpc_method_handler(slow),
+                "Started": grpc.unary_unary_rpc_method_handler(slow_started),
+            },
         ),
         grpc.method_handlers_generic_handler(
             "probe.Echo", {"Chat": grpc.stream_stream_rpc_method_handler(chat)}

@@ -7,11 +7,17 @@
 //!
 //! [`CalloutHandler`]: crate::CalloutHandler
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::sync::oneshot;
 
 use crate::error::CalloutError;
+use crate::types::GrpcFuture;
 
 /// gRPC status codes keel produces itself (`grpc/include/grpcpp/impl/codegen/status_code_enum.h`).
 pub(crate) mod code {
@@ -31,6 +37,33 @@ pub(crate) enum GrpcOutcome {
     Message(Bytes),
     /// Any other end: the status code and its message.
     Closed(u32, String),
+}
+
+/// What keeps a unary call going: the instance holds it by token while the call is in flight,
+/// and dropping it cancels the call (see [`cancellable`]).
+pub(crate) type CallHandle = oneshot::Sender<Infallible>;
+
+/// The unary call `call`, made to stop as soon as its [`CallHandle`] is dropped —
+/// `proxy_grpc_cancel` or `proxy_grpc_close` on its token, or the instance that made it is
+/// gone: the call's future is dropped then and there, and with it the HTTP/2 request, which
+/// the client resets (RST_STREAM CANCEL), as Envoy's `AsyncRequestImpl::cancel` resets its
+/// stream (`source/common/grpc/async_client_impl.cc`; `context.cc` `grpcCancel`,
+/// `grpcClose`, `Context::~Context`). What a cancelled call then comes to reaches no filter.
+pub(crate) fn cancellable(call: GrpcFuture) -> (GrpcFuture, CallHandle) {
+    let (handle, mut dropped) = oneshot::channel::<Infallible>();
+    let mut call = Some(call);
+    let future = std::future::poll_fn(move |cx| {
+        if Pin::new(&mut dropped).poll(cx).is_ready() {
+            call = None;
+        }
+        match call.as_mut() {
+            Some(call) => call.as_mut().poll(cx),
+            None => Poll::Ready(Err(CalloutError::Failed(
+                "the filter cancelled the gRPC call".into(),
+            ))),
+        }
+    });
+    (Box::pin(future), handle)
 }
 
 /// The HTTP/2 request of a unary call to `service`/`method` on the upstream `authority`;

@@ -1,116 +1,23 @@
 //! gRPC streams (`proxy_grpc_stream`), as Envoy's raw async gRPC stream carries them for a
 //! filter (`source/extensions/common/wasm/context.cc` `grpcStream`, `grpcSend`, `grpcClose`,
-//! `grpcCancel`; `source/common/grpc/async_client_impl.cc` `AsyncStreamImpl`): the request body
-//! the filter's `proxy_grpc_send` feeds ([`GrpcOutgoing`]), the host's record of an open stream
-//! ([`OpenStream`]), and the [`Reader`] that turns the HTTP/2 response into what the filter
-//! gets, in Envoy's order: initial metadata, each message, trailing metadata, then the close
-//! with its status.
+//! `grpcCancel`; `source/common/grpc/async_client_impl.cc` `AsyncStreamImpl`): the [`Reader`]
+//! that turns the HTTP/2 response into what the filter gets, in Envoy's order: initial
+//! metadata, each message, trailing metadata, then the close with its status. What the filter
+//! sends goes through `crate::grpc_send`.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
-use tokio::sync::mpsc;
 
 use crate::error::CalloutError;
 use crate::grpc::code;
 use crate::grpc_frames::{DecodeError, Decoder, MAX_MESSAGE};
+use crate::grpc_send::{Overflow, QueueFull};
 use crate::types::{GrpcStreamBody, GrpcStreamFuture};
-
-/// What `proxy_grpc_send` and `proxy_grpc_close` put on a stream.
-#[derive(Debug)]
-pub(crate) enum Outgoing {
-    /// A framed message.
-    Message(Bytes),
-    /// The end of the request (HTTP/2 END_STREAM): Envoy's `closeStream` or `end_stream`.
-    End,
-}
-
-/// The request body of a gRPC stream: the messages the filter sends, ended by
-/// `proxy_grpc_close` or a send with `end_stream`. When the host lets the stream go without
-/// ending it (`proxy_grpc_cancel`, or the instance is gone) the body fails, and the HTTP/2
-/// stream is reset, as Envoy's `resetStream` does.
-#[derive(Debug)]
-pub struct GrpcOutgoing {
-    messages: mpsc::UnboundedReceiver<Outgoing>,
-    ended: bool,
-}
-
-impl Body for GrpcOutgoing {
-    type Data = Bytes;
-    type Error = CalloutError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, CalloutError>>> {
-        if self.ended {
-            return Poll::Ready(None);
-        }
-        match self.messages.poll_recv(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Outgoing::Message(message))) => {
-                Poll::Ready(Some(Ok(Frame::data(message))))
-            }
-            Poll::Ready(Some(Outgoing::End)) => {
-                self.ended = true;
-                Poll::Ready(None)
-            }
-            Poll::Ready(None) => Poll::Ready(Some(Err(CalloutError::Failed(
-                "the filter cancelled the gRPC stream".into(),
-            )))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.ended
-    }
-}
-
-/// An open stream, as the instance keeps it by token (Envoy's `GrpcStreamClientHandler`,
-/// `context.h`): where its messages go, and whether each side has closed. Envoy forgets a
-/// stream once both have (`onGrpcCloseWrapper`, `grpcClose`), or when it is cancelled.
-#[derive(Debug)]
-pub(crate) struct OpenStream {
-    sender: mpsc::UnboundedSender<Outgoing>,
-    pub local_closed: bool,
-    pub remote_closed: bool,
-}
-
-impl OpenStream {
-    /// A stream and the body its request carries.
-    pub fn new() -> (OpenStream, GrpcOutgoing) {
-        let (sender, messages) = mpsc::unbounded_channel();
-        let stream = OpenStream {
-            sender,
-            local_closed: false,
-            remote_closed: false,
-        };
-        (
-            stream,
-            GrpcOutgoing {
-                messages,
-                ended: false,
-            },
-        )
-    }
-
-    /// Sends `framed`, then ends the request if `end_stream` (Envoy `sendMessageRaw`). Once the
-    /// request has ended nothing more goes out, as Envoy's ended stream takes no more data.
-    pub fn send(&self, framed: Bytes, end_stream: bool) {
-        let _ = self.sender.send(Outgoing::Message(framed));
-        if end_stream {
-            let _ = self.sender.send(Outgoing::End);
-        }
-    }
-
-    /// Ends the request: Envoy's `closeStream` (an empty DATA frame with END_STREAM).
-    pub fn close(&self) {
-        let _ = self.sender.send(Outgoing::End);
-    }
-}
 
 /// A metadata map as the filter reads it: (name, value) pairs.
 pub(crate) type Metadata = Vec<(Vec<u8>, Vec<u8>)>;
@@ -134,15 +41,25 @@ pub(crate) enum StreamEvent {
 pub(crate) struct Reader {
     opening: Option<GrpcStreamFuture>,
     body: Option<GrpcStreamBody>,
+    /// Why keel reset the stream, should its send queue overflow (`crate::grpc_send`).
+    overflow: Option<Overflow>,
     decoder: Decoder,
     queue: VecDeque<StreamEvent>,
 }
 
+/// What the response (or keel) did next.
+enum Step {
+    Head(Result<http::Response<GrpcStreamBody>, CalloutError>),
+    Frame(Option<Result<Frame<Bytes>, CalloutError>>),
+    Reset(QueueFull),
+}
+
 impl Reader {
-    pub fn new(opening: GrpcStreamFuture) -> Self {
+    pub fn new(opening: GrpcStreamFuture, overflow: Option<Overflow>) -> Self {
         Reader {
             opening: Some(opening),
             body: None,
+            overflow,
             decoder: Decoder::new(MAX_MESSAGE),
             queue: VecDeque::new(),
         }
@@ -154,20 +71,17 @@ impl Reader {
             if let Some(event) = self.queue.pop_front() {
                 return Some(event);
             }
-            if let Some(opening) = self.opening.take() {
-                match opening.await {
-                    Ok(response) => self.head(response),
-                    Err(error) => self.failed(error),
-                }
-                continue;
+            if self.opening.is_none() && self.body.is_none() {
+                return None;
             }
-            let body = self.body.as_mut()?;
-            match std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+            match std::future::poll_fn(|cx| self.poll_step(cx)).await {
+                Step::Head(Ok(response)) => self.head(response),
+                Step::Head(Err(error)) => self.failed(error),
                 // `onData` with `end_stream`: the response ended without trailers.
-                None => self.stream_error(code::UNKNOWN, String::new()),
+                Step::Frame(None) => self.stream_error(code::UNKNOWN, String::new()),
                 // `onReset`.
-                Some(Err(_)) => self.stream_error(code::INTERNAL, String::new()),
-                Some(Ok(frame)) => match frame.into_data() {
+                Step::Frame(Some(Err(_))) => self.stream_error(code::INTERNAL, String::new()),
+                Step::Frame(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => self.data(&data),
                     Err(frame) => {
                         if let Ok(trailers) = frame.into_trailers() {
@@ -175,7 +89,36 @@ impl Reader {
                         }
                     }
                 },
+                // keel's reset: `onReset`, with the cause.
+                Step::Reset(full) => {
+                    self.opening = None;
+                    self.stream_error(code::INTERNAL, full.to_string());
+                }
             }
+        }
+    }
+
+    /// Polls keel's reset first, then the response head, then its body.
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
+        if let Some(overflow) = self.overflow.as_mut() {
+            match Pin::new(overflow).poll(cx) {
+                Poll::Ready(Ok(full)) => {
+                    self.overflow = None;
+                    return Poll::Ready(Step::Reset(full));
+                }
+                // The stream was let go otherwise (cancelled, or closed on both sides).
+                Poll::Ready(Err(_)) => self.overflow = None,
+                Poll::Pending => {}
+            }
+        }
+        if let Some(opening) = self.opening.as_mut() {
+            let head = std::task::ready!(opening.as_mut().poll(cx));
+            self.opening = None;
+            return Poll::Ready(Step::Head(head));
+        }
+        match self.body.as_mut() {
+            Some(body) => body.as_mut().poll_frame(cx).map(Step::Frame),
+            None => Poll::Pending,
         }
     }
 
@@ -328,7 +271,7 @@ mod tests {
         }
         let body: GrpcStreamBody = Box::pin(Scripted(frames.into()));
         let response = builder.body(body).expect("response");
-        Reader::new(Box::pin(async move { Ok(response) }))
+        Reader::new(Box::pin(async move { Ok(response) }), None)
     }
 
     fn trailers(entries: &[(&'static str, &'static str)]) -> Frame<Bytes> {
@@ -445,16 +388,20 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_upstream_is_unavailable_a_reset_internal() {
-        let refused = Reader::new(Box::pin(async {
-            Err(CalloutError::Connect("refused".into()))
-        }));
+        let refused = Reader::new(
+            Box::pin(async { Err(CalloutError::Connect("refused".into())) }),
+            None,
+        );
         let got = events(refused).await;
         assert_eq!(got[0], StreamEvent::InitialMetadata(Vec::new()));
         assert!(
             matches!(got.last(), Some(StreamEvent::Close(14, text)) if text.starts_with("upstream connect error")),
             "{got:?}"
         );
-        let reset = Reader::new(Box::pin(async { Err(CalloutError::Failed("rst".into())) }));
+        let reset = Reader::new(
+            Box::pin(async { Err(CalloutError::Failed("rst".into())) }),
+            None,
+        );
         assert_eq!(
             events(reset).await,
             vec![
@@ -464,23 +411,50 @@ mod tests {
         );
     }
 
+    /// keel's reset of a stream whose send queue overflowed (`crate::grpc_send`), before or
+    /// after the response head: empty trailing metadata, then INTERNAL with the cause (Envoy's
+    /// `onReset`, `streamError`).
     #[tokio::test]
-    async fn the_request_body_ends_on_close_and_fails_when_dropped() {
-        use std::future::poll_fn;
-        let (open, mut body) = OpenStream::new();
-        open.send(Bytes::from_static(b"m"), false);
-        open.close();
-        let first = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
-        assert!(matches!(first, Some(Ok(frame)) if frame.data_ref().is_some()));
-        assert!(
-            poll_fn(|cx| Pin::new(&mut body).poll_frame(cx))
-                .await
-                .is_none()
+    async fn a_stream_keel_resets_closes_internal_with_the_cause() {
+        use crate::grpc_send::{OpenStream, SendBudget};
+        let (mut open, _body, overflow) = OpenStream::new(SendBudget::new(1));
+        let waiting = Reader::new(Box::pin(std::future::pending()), Some(overflow));
+        let full = open
+            .send(Bytes::from_static(b"too big"), false)
+            .unwrap_err();
+        assert_eq!(
+            events(waiting).await,
+            vec![
+                StreamEvent::TrailingMetadata(Vec::new()),
+                StreamEvent::Close(13, full.to_string()),
+            ]
         );
-        assert!(body.is_end_stream());
-        let (open, mut body) = OpenStream::new();
-        drop(open);
-        let dropped = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
-        assert!(matches!(dropped, Some(Err(_))));
+        /// A response body that never says anything.
+        struct Silent;
+        impl Body for Silent {
+            type Data = Bytes;
+            type Error = CalloutError;
+            fn poll_frame(
+                self: Pin<&mut Self>,
+                _cx: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, CalloutError>>> {
+                Poll::Pending
+            }
+        }
+        let (mut open, _body, overflow) = OpenStream::new(SendBudget::new(1));
+        let body: GrpcStreamBody = Box::pin(Silent);
+        let head = http::Response::builder()
+            .header("x-initial", "1")
+            .body(body);
+        let mut answered = Reader::new(Box::pin(async move { Ok(head.unwrap()) }), Some(overflow));
+        assert!(matches!(
+            answered.next().await,
+            Some(StreamEvent::InitialMetadata(_))
+        ));
+        let full = open
+            .send(Bytes::from_static(b"too big"), false)
+            .unwrap_err();
+        let rest = events(answered).await;
+        assert_eq!(rest.last(), Some(&StreamEvent::Close(13, full.to_string())));
     }
 }

@@ -530,7 +530,7 @@ impl Instance {
     /// `context.cc` `onGrpcReceive`, `onGrpcClose`).
     fn on_grpc(&mut self, token: u32, outcome: GrpcOutcome) -> Result<(), Failure> {
         // A cancelled call gets nothing (Envoy `context.cc` `grpcCancel`: erased).
-        if !self.store.data_mut().grpc_calls.remove(&token) {
+        if self.store.data_mut().grpc_calls.remove(&token).is_none() {
             return Ok(());
         }
         let root = self.store.data().root_context as i32;

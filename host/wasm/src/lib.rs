@@ -12,7 +12,7 @@
 //!
 //! Where the files are: `engine` (engine, linker, epoch ticker), `instance` (one instance and its
 //! callbacks), `chain` (per-worker slots, failure handling), `stream` (the per-request driver),
-//! `state` (the data a store carries), `body` (a filter's body buffer), `hostcalls/*` (the imports), `serial` (wire formats), `grpc` (unary gRPC callouts), `grpc_frames` (gRPC's message framing), `grpc_stream` (gRPC streams),
+//! `state` (the data a store carries), `body` (a filter's body buffer), `hostcalls/*` (the imports), `serial` (wire formats), `grpc` (unary gRPC callouts), `grpc_frames` (gRPC's message framing), `grpc_stream` (gRPC streams), `grpc_send` (what a filter sends on one), `tokens` (callout tokens),
 //! `shared` (shared data and queues), `metrics`, `ticker` (timers and root-context callouts),
 //! `drain` (a let-go instance whose root waits to call `proxy_done`).
 
@@ -26,6 +26,7 @@ mod filter_state;
 mod foreign;
 mod grpc;
 mod grpc_frames;
+mod grpc_send;
 mod grpc_stream;
 mod headers;
 mod hostcalls;
@@ -38,12 +39,13 @@ mod shared;
 mod state;
 mod stream;
 mod ticker;
+mod tokens;
 mod types;
 
 pub use chain::{FilterChain, set_worker_index};
 pub use engine::provided_imports;
 pub use error::{CalloutError, ChainError};
-pub use grpc_stream::GrpcOutgoing;
+pub use grpc_send::GrpcOutgoing;
 pub use stream::Stream;
 pub use types::{
     BodyVerdict, CalloutFuture, CalloutHandler, CodeDetails, DownstreamTls, FailurePolicy,

@@ -2,7 +2,7 @@
 //! ([`StreamData`]) that is moved into the store for the length of one callback.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -188,7 +188,8 @@ pub(crate) struct HostState {
     pub actions: Actions,
     pub callouts: Vec<NewCallout>,
     pub call_response: Option<CallResponse>,
-    pub next_token: u32,
+    /// The tokens of the callouts it started, by kind (`crate::tokens`).
+    pub tokens: crate::tokens::Tokens,
     pub live_contexts: Vec<u32>,
     /// What callbacks asked of paused streams they made effective (`on_tick`,
     /// `on_queue_ready`, a callout's response, after `proxy_set_effective_context`).
@@ -217,11 +218,13 @@ pub(crate) struct HostState {
     /// The gRPC stream metadata being delivered, with its map type (initial or trailing).
     pub grpc_metadata: Option<(i32, crate::grpc_stream::Metadata)>,
     /// The unary gRPC calls in flight, by token: `proxy_grpc_cancel` or `proxy_grpc_close`
-    /// forgets one, and its answer is dropped.
-    pub grpc_calls: HashSet<u32>,
+    /// drops one's handle, which resets its request (so does dropping the instance).
+    pub grpc_calls: HashMap<u32, crate::grpc::CallHandle>,
     /// The open gRPC streams, by token (the root context's, as in cpp-host: `src/exports.cc`
     /// `grpc_stream` opens them on `root_context()`).
-    pub grpc_streams: HashMap<u32, crate::grpc_stream::OpenStream>,
+    pub grpc_streams: HashMap<u32, crate::grpc_send::OpenStream>,
+    /// What those streams may queue for upstreams that do not take it (`crate::grpc_send`).
+    pub grpc_send_budget: crate::grpc_send::SendBudget,
     /// The root's `on_done` answered "not yet": until the filter calls `proxy_done` (then
     /// `Ok`, once; otherwise `NotFound`, cpp-host `src/wasm.cc` `WasmBase::done`), keel keeps
     /// the instance and delivers its callouts (see `crate::ticker::drain`).
@@ -260,7 +263,7 @@ impl HostState {
             actions: Actions::default(),
             callouts: Vec::new(),
             call_response: None,
-            next_token: 1,
+            tokens: crate::tokens::Tokens::default(),
             live_contexts: Vec::new(),
             remote: Vec::new(),
             parked: Vec::new(),
@@ -274,8 +277,9 @@ impl HostState {
             call_status: None,
             grpc_message: None,
             grpc_metadata: None,
-            grpc_calls: HashSet::new(),
+            grpc_calls: HashMap::new(),
             grpc_streams: HashMap::new(),
+            grpc_send_budget: crate::grpc_send::SendBudget::new(memory_limit),
             done_pending: false,
             starting: false,
             declared: HashMap::new(),

@@ -8,11 +8,13 @@ use wasmtime::{Caller, Linker};
 
 use super::guest;
 use crate::abi::status;
-use crate::grpc_stream::{OpenStream, Reader};
+use crate::grpc_send::OpenStream;
+use crate::grpc_stream::Reader;
 use crate::memory;
 use crate::metrics::CustomMetric;
 use crate::shared::{self, SetResult};
 use crate::state::{Call, HostState, NewCallout};
+use crate::tokens::{self, Kind};
 
 type Ctx<'a> = Caller<'a, HostState>;
 type R = wasmtime::Result<i32>;
@@ -87,23 +89,24 @@ fn http_call(caller: &mut Ctx<'_>, args: [i32; 8], timeout_ms: i32, ret_token: i
         0 => NO_TIMEOUT,
         ms => Duration::from_millis(ms),
     };
-    start(caller, ret_token, timeout, |handler| {
+    start(caller, ret_token, Kind::HttpCall, timeout, |handler| {
         Call::Http(handler.call(&upstream, request, timeout))
     })
 }
 
-/// Gives a new callout the next token (written to `ret_token`) and queues the call `send`
-/// starts; the caller of the callback spawns it.
+/// Gives a new callout the next token of its `kind` (written to `ret_token`) and queues the
+/// call `send` starts; the caller of the callback spawns it.
 fn start(
     caller: &mut Ctx<'_>,
     ret_token: i32,
+    kind: Kind,
     timeout: Duration,
     send: impl FnOnce(&dyn crate::types::CalloutHandler) -> Call,
 ) -> R {
-    let token = caller.data().next_token;
+    let token = caller.data().tokens.following(kind);
     guest!(memory::write_u32(caller, ret_token, token));
     let state = caller.data_mut();
-    state.next_token = state.next_token.wrapping_add(1).max(1);
+    state.tokens.take(kind);
     let call = send(state.callout_handler.as_ref());
     state.callouts.push(NewCallout {
         token,
@@ -179,12 +182,16 @@ fn grpc_call(
         return Ok(status::BAD_ARGUMENT);
     };
     let timeout = timeout.unwrap_or(NO_TIMEOUT);
-    let token = caller.data().next_token;
-    let answer = start(caller, ret_token, timeout, |handler| {
-        Call::Grpc(handler.grpc_call(&upstream, request, timeout))
+    let token = caller.data().tokens.following(Kind::GrpcCall);
+    let mut handle = None;
+    let answer = start(caller, ret_token, Kind::GrpcCall, timeout, |handler| {
+        let (call, call_handle) =
+            crate::grpc::cancellable(handler.grpc_call(&upstream, request, timeout));
+        handle = Some(call_handle);
+        Call::Grpc(call)
     })?;
-    if answer == status::OK {
-        caller.data_mut().grpc_calls.insert(token);
+    if let Some(handle) = handle {
+        caller.data_mut().grpc_calls.insert(token, handle);
     }
     Ok(answer)
 }
@@ -205,13 +212,16 @@ fn grpc_stream(caller: &mut Ctx<'_>, args: [i32; 8], ret_token: i32) -> R {
     let Some(head) = crate::grpc::head(&upstream, &target.service, &target.method, &pairs) else {
         return Ok(status::BAD_ARGUMENT);
     };
-    let (open, body) = OpenStream::new();
+    let (open, body, overflow) = OpenStream::new(caller.data().grpc_send_budget.clone());
     let Ok(request) = head.body(body) else {
         return Ok(status::BAD_ARGUMENT);
     };
-    let token = caller.data().next_token;
-    let answer = start(caller, ret_token, NO_TIMEOUT, |handler| {
-        Call::GrpcStream(Reader::new(handler.grpc_stream(&upstream, request)))
+    let token = caller.data().tokens.following(Kind::GrpcStream);
+    let answer = start(caller, ret_token, Kind::GrpcStream, NO_TIMEOUT, |handler| {
+        Call::GrpcStream(Reader::new(
+            handler.grpc_stream(&upstream, request),
+            Some(overflow),
+        ))
     })?;
     if answer == status::OK {
         caller.data_mut().grpc_streams.insert(token, open);
@@ -220,30 +230,45 @@ fn grpc_stream(caller: &mut Ctx<'_>, args: [i32; 8], ret_token: i32) -> R {
 }
 
 /// `proxy_grpc_send` (Envoy `context.cc` `grpcSend`): one message on an open stream, then the
-/// end of the request if `end_stream`; a token that is no open stream is `NotFound`. A stream
-/// whose request has ended takes the call and sends nothing.
+/// end of the request if `end_stream`; a token of another kind than a stream's is
+/// `BadArgument`, a stream token that is no open stream `NotFound`. A stream whose request has
+/// ended takes the call and sends nothing. A message over what the instance's streams may
+/// queue resets the stream and is still `Ok`, as Envoy, which buffers without a bound, answers
+/// (`crate::grpc_send`).
 fn grpc_send(caller: &mut Ctx<'_>, token: i32, message: i32, message_len: i32, end: i32) -> R {
     let message = guest!(memory::read(caller, message, message_len));
-    let Some(stream) = caller.data().grpc_streams.get(&(token as u32)) else {
+    let token = token as u32;
+    if tokens::kind(token) != Some(Kind::GrpcStream) {
+        return Ok(status::BAD_ARGUMENT);
+    }
+    let state = caller.data_mut();
+    let Some(stream) = state.grpc_streams.get_mut(&token) else {
         return Ok(status::NOT_FOUND);
     };
     let Some(framed) = crate::grpc_frames::frame(&message) else {
         return Ok(status::BAD_ARGUMENT);
     };
-    stream.send(framed, end != 0);
+    if let Err(full) = stream.send(framed, end != 0) {
+        let name = &state.plugin.name;
+        log::warn!(target: "keel_wasm", "filter {name}: gRPC stream {token}: {full}");
+    }
     Ok(status::OK)
 }
 
 /// `proxy_grpc_close` (Envoy `context.cc` `grpcClose`): ends the request side; the stream is
 /// forgotten if the remote side has closed too, else its messages and its close still come.
 /// `proxy_grpc_cancel` (`grpcCancel`): resets the stream, and nothing more of it comes. On a
-/// unary call both cancel it: its answer is dropped (Envoy also resets its request; keel's
-/// runs to its end). Any other token is `NotFound`.
+/// unary call both cancel it: its request is reset at once (`request_->cancel()`, see
+/// `crate::grpc::cancellable`) and no answer comes. A call or stream token that is no longer (or never was) in flight is
+/// `NotFound`; any other token (an http call's, or one of no kind) `BadArgument`.
 fn grpc_end(caller: &mut Ctx<'_>, token: i32, cancel: bool) -> i32 {
     let state = caller.data_mut();
     let token = token as u32;
-    if state.grpc_calls.remove(&token) {
-        return status::OK;
+    match tokens::kind(token) {
+        Some(Kind::GrpcCall) if state.grpc_calls.remove(&token).is_some() => return status::OK,
+        Some(Kind::GrpcCall) => return status::NOT_FOUND,
+        Some(Kind::GrpcStream) => {}
+        Some(Kind::HttpCall) | None => return status::BAD_ARGUMENT,
     }
     let streams = &mut state.grpc_streams;
     let Some(stream) = streams.get_mut(&token) else {

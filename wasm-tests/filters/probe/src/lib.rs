@@ -12,7 +12,9 @@
 //! `cancel`, cancelled at once), `grpc_stream
 //! <upstream> [cancel]` (a gRPC stream to `probe.Echo/Chat`: sends `one` and `two`, closes its
 //! side and records each callback into `x-grpc-stream`; with `cancel`, cancels it after `one`
-//! and goes on at once), `grpc_local` (a gRPC local reply, ABORTED), `queue`, `wasi`,
+//! and goes on at once), `grpc_tokens` and `grpc_late_cancel` (see `grpc_tokens.rs`),
+//! `grpc_flood` (see `grpc_flood.rs`),
+//! `grpc_local` (a gRPC local reply, ABORTED), `queue`, `wasi`,
 //! `foreign`, `signature` and `declare` (`foreign.rs`), `local_details` (a local reply whose
 //! details are "denied by\tprobe"),
 //! `accounting` (the sizes, durations and details Envoy computes for a stream: into
@@ -28,6 +30,8 @@
 #![allow(unsafe_code)]
 
 mod foreign;
+mod grpc_flood;
+mod grpc_tokens;
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -622,7 +626,10 @@ impl Probe {
 }
 
 impl Context for Probe {
-    fn on_grpc_call_response(&mut self, _token: u32, status_code: u32, response_size: usize) {
+    fn on_grpc_call_response(&mut self, token: u32, status_code: u32, response_size: usize) {
+        if self.mode == "grpc_late_cancel" {
+            return self.grpc_late_answer(token);
+        }
         self.grpc_answer(status_code, response_size);
     }
 
@@ -726,20 +733,8 @@ impl Probe {
             hostcalls::cancel_grpc_stream(4242),
         ];
         self.add_http_request_header("x-grpc-bad", &format!("{bad:?}"));
-        let upstream = self.args.first().cloned().unwrap_or_default();
-        let id = self.get_http_request_header("x-id").unwrap_or_default();
-        let token = match self.open_grpc_stream(
-            &upstream,
-            "probe.Echo",
-            "Chat",
-            vec![("x-id", id.as_bytes())],
-        ) {
-            Ok(token) => token,
-            Err(status) => {
-                let body = format!("grpc stream failed: {status:?}\n");
-                self.send_http_response(502, vec![], Some(body.as_bytes()));
-                return Action::Pause;
-            }
+        let Some(token) = self.open_chat() else {
+            return Action::Pause;
         };
         self.send_grpc_stream_message(token, Some(b"one"), false);
         if self.args.get(1).map(String::as_str) == Some("cancel") {
@@ -754,6 +749,27 @@ impl Probe {
         self.send_grpc_stream_message(token, Some(b"two"), false);
         self.close_grpc_stream(token);
         Action::Pause
+    }
+
+    /// Opens a stream to `probe.Echo/Chat` on the upstream the first argument names, with the
+    /// request's `x-id`; `None` when it could not, and the request is then answered 502 with
+    /// the status.
+    fn open_chat(&self) -> Option<u32> {
+        let upstream = self.args.first().cloned().unwrap_or_default();
+        let id = self.get_http_request_header("x-id").unwrap_or_default();
+        match self.open_grpc_stream(
+            &upstream,
+            "probe.Echo",
+            "Chat",
+            vec![("x-id", id.as_bytes())],
+        ) {
+            Ok(token) => Some(token),
+            Err(status) => {
+                let body = format!("grpc stream failed: {status:?}\n");
+                self.send_http_response(502, vec![], Some(body.as_bytes()));
+                None
+            }
+        }
     }
 
     /// `grpc`: the call's answer, `0 <message>` or `<status> <grpc-message>`, then resume.
@@ -878,6 +894,9 @@ impl HttpContext for Probe {
                 }
             }
             "grpc_stream" => self.grpc_stream(),
+            "grpc_tokens" => self.grpc_tokens(),
+            "grpc_late_cancel" => self.grpc_late_cancel(),
+            "grpc_flood" => self.grpc_flood(),
             // A gRPC local reply (the SDK's send_grpc_response: HTTP 200, the status, the text).
             "grpc_local" => {
                 self.send_grpc_response(
