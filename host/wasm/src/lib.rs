@@ -50,5 +50,5 @@ pub use stream::Stream;
 pub use types::{
     BodyVerdict, CalloutFuture, CalloutHandler, CodeDetails, DownstreamTls, FailurePolicy,
     FilterSpec, GrpcFuture, GrpcStreamBody, GrpcStreamFuture, HeadersVerdict, Limits,
-    LocalResponse, NoCallouts, StreamInfo, TrailersVerdict, UpstreamInfo,
+    LocalCertificate, LocalResponse, NoCallouts, StreamInfo, TrailersVerdict, UpstreamInfo,
 };

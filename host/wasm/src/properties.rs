@@ -215,6 +215,21 @@ fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
             .as_bytes()
             .to_vec(),
         "connection.tls_version" => info.downstream_tls.as_ref()?.version.as_bytes().to_vec(),
+        // Envoy `expr/context.cc` `extractSslInfo`: on a TLS connection the listener's subject
+        // (RFC 2253, an empty string without one) and its first URI and DNS names (absent
+        // without one); nothing on a plain connection.
+        "connection.subject_local_certificate" => {
+            let local = &info.downstream_tls.as_ref()?.local_certificate;
+            local.subject.as_bytes().to_vec()
+        }
+        "connection.uri_san_local_certificate" => {
+            let local = &info.downstream_tls.as_ref()?.local_certificate;
+            local.uri_san.as_deref()?.as_bytes().to_vec()
+        }
+        "connection.dns_san_local_certificate" => {
+            let local = &info.downstream_tls.as_ref()?.local_certificate;
+            local.dns_san.as_deref()?.as_bytes().to_vec()
+        }
         // Envoy's `connection.id` (expr/context.cc) and `connection_id` (wasm context.cc).
         "connection.id" | "connection_id" => int(info.connection_id),
         "request.protocol" => protocol(info.protocol).as_bytes().to_vec(),

@@ -218,6 +218,21 @@ pub struct DownstreamTls {
     pub version: String,
     /// The server name the client asked for (SNI), if it sent one.
     pub server_name: Option<String>,
+    /// The listener's own certificate, read once when the listener is built.
+    pub local_certificate: Arc<LocalCertificate>,
+}
+
+/// What filters read of the certificate a TLS listener presents
+/// (`connection.subject_local_certificate`, `connection.uri_san_local_certificate`,
+/// `connection.dns_san_local_certificate`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalCertificate {
+    /// The subject as BoringSSL prints it in RFC 2253 form (`XN_FLAG_RFC2253`).
+    pub subject: String,
+    /// The first URI subject alternative name, if any.
+    pub uri_san: Option<String>,
+    /// The first DNS subject alternative name, if any.
+    pub dns_san: Option<String>,
 }
 
 /// The backend that serves a response (`upstream.address`, and the member's route). Made once per

@@ -390,6 +390,18 @@ impl Probe {
                 text(self.get_property(vec!["connection", "tls_version"])),
             ),
             (
+                "subject-local",
+                raw_property(&["connection", "subject_local_certificate"]),
+            ),
+            (
+                "uri-san-local",
+                raw_property(&["connection", "uri_san_local_certificate"]),
+            ),
+            (
+                "dns-san-local",
+                raw_property(&["connection", "dns_san_local_certificate"]),
+            ),
+            (
                 "whole-request",
                 format!("{:?}", hostcalls::get_property(vec!["request"]).map(|_| ())),
             ),
