@@ -237,6 +237,15 @@ fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
         "xds.route_name" => info.route_name.as_bytes().to_vec(),
         "upstream.address" => stream.upstream.as_ref()?.address_text().as_bytes().to_vec(),
         "upstream.port" => int(u64::from(stream.upstream.as_ref()?.address().port())),
+        // Envoy `expr/context.cc` `UpstreamLocality`: the host's `Locality` message, which the
+        // wasm serializer writes as its protobuf bytes (`wasm/context.cc` `serializeValue`,
+        // `kMessage`); keel's members have no locality, and an empty message is no bytes.
+        // The upstream TLS fields (`tls_version`, `subject_peer_certificate`, ...) are absent,
+        // as Envoy's on a plaintext upstream (`UpstreamWrapper`: no `upstreamSslConnection()`).
+        "upstream.locality" => {
+            stream.upstream.as_ref()?;
+            Vec::new()
+        }
         // Envoy `expr/context.cc`: the attempt count (0 before any), and the local address of
         // the upstream connection.
         "upstream.request_attempt_count" => int(u64::from(stream.attempts)),
