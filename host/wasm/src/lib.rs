@@ -48,7 +48,7 @@ pub use error::{CalloutError, ChainError};
 pub use grpc_send::GrpcOutgoing;
 pub use stream::Stream;
 pub use types::{
-    BodyVerdict, CalloutFuture, CalloutHandler, CodeDetails, DownstreamTls, FailurePolicy,
-    FilterSpec, GrpcFuture, GrpcStreamBody, GrpcStreamFuture, HeadersVerdict, Limits,
-    LocalCertificate, LocalResponse, NoCallouts, StreamInfo, TrailersVerdict, UpstreamInfo,
+    BodyVerdict, CallTrailers, CalloutFuture, CalloutHandler, CodeDetails, DownstreamTls,
+    FailurePolicy, FilterSpec, GrpcFuture, GrpcStreamBody, GrpcStreamFuture, HeadersVerdict,
+    Limits, LocalCertificate, LocalResponse, NoCallouts, StreamInfo, TrailersVerdict, UpstreamInfo,
 };
