@@ -6,14 +6,12 @@
 //! first URI and the first DNS subject alternative name (`expr/context.cc`
 //! `uriSanLocalCertificate()[0]`, `dnsSansLocalCertificate()[0]`), their bytes as they are.
 //! No X.509 crate is in the tree that gives the subject and the URI names (rustls-webpki gives
-//! the DNS names only), and the walk below reads only these three fields.
+//! the DNS names only): the walk below reads only these three fields, with keel-wasm's DER
+//! reader (`keel_wasm::der`).
 
 use keel_wasm::LocalCertificate;
+use keel_wasm::der::{Element, OCTET_STRING, OID, SEQUENCE, SET, element, elements};
 
-const SEQUENCE: u8 = 0x30;
-const SET: u8 = 0x31;
-const OID: u8 = 0x06;
-const OCTET_STRING: u8 = 0x04;
 /// `extensions [3] EXPLICIT` in `TBSCertificate`.
 const EXTENSIONS: u8 = 0xa3;
 /// `GeneralName`: `dNSName [2] IA5String`, `uniformResourceIdentifier [6] IA5String`.
@@ -21,53 +19,6 @@ const DNS_NAME: u8 = 0x82;
 const URI: u8 = 0x86;
 /// `id-ce-subjectAltName`, 2.5.29.17.
 const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
-
-/// One DER element: its tag, its content, and all its bytes (tag and length included).
-struct Element<'a> {
-    tag: u8,
-    content: &'a [u8],
-    whole: &'a [u8],
-}
-
-/// The first element of `input` and what follows it (`None` if it is not DER).
-fn element(input: &[u8]) -> Option<(Element<'_>, &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    // Multi-byte tags never occur in the fields read here.
-    if tag & 0x1f == 0x1f {
-        return None;
-    }
-    let (&first, rest) = rest.split_first()?;
-    let (length, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 || rest.len() < count {
-            return None;
-        }
-        let (bytes, rest) = rest.split_at(count);
-        let length = bytes
-            .iter()
-            .fold(0usize, |length, byte| (length << 8) | usize::from(*byte));
-        (length, rest)
-    };
-    let content = rest.get(..length)?;
-    let header = input.len() - rest.len();
-    let element = Element {
-        tag,
-        content,
-        whole: &input[..header + length],
-    };
-    Some((element, &rest[length..]))
-}
-
-/// The elements of a constructed content, in order (stops at the first malformed one).
-fn elements(mut content: &[u8]) -> impl Iterator<Item = Element<'_>> {
-    std::iter::from_fn(move || {
-        let (element, rest) = element(content)?;
-        content = rest;
-        Some(element)
-    })
-}
 
 /// What filters read of the certificate `der`; the error names what is not X.509 in it.
 pub fn local(der: &[u8]) -> Result<LocalCertificate, String> {

@@ -19,6 +19,7 @@
 mod abi;
 mod body;
 mod chain;
+pub mod der;
 mod drain;
 mod engine;
 mod error;
