@@ -140,6 +140,21 @@ async fn tls_with_alpn_h2_and_http11() {
     assert!(body.contains("x-forwarded-proto: https\n"), "{body}");
 }
 
+/// The member's echo of a request over TLS (ALPN `alpn`) to keel configured with `tls` and the
+/// probe (mode `headers`, which copies properties into the request).
+async fn probe_over_tls(tls: (Scratch, String, RootCertStore), alpn: &[u8]) -> String {
+    let (_dir, text, roots) = tls;
+    let keel = Keel::start(&format!(
+        "{text}filters:\n  - name: probe\n    wasm: {}\n    config: headers\n",
+        filters_dir().join("test_probe.wasm").display()
+    ));
+    let (_, _, body) =
+        tokio::time::timeout(Duration::from_secs(10), tls_request(keel.addr, roots, alpn))
+            .await
+            .unwrap();
+    body
+}
+
 /// A filter on a TLS listener reads the session as Envoy's properties give it
 /// (`source/extensions/filters/common/expr/context.cc`: `connection.requested_server_name` is
 /// the SNI, `connection.tls_version` the version); the probe copies both into the request,
@@ -147,17 +162,7 @@ async fn tls_with_alpn_h2_and_http11() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_filter_reads_the_tls_session() {
     let a = Backend::start("a");
-    let (_dir, text, roots) = tls_config(&a);
-    let keel = Keel::start(&format!(
-        "{text}filters:\n  - name: probe\n    wasm: {}\n    config: headers\n",
-        filters_dir().join("test_probe.wasm").display()
-    ));
-    let (_, _, body) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tls_request(keel.addr, roots, b"http/1.1"),
-    )
-    .await
-    .unwrap();
+    let body = probe_over_tls(tls_config(&a), b"http/1.1").await;
     assert!(body.contains("x-prop-sni: 0:localhost\n"), "{body}");
     assert!(body.contains("x-prop-tls-version: TLSv1.3\n"), "{body}");
 }
@@ -183,17 +188,8 @@ async fn a_filter_reads_the_listeners_certificate() {
     params.distinguished_name = name;
     let key_pair = rcgen::KeyPair::generate().unwrap();
     let cert = params.self_signed(&key_pair).unwrap();
-    let (_dir, text, roots) = tls_config_with(&a, rcgen::CertifiedKey { cert, key_pair });
-    let keel = Keel::start(&format!(
-        "{text}filters:\n  - name: probe\n    wasm: {}\n    config: headers\n",
-        filters_dir().join("test_probe.wasm").display()
-    ));
-    let (_, _, body) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tls_request(keel.addr, roots, b"h2"),
-    )
-    .await
-    .unwrap();
+    let tls = tls_config_with(&a, rcgen::CertifiedKey { cert, key_pair });
+    let body = probe_over_tls(tls, b"h2").await;
     assert!(
         body.contains("x-prop-subject-local: 0:CN=keel listener,O=Shop\\, Inc.,C=DE\n"),
         "{body}"
