@@ -68,6 +68,11 @@ async fn header_maps_properties_metrics_and_shared_data() {
     // (`extractSslInfo`).
     assert_eq!(header(h, "x-prop-sni"), "0:");
     assert_eq!(header(h, "x-prop-tls-version"), "-");
+    // Envoy `expr/context.cc` `ConnectionWrapper`: the local-certificate fields come from the
+    // TLS session (`extractSslInfo`), so a plain connection has none (NotFound is status 1).
+    assert_eq!(header(h, "x-prop-subject-local"), "1:");
+    assert_eq!(header(h, "x-prop-uri-san-local"), "1:");
+    assert_eq!(header(h, "x-prop-dns-san-local"), "1:");
     // The whole request cannot be listed (`context.cc` `getProperty`: SerializationFailure);
     // `request.headers` has each name once (`expr/context.h` `HeadersWrapper`): when the probe
     // reads it, the 4 pseudo-headers, x-replace, x-multi (twice), content-length, x-probe-count
@@ -147,6 +152,11 @@ async fn header_maps_properties_metrics_and_shared_data() {
     let tls = keel_wasm::DownstreamTls {
         version: "TLSv1.3".into(),
         server_name: Some("shop.example".into()),
+        local_certificate: std::sync::Arc::new(keel_wasm::LocalCertificate {
+            subject: "CN=shop".into(),
+            uri_san: None,
+            dns_san: Some("shop.example".into()),
+        }),
     };
     let mut stream = chain.stream(keel_wasm::StreamInfo {
         tls: true,
@@ -160,6 +170,14 @@ async fn header_maps_properties_metrics_and_shared_data() {
     );
     assert_eq!(header(&req.headers, "x-prop-sni"), "0:shop.example");
     assert_eq!(header(&req.headers, "x-prop-tls-version"), "TLSv1.3");
+    // `expr/context.cc` `extractSslInfo`: the subject, the first DNS name; no URI name is
+    // absent (`uriSanLocalCertificate().empty()`).
+    assert_eq!(header(&req.headers, "x-prop-subject-local"), "0:CN=shop");
+    assert_eq!(header(&req.headers, "x-prop-uri-san-local"), "1:");
+    assert_eq!(
+        header(&req.headers, "x-prop-dns-san-local"),
+        "0:shop.example"
+    );
     stream.finish();
 }
 

@@ -7,7 +7,7 @@ pub mod duration;
 pub mod schema;
 mod validate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -119,6 +119,8 @@ pub struct Settings {
     pub filters: Vec<FilterSettings>,
     /// Callout upstreams (name → address).
     pub callouts: BTreeMap<String, SocketAddr>,
+    /// The callout upstreams whose http callouts speak HTTP/2 (h2c).
+    pub callouts_http2: BTreeSet<String>,
     /// Admin listener.
     pub admin: Option<AdminSettings>,
     /// AJP settings.

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use http::HeaderName;
 
-use super::schema::{AjpPing, Config, FailurePolicy, SessionStore, StoreKind};
+use super::schema::{
+    AjpPing, CalloutProtocol, CalloutUpstream, Config, FailurePolicy, SessionStore, StoreKind,
+};
 use super::{
     AdminSettings, ConfigError, FilterSettings, ListenerSettings, MemberSettings, Scheme, Settings,
     StoreBackend, StoreSettings,
@@ -392,13 +394,17 @@ pub(super) fn validate(mut config: Config, base: &Path) -> R<Settings> {
     }
 
     let mut callouts = BTreeMap::new();
-    for (name, url) in &config.callout_upstreams {
+    let mut callouts_http2 = BTreeSet::new();
+    for (name, upstream) in &config.callout_upstreams {
         let key = format!("callout_upstreams.{name}");
-        let (scheme, _, address) = member_url(&key, url)?;
+        let (scheme, _, address) = member_url(&key, &upstream.url)?;
         if scheme != Scheme::Http {
             return Err(ConfigError::at(key, "callout upstreams must be http://"));
         }
         callouts.insert(name.clone(), address);
+        if upstream.protocol == CalloutProtocol::Http2 {
+            callouts_http2.insert(name.clone());
+        }
     }
 
     let admin = match &config.admin {
@@ -443,6 +449,7 @@ pub(super) fn validate(mut config: Config, base: &Path) -> R<Settings> {
         members,
         filters,
         callouts,
+        callouts_http2,
         admin,
         session_store,
         ajp: AjpSettings {
@@ -463,7 +470,7 @@ pub(super) fn validate(mut config: Config, base: &Path) -> R<Settings> {
 }
 
 /// The `session_store` section.
-fn store(s: &SessionStore, callouts: &BTreeMap<String, String>) -> R<StoreSettings> {
+fn store(s: &SessionStore, callouts: &BTreeMap<String, CalloutUpstream>) -> R<StoreSettings> {
     if s.upstream.is_empty() || callouts.contains_key(&s.upstream) {
         return Err(ConfigError::at(
             "session_store.upstream",

@@ -167,7 +167,10 @@ impl Proxy {
         } else {
             access_log::Sink::Log
         };
-        let callouts = Arc::new(Callouts::new(settings.callouts.clone(), store));
+        let callouts = Arc::new(
+            Callouts::new(settings.callouts.clone(), store)
+                .with_http2(settings.callouts_http2.clone()),
+        );
         let chain = chain_builder(&ChainContext {
             filters: &settings.filters,
             registry: &metrics.registry,

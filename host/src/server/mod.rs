@@ -7,6 +7,7 @@
 
 #[macro_use]
 mod write_through;
+mod certificate;
 mod framing;
 mod http1;
 mod idle;
@@ -26,7 +27,6 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio_rustls::TlsAcceptor;
 
 use crate::proxy::ConnInfo;
 use crate::proxy::body::Keep;
@@ -41,7 +41,7 @@ pub struct Bound {
     /// The socket (non-blocking; registered with the worker's runtime when it serves).
     pub listener: std::net::TcpListener,
     /// TLS, if configured.
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<tls::ListenerTls>,
 }
 
 /// Binds every configured listener once per worker, all on the same address with
@@ -316,7 +316,7 @@ pub async fn serve(
         let open = Open::new(&shared.metrics.client_connections);
         tokio::spawn(async move {
             let _live = (live, open);
-            let Some(acceptor) = tls else {
+            let Some(listener_tls) = tls else {
                 let ambiguous = Arc::new(AtomicBool::new(false));
                 let conn = Arc::new(ConnInfo {
                     id: next_connection_id(),
@@ -332,7 +332,14 @@ pub async fn serve(
             };
             // Boxed: a plain connection's task stays the size of the plain path.
             Box::pin(serve_tls(
-                acceptor, tcp, remote, local, &builders, shared, limits, stop,
+                listener_tls,
+                tcp,
+                remote,
+                local,
+                &builders,
+                shared,
+                limits,
+                stop,
             ))
             .await;
         });
@@ -348,7 +355,7 @@ pub async fn serve(
 /// The TLS handshake, then the connection as [`serve_connection`] serves it.
 #[allow(clippy::too_many_arguments)]
 async fn serve_tls(
-    acceptor: TlsAcceptor,
+    listener_tls: tls::ListenerTls,
     tcp: tokio::net::TcpStream,
     remote: SocketAddr,
     local: SocketAddr,
@@ -357,7 +364,7 @@ async fn serve_tls(
     limits: ConnLimits,
     stop: watch::Receiver<bool>,
 ) {
-    let stream = match acceptor.accept(tcp).await {
+    let stream = match listener_tls.acceptor.accept(tcp).await {
         Ok(s) => s,
         Err(e) => {
             log::debug!("TLS handshake from {remote}: {e}");
@@ -366,7 +373,7 @@ async fn serve_tls(
     };
     let (_, sc) = stream.get_ref();
     let info = tls::info(sc);
-    let downstream_tls = Some(Arc::new(tls::for_filters(sc, &info)));
+    let downstream_tls = Some(Arc::new(tls::for_filters(sc, &info, &listener_tls)));
     let h2 = tls::is_h2(sc);
     let ambiguous = Arc::new(AtomicBool::new(false));
     let conn = Arc::new(ConnInfo {

@@ -11,15 +11,28 @@ use tokio_rustls::rustls::{self, ServerConfig, ServerConnection};
 
 use crate::upstream::TlsInfo;
 
-/// Builds an acceptor from PEM files.
-pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+/// A TLS listener: its acceptor, and what filters read of its certificate (read once here,
+/// not per connection).
+#[derive(Clone)]
+pub struct ListenerTls {
+    /// Handshakes with the configured certificate and key.
+    pub acceptor: TlsAcceptor,
+    /// The first certificate of the chain, as filters read it.
+    pub local_certificate: Arc<keel_wasm::LocalCertificate>,
+}
+
+/// Builds a listener's TLS from PEM files.
+pub fn acceptor(cert: &Path, key: &Path) -> Result<ListenerTls, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("{}: {e}", cert.display()))?
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{}: {e}", cert.display()))?;
-    if certs.is_empty() {
+    let Some(leaf) = certs.first() else {
         return Err(format!("{}: no certificate found", cert.display()));
-    }
+    };
+    let local_certificate = Arc::new(
+        crate::server::certificate::local(leaf).map_err(|e| format!("{}: {e}", cert.display()))?,
+    );
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = ServerConfig::builder_with_provider(provider)
@@ -29,7 +42,10 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
         .with_single_cert(certs, key)
         .map_err(|e| format!("certificate and key: {e}"))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(cfg)))
+    Ok(ListenerTls {
+        acceptor: TlsAcceptor::from(Arc::new(cfg)),
+        local_certificate,
+    })
 }
 
 /// Protocol, cipher and key size of an established connection.
@@ -66,12 +82,17 @@ pub fn info(conn: &ServerConnection) -> TlsInfo {
     }
 }
 
-/// The session as filters read it: the version, and the SNI lowercased, as Envoy keeps it
-/// (`ConnectionSocketImpl::setRequestedServerName`).
-pub fn for_filters(conn: &ServerConnection, info: &TlsInfo) -> keel_wasm::DownstreamTls {
+/// The session as filters read it: the version, the SNI lowercased, as Envoy keeps it
+/// (`ConnectionSocketImpl::setRequestedServerName`), and the listener's certificate.
+pub fn for_filters(
+    conn: &ServerConnection,
+    info: &TlsInfo,
+    listener: &ListenerTls,
+) -> keel_wasm::DownstreamTls {
     keel_wasm::DownstreamTls {
         version: info.protocol.clone(),
         server_name: conn.server_name().map(str::to_ascii_lowercase),
+        local_certificate: listener.local_certificate.clone(),
     }
 }
 

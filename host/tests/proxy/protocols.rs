@@ -91,8 +91,13 @@ async fn tls_request(
 /// keel's configuration for member `a` with a TLS listener (a fresh self-signed certificate for
 /// `localhost`, written into the returned directory), and the roots that trust it.
 fn tls_config(a: &Backend) -> (Scratch, String, RootCertStore) {
-    let dir = Scratch::new();
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    tls_config_with(a, cert)
+}
+
+/// [`tls_config`] with the listener's certificate given.
+fn tls_config_with(a: &Backend, cert: rcgen::CertifiedKey) -> (Scratch, String, RootCertStore) {
+    let dir = Scratch::new();
     let cert_path = dir.write("cert.pem", &cert.cert.pem());
     let key_path = dir.write("key.pem", &cert.key_pair.serialize_pem());
     let text = config(&[("a", a.url(), "active")], "", "").replace(
@@ -135,6 +140,21 @@ async fn tls_with_alpn_h2_and_http11() {
     assert!(body.contains("x-forwarded-proto: https\n"), "{body}");
 }
 
+/// The member's echo of a request over TLS (ALPN `alpn`) to keel configured with `tls` and the
+/// probe (mode `headers`, which copies properties into the request).
+async fn probe_over_tls(tls: (Scratch, String, RootCertStore), alpn: &[u8]) -> String {
+    let (_dir, text, roots) = tls;
+    let keel = Keel::start(&format!(
+        "{text}filters:\n  - name: probe\n    wasm: {}\n    config: headers\n",
+        filters_dir().join("test_probe.wasm").display()
+    ));
+    let (_, _, body) =
+        tokio::time::timeout(Duration::from_secs(10), tls_request(keel.addr, roots, alpn))
+            .await
+            .unwrap();
+    body
+}
+
 /// A filter on a TLS listener reads the session as Envoy's properties give it
 /// (`source/extensions/filters/common/expr/context.cc`: `connection.requested_server_name` is
 /// the SNI, `connection.tls_version` the version); the probe copies both into the request,
@@ -142,19 +162,46 @@ async fn tls_with_alpn_h2_and_http11() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_filter_reads_the_tls_session() {
     let a = Backend::start("a");
-    let (_dir, text, roots) = tls_config(&a);
-    let keel = Keel::start(&format!(
-        "{text}filters:\n  - name: probe\n    wasm: {}\n    config: headers\n",
-        filters_dir().join("test_probe.wasm").display()
-    ));
-    let (_, _, body) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tls_request(keel.addr, roots, b"http/1.1"),
-    )
-    .await
-    .unwrap();
+    let body = probe_over_tls(tls_config(&a), b"http/1.1").await;
     assert!(body.contains("x-prop-sni: 0:localhost\n"), "{body}");
     assert!(body.contains("x-prop-tls-version: TLSv1.3\n"), "{body}");
+}
+
+/// The listener's own certificate as Envoy's properties give it
+/// (`source/extensions/filters/common/expr/context.cc` `extractSslInfo`, from
+/// `source/common/tls/connection_info_impl.cc`): the subject in RFC 2253 form, last RDN first
+/// and the comma escaped (`utility.cc` `getRFC2253NameFromCertificate`, `XN_FLAG_RFC2253`), and
+/// the first URI and the first DNS subject alternative names (`[0]`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_filter_reads_the_listeners_certificate() {
+    let a = Backend::start("a");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".into(), "keel.example".into()]).unwrap();
+    for uri in ["spiffe://keel.test/listener", "https://keel.example/second"] {
+        let uri = uri.to_string().try_into().unwrap();
+        params.subject_alt_names.push(rcgen::SanType::URI(uri));
+    }
+    let mut name = rcgen::DistinguishedName::new();
+    name.push(rcgen::DnType::CountryName, "DE");
+    name.push(rcgen::DnType::OrganizationName, "Shop, Inc.");
+    name.push(rcgen::DnType::CommonName, "keel listener");
+    params.distinguished_name = name;
+    let key_pair = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key_pair).unwrap();
+    let tls = tls_config_with(&a, rcgen::CertifiedKey { cert, key_pair });
+    let body = probe_over_tls(tls, b"h2").await;
+    assert!(
+        body.contains("x-prop-subject-local: 0:CN=keel listener,O=Shop\\, Inc.,C=DE\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("x-prop-uri-san-local: 0:spiffe://keel.test/listener\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("x-prop-dns-san-local: 0:localhost\n"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,9 +1,10 @@
 //! The `upstream.*` properties a filter reads in `keel serve`, as Envoy's
 //! `source/extensions/filters/common/expr/context.cc` gives them: `request_attempt_count` is the
 //! number of upstream attempts (the router's `attemptCount`), `local_address` the local end of
-//! the upstream connection that answered, and `response.backend_latency` the time from the
-//! attempt to the end of the member's response. The probe (mode `accounting`) copies the first
-//! two into the response and the latency into a gauge in on_log.
+//! the upstream connection that answered, `locality` an empty message (keel's members have
+//! none), the TLS fields absent (a plaintext upstream), and `response.backend_latency` the time
+//! from the attempt to the end of the member's response. The probe (mode `accounting`) copies
+//! the first four into the response and the latency into a gauge in on_log.
 
 use std::time::Duration;
 
@@ -42,6 +43,13 @@ async fn a_filter_reads_the_attempts_and_the_upstream_connection() {
             .unwrap_or_else(|e| panic!("upstream.local_address: {e}"));
         assert!(local.ip().is_loopback(), "{local}");
         assert_ne!(local.port().to_string(), b_port, "the local end, not b's");
+        // `expr/context.cc` `UpstreamLocality`: the host's locality message, serialized
+        // (`wasm/context.cc` `serializeValue`, `kMessage`): a member without one is Ok and no
+        // bytes; a plaintext upstream has no TLS fields (`UpstreamWrapper`: no
+        // `upstreamSslConnection()`), NotFound (status 1).
+        assert_eq!(header("x-acct-upstream-locality"), "0:");
+        assert_eq!(header("x-acct-upstream-tls_version"), "1:");
+        assert_eq!(header("x-acct-upstream-subject_peer_certificate"), "1:");
     }
     assert!(
         attempts.iter().all(|n| n == "1" || n == "2"),

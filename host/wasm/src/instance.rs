@@ -12,7 +12,7 @@ use crate::grpc_stream::StreamEvent;
 use crate::hostcalls::escape_controls;
 use crate::state::{Actions, CallResponse, HostState, NewCallout, PluginInfo, StreamData};
 use crate::ticker::CalloutResult;
-use crate::types::{CalloutHandler, Limits};
+use crate::types::{CallTrailers, CalloutHandler, Limits};
 
 /// Why a callback failed; the kind is the `kind` label of the failure metric.
 #[derive(Debug, Clone)]
@@ -574,7 +574,18 @@ impl Instance {
         // maps are `BadArgument`, its body `NotFound`).
         let delivered = match response {
             Some(response) => {
-                let (parts, body) = response.into_parts();
+                let (mut parts, body) = response.into_parts();
+                let trailers =
+                    parts
+                        .extensions
+                        .remove::<CallTrailers>()
+                        .map(|CallTrailers(map)| {
+                            map.iter()
+                                .map(|(name, value)| {
+                                    (name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec())
+                                })
+                                .collect()
+                        });
                 let mut headers = Vec::with_capacity(parts.headers.len() + 1);
                 headers.push((
                     b":status".to_vec(),
@@ -583,13 +594,18 @@ impl Instance {
                 for (name, value) in &parts.headers {
                     headers.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
                 }
-                Some(CallResponse { headers, body })
+                Some(CallResponse {
+                    headers,
+                    body,
+                    trailers,
+                })
             }
             None => None,
         };
-        // No trailers: see `CallResponse`.
+        // Envoy `context.cc` `onHttpCallSuccess`: `headerSize(response->trailers())`, 0 without.
         let counts = delivered.as_ref().map_or((0, 0, 0), |d| {
-            (d.headers.len() as i32, d.body.len() as i32, 0)
+            let trailers = d.trailers.as_ref().map_or(0, Vec::len);
+            (d.headers.len() as i32, d.body.len() as i32, trailers as i32)
         });
         let state = self.store.data_mut();
         state.call_status = delivered

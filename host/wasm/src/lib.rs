@@ -19,6 +19,7 @@
 mod abi;
 mod body;
 mod chain;
+pub mod der;
 mod drain;
 mod engine;
 mod error;
@@ -48,7 +49,7 @@ pub use error::{CalloutError, ChainError};
 pub use grpc_send::GrpcOutgoing;
 pub use stream::Stream;
 pub use types::{
-    BodyVerdict, CalloutFuture, CalloutHandler, CodeDetails, DownstreamTls, FailurePolicy,
-    FilterSpec, GrpcFuture, GrpcStreamBody, GrpcStreamFuture, HeadersVerdict, Limits,
-    LocalResponse, NoCallouts, StreamInfo, TrailersVerdict, UpstreamInfo,
+    BodyVerdict, CallTrailers, CalloutFuture, CalloutHandler, CodeDetails, DownstreamTls,
+    FailurePolicy, FilterSpec, GrpcFuture, GrpcStreamBody, GrpcStreamFuture, HeadersVerdict,
+    Limits, LocalCertificate, LocalResponse, NoCallouts, StreamInfo, TrailersVerdict, UpstreamInfo,
 };

@@ -215,6 +215,21 @@ fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
             .as_bytes()
             .to_vec(),
         "connection.tls_version" => info.downstream_tls.as_ref()?.version.as_bytes().to_vec(),
+        // Envoy `expr/context.cc` `extractSslInfo`: on a TLS connection the listener's subject
+        // (RFC 2253, an empty string without one) and its first URI and DNS names (absent
+        // without one); nothing on a plain connection.
+        "connection.subject_local_certificate" => {
+            let local = &info.downstream_tls.as_ref()?.local_certificate;
+            local.subject.as_bytes().to_vec()
+        }
+        "connection.uri_san_local_certificate" => {
+            let local = &info.downstream_tls.as_ref()?.local_certificate;
+            local.uri_san.as_deref()?.as_bytes().to_vec()
+        }
+        "connection.dns_san_local_certificate" => {
+            let local = &info.downstream_tls.as_ref()?.local_certificate;
+            local.dns_san.as_deref()?.as_bytes().to_vec()
+        }
         // Envoy's `connection.id` (expr/context.cc) and `connection_id` (wasm context.cc).
         "connection.id" | "connection_id" => int(info.connection_id),
         "request.protocol" => protocol(info.protocol).as_bytes().to_vec(),
@@ -222,6 +237,15 @@ fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
         "xds.route_name" => info.route_name.as_bytes().to_vec(),
         "upstream.address" => stream.upstream.as_ref()?.address_text().as_bytes().to_vec(),
         "upstream.port" => int(u64::from(stream.upstream.as_ref()?.address().port())),
+        // Envoy `expr/context.cc` `UpstreamLocality`: the host's `Locality` message, which the
+        // wasm serializer writes as its protobuf bytes (`wasm/context.cc` `serializeValue`,
+        // `kMessage`); keel's members have no locality, and an empty message is no bytes.
+        // The upstream TLS fields (`tls_version`, `subject_peer_certificate`, ...) are absent,
+        // as Envoy's on a plaintext upstream (`UpstreamWrapper`: no `upstreamSslConnection()`).
+        "upstream.locality" => {
+            stream.upstream.as_ref()?;
+            Vec::new()
+        }
         // Envoy `expr/context.cc`: the attempt count (0 before any), and the local address of
         // the upstream connection.
         "upstream.request_attempt_count" => int(u64::from(stream.attempts)),

@@ -149,16 +149,14 @@ pub(crate) enum Call {
     GrpcStream(crate::grpc_stream::Reader),
 }
 
-/// The http-call response being delivered by `proxy_on_http_call_response`. It has no
-/// trailers: keel's http callouts speak HTTP/1.1, whose codec in Envoy ignores a response's
-/// trailers and drops a request's unless the cluster sets `enable_trailers` (default false;
-/// `source/common/http/http1/codec_impl.cc` `onHeaderFieldImpl`, `encodeTrailersBase`), so
-/// Envoy's call response has no trailers map (`context.cc` `getConstMap`:
-/// `(*response)->trailers()` is null).
+/// The http-call response being delivered by `proxy_on_http_call_response`, with its trailers
+/// when the upstream sent any (an HTTP/2 callout upstream; Envoy's call response has no
+/// trailers map otherwise: `context.cc` `getConstMap`, `(*response)->trailers()` is null).
 #[derive(Default)]
 pub(crate) struct CallResponse {
     pub headers: Vec<(Vec<u8>, Vec<u8>)>,
     pub body: Bytes,
+    pub trailers: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 /// Numbers the instances (the owners of shared queues).

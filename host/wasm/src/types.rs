@@ -103,6 +103,13 @@ impl FilterSpec {
     }
 }
 
+/// The trailers of an http callout's request (the filter's, when it passed any) or of its
+/// response (the upstream's, when it sent any), carried in the message's extensions. Only an
+/// HTTP/2 callout upstream carries them: Envoy's HTTP/1 codec sends and keeps none
+/// (`source/common/http/http1/codec_impl.cc`), its HTTP/2 codec both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallTrailers(pub http::HeaderMap);
+
 /// The future a [`CalloutHandler`] returns.
 pub type CalloutFuture =
     Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, CalloutError>> + Send>>;
@@ -125,6 +132,8 @@ pub type GrpcStreamFuture =
 /// Where `proxy_http_call` and `proxy_grpc_call` go: keel's configured callout upstreams.
 pub trait CalloutHandler: Send + Sync + 'static {
     /// Sends `request` to the upstream named `upstream`. The runtime applies `timeout` too.
+    /// The filter's trailers, if it passed any, are the request's [`CallTrailers`] extension;
+    /// the response's trailers, if the upstream sent any, go in the response's.
     fn call(
         &self,
         upstream: &str,
@@ -218,6 +227,21 @@ pub struct DownstreamTls {
     pub version: String,
     /// The server name the client asked for (SNI), if it sent one.
     pub server_name: Option<String>,
+    /// The listener's own certificate, read once when the listener is built.
+    pub local_certificate: Arc<LocalCertificate>,
+}
+
+/// What filters read of the certificate a TLS listener presents
+/// (`connection.subject_local_certificate`, `connection.uri_san_local_certificate`,
+/// `connection.dns_san_local_certificate`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalCertificate {
+    /// The subject as BoringSSL prints it in RFC 2253 form (`XN_FLAG_RFC2253`).
+    pub subject: String,
+    /// The first URI subject alternative name, if any.
+    pub uri_san: Option<String>,
+    /// The first DNS subject alternative name, if any.
+    pub dns_san: Option<String>,
 }
 
 /// The backend that serves a response (`upstream.address`, and the member's route). Made once per

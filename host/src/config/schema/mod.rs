@@ -10,10 +10,12 @@ use serde::Deserialize;
 use super::duration::ConfigDuration;
 
 mod balancer;
+mod callout;
 
 pub use balancer::{
     Ajp, AjpPing, Balancer, Health, LbMethod, Member, MemberStatus, Pool, Retry, Sticky, Timeouts,
 };
+pub use callout::{CalloutProtocol, CalloutUpstream};
 
 fn d(ms: u64) -> ConfigDuration {
     ConfigDuration(Duration::from_millis(ms))
@@ -36,9 +38,10 @@ pub struct Config {
     pub filters: Vec<Filter>,
     /// Members and how requests are spread over them.
     pub balancer: Balancer,
-    /// Named upstreams a filter may reach with `proxy_http_call` (name → `http://host:port`).
+    /// Named upstreams a filter may reach with `proxy_http_call` and gRPC (name →
+    /// `http://host:port`, or `{url, protocol: http2}` for http callouts over h2c).
     #[serde(default)]
-    pub callout_upstreams: BTreeMap<String, String>,
+    pub callout_upstreams: BTreeMap<String, CalloutUpstream>,
     /// The admin listener (absent: no admin listener).
     #[serde(default)]
     pub admin: Option<Admin>,

@@ -15,11 +15,8 @@ const EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 const P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 const P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
 
-const SEQUENCE: u8 = 0x30;
-const INTEGER: u8 = 0x02;
-const OCTET_STRING: u8 = 0x04;
-const BIT_STRING: u8 = 0x03;
-const OID: u8 = 0x06;
+use crate::der::{BIT_STRING, INTEGER, OCTET_STRING, OID, SEQUENCE};
+
 /// SEC1's `[0] parameters`.
 const PARAMETERS: u8 = 0xa0;
 
@@ -132,30 +129,12 @@ fn sec1_as_pkcs8(sec1: &[u8]) -> Option<Vec<u8>> {
 
 /// The contents of the next element, which must have tag `tag` (DER lengths, definite).
 fn expect<'a>(input: &mut &'a [u8], tag: u8) -> Option<&'a [u8]> {
-    let (&first, rest) = input.split_first()?;
-    if first != tag {
+    let (element, rest) = crate::der::element(input)?;
+    if element.tag != tag {
         return None;
     }
-    let (&len, mut rest) = rest.split_first()?;
-    let len = if len < 0x80 {
-        usize::from(len)
-    } else {
-        let count = usize::from(len & 0x7f);
-        if count == 0 || count > 4 || rest.len() < count {
-            return None;
-        }
-        let (bytes, tail) = rest.split_at(count);
-        rest = tail;
-        bytes
-            .iter()
-            .fold(0usize, |acc, byte| (acc << 8) | usize::from(*byte))
-    };
-    if rest.len() < len {
-        return None;
-    }
-    let (contents, tail) = rest.split_at(len);
-    *input = tail;
-    Some(contents)
+    *input = rest;
+    Some(element.content)
 }
 
 /// One DER element.

@@ -15,6 +15,7 @@ use crate::metrics::CustomMetric;
 use crate::shared::{self, SetResult};
 use crate::state::{Call, HostState, NewCallout};
 use crate::tokens::{self, Kind};
+use crate::types::CallTrailers;
 
 type Ctx<'a> = Caller<'a, HostState>;
 type R = wasmtime::Result<i32>;
@@ -49,6 +50,17 @@ fn callout_request(headers: &[(&[u8], &[u8])], body: Vec<u8>) -> Option<http::Re
     builder.body(Bytes::from(body)).ok()
 }
 
+/// The filter's trailer pairs as a map (names in any case, as Envoy lowercases them); `None`
+/// when one is not valid HTTP.
+fn callout_trailers(pairs: &[(&[u8], &[u8])]) -> Option<http::HeaderMap> {
+    let mut map = http::HeaderMap::with_capacity(pairs.len());
+    for (key, value) in pairs {
+        let name = http::HeaderName::from_bytes(key).ok()?;
+        map.append(name, http::HeaderValue::from_bytes(value).ok()?);
+    }
+    Some(map)
+}
+
 fn http_call(caller: &mut Ctx<'_>, args: [i32; 8], timeout_ms: i32, ret_token: i32) -> R {
     let [
         up,
@@ -63,11 +75,10 @@ fn http_call(caller: &mut Ctx<'_>, args: [i32; 8], timeout_ms: i32, ret_token: i
     let upstream = guest!(memory::read(caller, up, up_len));
     let raw_headers = guest!(memory::read(caller, headers, headers_len));
     let body = guest!(memory::read(caller, body, body_len));
-    // Checked, then dropped: Envoy attaches them to the call (`context.cc` `httpCall`), but its
-    // HTTP/1.1 codec, which keel's callouts speak, sends none unless the cluster sets
-    // `enable_trailers` (default false) and never with the body's Content-Length
-    // (`source/common/http/http1/codec_impl.cc` `encodeTrailersBase`).
-    let _trailers = guest!(memory::read(caller, trailers, trailers_len));
+    // Envoy attaches them to the call when there are any (`context.cc` `httpCall`:
+    // `message->trailers(...)`); the upstream's protocol decides whether they are sent (see
+    // `crate::CallTrailers`).
+    let raw_trailers = guest!(memory::read(caller, trailers, trailers_len));
     let Ok(upstream) = String::from_utf8(upstream) else {
         return Ok(status::BAD_ARGUMENT);
     };
@@ -77,9 +88,17 @@ fn http_call(caller: &mut Ctx<'_>, args: [i32; 8], timeout_ms: i32, ret_token: i
     let Some(pairs) = crate::serial::deserialize_pairs(&raw_headers) else {
         return Ok(status::BAD_ARGUMENT);
     };
-    let Some(request) = callout_request(&pairs, body) else {
+    let Some(mut request) = callout_request(&pairs, body) else {
         return Ok(status::BAD_ARGUMENT);
     };
+    let Some(trailers) =
+        crate::serial::deserialize_pairs(&raw_trailers).and_then(|pairs| callout_trailers(&pairs))
+    else {
+        return Ok(status::BAD_ARGUMENT);
+    };
+    if !trailers.is_empty() {
+        request.extensions_mut().insert(CallTrailers(trailers));
+    }
     // Envoy `context.cc` `httpCall`: a negative timeout is refused, 0 is no timeout (a paused
     // stream still ends at the pause timeout).
     let Ok(timeout_ms) = u64::try_from(timeout_ms) else {

@@ -29,8 +29,15 @@ fn map_of(state: &mut HostState, map_type: i32) -> Option<MapRef<'_>> {
         map::HTTP_CALL_RESPONSE_HEADERS => {
             return Some(MapRef::Pairs(&mut state.call_response.as_mut()?.headers));
         }
-        // Never any (see `crate::state::CallResponse`).
-        map::HTTP_CALL_RESPONSE_TRAILERS => return None,
+        // Only when the upstream sent trailers (see `crate::state::CallResponse`).
+        map::HTTP_CALL_RESPONSE_TRAILERS => {
+            return state
+                .call_response
+                .as_mut()?
+                .trailers
+                .as_mut()
+                .map(MapRef::Pairs);
+        }
         // Only while the stream's metadata callback of that type runs (Envoy `context.cc`
         // `getMap`: `grpc_receive_initial_metadata_`, `grpc_receive_trailing_metadata_`).
         map::GRPC_RECEIVE_INITIAL_METADATA | map::GRPC_RECEIVE_TRAILING_METADATA => {

@@ -390,6 +390,18 @@ impl Probe {
                 text(self.get_property(vec!["connection", "tls_version"])),
             ),
             (
+                "subject-local",
+                raw_property(&["connection", "subject_local_certificate"]),
+            ),
+            (
+                "uri-san-local",
+                raw_property(&["connection", "uri_san_local_certificate"]),
+            ),
+            (
+                "dns-san-local",
+                raw_property(&["connection", "dns_san_local_certificate"]),
+            ),
+            (
                 "whole-request",
                 format!("{:?}", hostcalls::get_property(vec!["request"]).map(|_| ())),
             ),
@@ -1056,6 +1068,10 @@ impl HttpContext for Probe {
                 self.add_http_response_header("x-acct-response-code_details", &details);
                 let local = text(self.get_property(vec!["upstream", "local_address"]));
                 self.add_http_response_header("x-acct-upstream-local_address", &local);
+                for name in ["locality", "tls_version", "subject_peer_certificate"] {
+                    let value = raw_property(&["upstream", name]);
+                    self.add_http_response_header(&format!("x-acct-upstream-{name}"), &value);
+                }
             }
             "decorate" => {
                 let code = int(self.get_property(vec!["response", "code"]));

@@ -1,12 +1,15 @@
 //! Callouts for filters: `proxy_http_call` to the named `callout_upstreams` of the configuration
-//! over a pooled HTTP/1.1 client, `proxy_grpc_call` and `proxy_grpc_stream` to the same
+//! over a pooled HTTP/1.1 client, or over HTTP/2 to those declared `protocol: http2` ([`h2`]),
+//! `proxy_grpc_call` and `proxy_grpc_stream` to the same
 //! upstreams over HTTP/2 (h2c),
 //! and the session store's name for http callouts, answered
 //! in process by `keel_store::api::handle` (no loopback hop). keel-wasm's `CalloutHandler` adapter
 //! forwards to [`Callouts::call`] and [`Callouts::has_upstream`]. A response is read whole, up
 //! to [`MAX_RESPONSE_BODY`]. The request carries the filter's `:authority` as its Host.
 
-use std::collections::BTreeMap;
+mod h2;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +56,10 @@ pub struct LocalStore {
 /// The callout upstreams.
 pub struct Callouts {
     upstreams: BTreeMap<String, SocketAddr>,
+    /// The upstreams whose http callouts speak HTTP/2 (h2c).
+    http2: BTreeSet<String>,
+    /// Their connections.
+    h2: h2::Connections,
     store: Option<LocalStore>,
     client: Client<HttpConnector, Full<Bytes>>,
     /// gRPC calls and streams: HTTP/2 with prior knowledge (h2c), as Envoy's gRPC clusters
@@ -85,10 +92,18 @@ impl Callouts {
             .build(connector);
         Self {
             upstreams,
+            http2: BTreeSet::new(),
+            h2: h2::Connections::default(),
             store,
             client,
             grpc,
         }
+    }
+
+    /// Makes the http callouts to the upstreams `names` speak HTTP/2 with prior knowledge (h2c).
+    pub fn with_http2(mut self, names: BTreeSet<String>) -> Self {
+        self.http2 = names;
+        self
     }
 
     /// Whether `name` is configured.
@@ -166,6 +181,11 @@ impl Callouts {
                 .map_err(|_| CalloutError::Timeout(timeout));
         }
         let addr = self.address(name)?;
+        if self.http2.contains(name) {
+            return tokio::time::timeout(timeout, self.h2.call(addr, request))
+                .await
+                .map_err(|_| CalloutError::Timeout(timeout))?;
+        }
         let (mut parts, body) = request.into_parts();
         if let Some(authority) = parts.uri.authority()
             && !parts.headers.contains_key(http::header::HOST)
@@ -176,8 +196,9 @@ impl Callouts {
         }
         parts.uri = retarget(&parts.uri, addr)?;
         parts.version = http::Version::HTTP_11;
-        // HTTP/1.1 trailers are ignored, as Envoy's HTTP/1 codec ignores them without
-        // `enable_trailers` (`source/common/http/http1/codec_impl.cc` `onHeaderFieldImpl`).
+        // HTTP/1.1 trailers are neither sent nor kept, as Envoy's HTTP/1 codec without
+        // `enable_trailers` (`source/common/http/http1/codec_impl.cc` `encodeTrailersBase`,
+        // `onHeaderFieldImpl`).
         let (response, _trailers) = exchange(
             &self.client,
             http::Request::from_parts(parts, Full::new(body)),
