@@ -87,6 +87,7 @@ pub fn info() -> StreamInfo {
         connection_id: 7,
         route_name: "default_route".into(),
         cluster_name: "tomcats".into(),
+        endpoints: 2,
         downstream_tls: None,
     }
 }

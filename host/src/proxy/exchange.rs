@@ -146,6 +146,7 @@ impl Proxy {
                 connection_id: conn.id,
                 route_name: "default".into(),
                 cluster_name: "balancer".into(),
+                endpoints: u32::try_from(self.balancer.members().len()).unwrap_or(u32::MAX),
                 downstream_tls: conn.downstream_tls.clone(),
             });
             if let HeadersVerdict::Respond(lr) = s.request_headers(&mut parts, no_body).await {

@@ -2,7 +2,8 @@
 //! `source/extensions/filters/common/expr/context.cc` gives them: `request_attempt_count` is the
 //! number of upstream attempts (the router's `attemptCount`), `local_address` the local end of
 //! the upstream connection that answered, `locality` an empty message (keel's members have
-//! none), the TLS fields absent (a plaintext upstream), and `response.backend_latency` the time
+//! none), `transport_failure_reason` empty, `num_endpoints` the number of members, the TLS
+//! fields absent (a plaintext upstream), and `response.backend_latency` the time
 //! from the attempt to the end of the member's response. The probe (mode `accounting`) copies
 //! the first four into the response and the latency into a gauge in on_log.
 
@@ -48,6 +49,11 @@ async fn a_filter_reads_the_attempts_and_the_upstream_connection() {
         // bytes; a plaintext upstream has no TLS fields (`UpstreamWrapper`: no
         // `upstreamSslConnection()`), NotFound (status 1).
         assert_eq!(header("x-acct-upstream-locality"), "0:");
+        // `UpstreamTransportFailureReason`: the transport's failure text, empty for a
+        // connection that did not fail; `UpstreamNumEndpoints`: the cluster's membership total,
+        // a (killed) and b.
+        assert_eq!(header("x-acct-upstream-transport_failure_reason"), "0:");
+        assert_eq!(header("x-acct-upstream-num_endpoints"), "2");
         assert_eq!(header("x-acct-upstream-tls_version"), "1:");
         assert_eq!(header("x-acct-upstream-subject_peer_certificate"), "1:");
     }

@@ -57,6 +57,7 @@ fn info() -> StreamInfo {
         connection_id: 1,
         route_name: "default".into(),
         cluster_name: "tomcats".into(),
+        endpoints: 2,
         downstream_tls: None,
     }
 }

@@ -246,6 +246,15 @@ fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
             stream.upstream.as_ref()?;
             Vec::new()
         }
+        // Envoy `expr/context.cc` `UpstreamTransportFailureReason`: the transport's failure text
+        // once an upstream is chosen; keel's plaintext connections give none (an empty string).
+        "upstream.transport_failure_reason" => {
+            stream.upstream.as_ref()?;
+            Vec::new()
+        }
+        // Envoy `expr/context.cc` `UpstreamNumEndpoints`: the cluster's `membership_total`,
+        // every member healthy or not, from the moment the cluster is known.
+        "upstream.num_endpoints" => int(u64::from(info.endpoints)),
         // Envoy `expr/context.cc`: the attempt count (0 before any), and the local address of
         // the upstream connection.
         "upstream.request_attempt_count" => int(u64::from(stream.attempts)),

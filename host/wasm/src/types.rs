@@ -215,6 +215,8 @@ pub struct StreamInfo {
     pub route_name: Cow<'static, str>,
     /// `xds.cluster_name`.
     pub cluster_name: Cow<'static, str>,
+    /// The members of that cluster, healthy or not (`upstream.num_endpoints`).
+    pub endpoints: u32,
     /// The client connection's TLS session, if it is TLS (`connection.tls_version`,
     /// `connection.requested_server_name`): made once per connection, shared by its requests.
     pub downstream_tls: Option<Arc<DownstreamTls>>,

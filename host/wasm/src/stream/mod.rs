@@ -234,6 +234,7 @@ impl Stream {
                 connection_id: 0,
                 route_name: "".into(),
                 cluster_name: "".into(),
+                endpoints: 0,
                 downstream_tls: None,
             }))
         })

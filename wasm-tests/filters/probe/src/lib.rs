@@ -1068,10 +1068,17 @@ impl HttpContext for Probe {
                 self.add_http_response_header("x-acct-response-code_details", &details);
                 let local = text(self.get_property(vec!["upstream", "local_address"]));
                 self.add_http_response_header("x-acct-upstream-local_address", &local);
-                for name in ["locality", "tls_version", "subject_peer_certificate"] {
+                for name in [
+                    "locality",
+                    "transport_failure_reason",
+                    "tls_version",
+                    "subject_peer_certificate",
+                ] {
                     let value = raw_property(&["upstream", name]);
                     self.add_http_response_header(&format!("x-acct-upstream-{name}"), &value);
                 }
+                let endpoints = int(self.get_property(vec!["upstream", "num_endpoints"]));
+                self.add_http_response_header("x-acct-upstream-num_endpoints", &endpoints);
             }
             "decorate" => {
                 let code = int(self.get_property(vec!["response", "code"]));
