@@ -229,7 +229,8 @@ async fn a_pooled_connection_closed_unanswered_is_retried_on_the_same_member() {
 
 /// `upstream.local_address` (Envoy `source/extensions/filters/common/expr/context.cc`: the
 /// upstream connection's local address) for an AJP member: the probe (mode `accounting`) copies
-/// it into the response, and it is the peer address the member saw on its connection.
+/// it into the response, and it is the peer address the member saw on its connection; and
+/// `upstream.cx_pool_ready_duration`, the wait for that connection.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_filter_reads_the_local_end_of_the_ajp_connection() {
     let server = TestServer::echo(Some(SECRET)).await.unwrap();
@@ -241,11 +242,8 @@ async fn a_filter_reads_the_local_end_of_the_ajp_connection() {
     let keel = keel_with(&server, &scratch, &filters);
     let r = Http::new().get(&keel.url("/"), &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let local: std::net::SocketAddr = r
-        .headers
-        .get("x-acct-upstream-local_address")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
+    let header = |name: &str| r.header(name);
+    let local: std::net::SocketAddr = header("x-acct-upstream-local_address")
         .parse()
         .unwrap_or_else(|e| panic!("upstream.local_address: {e}"));
     let peers = server.seen().peers.lock().unwrap().clone();
@@ -253,4 +251,10 @@ async fn a_filter_reads_the_local_end_of_the_ajp_connection() {
         peers.contains(&local),
         "{local} among the member's peers {peers:?}"
     );
+    // `upstream.cx_pool_ready_duration` (`UpstreamConnectionPoolReadyDuration`): the wait for
+    // the connection (here a new one, connected and checked with CPING), in nanoseconds.
+    let waited: u64 = header("x-acct-upstream-cx_pool_ready_duration")
+        .parse()
+        .unwrap_or_else(|e| panic!("upstream.cx_pool_ready_duration: {e}"));
+    assert!(waited > 0 && waited < 5_000_000_000, "{waited} ns");
 }

@@ -285,8 +285,8 @@ impl Proxy {
             let eos = http_body::Body::is_end_stream(&rbody);
             let verdict = match s.lock().await.as_mut() {
                 Some(st) => {
-                    let local = crate::upstream::local_address(&rparts);
-                    st.upstream_attempts(outcome.attempts, local, outcome.sent_at);
+                    let connection = crate::upstream::connection(&rparts);
+                    st.upstream_attempts(outcome.attempts, connection, outcome.sent_at);
                     if eos {
                         st.upstream_received(Instant::now());
                     }

@@ -3,7 +3,6 @@
 //! types. keel-wasm's `FilterChain` implements it (`proxy::wasm`); [`EmptyChain`], which the
 //! proxy skips entirely, stands for no filters; tests plug in chains written in Rust.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,7 +10,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 pub use keel_wasm::{
     BodyVerdict, CodeDetails, HeadersVerdict, LocalResponse, StreamInfo, TrailersVerdict,
-    UpstreamInfo,
+    UpstreamConnection, UpstreamInfo,
 };
 
 use crate::callout::Callouts;
@@ -33,13 +32,13 @@ pub trait FilterStream: Send {
         &'a mut self,
         trailers: &'a mut HeaderMap,
     ) -> BoxFuture<'a, TrailersVerdict>;
-    /// How many upstream attempts the request made and, when a member answered, the local
-    /// address of its connection and when the attempt it answered began (before the response
-    /// headers). Nothing by default.
+    /// How many upstream attempts the request made and, when a member answered, its connection
+    /// and when the attempt it answered began (before the response headers). Nothing by
+    /// default.
     fn upstream_attempts(
         &mut self,
         _attempts: u32,
-        _local_address: Option<SocketAddr>,
+        _connection: Option<UpstreamConnection>,
         _sent_at: Option<Instant>,
     ) {
     }

@@ -1,7 +1,6 @@
 //! keel's filter chain: keel-wasm's `FilterChain` behind the proxy's [`FilterChain`] hook, built
 //! from the validated filter settings, with `proxy_http_call` going to keel's callout upstreams.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,7 @@ use http_body_util::BodyExt;
 
 use super::filter::{
     BodyVerdict, ChainBuilder, ChainContext, EmptyChain, FilterChain, FilterStream, HeadersVerdict,
-    StreamInfo, TrailersVerdict, UpstreamInfo,
+    StreamInfo, TrailersVerdict, UpstreamConnection, UpstreamInfo,
 };
 use crate::callout::{CalloutError, Callouts};
 use crate::upstream::BoxFuture;
@@ -150,10 +149,10 @@ impl FilterStream for keel_wasm::Stream {
     fn upstream_attempts(
         &mut self,
         attempts: u32,
-        local_address: Option<SocketAddr>,
+        connection: Option<UpstreamConnection>,
         sent_at: Option<Instant>,
     ) {
-        keel_wasm::Stream::upstream_attempts(self, attempts, local_address, sent_at);
+        keel_wasm::Stream::upstream_attempts(self, attempts, connection, sent_at);
     }
 
     fn upstream_received(&mut self, at: Instant) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use keel_ajp::client::{
-    AjpClient, AjpRequest, BodySource, BodyStream, ClientConfig, ClientError, LocalAddress, Peer,
+    AjpClient, AjpRequest, BodySource, BodyStream, ClientConfig, ClientError, Connected, Peer,
     PoolConfig, RequestBody as AjpBody, Secret, StatsSnapshot,
 };
 use keel_ajp::{PacketSize, TlsAttributes};
@@ -76,10 +76,17 @@ impl AjpUpstream {
     }
 }
 
-/// The local address of the connection a response of this upstream came on (the client puts
-/// it in the response's extensions); `None` for other upstreams' responses.
-pub(super) fn local_address(res: &http::response::Parts) -> Option<std::net::SocketAddr> {
-    res.extensions.get::<LocalAddress>().map(|local| local.0)
+/// The connection a response of this upstream came on (the client puts it in the response's
+/// extensions); `None` for other upstreams' responses.
+pub(super) fn connection(
+    res: &http::response::Parts,
+) -> Option<crate::proxy::filter::UpstreamConnection> {
+    res.extensions
+        .get::<Connected>()
+        .map(|c| crate::proxy::filter::UpstreamConnection {
+            local: c.local,
+            pool_wait: c.pool_wait,
+        })
 }
 
 fn body(body: RequestBody) -> AjpBody {

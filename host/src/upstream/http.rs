@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Version};
@@ -18,6 +18,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::sync::Notify;
 
+use crate::proxy::filter::UpstreamConnection;
 use crate::worker::PerWorker;
 
 use super::pool::{Connection, Pool, PooledBody};
@@ -55,10 +56,10 @@ impl HttpUpstream {
     }
 }
 
-/// The local address of the connection an HTTP member's response came on, kept in the
-/// response's extensions for [`local_address`].
+/// The connection an HTTP member's response came on, kept in the response's extensions for
+/// [`connection`].
 #[derive(Debug, Clone, Copy)]
-struct LocalAddress(std::net::SocketAddr);
+struct Connected(UpstreamConnection);
 
 /// What waiting for the answer to one attempt came to.
 enum Waited {
@@ -93,11 +94,13 @@ impl Upstream for HttpUpstream {
                 }
             };
             let mut req = Request::from_parts(parts, body);
+            let asked = Instant::now();
             loop {
                 let mut connection = pool.checkout().await?;
+                let pool_wait = asked.elapsed();
                 let exchange = connection.sender.try_send_request(req);
                 match wait(exchange, &progress, slot.as_ref(), response_timeout).await {
-                    Waited::Answer(res) => return Ok(respond(res, &pool, connection)),
+                    Waited::Answer(res) => return Ok(respond(res, &pool, connection, pool_wait)),
                     Waited::TimedOut => {
                         return Err(UpstreamError::ResponseTimeout(response_timeout));
                     }
@@ -132,7 +135,10 @@ impl Upstream for HttpUpstream {
                     .map_err(|e| classify(&e, &Progress::default(), None))?;
                 let status = res.status();
                 // Read the body to its end so that the connection goes back to the pool.
-                let _ = respond(res, &pool, connection).into_body().collect().await;
+                let _ = respond(res, &pool, connection, Duration::ZERO)
+                    .into_body()
+                    .collect()
+                    .await;
                 Ok::<_, UpstreamError>(status)
             })
             .await
@@ -186,14 +192,19 @@ async fn wait(
 }
 
 /// The member's response, its body handing the connection back to the pool at its end (an
-/// upgrade keeps the connection: it becomes the tunnel).
+/// upgrade keeps the connection: it becomes the tunnel); `pool_wait` is how long the request
+/// waited for the connection.
 fn respond(
     res: http::Response<hyper::body::Incoming>,
     pool: &Arc<Pool>,
     connection: Connection,
+    pool_wait: Duration,
 ) -> UpstreamResponse {
     let (mut parts, body) = res.into_parts();
-    parts.extensions.insert(LocalAddress(connection.local));
+    parts.extensions.insert(Connected(UpstreamConnection {
+        local: Some(connection.local),
+        pool_wait,
+    }));
     let back =
         (parts.status != StatusCode::SWITCHING_PROTOCOLS).then(|| (pool.clone(), connection));
     http::Response::from_parts(parts, PooledBody::new(body, back).boxed_unsync())
@@ -227,10 +238,9 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// The local address of the connection a response of this upstream came on; `None` for other
-/// upstreams' responses.
-pub(super) fn local_address(res: &http::response::Parts) -> Option<std::net::SocketAddr> {
-    res.extensions.get::<LocalAddress>().map(|l| l.0)
+/// The connection a response of this upstream came on; `None` for other upstreams' responses.
+pub(super) fn connection(res: &http::response::Parts) -> Option<UpstreamConnection> {
+    res.extensions.get::<Connected>().map(|c| c.0)
 }
 
 /// How a streaming request body is getting on (shared by the body and the attempt).

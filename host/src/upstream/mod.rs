@@ -37,10 +37,13 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 /// A streaming response from a member.
 pub type UpstreamResponse = ::http::Response<Body>;
 
-/// The local end of the member connection a response came on (HTTP and AJP members alike):
-/// Envoy's `upstream.local_address`.
-pub fn local_address(res: &::http::response::Parts) -> Option<SocketAddr> {
-    http::local_address(res).or_else(|| ajp::local_address(res))
+/// The member connection a response came on (HTTP and AJP members alike): its local end and
+/// how long the request waited for it (Envoy's `upstream.local_address`,
+/// `upstream.cx_pool_ready_duration`).
+pub fn connection(
+    res: &::http::response::Parts,
+) -> Option<crate::proxy::filter::UpstreamConnection> {
+    http::connection(res).or_else(|| ajp::connection(res))
 }
 
 /// An empty [`Body`].

@@ -385,8 +385,13 @@ pub struct Reply {
 impl Reply {
     /// The `x-served-by` header.
     pub fn served_by(&self) -> &str {
+        self.header("x-served-by")
+    }
+
+    /// A header's text ("" when absent or not text).
+    pub fn header(&self, name: &str) -> &str {
         self.headers
-            .get("x-served-by")
+            .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     }

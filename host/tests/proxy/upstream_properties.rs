@@ -31,13 +31,7 @@ async fn a_filter_reads_the_attempts_and_the_upstream_connection() {
     for _ in 0..4 {
         let r = http.get(&keel.url("/"), &[]).await;
         assert_eq!(r.status, 200, "{}", r.body);
-        let header = |name: &str| {
-            r.headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned()
-        };
+        let header = |name: &str| r.header(name).to_owned();
         attempts.push(header("x-acct-upstream-request_attempt_count"));
         let local: std::net::SocketAddr = header("x-acct-upstream-local_address")
             .parse()
@@ -54,6 +48,12 @@ async fn a_filter_reads_the_attempts_and_the_upstream_connection() {
         // a (killed) and b.
         assert_eq!(header("x-acct-upstream-transport_failure_reason"), "0:");
         assert_eq!(header("x-acct-upstream-num_endpoints"), "2");
+        // `UpstreamConnectionPoolReadyDuration`: nanoseconds from asking the pool to having a
+        // connection (a new connection's connect included), well under the test's seconds.
+        let waited: u64 = header("x-acct-upstream-cx_pool_ready_duration")
+            .parse()
+            .unwrap_or_else(|e| panic!("upstream.cx_pool_ready_duration: {e}"));
+        assert!(waited < 5_000_000_000, "{waited} ns");
         assert_eq!(header("x-acct-upstream-tls_version"), "1:");
         assert_eq!(header("x-acct-upstream-subject_peer_certificate"), "1:");
     }

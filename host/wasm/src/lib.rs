@@ -51,5 +51,6 @@ pub use stream::Stream;
 pub use types::{
     BodyVerdict, CallTrailers, CalloutFuture, CalloutHandler, CodeDetails, DownstreamTls,
     FailurePolicy, FilterSpec, GrpcFuture, GrpcStreamBody, GrpcStreamFuture, HeadersVerdict,
-    Limits, LocalCertificate, LocalResponse, NoCallouts, StreamInfo, TrailersVerdict, UpstreamInfo,
+    Limits, LocalCertificate, LocalResponse, NoCallouts, StreamInfo, TrailersVerdict,
+    UpstreamConnection, UpstreamInfo,
 };

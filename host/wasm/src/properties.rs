@@ -258,7 +258,10 @@ fn stream_property(stream: &mut StreamData, name: &str) -> Option<Vec<u8>> {
         // Envoy `expr/context.cc`: the attempt count (0 before any), and the local address of
         // the upstream connection.
         "upstream.request_attempt_count" => int(u64::from(stream.attempts)),
-        "upstream.local_address" => addr(stream.upstream_local?),
+        "upstream.local_address" => addr(stream.upstream_connection?.local?),
+        // Envoy `expr/context.cc` `UpstreamConnectionPoolReadyDuration`: the pool's callback
+        // latency, from asking for a connection to having one (absent before that).
+        "upstream.cx_pool_ready_duration" => nanos(stream.upstream_connection?.pool_wait),
         "request.size" => int(request_size(stream)),
         // Envoy `expr/context.cc`: `bytesSent()`, what went to the client, not what the member
         // sent.

@@ -60,8 +60,9 @@ pub(crate) struct StreamData {
     pub upstream: Option<UpstreamInfo>,
     /// Upstream attempts made for the request (`upstream.request_attempt_count`).
     pub attempts: u32,
-    /// The local address of the upstream connection that answered (`upstream.local_address`).
-    pub upstream_local: Option<std::net::SocketAddr>,
+    /// The upstream connection that answered (`upstream.local_address`,
+    /// `upstream.cx_pool_ready_duration`).
+    pub upstream_connection: Option<crate::types::UpstreamConnection>,
     /// When the attempt the member answered began, and when its response was read to the end:
     /// `response.backend_latency` is the time between (Envoy's `firstUpstreamTxByteSent` and
     /// `lastUpstreamRxByteReceived`).
@@ -111,7 +112,7 @@ impl StreamData {
             response_trailers: None,
             upstream: None,
             attempts: 0,
-            upstream_local: None,
+            upstream_connection: None,
             upstream_sent: None,
             upstream_received: None,
             body: None,

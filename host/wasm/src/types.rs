@@ -222,6 +222,16 @@ pub struct StreamInfo {
     pub downstream_tls: Option<Arc<DownstreamTls>>,
 }
 
+/// The member connection a response came on, as filters read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamConnection {
+    /// Its local address (`upstream.local_address`), when known.
+    pub local: Option<SocketAddr>,
+    /// How long the request waited for it, from asking the pool to a connection ready to take
+    /// the request (`upstream.cx_pool_ready_duration`; a new connection's connect included).
+    pub pool_wait: Duration,
+}
+
 /// What a TLS client connection negotiated, as filters read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DownstreamTls {

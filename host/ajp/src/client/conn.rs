@@ -24,6 +24,8 @@ pub(crate) struct Conn {
     pub(crate) reused: bool,
     /// When it went idle last.
     pub(crate) idle_since: Instant,
+    /// How long the request it serves waited for it (checkout, CPING and connect included).
+    pub(crate) pool_wait: Duration,
     /// Its place under `max_connections`, if limited.
     pub(crate) _permit: Option<OwnedSemaphorePermit>,
 }
@@ -46,6 +48,7 @@ impl Conn {
             buf: BytesMut::with_capacity(16 * 1024),
             reused: false,
             idle_since: Instant::now(),
+            pool_wait: Duration::ZERO,
             _permit: permit,
         }
     }

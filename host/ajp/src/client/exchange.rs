@@ -19,7 +19,7 @@ use crate::client::conn::{Conn, ReadError};
 use crate::client::error::{ClientError, ProtocolViolation};
 use crate::client::pool::Pool;
 use crate::client::request::BodyStream;
-use crate::client::response::{LocalAddress, ResponseBody};
+use crate::client::response::{Connected, ResponseBody};
 use crate::decode::{Frame, ResponseHead};
 use crate::error::DecodeError;
 
@@ -100,6 +100,7 @@ pub(crate) async fn run(
     let mut ex = Exchange {
         pool: pool.clone(),
         local: conn.local,
+        pool_wait: conn.pool_wait,
         head_tx: Some(head_tx),
         body_tx: None,
         status: None,
@@ -304,8 +305,10 @@ enum Event {
 
 struct Exchange {
     pool: Arc<Pool>,
-    /// The local end of the connection, handed out with the response head.
+    /// The local end of the connection and how long the request waited for it, handed out
+    /// with the response head.
     local: Option<SocketAddr>,
+    pool_wait: Duration,
     head_tx: Option<HeadSender>,
     body_tx: Option<mpsc::Sender<Result<Bytes, ClientError>>>,
     status: Option<StatusCode>,
@@ -343,9 +346,10 @@ impl Exchange {
         for (n, v) in head.headers {
             headers.append(n, v);
         }
-        if let Some(local) = self.local {
-            res.extensions_mut().insert(LocalAddress(local));
-        }
+        res.extensions_mut().insert(Connected {
+            local: self.local,
+            pool_wait: self.pool_wait,
+        });
         self.status = Some(head.status);
         self.bodyless |= matches!(head.status.as_u16(), 204 | 304);
         self.body_tx = Some(tx);

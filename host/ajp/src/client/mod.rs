@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 pub use config::{ClientConfig, ConfigError, Ping, PoolConfig, Secret};
 pub use error::{ClientError, ProtocolViolation};
 pub use request::{AjpRequest, BodySource, BodyStream, BoxError, Peer, RequestBody};
-pub use response::{LocalAddress, ResponseBody};
+pub use response::{Connected, ResponseBody};
 pub use stats::{Stats, StatsSnapshot};
 
 use conn::Conn;
@@ -92,7 +92,9 @@ impl AjpClient {
             _ => None,
         };
 
-        let conn = self.pool.checkout().await?;
+        let asked = std::time::Instant::now();
+        let mut conn = self.pool.checkout().await?;
+        conn.pool_wait = asked.elapsed();
         let length = request.body.length();
         let (stream, pending) = match request.body {
             RequestBody::Empty => (None, Bytes::new()),
@@ -126,7 +128,9 @@ impl AjpClient {
                     length,
                     sent: 0,
                 };
-                let conn = self.pool.connect_checked().await?;
+                let asked = std::time::Instant::now();
+                let mut conn = self.pool.connect_checked().await?;
+                conn.pool_wait = asked.elapsed();
                 let conn = self.write_request(conn, &encoded).await?;
                 self.exchange(conn, body, head_only).await
             }

@@ -1,6 +1,7 @@
 //! The response body: chunks as the member sends them, through a small channel from the
 //! exchange task (so a slow client slows the member down instead of filling memory); and the
-//! [`LocalAddress`] of the connection, in the response's extensions.
+//! [`Connected`]: the connection's local end and how long the request waited for it, in the
+//! response's extensions.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -12,10 +13,14 @@ use tokio::sync::mpsc;
 
 use crate::client::error::ClientError;
 
-/// The local end of the connection that carried the response (in the response's extensions;
-/// hyper-util's `HttpInfo` says the same for HTTP).
+/// The connection that carried the response (in the response's extensions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocalAddress(pub SocketAddr);
+pub struct Connected {
+    /// Its local end, if the socket told it.
+    pub local: Option<SocketAddr>,
+    /// How long the request waited for it: the pool's checkout, with a CPING or a connect.
+    pub pool_wait: std::time::Duration,
+}
 
 /// A streaming response body. It ends after END_RESPONSE; an error means the member broke
 /// off (the connection was closed). Dropping it early closes the backend connection.

@@ -6,7 +6,6 @@
 //! pause times out.
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,7 +20,7 @@ use crate::instance::{Callback, Failure, Instance};
 use crate::state::{Actions, HostState, StreamData, open};
 use crate::types::{
     BodyVerdict, CodeDetails, FailurePolicy, HeadersVerdict, LocalResponse, StreamInfo,
-    TrailersVerdict, UpstreamInfo,
+    TrailersVerdict, UpstreamConnection, UpstreamInfo,
 };
 use pause::Pending;
 
@@ -688,19 +687,19 @@ impl Stream {
         }
     }
 
-    /// How many upstream attempts the request made, and, when a member answered, the local
-    /// address of its connection and when the attempt that it answered began (properties
-    /// `upstream.request_attempt_count`, `upstream.local_address`, and the start of
-    /// `response.backend_latency`).
+    /// How many upstream attempts the request made, and, when a member answered, its
+    /// connection and when the attempt that it answered began (properties
+    /// `upstream.request_attempt_count`, `upstream.local_address`,
+    /// `upstream.cx_pool_ready_duration`, and the start of `response.backend_latency`).
     pub fn upstream_attempts(
         &mut self,
         attempts: u32,
-        local_address: Option<SocketAddr>,
+        connection: Option<UpstreamConnection>,
         sent_at: Option<Instant>,
     ) {
         let data = self.data();
         data.attempts = attempts;
-        data.upstream_local = local_address;
+        data.upstream_connection = connection;
         data.upstream_sent = sent_at;
     }
 

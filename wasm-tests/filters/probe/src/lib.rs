@@ -1077,8 +1077,10 @@ impl HttpContext for Probe {
                     let value = raw_property(&["upstream", name]);
                     self.add_http_response_header(&format!("x-acct-upstream-{name}"), &value);
                 }
-                let endpoints = int(self.get_property(vec!["upstream", "num_endpoints"]));
-                self.add_http_response_header("x-acct-upstream-num_endpoints", &endpoints);
+                for name in ["num_endpoints", "cx_pool_ready_duration"] {
+                    let value = int(self.get_property(vec!["upstream", name]));
+                    self.add_http_response_header(&format!("x-acct-upstream-{name}"), &value);
+                }
             }
             "decorate" => {
                 let code = int(self.get_property(vec!["response", "code"]));
