@@ -1,10 +1,13 @@
 //! Idle HTTP/1 connections parked between requests (`host/src/server/http1.rs`): a keep-alive
 //! connection that carries no request for a second gives hyper's state back
 //! (`keel_client_connections_parked` counts it) and goes on serving on the same socket — its
-//! next request, a head that began before it was parked, and an upgrade.
+//! next request, a head that began before it was parked, and an upgrade; over TLS too.
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -83,4 +86,34 @@ async fn a_parked_connection_serves_its_next_request_a_head_begun_before_and_an_
     );
     tcp.write_all(b"ping").await.unwrap();
     assert_eq!(read_some(&mut tcp, |b| b.len() >= 4).await, b"ping");
+}
+
+/// The same over TLS (ALPN http/1.1): the TLS session stays, hyper's state goes, and the next
+/// request on the connection is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parked_tls_connection_serves_its_next_request() {
+    let a = Backend::start("a");
+    let (_dir, text, roots) = crate::protocols::tls_config(&a);
+    let keel = Keel::start(&format!(
+        "{text}admin:\n  address: 127.0.0.1:0\n  token_file: {{token_file}}\n"
+    ));
+    let http = Http::new();
+    let tls = crate::protocols::tls_connect(keel.addr, roots, b"http/1.1").await;
+    let (mut send, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    for round in 0..2 {
+        if round == 1 {
+            parked(&keel, &http, "the idle TLS connection to be parked").await;
+        }
+        let request = http::Request::get("/")
+            .header("host", "localhost")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let response = send.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200, "round {round}");
+        assert_eq!(response.headers()["x-served-by"], "a");
+        response.into_body().collect().await.unwrap();
+    }
 }

@@ -38,11 +38,12 @@ async fn http2_cleartext_prior_knowledge() {
     assert!(body.contains("x-forwarded-proto: http\n"), "{body}");
 }
 
-async fn tls_request(
+/// A TLS connection to keel at `addr` (trusting `roots`, offering ALPN `alpn`).
+pub(crate) async fn tls_connect(
     addr: std::net::SocketAddr,
     roots: RootCertStore,
     alpn: &[u8],
-) -> (Vec<u8>, http::Version, String) {
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -52,10 +53,18 @@ async fn tls_request(
     cfg.alpn_protocols = vec![alpn.to_vec()];
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = TlsConnector::from(Arc::new(cfg))
+    TlsConnector::from(Arc::new(cfg))
         .connect(name, tcp)
         .await
-        .expect("handshake");
+        .expect("handshake")
+}
+
+async fn tls_request(
+    addr: std::net::SocketAddr,
+    roots: RootCertStore,
+    alpn: &[u8],
+) -> (Vec<u8>, http::Version, String) {
+    let tls = tls_connect(addr, roots, alpn).await;
     let negotiated = tls.get_ref().1.alpn_protocol().unwrap_or_default().to_vec();
     let req = Request::get("https://localhost/echo-headers")
         .header("host", "localhost")
@@ -90,7 +99,7 @@ async fn tls_request(
 
 /// keel's configuration for member `a` with a TLS listener (a fresh self-signed certificate for
 /// `localhost`, written into the returned directory), and the roots that trust it.
-fn tls_config(a: &Backend) -> (Scratch, String, RootCertStore) {
+pub(crate) fn tls_config(a: &Backend) -> (Scratch, String, RootCertStore) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     tls_config_with(a, cert)
 }
