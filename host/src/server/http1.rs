@@ -94,23 +94,12 @@ pub async fn session<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let remote = conn.remote;
-    let what = if conn.tls.is_some() {
-        "TLS connection"
-    } else {
-        "connection"
-    };
+    let (remote, tls) = (conn.remote, conn.tls.is_some());
     let activity = Arc::new(Activity::default());
     let upgrades = Arc::new(UpgradeSlot::default());
     let svc = service(shared, conn, activity.clone(), Some(upgrades.clone()));
     let mut c = builder.serve_connection(TokioIo::new(io), svc);
-    let head_overdue = || async {
-        activity.head_overdue(limits.head).await;
-        log::debug!(
-            "{what} from {remote}: no request head within {:?}: closed",
-            limits.head
-        );
-    };
+    let head_overdue = || super::head_overdue(&activity, limits.head, tls, remote);
     let park = limits.idle > PARK_AFTER;
     let parking = || async {
         if park {
@@ -132,7 +121,7 @@ where
     };
     let winding = match winding {
         Ok(winding) => winding,
-        Err(r) => return finish(c, r, &upgrades, what, remote).await,
+        Err(r) => return finish(c, r, &upgrades, tls, remote).await,
     };
     Pin::new(&mut c).graceful_shutdown();
     // A head still on its way keeps its deadline while the session winds down.
@@ -148,7 +137,7 @@ where
             io.resume(&parts.read_buf);
             Ended::Parked(io)
         }
-        _ => finish(c, r, &upgrades, what, remote).await,
+        _ => finish(c, r, &upgrades, tls, remote).await,
     }
 }
 
@@ -165,7 +154,7 @@ async fn finish<T, S>(
     c: http1::Connection<TokioIo<WholeHead<T>>, S>,
     result: hyper::Result<()>,
     upgrades: &UpgradeSlot,
-    what: &str,
+    tls: bool,
     remote: std::net::SocketAddr,
 ) -> Ended<T>
 where
@@ -174,7 +163,7 @@ where
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     if let Err(e) = result {
-        log::debug!("{what} from {remote}: {e}");
+        log::debug!("{} from {remote}: {e}", super::what(tls));
         return Ended::Closed;
     }
     let parts = c.into_parts();

@@ -217,14 +217,8 @@ async fn serve_h2<T>(
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (remote, what) = (
-        conn.remote,
-        if conn.tls.is_some() {
-            "TLS connection"
-        } else {
-            "connection"
-        },
-    );
+    let remote = conn.remote;
+    let tls = conn.tls.is_some();
     let activity = Arc::new(Activity::default());
     let svc = service(shared, conn, activity.clone(), None);
     let mut c = pin!(
@@ -232,13 +226,7 @@ async fn serve_h2<T>(
             .serve_connection_with_upgrades(TokioIo::new(io), svc)
             .into_owned()
     );
-    let head_overdue = || async {
-        activity.head_overdue(limits.head).await;
-        log::debug!(
-            "{what} from {remote}: no request head within {:?}: closed",
-            limits.head
-        );
-    };
+    let head_overdue = || head_overdue(&activity, limits.head, tls, remote);
     let ended = tokio::select! {
         r = c.as_mut() => Some(r),
         _ = stop.wait_for(|stop| *stop) => None,
@@ -257,8 +245,23 @@ async fn serve_h2<T>(
         }
     };
     if let Err(e) = result {
-        log::debug!("{what} from {remote}: {e}");
+        log::debug!("{} from {remote}: {e}", what(tls));
     }
+}
+
+/// How log lines name a client connection.
+fn what(tls: bool) -> &'static str {
+    if tls { "TLS connection" } else { "connection" }
+}
+
+/// Resolves, with a log line, when an HTTP/1 connection has waited `timeout` for a whole
+/// request head ([`Activity::head_overdue`]).
+async fn head_overdue(activity: &Activity, timeout: Duration, tls: bool, remote: SocketAddr) {
+    activity.head_overdue(timeout).await;
+    log::debug!(
+        "{} from {remote}: no request head within {timeout:?}: closed",
+        what(tls)
+    );
 }
 
 /// Serves one listener until `shutdown` turns true, then waits up to `grace` for its
