@@ -77,7 +77,12 @@ pub struct Member {
     pub route: String,
     pub port: u16,
     pub ajp: bool,
-    pub proc: Proc,
+    /// The AJP connector's secret (Tomcat's), if it has one.
+    pub secret: Option<String>,
+    /// A path the member answers 200 on (health checks).
+    pub health: &'static str,
+    /// `None` for a member started elsewhere ([`super::tomcat`]).
+    pub proc: Option<Proc>,
 }
 
 impl Member {
@@ -118,7 +123,9 @@ impl Member {
             route: route.into(),
             port,
             ajp,
-            proc,
+            secret: None,
+            health: "/small.txt",
+            proc: Some(proc),
         })
     }
 }
@@ -145,7 +152,9 @@ impl Backends {
 
     /// Kills member `index` with SIGKILL (a failover test).
     pub fn kill(&mut self, index: usize) {
-        self.members[index].proc.kill_now();
+        if let Some(proc) = self.members[index].proc.as_mut() {
+            proc.kill_now();
+        }
     }
 
     /// Starts member `index` again on its port.
@@ -250,6 +259,23 @@ impl Contender {
         memcached: Option<&Memcached>,
     ) -> Result<Contender> {
         let first = members.first().context("no members")?;
+        let mut contender = Self::launch(env, name, kind, members, memcached)?;
+        if kind == Kind::Nginx {
+            contender.cookie = contender.find_cookie(&first.route)?;
+        }
+        contender.wait_sticky(&first.route, Duration::from_secs(30))?;
+        Ok(contender)
+    }
+
+    /// Starts `kind` in front of `members` and waits until it listens.
+    pub fn launch(
+        env: &Env,
+        name: &str,
+        kind: Kind,
+        members: &[Member],
+        memcached: Option<&Memcached>,
+    ) -> Result<Contender> {
+        let first = members.first().context("no members")?;
         let tomcat_cookie = format!("JSESSIONID={SESSION}.{}", first.route);
         let (port, cookie, proc) = match kind {
             Kind::Direct => (first.port, tomcat_cookie, None),
@@ -257,7 +283,7 @@ impl Contender {
                 let port = free_port()?;
                 let conf = env.write(
                     &format!("{name}.yaml"),
-                    &keel_config(env, port, filters, workers, members, memcached)?,
+                    &keel_config(env, name, port, filters, workers, members, memcached)?,
                 )?;
                 let mut command = Command::new(&env.keel);
                 command
@@ -318,10 +344,6 @@ impl Contender {
         if let Some(proc) = contender.proc.as_mut() {
             proc.wait_port(port, Duration::from_secs(60))?;
         }
-        if kind == Kind::Nginx {
-            contender.cookie = contender.find_cookie(&first.route)?;
-        }
-        contender.wait_sticky(&first.route, Duration::from_secs(30))?;
         Ok(contender)
     }
 
@@ -376,6 +398,7 @@ impl Contender {
 
 fn keel_config(
     env: &Env,
+    name: &str,
     port: u16,
     filters: Filters,
     workers: Workers,
@@ -437,12 +460,18 @@ fn keel_config(
             member.route, member.port
         )?;
     }
-    text.push_str(
-        "  health:\n    interval: 1s\n    timeout: 500ms\n    path: /small.txt\n\
+    let first = members.first().context("no members")?;
+    writeln!(
+        text,
+        "  health:\n    interval: 1s\n    timeout: 500ms\n    path: {}\n\
          \x20 retry:\n    interval: 2s\n    failonstatus: [503]\n\
-         \x20 pool:\n    max_idle: 1024\n",
-    );
-    if members.iter().any(|m| m.ajp) {
+         \x20 pool:\n    max_idle: 1024",
+        first.health
+    )?;
+    if let Some(secret) = &first.secret {
+        let file = env.write(&format!("{name}.secret"), secret)?;
+        writeln!(text, "  ajp:\n    secret_file: {}", file.display())?;
+    } else if first.ajp {
         text.push_str("  ajp:\n    secret_required: false\n");
     }
     Ok(text)
@@ -521,9 +550,14 @@ fn httpd_config(env: &Env, dir: &Path, port: u16, members: &[Member]) -> String 
     );
     for m in members {
         let scheme = if m.ajp { "ajp" } else { "http" };
+        let secret = m
+            .secret
+            .as_ref()
+            .map(|s| format!(" secret={s}"))
+            .unwrap_or_default();
         let _ = writeln!(
             text,
-            "  BalancerMember {scheme}://127.0.0.1:{} route={} retry=2",
+            "  BalancerMember {scheme}://127.0.0.1:{} route={} retry=2{secret}",
             m.port, m.route
         );
     }

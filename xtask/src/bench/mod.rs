@@ -3,13 +3,18 @@
 //! (A B C … A B C …), medians; a report in `target/bench/report.md` and `report.svg`.
 //!
 //! * `--quick`: direct, keel sticky + route_suffix and HAProxy, small GET at 32 connections,
-//!   2 rounds of 2 s, the failover and flood checks (CI runs it, so that the harness keeps
-//!   working: a contender that does not start, or errors under the load, fails the run). It runs
-//!   keel's dev build (the one the tests use): its figures say nothing about keel's speed.
+//!   2 rounds of 2 s, the failover and flood checks, then httpd AJP and keel AJP in front of
+//!   Tomcat (CI runs it, so that the harness keeps working: a contender that does not start, or
+//!   errors under the load, fails the run). It runs keel's dev build (the one the tests use): its
+//!   figures say nothing about keel's speed.
 //! * `--micro [criterion args]`: the criterion benchmarks instead ([`micro`]).
 //! * `--rounds N`, `--seconds N`: override the rounds and the length of a run.
 //! * `--only ID,ID`: only these contenders (ids: direct, haproxy, nginx, httpd, keel-none,
-//!   keel-sticky, keel-all, httpd-ajp, keel-ajp); `--no-build`: use what is built.
+//!   keel-sticky, keel-sticky-w1, keel-all, httpd-ajp, keel-ajp; in front of Tomcat:
+//!   tomcat-direct, tomcat-haproxy, tomcat-httpd-ajp, tomcat-keel-ajp, tomcat-keel);
+//!   `--no-build`: use what is built.
+//!
+//! The realistic rows, in front of two real Tomcat nodes, come last ([`tomcat`]).
 //!
 //! Figures are compared as ratios to HAProxy and to the backend reached directly, measured in
 //! the same run: the machines are shared and noisy, absolute figures mean little.
@@ -19,6 +24,7 @@ mod micro;
 pub(crate) mod procs;
 mod report;
 mod scenarios;
+mod tomcat;
 mod wrk;
 
 use anyhow::{Context, Result, bail};

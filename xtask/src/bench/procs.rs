@@ -215,32 +215,56 @@ pub struct Probe {
     pub status: u16,
     /// The backend that served (`X-Served-By`).
     pub served_by: String,
+    /// The `JSESSIONID` a `Set-Cookie` gave, if any.
+    pub session: Option<String>,
+    pub body: String,
 }
 
-/// One `GET` on a connection of its own, with a cookie; errors for anything but a response.
+/// One `GET` on a connection of its own, with a cookie (none if empty); errors for anything
+/// but a response.
 pub fn probe(port: u16, path: &str, cookie: &str, timeout: Duration) -> Result<Probe> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
+    let cookie = if cookie.is_empty() {
+        String::new()
+    } else {
+        format!("Cookie: {cookie}\r\n")
+    };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{cookie}Connection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
-    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
     let status = lines
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .with_context(|| format!("no status line from port {port}: {head:?}"))?;
-    let served_by = lines
+    let fields: Vec<(&str, &str)> = lines
         .filter_map(|l| l.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("x-served-by"))
-        .map(|(_, value)| value.trim().to_string())
-        .unwrap_or_default();
-    Ok(Probe { status, served_by })
+        .map(|(name, value)| (name.trim(), value.trim()))
+        .collect();
+    let field = |wanted: &'static str| {
+        fields
+            .iter()
+            .filter(move |(name, _)| name.eq_ignore_ascii_case(wanted))
+            .map(|(_, value)| *value)
+    };
+    let served_by = field("x-served-by").next().unwrap_or_default().to_string();
+    let session = field("set-cookie").find_map(|c| {
+        let value = c.strip_prefix("JSESSIONID=")?;
+        Some(value.split(';').next().unwrap_or_default().to_string())
+    });
+    Ok(Probe {
+        status,
+        served_by,
+        session,
+        body: body.to_string(),
+    })
 }

@@ -49,23 +49,31 @@ pub struct Flood {
     pub keepalive_kib: f64,
 }
 
-/// Everything a run measured.
-pub struct Results {
+/// Contenders × cells.
+pub struct Table {
     pub contenders: Vec<String>,
     pub cells: Vec<String>,
     /// `figures[cell][contender]`.
     pub figures: Vec<Vec<Figures>>,
+}
+
+impl Table {
+    fn index(&self, label: &str) -> Option<usize> {
+        self.contenders.iter().position(|c| c == label)
+    }
+}
+
+/// Everything a run measured.
+pub struct Results {
+    /// The main table: nginx members (and the AJP bench server for the AJP rows).
+    pub main: Table,
+    /// In front of two real Tomcat nodes ([`super::tomcat`]).
+    pub tomcat: Option<Table>,
     pub scale: Vec<Scale>,
     pub failover: Vec<Failover>,
     pub flood: Vec<Flood>,
     pub seconds: u32,
     pub rounds: usize,
-}
-
-impl Results {
-    fn index(&self, label: &str) -> Option<usize> {
-        self.contenders.iter().position(|c| c == label)
-    }
 }
 
 fn ratio(value: f64, reference: Option<f64>) -> String {
@@ -80,7 +88,7 @@ fn opt(value: Option<f64>, digits: usize) -> String {
 }
 
 /// Rows: contenders; columns: cells; requests/s (×HAProxy, ×direct).
-pub fn main_table(results: &Results) -> String {
+pub fn main_table(results: &Table) -> String {
     let haproxy = results.index("HAProxy");
     let direct = results.index("direct");
     let mut text = String::from("| requests/s (×HAProxy, ×direct) |");
@@ -110,7 +118,7 @@ pub fn main_table(results: &Results) -> String {
 }
 
 /// Every figure of one cell, with its ratios.
-fn cell_table(results: &Results, cell: usize) -> String {
+fn cell_table(results: &Table, cell: usize) -> String {
     let figures = &results.figures[cell];
     let h = results.index("HAProxy").map(|i| &figures[i]);
     let d = results.index("direct").map(|i| &figures[i]);
@@ -158,9 +166,13 @@ pub fn markdown(results: &Results) -> String {
         rounds = results.rounds,
         seconds = results.seconds,
     );
-    text.push_str(&main_table(results));
-    for (i, cell) in results.cells.iter().enumerate() {
-        let _ = write!(text, "\n## {cell}\n\n{}", cell_table(results, i));
+    let main = &results.main;
+    text.push_str(&main_table(main));
+    for (i, cell) in main.cells.iter().enumerate() {
+        let _ = write!(text, "\n## {cell}\n\n{}", cell_table(main, i));
+    }
+    if let Some(tomcat) = &results.tomcat {
+        text.push_str(&tomcat_section(tomcat));
     }
     if !results.scale.is_empty() {
         text.push_str(
@@ -242,8 +254,34 @@ const COLOURS: [&str; 9] = [
     "#e377c2",
 ];
 
+/// The Tomcat table, with keel over AJP as a ratio to httpd mod_proxy_ajp and to HAProxy over
+/// HTTP (the issue's two targets for real Tomcat).
+fn tomcat_section(tomcat: &Table) -> String {
+    let mut text = String::from(
+        "\n## In front of two real Tomcat 10 nodes\n\n`/app/session` (a visit counter in the \
+         `HttpSession`), each contender with a session of its own, the same load; direct is \
+         Tomcat's HTTP connector; the AJP rows use Tomcat's AJP connector with a secret.\n\n",
+    );
+    for (i, cell) in tomcat.cells.iter().enumerate() {
+        let figures = &tomcat.figures[i];
+        let rps = |label: &str| tomcat.index(label).map(|i| figures[i].rps);
+        let _ = write!(
+            text,
+            "### {cell}\n\n{}\nkeel over AJP: {}× httpd mod_proxy_ajp, {}× HAProxy over HTTP.\n",
+            cell_table(tomcat, i),
+            opt_ratio(rps("keel sticky+suffix AJP"), rps("httpd AJP")),
+            opt_ratio(rps("keel sticky+suffix AJP"), rps("HAProxy")),
+        );
+    }
+    text
+}
+
+fn opt_ratio(value: Option<f64>, reference: Option<f64>) -> String {
+    value.map_or("–".into(), |v| ratio(v, reference))
+}
+
 /// Horizontal bars of requests/s, one panel per cell, each on its own scale.
-pub fn svg(results: &Results) -> String {
+pub fn svg(results: &Table) -> String {
     let (label_w, bar_w, row_h, title_h, gap) = (190.0, 460.0, 18.0, 26.0, 14.0);
     let rows = results.contenders.len() as f64;
     let panel_h = title_h + rows * row_h + gap;
@@ -305,6 +343,7 @@ pub fn write(results: &Results, dir: &Path) -> Result<()> {
     let md = dir.join("report.md");
     std::fs::write(&md, markdown(results)).with_context(|| format!("write {}", md.display()))?;
     let chart = dir.join("report.svg");
-    std::fs::write(&chart, svg(results)).with_context(|| format!("write {}", chart.display()))?;
+    std::fs::write(&chart, svg(&results.main))
+        .with_context(|| format!("write {}", chart.display()))?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use super::Options;
 use super::contenders::{Backends, Contender, Env, Filters, Kind, Memcached, Workers};
 use super::procs::probe;
-use super::report::{self, Failover, Figures, Flood, Results, Scale};
+use super::report::{self, Failover, Figures, Flood, Results, Scale, Table};
 use super::wrk::{self, Load};
 
 /// One workload at one concurrency.
@@ -148,37 +148,21 @@ pub fn run(options: &Options) -> Result<()> {
     };
     let mut figures = Vec::new();
     for cell in &cells {
-        let mut samples: Vec<Vec<Sample>> = contenders.iter().map(|_| Vec::new()).collect();
-        for round in 1..=options.rounds {
-            for (i, contender) in contenders.iter_mut().enumerate() {
-                let sample = measure(contender, cell, options.seconds, &post_script)
-                    .with_context(|| format!("{} ({})", labels[i], cell.label))?;
-                eprintln!(
-                    "bench: {} round {round}: {:<24} {:>9.0} req/s  p99 {:>7.2} ms  errors {}",
-                    cell.label,
-                    labels[i],
-                    sample.outcome.rps,
-                    sample.outcome.p99_ms,
-                    sample.outcome.errors
-                );
-                if options.quick && (sample.outcome.errors > 0 || sample.outcome.requests == 0) {
-                    bail!(
-                        "{}: {} errors in {} requests ({})",
-                        labels[i],
-                        sample.outcome.errors,
-                        sample.outcome.requests,
-                        cell.label
-                    );
-                }
-                samples[i].push(sample);
-            }
-        }
-        figures.push(samples.iter().map(|s| medians(s)).collect());
+        figures.push(rounds(
+            &mut contenders,
+            &labels,
+            cell,
+            options,
+            &post_script,
+        )?);
     }
     let mut results = Results {
-        contenders: labels.clone(),
-        cells: cells.iter().map(|c| c.label.clone()).collect(),
-        figures,
+        main: Table {
+            contenders: labels.clone(),
+            cells: cells.iter().map(|c| c.label.clone()).collect(),
+            figures,
+        },
+        tomcat: None,
         scale: Vec::new(),
         failover: Vec::new(),
         flood: Vec::new(),
@@ -214,9 +198,14 @@ pub fn run(options: &Options) -> Result<()> {
             results.flood.push(flood(contender, &labels[i])?);
         }
     }
+    // Last: the JVMs' own threads would disturb the other measurements.
+    results.tomcat = super::tomcat::run(&env, options)?;
     let dir = crate::cmd::target_dir().join("bench");
     report::write(&results, &dir)?;
-    println!("{}", report::main_table(&results));
+    println!("{}", report::main_table(&results.main));
+    if let Some(tomcat) = &results.tomcat {
+        println!("In front of Tomcat:\n{}", report::main_table(tomcat));
+    }
     eprintln!(
         "bench: done in {:.0} s; {} and report.svg",
         started.elapsed().as_secs_f64(),
@@ -225,6 +214,43 @@ pub fn run(options: &Options) -> Result<()> {
     // The contenders go first, then their backends.
     drop(contenders);
     Ok(())
+}
+
+/// `cell` through every contender, in interleaved rounds; the medians, by contender. In a
+/// quick run, any error fails it.
+pub fn rounds(
+    contenders: &mut [Contender],
+    labels: &[String],
+    cell: &Cell,
+    options: &Options,
+    post_script: &Path,
+) -> Result<Vec<Figures>> {
+    let mut samples: Vec<Vec<Sample>> = contenders.iter().map(|_| Vec::new()).collect();
+    for round in 1..=options.rounds {
+        for (i, contender) in contenders.iter_mut().enumerate() {
+            let sample = measure(contender, cell, options.seconds, post_script)
+                .with_context(|| format!("{} ({})", labels[i], cell.label))?;
+            eprintln!(
+                "bench: {} round {round}: {:<24} {:>9.0} req/s  p99 {:>7.2} ms  errors {}",
+                cell.label,
+                labels[i],
+                sample.outcome.rps,
+                sample.outcome.p99_ms,
+                sample.outcome.errors
+            );
+            if options.quick && (sample.outcome.errors > 0 || sample.outcome.requests == 0) {
+                bail!(
+                    "{}: {} errors in {} requests ({})",
+                    labels[i],
+                    sample.outcome.errors,
+                    sample.outcome.requests,
+                    cell.label
+                );
+            }
+            samples[i].push(sample);
+        }
+    }
+    Ok(samples.iter().map(|s| medians(s)).collect())
 }
 
 /// One wrk run through `contender`, with the CPU and peak memory its processes used.

@@ -4,6 +4,10 @@
 //! application (`tests/tomcat/KeelTestServlet.java` at /app/*, `KeelConformanceServlet.java` at
 //! /app/conformance/*) compiled with javac.
 //!
+//! [`Tuning::Tests`] starts quickly (C1 only, serial GC, 64 threads per connector);
+//! [`Tuning::Bench`] runs as a production Tomcat would (both JIT tiers, the parallel GC,
+//! Tomcat's default 200 threads per connector) for `cargo xtask bench`, which includes this file.
+//!
 //! Java runs under a small `sh` guard that kills it with SIGKILL when a line arrives on its
 //! stdin or the stdin closes — so Tomcat dies with the test process even when the test
 //! binary exits without running destructors (shared instances live in statics).
@@ -46,9 +50,24 @@ fn run(cmd: &mut Command) {
     );
 }
 
+/// How the JVM and the connectors are set up.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Tuning {
+    /// Quick to start, small: for tests.
+    Tests,
+    /// As in production: for measurements.
+    Bench,
+}
+
 impl Tomcat {
-    /// Starts a Tomcat and waits until both connectors accept connections.
+    /// Starts a Tomcat for tests and waits until both connectors accept connections.
     pub fn start(route: &str, secret: &str) -> Tomcat {
+        Self::start_tuned(route, secret, Tuning::Tests)
+    }
+
+    /// Starts a Tomcat set up as `tuning` says and waits until both connectors accept
+    /// connections.
+    pub fn start_tuned(route: &str, secret: &str, tuning: Tuning) -> Tomcat {
         assert!(
             Path::new(CATALINA_HOME).join("bin/bootstrap.jar").exists(),
             "Tomcat 10 is missing: apt-get install tomcat10 default-jdk-headless (see .ci/run)"
@@ -105,6 +124,13 @@ impl Tomcat {
         )
         .expect("write web.xml");
         let (ajp, http) = (free_port(), free_port());
+        let (threads, jvm): (&str, &[&str]) = match tuning {
+            Tuning::Tests => (
+                r#" maxThreads="64""#,
+                &["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xss512k"],
+            ),
+            Tuning::Bench => ("", &["-XX:+UseParallelGC", "-Xms256m", "-Xmx512m"]),
+        };
         std::fs::write(
             base.join("conf/server.xml"),
             format!(
@@ -112,8 +138,8 @@ impl Tomcat {
 <Server port="-1" shutdown="SHUTDOWN">
   <Service name="Catalina">
     <Connector protocol="AJP/1.3" address="127.0.0.1" port="{ajp_port}"
-               secretRequired="true" secret="{secret}" maxThreads="64"/>
-    <Connector protocol="HTTP/1.1" address="127.0.0.1" port="{http_port}" maxThreads="64"/>
+               secretRequired="true" secret="{secret}"{threads}/>
+    <Connector protocol="HTTP/1.1" address="127.0.0.1" port="{http_port}"{threads}/>
     <Engine name="Catalina" defaultHost="localhost" jvmRoute="{route}">
       <Host name="localhost" appBase="webapps" autoDeploy="false" deployOnStartup="false" unpackWARs="false">
         <Context path="/app" docBase="{docbase}" reloadable="false">
@@ -142,9 +168,7 @@ impl Tomcat {
             .arg(format!("-Djava.io.tmpdir={}", base.join("temp").display()))
             // For the test servlets that say which Tomcat served (`/counter`).
             .arg(format!("-Dkeel.test.route={route}"))
-            .arg("-XX:TieredStopAtLevel=1")
-            .arg("-XX:+UseSerialGC")
-            .arg("-Xss512k")
+            .args(jvm)
             .arg("-cp")
             .arg(format!(
                 "{CATALINA_HOME}/bin/bootstrap.jar:{CATALINA_HOME}/bin/tomcat-juli.jar"
