@@ -120,8 +120,14 @@ pub(crate) async fn run(
     // restarts after each body chunk written and pauses while the client's body is awaited
     // (a slow upload is not the member's fault).
     let mut deadline = tokio::time::Instant::now() + timeout;
+    // One timer for the whole exchange, moved when the deadline moves.
+    let sleep = tokio::time::sleep_until(deadline);
+    tokio::pin!(sleep);
 
     loop {
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
         let waiting_for_member = (ex.status.is_none() && owe.is_none()) || ex.draining;
         let event = tokio::select! {
             biased;
@@ -139,7 +145,7 @@ pub(crate) async fn run(
             }
             r = conn.read_frame(size) => Event::Frame(r),
             c = body.next_chunk(owe.unwrap_or(0)), if owe.is_some() => Event::Chunk(c),
-            () = tokio::time::sleep_until(deadline), if waiting_for_member => {
+            () = &mut sleep, if waiting_for_member => {
                 return ex.fail(conn, ClientError::ResponseTimeout(timeout)).await;
             }
         };
