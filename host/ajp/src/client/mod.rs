@@ -77,9 +77,12 @@ impl AjpClient {
     /// a member's idle close never moves a session to another member. With `retry_unanswered`
     /// (an idempotent request with an empty or whole body) the same holds for a pooled
     /// connection closed after the request went out but before any answer.
-    pub async fn send(&self, request: AjpRequest) -> Result<Response<ResponseBody>, ClientError> {
+    pub async fn send(
+        &self,
+        mut request: AjpRequest,
+    ) -> Result<Response<ResponseBody>, ClientError> {
         let config = self.pool.config();
-        let forward = request::build(&request, config)?;
+        let forward = request::build(&mut request, config)?;
         let mut encoded = BytesMut::with_capacity(1024);
         forward
             .encode(&mut encoded, config.packet_size)

@@ -101,25 +101,26 @@ pub struct AjpRequest {
     pub retry_unanswered: bool,
 }
 
-/// Builds the forward request. Framing: a Transfer-Encoding with a Content-Length, or two
-/// different Content-Lengths, are refused (CVE-2022-26377); AJP frames the body itself, so
+/// Builds the forward request; the request's header fields move into it (the request keeps
+/// an empty map). Framing: a Transfer-Encoding with a Content-Length, or two different
+/// Content-Lengths, are refused (CVE-2022-26377); AJP frames the body itself, so
 /// Content-Length is set from the body (0 when there is none) and a body of unknown length is
 /// announced as `Transfer-Encoding: chunked`, as httpd and mod_jk forward it.
 pub(crate) fn build(
-    req: &AjpRequest,
+    req: &mut AjpRequest,
     config: &ClientConfig,
 ) -> Result<ForwardRequest, ClientError> {
+    let mut headers = std::mem::take(&mut req.parts.headers);
     let parts = &req.parts;
-    let mut headers = parts.headers.clone();
-    let lengths: Vec<&HeaderValue> = parts
-        .headers
-        .get_all(header::CONTENT_LENGTH)
-        .iter()
-        .collect();
-    if lengths.windows(2).any(|w| w[0] != w[1]) {
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    if let Some(first) = lengths.next()
+        && lengths.any(|other| other != first)
+    {
         return Err(ClientError::Framing("two different Content-Length headers"));
     }
-    if !lengths.is_empty() && parts.headers.contains_key(header::TRANSFER_ENCODING) {
+    if headers.contains_key(header::CONTENT_LENGTH)
+        && headers.contains_key(header::TRANSFER_ENCODING)
+    {
         return Err(ClientError::Framing(
             "Content-Length with Transfer-Encoding",
         ));
@@ -144,8 +145,7 @@ pub(crate) fn build(
         }
     }
 
-    let host = parts
-        .headers
+    let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
