@@ -159,6 +159,12 @@ pub(super) fn validate(mut config: Config, base: &Path) -> R<Settings> {
             "must be longer than 0 (a connection would close before its first request)",
         ));
     }
+    if lim.send_timeout.0.is_zero() {
+        return Err(ConfigError::at(
+            "limits.send_timeout",
+            "must be longer than 0 (every response that fills the socket would be cut off)",
+        ));
+    }
 
     let b = &config.balancer;
     if b.members.is_empty() {

@@ -1,6 +1,7 @@
 //! An HTTP/1 client connection as a series of hyper sessions. hyper serves requests until the
 //! connection ends, keel shuts down, the connection is idle for `idle_timeout` (closed), a head
-//! is overdue (closed) — or the connection has been idle for [`PARK_AFTER`]: then keel *parks*
+//! is overdue (closed), the client takes none of its output for `send_timeout` (closed) — or
+//! the connection has been idle for [`PARK_AFTER`]: then keel *parks*
 //! it. hyper lets it go with the bytes it had read of the next head
 //! (`poll_without_shutdown`, `into_parts`), its connection state goes (an 8 KiB read buffer, an
 //! 8 KiB write buffer, the dispatcher), and keel waits for the next head with a buffer just as
@@ -19,7 +20,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 
-use super::idle::Activity;
+use super::idle::{Activity, Watched};
 use super::whole_head::WholeHead;
 use super::{ConnLimits, service};
 use crate::proxy::ConnInfo;
@@ -98,8 +99,13 @@ where
     let activity = Arc::new(Activity::default());
     let upgrades = Arc::new(UpgradeSlot::default());
     let svc = service(shared, conn, activity.clone(), Some(upgrades.clone()));
-    let mut c = builder.serve_connection(TokioIo::new(io), svc);
+    let watched = Watched::new(io, activity.clone());
+    let mut c = builder.serve_connection(TokioIo::new(watched), svc);
     let head_overdue = || super::head_overdue(&activity, limits.head, tls, remote);
+    let send_stalled = || async {
+        activity.send_stalled(limits.send).await;
+        stalled(tls, remote, limits.send);
+    };
     let park = limits.idle > PARK_AFTER;
     let parking = || async {
         if park {
@@ -118,26 +124,28 @@ where
         () = activity.idle_for(limits.idle) => Ok(Wind::Close),
         () = parking() => Ok(Wind::Park(activity.begun())),
         () = head_overdue() => return Ended::Closed,
+        () = send_stalled() => return Ended::Closed,
     };
     let winding = match winding {
         Ok(winding) => winding,
-        Err(r) => return finish(c, r, &upgrades, tls, remote).await,
+        Err(r) => return finish(c, r, &upgrades, &limits, tls, remote).await,
     };
     Pin::new(&mut c).graceful_shutdown();
     // A head still on its way keeps its deadline while the session winds down.
     let r = tokio::select! {
         r = poll_fn(|cx| c.poll_without_shutdown(cx)) => r,
         () = head_overdue() => return Ended::Closed,
+        () = send_stalled() => return Ended::Closed,
     };
     match winding {
         // No request came meanwhile (hyper would have told it the connection closes).
         Wind::Park(begun) if r.is_ok() && activity.begun() == begun => {
             let parts = c.into_parts();
-            let mut io = parts.io.into_inner();
+            let mut io = parts.io.into_inner().into_inner();
             io.resume(&parts.read_buf);
             Ended::Parked(io)
         }
-        _ => finish(c, r, &upgrades, tls, remote).await,
+        _ => finish(c, r, &upgrades, &limits, tls, remote).await,
     }
 }
 
@@ -148,12 +156,22 @@ enum Wind {
     Park(u64),
 }
 
+/// The log line for a client that took none of its output for `limit`.
+fn stalled(tls: bool, remote: std::net::SocketAddr, limit: Duration) {
+    log::debug!(
+        "{} from {remote}: the client took nothing for {limit:?}: closed",
+        super::what(tls)
+    );
+}
+
 /// The end of a session that is not parked: an upgraded connection goes to its tunnel, any
-/// other is shut down (TLS: close_notify) and closed.
+/// other is shut down (TLS: close_notify, given at most `send_timeout`: a client that takes
+/// nothing more cannot hold it) and closed.
 async fn finish<T, S>(
-    c: http1::Connection<TokioIo<WholeHead<T>>, S>,
+    c: http1::Connection<TokioIo<Watched<WholeHead<T>>>, S>,
     result: hyper::Result<()>,
     upgrades: &UpgradeSlot,
+    limits: &ConnLimits,
     tls: bool,
     remote: std::net::SocketAddr,
 ) -> Ended<T>
@@ -167,7 +185,7 @@ where
         return Ended::Closed;
     }
     let parts = c.into_parts();
-    let mut io = parts.io.into_inner();
+    let mut io = parts.io.into_inner().into_inner();
     io.resume(&parts.read_buf);
     match upgrades.take() {
         Some(to_tunnel) => {
@@ -175,7 +193,16 @@ where
             let _ = to_tunnel.send(Box::new(io));
         }
         None => {
-            let _ = io.shutdown().await;
+            if tokio::time::timeout(limits.head, io.shutdown())
+                .await
+                .is_err()
+            {
+                log::debug!(
+                    "{} from {remote}: the client took nothing for {:?}: closed",
+                    super::what(tls),
+                    limits.head
+                );
+            }
         }
     }
     Ended::Closed

@@ -1,13 +1,23 @@
 //! Idle client connections: one that carries no request for `limits.idle_timeout` is shut down
 //! gracefully (HTTP/2: GOAWAY, then closed; HTTP/1.1: closed between requests). A request counts
-//! from its head until its response body is done, so a slow backend or a long download never
-//! makes a connection idle. An HTTP/1 connection whose next request head has not come whole
-//! within `header_read_timeout` (since it opened, or since the last response ended) is closed
-//! ([`Activity::head_overdue`]): one deadline per connection, no timer per request.
+//! from its head until its response body is done and its request body is read to the end, so a
+//! slow backend, a long download or an upload that outlasts an early answer never makes a
+//! connection idle; so does output the client has not taken yet ([`Watched`]), for at most
+//! `send_timeout` ([`Activity::send_stalled`]). An HTTP/1
+//! connection whose next request head has not come whole within `header_read_timeout` (since it
+//! opened, or since the last request ended) is closed ([`Activity::head_overdue`]): one deadline
+//! per connection, no timer per request.
 
+use std::io::IoSlice;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The requests in flight on one connection, and when the last one ended. Nothing wakes the
 /// connection per request: [`idle_for`](Activity::idle_for) checks these when its one timer
@@ -18,6 +28,9 @@ pub struct Activity {
     begun: AtomicU64,
     /// The connection speaks HTTP/2 (its requests say so): no head deadline.
     h2: AtomicBool,
+    /// Since when a write waits for the client to take what was sent before ([`Watched`]), in
+    /// nanoseconds after `start` plus one (0: none waits).
+    write_blocked: AtomicU64,
     /// When the connection started.
     start: Instant,
     /// When the last request ended, in nanoseconds after `start` (0: none yet).
@@ -30,13 +43,14 @@ impl Default for Activity {
             in_flight: AtomicUsize::new(0),
             begun: AtomicU64::new(0),
             h2: AtomicBool::new(false),
+            write_blocked: AtomicU64::new(0),
             start: Instant::now(),
             last_end: AtomicU64::new(0),
         }
     }
 }
 
-/// A request in flight: dropped when its response is done.
+/// A request in flight (or its request body still being read): dropped when it is done.
 pub struct Active(Arc<Activity>);
 
 impl Activity {
@@ -45,6 +59,57 @@ impl Activity {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.begun.fetch_add(1, Ordering::AcqRel);
         Active(self.clone())
+    }
+
+    /// The request body of a request that began: the connection stays busy until it is read
+    /// to the end (or dropped), even when the response ended first.
+    pub fn hold(self: &Arc<Self>) -> Active {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        Active(self.clone())
+    }
+
+    /// A write of the connection returned: `blocked` when it waits for the client. Output
+    /// that waited counts as activity until it went.
+    fn wrote(&self, blocked: bool) {
+        if blocked {
+            if self.write_blocked.load(Ordering::Acquire) == 0 {
+                self.write_blocked
+                    .store(self.now().saturating_add(1), Ordering::Release);
+            }
+        } else if self.write_blocked.load(Ordering::Acquire) != 0 {
+            self.touch();
+            self.write_blocked.store(0, Ordering::Release);
+        }
+    }
+
+    /// Now, in nanoseconds after `start`.
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Something happened on the connection now (the idle and head deadlines count from here).
+    fn touch(&self) {
+        self.last_end.fetch_max(self.now(), Ordering::AcqRel);
+    }
+
+    /// Resolves when a write has waited `timeout` for the client to take earlier output (a
+    /// client that reads nothing more). One timer per connection, set again for the earliest
+    /// moment the current wait can reach the limit.
+    pub async fn send_stalled(&self, timeout: Duration) {
+        let mut deadline = Instant::now() + timeout;
+        loop {
+            tokio::time::sleep_until(deadline.into()).await;
+            let blocked = self.write_blocked.load(Ordering::Acquire);
+            if blocked == 0 {
+                deadline = Instant::now() + timeout;
+                continue;
+            }
+            let since = self.start + Duration::from_nanos(blocked - 1);
+            if since.elapsed() >= timeout {
+                return;
+            }
+            deadline = since + timeout;
+        }
     }
 
     /// How many requests have begun.
@@ -72,7 +137,9 @@ impl Activity {
         let mut deadline = self.start + timeout;
         loop {
             tokio::time::sleep_until(deadline.into()).await;
-            if self.in_flight.load(Ordering::Acquire) > 0 {
+            if self.in_flight.load(Ordering::Acquire) > 0
+                || self.write_blocked.load(Ordering::Acquire) != 0
+            {
                 // Busy: it cannot be idle before a whole timeout after this request ends.
                 deadline = Instant::now() + timeout;
                 continue;
@@ -88,11 +155,111 @@ impl Activity {
 
 impl Drop for Active {
     fn drop(&mut self) {
-        let since_start = u64::try_from(self.0.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         // The end is recorded before the count drops, so an idle check never sees 0 in flight
         // with an older end.
-        self.0.last_end.fetch_max(since_start, Ordering::AcqRel);
+        self.0.touch();
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A request body that holds its connection busy ([`Activity::hold`]) until it ends.
+pub struct Holding<B> {
+    inner: B,
+    _held: Active,
+}
+
+impl<B> Holding<B> {
+    /// `inner`, holding `held` until it is dropped.
+    pub fn new(inner: B, held: Active) -> Self {
+        Self { inner, _held: held }
+    }
+}
+
+impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Holding<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A client connection's transport, its writes watched: while one waits for the client to take
+/// earlier output, the connection is busy, and the head deadline starts once that output went
+/// (hyper lets a response go as soon as its last bytes are in its buffer, not on the wire).
+pub struct Watched<T> {
+    io: T,
+    activity: Arc<Activity>,
+}
+
+impl<T> Watched<T> {
+    /// `io`, its writes reported to `activity`.
+    pub fn new(io: T, activity: Arc<Activity>) -> Self {
+        Self { io, activity }
+    }
+
+    /// The transport.
+    pub fn into_inner(self) -> T {
+        self.io
+    }
+
+    fn report<R>(&self, r: Poll<R>) -> Poll<R> {
+        self.activity.wrote(r.is_pending());
+        r
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.report(r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.report(r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_flush(cx);
+        self.report(r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -124,6 +291,36 @@ mod tests {
         tokio::join!(idle, restart);
         let waited = started.elapsed();
         assert!(waited >= timeout + timeout / 2, "{waited:?}");
+    }
+
+    /// Output waiting for the client keeps the connection busy, and the deadline counts from
+    /// the moment it went; a held request body keeps it busy without counting as a request.
+    #[tokio::test]
+    async fn unsent_output_and_an_unread_body_keep_the_connection_busy() {
+        let timeout = Duration::from_millis(100);
+        let activity = Arc::new(Activity::default());
+        activity.wrote(true);
+        assert!(
+            tokio::time::timeout(4 * timeout, activity.head_overdue(timeout))
+                .await
+                .is_err(),
+            "a write waiting for the client: not overdue"
+        );
+        activity.wrote(false);
+        let went = Instant::now();
+        activity.head_overdue(timeout).await;
+        assert!(went.elapsed() >= timeout, "{:?}", went.elapsed());
+
+        let held = activity.hold();
+        assert_eq!(activity.begun(), 0, "a body is not a request");
+        assert!(
+            tokio::time::timeout(4 * timeout, activity.idle_for(timeout))
+                .await
+                .is_err(),
+            "a request body still read: not idle"
+        );
+        drop(held);
+        activity.idle_for(timeout).await;
     }
 
     #[tokio::test]

@@ -33,7 +33,7 @@ use crate::proxy::body::Keep;
 use crate::runtime::Shared;
 use framing::Sniff;
 use http1::{Ended, UpgradeSlot};
-use idle::Activity;
+use idle::{Activity, Holding};
 use whole_head::WholeHead;
 
 /// A bound listening socket of one worker.
@@ -131,6 +131,8 @@ struct ConnLimits {
     idle: Duration,
     /// HTTP/1: no whole request head this long: closed.
     head: Duration,
+    /// HTTP/1: the client took none of the output this long: closed.
+    send: Duration,
     /// The longest request head (hyper refuses a longer one).
     head_bytes: usize,
 }
@@ -289,6 +291,7 @@ pub async fn serve(
         ConnLimits {
             idle: lim.idle_timeout.0,
             head: lim.header_read_timeout.0,
+            send: lim.send_timeout.0,
             head_bytes: lim.max_header_bytes,
         }
     };
@@ -447,10 +450,11 @@ fn service(
     Error = std::convert::Infallible,
     Future = Responding,
 > + Clone {
-    service_fn(move |mut req| -> Responding {
+    service_fn(move |req| -> Responding {
         let proxy = shared.current();
         let conn = conn.clone();
         let active = activity.begin();
+        let mut req = req.map(|body| Holding::new(body, activity.hold()));
         if req.version() == http::Version::HTTP_2 {
             activity.mark_h2();
         }

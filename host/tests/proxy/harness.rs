@@ -14,7 +14,6 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::net::TcpStream;
 
 /// Polls `f` until it returns Some or the deadline passes.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
@@ -650,25 +649,32 @@ pub async fn eventually_served_by(
     .await;
 }
 
-/// Reads from a raw client connection until `until` says enough came or the stream closed (at
-/// most 10 s).
-pub async fn read_some(tcp: &mut TcpStream, until: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+/// Reads from a raw client connection (or its read half) until `until` says enough came or the
+/// stream closed or failed (at most 10 s).
+pub async fn read_some(
+    tcp: &mut (impl tokio::io::AsyncRead + Unpin),
+    until: impl Fn(&[u8]) -> bool,
+) -> Vec<u8> {
     use tokio::io::AsyncReadExt;
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     let read = async {
         while !until(&got) {
-            let n = tcp.read(&mut buf).await.expect("read");
-            if n == 0 {
-                break;
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
             }
-            got.extend_from_slice(&buf[..n]);
         }
     };
     tokio::time::timeout(Duration::from_secs(10), read)
         .await
         .expect("an answer within 10 s");
     got
+}
+
+/// Two answers with status 200 came.
+pub fn two_oks(b: &[u8]) -> bool {
+    String::from_utf8_lossy(b).matches("HTTP/1.1 200").count() >= 2
 }
 
 /// A whole head came.

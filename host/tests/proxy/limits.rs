@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Backend, Http, Keel, config};
+use crate::harness::{Backend, Http, Keel, config, read_some, two_oks};
 
 async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -195,5 +195,95 @@ async fn a_head_that_does_not_come_in_time_closes_the_connection() {
     assert!(
         took.is_some(),
         "a partial head is closed while winding down"
+    );
+}
+
+/// The head deadline runs between requests only: a member that answered at once (`/early`)
+/// while the client still uploads for longer than `header_read_timeout` keeps the connection,
+/// the whole body goes through, and the next request on it is answered. Before, the deadline
+/// started when the response ended and cut the upload after 500 ms.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_that_outlasts_the_head_deadline_after_an_early_answer_goes_on() {
+    let a = Backend::start("a");
+    let keel = Keel::start(&config(
+        &[("a", a.url(), "active")],
+        "",
+        "limits:\n  header_read_timeout: 500ms\n",
+    ));
+    let tcp = tokio::net::TcpStream::connect(keel.addr)
+        .await
+        .expect("connect");
+    let (mut rd, mut wr) = tcp.into_split();
+    let chunks = 15;
+    let writer = tokio::spawn(async move {
+        let head = format!(
+            "POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            chunks * 1000
+        );
+        wr.write_all(head.as_bytes()).await?;
+        // 1.5 s of upload: three head deadlines.
+        for _ in 0..chunks {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            wr.write_all(&[b'k'; 1000]).await?;
+        }
+        wr.write_all(b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await?;
+        Ok::<_, std::io::Error>(wr)
+    });
+    let seen = read_some(&mut rd, two_oks).await;
+    let text = String::from_utf8_lossy(&seen);
+    assert_eq!(
+        text.matches("HTTP/1.1 200").count(),
+        2,
+        "the early answer and the next request's: {text}"
+    );
+    writer
+        .await
+        .expect("writer")
+        .expect("the whole upload was written");
+}
+
+/// `limits.send_timeout`: a client that takes none of a long response for that long is cut
+/// off, and its connection goes (`keel_client_connections` back to 0), instead of holding the
+/// connection and its member's for as long as it likes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_takes_nothing_is_cut_off_after_the_send_timeout() {
+    let a = Backend::start("a");
+    let keel = Keel::start(&config(
+        &[("a", a.url(), "active")],
+        "",
+        "limits:\n  send_timeout: 500ms\nadmin:\n  address: 127.0.0.1:0\n  token_file: {token_file}\n",
+    ));
+    let http = Http::new();
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut tcp = socket.connect(keel.addr).await.expect("connect");
+    let size = 32 << 20;
+    tcp.write_all(format!("GET /big/{size} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut buf = vec![0u8; 1024];
+    tcp.read_exact(&mut buf)
+        .await
+        .expect("the start of the answer");
+    assert!(buf.starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..20]);
+    // Takes nothing more: keel cuts the connection off.
+    crate::harness::eventually(
+        "the stalled connection to be closed",
+        Duration::from_secs(10),
+        || async { (keel.metric(&http, "keel_client_connections").await == 0.0).then_some(()) },
+    )
+    .await;
+    let mut got = buf.len();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => got += n,
+            Err(_) => panic!("the connection was neither closed nor read to its end"),
+        }
+    }
+    assert!(
+        got < size,
+        "the client got all {got} bytes: it was not cut off"
     );
 }

@@ -6,7 +6,8 @@
 //! Paths: `/health` (200, or 503 after `/control/unhealthy`), `/fail?route=R` (503 if R is
 //! this route), `/hang`, `/slow/<ms>`, `/die` (reads the body, then exits without answering;
 //! the member named `b` answers it instead, to show a replay),
-//! `/stream` (a chunk now, one 2 s later), `/stall` (a chunk, then silence),
+//! `/stream` (a chunk now, one 2 s later), `/stall` (a chunk, then silence), `/big/<n>` (`n`
+//! bytes, at most 64 MiB),
 //! `/early` (answers before it reads the request body, then drains it, as nginx's `return`),
 //! `/stats` (`get=N post=M`), `/echo-headers`, `/echo-upgrade` (switches to `keel-echo`: says
 //! its route, then echoes), `/app/...` (a session-holding page, as Tomcat
@@ -223,6 +224,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Ou
             counter_page(&state, &headers, &query)
         }
         p if p.starts_with("/counter") => counter_page(&state, &headers, &query),
+        // `n` bytes (at most 64 MiB) with their Content-Length.
+        p if p.starts_with("/big/") => {
+            let n: usize = p["/big/".len()..].parse().unwrap_or(0).min(64 << 20);
+            reply(&state, StatusCode::OK, "k".repeat(n))
+        }
         p if p.starts_with("/slow/") => {
             let ms: u64 = p["/slow/".len()..].parse().unwrap_or(100);
             tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -178,6 +178,9 @@ pub struct Limits {
     /// A client connection without a request in flight for this long is shut down (HTTP/2:
     /// GOAWAY).
     pub idle_timeout: ConfigDuration,
+    /// HTTP/1: a client that takes none of the response for this long (a write waits for it
+    /// the whole time) is cut off, as nginx's `send_timeout`.
+    pub send_timeout: ConfigDuration,
 }
 
 impl Default for Limits {
@@ -188,6 +191,7 @@ impl Default for Limits {
             max_body_bytes: 10 * 1024 * 1024,
             header_read_timeout: d(10_000),
             idle_timeout: d(60_000),
+            send_timeout: d(60_000),
         }
     }
 }
