@@ -2,7 +2,9 @@
 //! and response-header timeouts, and error classification for failover (connect errors are
 //! "not sent"; a streaming body taken by the attempt makes it "sent"; a reused connection that
 //! closed before the request was written is tried again on another connection, as an idle
-//! close racing the request). The response-header timeout runs from the end of the request:
+//! close racing the request; one that closed after it was written and before any answer does
+//! not count against the member, and an idempotent request with a whole body goes once more on
+//! a new connection to the same member). The response-header timeout runs from the end of the request:
 //! while a streaming body is still on its way, a slow client is the client's business (its
 //! body idle timeout), and only a member that stops reading for that long has timed out.
 
@@ -80,6 +82,17 @@ impl Upstream for HttpUpstream {
             let mut parts = request.parts;
             parts.version = Version::HTTP_11;
             let progress = Arc::new(Progress::default());
+            // An idempotent request with a whole body may go once more, on a new connection to
+            // this member, when the pooled connection it went out on closes before any answer
+            // (the member's idle close racing it), as the AJP client does: no failover, so
+            // the session stays where it is. Its head is copied for that only when the
+            // connection idled long enough for such a close ([`REPLAY_AFTER_IDLE`]).
+            let replay_body = match &request.body {
+                _ if !crate::proxy::idempotent(&parts.method) => None,
+                RequestBody::Empty => Some(None),
+                RequestBody::Whole(bytes) => Some(Some(bytes.clone())),
+                RequestBody::Streaming { .. } => None,
+            };
             let (body, slot) = match request.body {
                 RequestBody::Empty => (empty_body(), None),
                 RequestBody::Whole(bytes) => (full_body(bytes), None),
@@ -95,9 +108,18 @@ impl Upstream for HttpUpstream {
             };
             let mut req = Request::from_parts(parts, body);
             let asked = Instant::now();
+            let mut fresh = false;
             loop {
-                let mut connection = pool.checkout().await?;
+                let mut connection = if fresh {
+                    pool.connect().await?
+                } else {
+                    pool.checkout().await?
+                };
                 let pool_wait = asked.elapsed();
+                let copy = replay_body
+                    .as_ref()
+                    .filter(|_| connection.reused && connection.idle >= REPLAY_AFTER_IDLE)
+                    .map(|body| copy_request(&req, body.clone()));
                 let exchange = connection.sender.try_send_request(req);
                 match wait(exchange, &progress, slot.as_ref(), response_timeout).await {
                     Waited::Answer(res) => return Ok(respond(res, &pool, connection, pool_wait)),
@@ -106,6 +128,19 @@ impl Upstream for HttpUpstream {
                     }
                     Waited::Failed(mut failed) => match failed.take_message() {
                         Some(again) if connection.reused => req = again,
+                        None if connection.reused && closed_unanswered(failed.error()) => {
+                            let why = error_chain(failed.error());
+                            let Some(copy) = copy else {
+                                return Err(UpstreamError::Unanswered(why));
+                            };
+                            log::debug!(
+                                "pooled connection to {} closed before any answer ({why}); \
+                                 the request once more on a new connection",
+                                pool.address()
+                            );
+                            req = copy;
+                            fresh = true;
+                        }
                         _ => return Err(classify(&failed.into_error(), &progress, slot.as_ref())),
                     },
                 }
@@ -151,6 +186,40 @@ impl Upstream for HttpUpstream {
             Ok(())
         })
     }
+}
+
+/// How long a pooled connection must have idled before a request sent on it is kept for a
+/// second try ([`closed_unanswered`]): a busy connection is not closed by the member's
+/// keep-alive timeout, so its requests cost no copy.
+const REPLAY_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// `req` once more, with `body` (an idempotent request with an empty or whole body).
+fn copy_request(req: &Request<Body>, body: Option<Bytes>) -> Request<Body> {
+    let mut copy = Request::new(body.map_or_else(empty_body, full_body));
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
+}
+
+/// Whether the connection closed after the request was written and before any answer: hyper's
+/// incomplete message, or a reset or broken pipe (a member's idle close racing the request).
+fn closed_unanswered(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() {
+        return true;
+    }
+    let mut cur = std::error::Error::source(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// Waits for the member's answer. While a streaming body is on its way, the response timeout

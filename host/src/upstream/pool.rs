@@ -54,6 +54,8 @@ pub(crate) struct Connection {
     /// Whether it served a request before (a send that fails on it before anything was written
     /// is an idle close racing the request, and the request may go again).
     pub(crate) reused: bool,
+    /// How long it had been idle in the pool (zero for a new one).
+    pub(crate) idle: Duration,
 }
 
 impl Pool {
@@ -70,6 +72,11 @@ impl Pool {
             max_idle,
             state: Mutex::new(Idle::default()),
         }
+    }
+
+    /// The member's address.
+    pub(crate) fn address(&self) -> SocketAddr {
+        self.address
     }
 
     /// The most recently used idle connection that is still open, or a new one.
@@ -90,13 +97,14 @@ impl Pool {
                 sender: idle.sender,
                 local: idle.local,
                 reused: true,
+                idle: idle.since.elapsed(),
             });
         }
         self.connect().await
     }
 
     /// Opens a connection and hands its driving task to the current worker.
-    async fn connect(&self) -> Result<Connection, UpstreamError> {
+    pub(crate) async fn connect(&self) -> Result<Connection, UpstreamError> {
         let timeout = self.connect_timeout;
         let stream = tokio::time::timeout(timeout, TcpStream::connect(self.address))
             .await
@@ -122,6 +130,7 @@ impl Pool {
             sender,
             local,
             reused: false,
+            idle: Duration::ZERO,
         })
     }
 

@@ -275,3 +275,99 @@ async fn an_idempotent_request_with_a_held_body_is_replayed_after_send() {
     assert_eq!(r.served_by(), "b");
     a.wait_exited().await;
 }
+
+/// A member that closes a pooled connection just as a request goes out on it (its keep-alive
+/// timeout racing the request): an idempotent request goes once more on a new connection to
+/// the same member — the session stays where it is — and a POST gets 502 without the member
+/// being put in error. Before, either counted against the member and the GET failed over.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pooled_connection_closed_as_the_request_goes_out_keeps_the_member() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // `a`: answers every request, except that the first `/race` request on a connection that
+    // served one before (once per `armed`) is read and the connection closed without answer.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a_url = format!("http://{}", listener.local_addr().unwrap());
+    let armed = Arc::new(AtomicBool::new(false));
+    let arm = armed.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let armed = armed.clone();
+            tokio::spawn(async move {
+                let mut served = 0;
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match tcp.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|n| n.trim().parse().ok())
+                        .unwrap_or(0);
+                    while got.len() < end + 4 + length {
+                        match tcp.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    got.drain(..end + 4 + length);
+                    served += 1;
+                    if head.contains(" /race ") && served > 1 && armed.swap(false, Ordering::SeqCst)
+                    {
+                        return;
+                    }
+                    let answer = "HTTP/1.1 200 OK\r\nx-served-by: a\r\nContent-Length: 2\r\n\r\nok";
+                    if tcp.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let b = Backend::start("b");
+    // No health checks: they would keep the pooled connection busy.
+    let keel = Keel::start(&format!(
+        "listeners:\n  - address: 127.0.0.1:0\nbalancer:\n  members:\n\
+         \x20   - route: a\n      url: {a_url}\n    - route: b\n      url: {}\n\
+         \x20 health:\n    enabled: false\n\
+         \x20 timeouts:\n    connect: 1s\n    response_header: 2s\n    total: 5s\n",
+        b.url()
+    ));
+    let http = Http::new();
+    let to_a = [("x-keel-route", "a")];
+    for (method, body, status, served_by) in [
+        (Method::GET, "", 200, "a"),
+        (Method::POST, "form=1", 502, ""),
+    ] {
+        // A first request opens the pooled connection; it then idles past the copy threshold.
+        let r = http.get(&keel.url("/race"), &to_a).await;
+        assert_eq!((r.status.as_u16(), r.served_by()), (200, "a"), "{r:?}");
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        arm.store(true, Ordering::SeqCst);
+        let r = http
+            .send(method.clone(), &keel.url("/race"), &to_a, body)
+            .await
+            .expect("response");
+        assert_eq!(
+            (r.status.as_u16(), r.served_by()),
+            (status, served_by),
+            "{method}: {r:?}"
+        );
+        // The member is not in error: the session's next request is still its.
+        let r = http.get(&keel.url("/"), &to_a).await;
+        assert_eq!(
+            (r.status.as_u16(), r.served_by()),
+            (200, "a"),
+            "after {method}: {r:?}"
+        );
+    }
+}
