@@ -16,3 +16,4 @@ pub mod runtime;
 pub mod server;
 pub mod upstream;
 pub mod worker;
+pub mod write_hook;

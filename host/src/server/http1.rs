@@ -20,7 +20,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 
-use super::idle::{Activity, Watched};
+use super::idle::{Activity, Watched, watched};
 use super::whole_head::WholeHead;
 use super::{ConnLimits, service};
 use crate::proxy::ConnInfo;
@@ -99,8 +99,8 @@ where
     let activity = Arc::new(Activity::default());
     let upgrades = Arc::new(UpgradeSlot::default());
     let svc = service(shared, conn, activity.clone(), Some(upgrades.clone()));
-    let watched = Watched::new(io, activity.clone());
-    let mut c = builder.serve_connection(TokioIo::new(watched), svc);
+    let io = watched(io, activity.clone());
+    let mut c = builder.serve_connection(TokioIo::new(io), svc);
     let head_overdue = || super::head_overdue(&activity, limits.head, tls, remote);
     let send_stalled = || async {
         activity.send_stalled(limits.send).await;

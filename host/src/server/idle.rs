@@ -8,7 +8,6 @@
 //! opened, or since the last request ended) is closed ([`Activity::head_overdue`]): one deadline
 //! per connection, no timer per request.
 
-use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -17,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::write_hook::{Hooked, WriteHook};
 
 /// The requests in flight on one connection, and when the last one ended. Nothing wakes the
 /// connection per request: [`idle_for`](Activity::idle_for) checks these when its one timer
@@ -198,68 +198,24 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Holding<B> {
 /// A client connection's transport, its writes watched: while one waits for the client to take
 /// earlier output, the connection is busy, and the head deadline starts once that output went
 /// (hyper lets a response go as soon as its last bytes are in its buffer, not on the wire).
-pub struct Watched<T> {
-    io: T,
-    activity: Arc<Activity>,
+pub type Watched<T> = Hooked<T, Watch>;
+
+/// `io`, its writes reported to `activity`.
+pub fn watched<T>(io: T, activity: Arc<Activity>) -> Watched<T> {
+    Hooked::new(io, Watch(activity))
 }
 
-impl<T> Watched<T> {
-    /// `io`, its writes reported to `activity`.
-    pub fn new(io: T, activity: Arc<Activity>) -> Self {
-        Self { io, activity }
-    }
+/// Reports each write to the connection's [`Activity`].
+pub struct Watch(Arc<Activity>);
 
-    /// The transport.
-    pub fn into_inner(self) -> T {
-        self.io
-    }
-
-    fn report<R>(&self, r: Poll<R>) -> Poll<R> {
-        self.activity.wrote(r.is_pending());
+impl WriteHook for Watch {
+    fn after<R>(
+        &mut self,
+        _: &mut Context<'_>,
+        r: Poll<std::io::Result<R>>,
+    ) -> Poll<std::io::Result<R>> {
+        self.0.wrote(r.is_pending());
         r
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.io).poll_write(cx, buf);
-        self.report(r)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        self.report(r)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let r = Pin::new(&mut self.io).poll_flush(cx);
-        self.report(r)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -45,6 +45,7 @@ impl HttpUpstream {
                 Arc::new(Pool::new(
                     spec.address,
                     spec.connect_timeout,
+                    spec.response_timeout,
                     spec.pool_idle_timeout,
                     spec.pool_max_idle,
                 ))

@@ -12,6 +12,7 @@
 pub mod ajp;
 pub mod http;
 mod pool;
+mod write_deadline;
 
 use std::fmt;
 use std::future::Future;

@@ -22,12 +22,15 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::write_deadline::with_deadline;
 use super::{Body, BoxError, UpstreamError};
 
 /// One member's connections on one worker.
 pub(crate) struct Pool {
     address: SocketAddr,
     connect_timeout: Duration,
+    /// How long a write may wait for the member ([`with_deadline`]).
+    write_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
     state: Mutex<Idle>,
@@ -62,12 +65,14 @@ impl Pool {
     pub(crate) fn new(
         address: SocketAddr,
         connect_timeout: Duration,
+        write_timeout: Duration,
         idle_timeout: Duration,
         max_idle: usize,
     ) -> Self {
         Self {
             address,
             connect_timeout,
+            write_timeout,
             idle_timeout,
             max_idle,
             state: Mutex::new(Idle::default()),
@@ -117,6 +122,7 @@ impl Pool {
         let local = stream
             .local_addr()
             .map_err(|e| UpstreamError::Connect(format!("{}: local address: {e}", self.address)))?;
+        let stream = with_deadline(stream, self.write_timeout);
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| UpstreamError::Connect(format!("{}: {e}", self.address)))?;
@@ -328,6 +334,7 @@ mod tests {
         Arc::new(Pool::new(
             address,
             Duration::from_secs(1),
+            Duration::from_secs(5),
             idle_timeout,
             max_idle,
         ))

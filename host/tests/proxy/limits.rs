@@ -287,3 +287,45 @@ async fn a_client_that_takes_nothing_is_cut_off_after_the_send_timeout() {
         "the client got all {got} bytes: it was not cut off"
     );
 }
+
+/// A member that answers early and then neither reads the rest of the request body nor closes
+/// fails its connection after the response-header timeout (a write that waits that long), and
+/// the client's upload ends instead of hanging for as long as the member stays silent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_that_stops_reading_after_an_early_answer_does_not_hold_the_upload() {
+    let a = Backend::start("a");
+    let keel = Keel::start(&config(
+        &[("a", a.url(), "active")],
+        "",
+        "limits:\n  max_body_bytes: 67108864\n",
+    ));
+    let tcp = tokio::net::TcpStream::connect(keel.addr)
+        .await
+        .expect("connect");
+    let (mut rd, mut wr) = tcp.into_split();
+    let size = 64 << 20;
+    let writer = tokio::spawn(async move {
+        let head =
+            format!("POST /early-stall HTTP/1.1\r\nHost: t\r\nContent-Length: {size}\r\n\r\n");
+        wr.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'k'; 1 << 20];
+        for _ in 0..64 {
+            wr.write_all(&chunk).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    let answer = read_some(&mut rd, crate::harness::whole_answer).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    // The upload stalls with the member; keel gives up on the member after its 2 s
+    // response-header timeout and the client's connection ends.
+    let ended = tokio::time::timeout(Duration::from_secs(15), writer).await;
+    let written = ended.expect("the upload ends within 15 s").expect("writer");
+    assert!(
+        written.is_err(),
+        "the stalled upload was cut, not completed"
+    );
+}

@@ -9,6 +9,7 @@
 //! `/stream` (a chunk now, one 2 s later), `/stall` (a chunk, then silence), `/big/<n>` (`n`
 //! bytes, at most 64 MiB),
 //! `/early` (answers before it reads the request body, then drains it, as nginx's `return`),
+//! `/early-stall` (answers before it reads the request body, then neither reads nor closes),
 //! `/stats` (`get=N post=M`), `/echo-headers`, `/echo-upgrade` (switches to `keel-echo`: says
 //! its route, then echoes), `/app/...` (a session-holding page, as Tomcat
 //! with a `jvmRoute` would serve it: a `JSESSIONID=<32 hex>.<route>` cookie for a client without
@@ -115,6 +116,15 @@ fn echo_upgrade(state: &State, mut req: Request<Incoming>) -> Response<Out> {
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Out>, Infallible> {
     if req.uri().path() == "/echo-upgrade" {
         return Ok(echo_upgrade(&state, req));
+    }
+    if req.uri().path() == "/early-stall" {
+        // Answers before reading the request body, then neither reads it nor closes.
+        let body = req.into_body();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(body);
+        });
+        return Ok(reply(&state, StatusCode::OK, "early".into()));
     }
     if req.uri().path() == "/early" {
         // Answers before reading the request body, then reads and drops it (as nginx's
