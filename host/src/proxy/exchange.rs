@@ -172,6 +172,7 @@ impl Proxy {
             &mut parts.headers,
             self.forwarded,
             conn.remote,
+            conn.remote_ip.as_ref(),
             conn.tls.is_some(),
             host.as_ref(),
         );

@@ -43,6 +43,8 @@ pub struct ConnInfo {
     pub id: u64,
     /// Client address.
     pub remote: SocketAddr,
+    /// The client's IP as X-Forwarded-For names it ([`headers::ip_value`] of `remote`).
+    pub remote_ip: Option<HeaderValue>,
     /// Listener address.
     pub local: SocketAddr,
     /// TLS facts.

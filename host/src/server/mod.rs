@@ -28,8 +28,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::proxy::ConnInfo;
 use crate::proxy::body::Keep;
+use crate::proxy::{ConnInfo, headers};
 use crate::runtime::Shared;
 use framing::Sniff;
 use http1::{Ended, UpgradeSlot};
@@ -324,6 +324,7 @@ pub async fn serve(
                 let conn = Arc::new(ConnInfo {
                     id: next_connection_id(),
                     remote,
+                    remote_ip: headers::ip_value(remote.ip()),
                     local,
                     tls: None,
                     downstream_tls: None,
@@ -382,6 +383,7 @@ async fn serve_tls(
     let conn = Arc::new(ConnInfo {
         id: next_connection_id(),
         remote,
+        remote_ip: headers::ip_value(remote.ip()),
         local,
         tls: Some(info),
         downstream_tls,
