@@ -30,7 +30,8 @@ static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 #[derive(Default)]
 pub(super) struct Outcome {
     pub(super) member: Option<Arc<Member>>,
-    pub(super) route: Option<String>,
+    /// The routing header's value (text).
+    pub(super) route: Option<HeaderValue>,
     pub(super) upstream_time: Option<Duration>,
     /// Upstream attempts made.
     pub(super) attempts: u32,
@@ -160,10 +161,11 @@ impl Proxy {
         let finish = stream.clone().map(|s| Arc::new(Finish::new(s)));
 
         // Routing, then the headers the member sees.
+        // Kept as the header value (no copy): a route is text.
         let sticky = parts
             .headers
             .remove(&self.routing_header)
-            .and_then(|v| v.to_str().ok().map(str::to_string));
+            .filter(|v| v.to_str().is_ok());
         headers::remove_hop_by_hop(&mut parts.headers);
         if let Some(up) = &upgrade {
             up.forward(&mut parts.headers);
@@ -246,7 +248,8 @@ impl Proxy {
         };
 
         let total = cfg.balancer.timeouts.total.0;
-        let attempt = self.attempts(&parts, req_body, conn, sticky.as_deref(), outcome);
+        let route = sticky.as_ref().and_then(|v| v.to_str().ok());
+        let attempt = self.attempts(&parts, req_body, conn, route, outcome);
         let result = match tokio::time::timeout(total, attempt).await {
             Ok(r) => r,
             // Envoy's route timeout (`ResponseCodeDetailValues` `ResponseTimeout`).

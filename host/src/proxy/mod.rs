@@ -235,7 +235,7 @@ impl Proxy {
                 bytes: headers::content_length(res.headers())
                     .or_else(|| http_body::Body::size_hint(res.body()).exact()),
                 member,
-                route: outcome.route.as_deref(),
+                route: outcome.route.as_ref().and_then(|v| v.to_str().ok()),
                 upstream_time: outcome.upstream_time,
             };
             self.access_log.write(access_log::format(&entry));
