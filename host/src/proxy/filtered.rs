@@ -7,7 +7,6 @@
 //! response is told to the stream before its last callback (`response.backend_latency`).
 //! [`Finish`] ends the filter stream once the response and every filtered body are done.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -104,11 +103,14 @@ pub struct Filtered {
     sent: u64,
     /// The callback in progress.
     call: Option<BoxFuture<'static, Verdict>>,
-    /// Frames decided on, not yet read.
-    ready: VecDeque<Frame<Bytes>>,
+    /// Data decided on, not yet read (no queue: a verdict yields at most some data and then
+    /// the trailers, and the next callback starts once both were read).
+    ready: Option<Bytes>,
+    /// Trailers decided on, read after `ready`.
+    ready_trailers: Option<HeaderMap>,
     /// End of stream was given to the filters.
     eos_sent: bool,
-    /// Nothing more comes after `ready`.
+    /// Nothing more comes after what is ready.
     done: bool,
     /// Keeps the stream from finishing until this body ends.
     finish: Option<Arc<Finish>>,
@@ -134,7 +136,8 @@ impl Filtered {
             declared,
             sent: 0,
             call: None,
-            ready: VecDeque::new(),
+            ready: None,
+            ready_trailers: None,
             eos_sent: false,
             done: false,
             finish: Some(finish),
@@ -203,7 +206,7 @@ impl Filtered {
             Verdict::Trailers(TrailersVerdict::Continue(held), trailers) => {
                 // A body the filters held until the trailers goes first.
                 self.forward(held)?;
-                self.ready.push_back(Frame::trailers(trailers));
+                self.ready_trailers = Some(trailers);
                 self.done = true;
             }
             Verdict::Trailers(TrailersVerdict::Respond(lr), _) => return Err(self.respond(lr)),
@@ -224,14 +227,15 @@ impl Filtered {
             return Err(self.mismatch(declared));
         }
         if !bytes.is_empty() {
-            self.ready.push_back(Frame::data(bytes));
+            self.ready = Some(bytes);
         }
         Ok(())
     }
 
     fn mismatch(&mut self, declared: u64) -> BoxError {
         self.done = true;
-        self.ready.clear();
+        self.ready = None;
+        self.ready_trailers = None;
         let e = LengthMismatch {
             dir: self.dir,
             sent: self.sent,
@@ -252,8 +256,11 @@ impl HttpBody for Filtered {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         loop {
-            if let Some(frame) = this.ready.pop_front() {
-                return Poll::Ready(Some(Ok(frame)));
+            if let Some(data) = this.ready.take() {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+            if let Some(trailers) = this.ready_trailers.take() {
+                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
             }
             if let Some(call) = this.call.as_mut() {
                 let verdict = std::task::ready!(call.as_mut().poll(cx));
@@ -301,6 +308,6 @@ impl HttpBody for Filtered {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done && self.ready.is_empty() && self.call.is_none()
+        self.done && self.ready.is_none() && self.ready_trailers.is_none() && self.call.is_none()
     }
 }
