@@ -21,7 +21,7 @@ use super::filtered::{Direction, Filtered, Finish, LocalSlot, SharedStream};
 use super::{
     ConnInfo, Proxy, from_local, headers, idempotent, local, local_because, request_id, upgrade,
 };
-use crate::balancer::Member;
+use crate::balancer::{InFlight, Member};
 use crate::upstream::{Body, BoxError, RequestBody, StreamingBody};
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
@@ -281,10 +281,10 @@ impl Proxy {
 
         // The response.
         let (mut rparts, rbody) = res.into_parts();
-        let mut rbody = IdleTimeout::new(rbody, body_idle).boxed_unsync();
+        let rbody = IdleTimeout::new(rbody, body_idle);
         let switched_to = rparts.headers.get(header::UPGRADE).cloned();
         headers::remove_hop_by_hop(&mut rparts.headers);
-        if let (Some(s), Some(slot), Some(finish)) = (&stream, &local_slot, &finish) {
+        if let (Some(s), Some(slot), Some(fin)) = (&stream, &local_slot, &finish) {
             let info = &guard.member().info;
             let eos = http_body::Body::is_end_stream(&rbody);
             let verdict = match s.lock().await.as_mut() {
@@ -303,29 +303,44 @@ impl Proxy {
             }
             if !eos {
                 let declared = headers::content_length(&rparts.headers);
-                rbody = Filtered::new(
+                let rbody = Filtered::new(
                     rbody,
                     s.clone(),
                     Direction::Response,
                     slot.clone(),
                     declared,
-                    finish.clone(),
-                )
-                .boxed_unsync();
+                    fin.clone(),
+                );
+                return respond(rparts, rbody, upgrade, switched_to, guard, finish);
             }
         }
-        if let Some(up) = upgrade
-            && rparts.status == StatusCode::SWITCHING_PROTOCOLS
-        {
-            // The tunnel keeps the member busy (bybusyness, in-flight) while it lasts.
-            if let Err(why) = up.finish(&mut rparts, switched_to, guard) {
-                log::warn!("upgrade: {why}");
-                return local(StatusCode::BAD_GATEWAY, why);
-            }
-            let body = Keep::new(rbody, finish).boxed_unsync();
-            return Response::from_parts(rparts, body);
-        }
-        let body = Keep::new(rbody, (guard, finish)).boxed_unsync();
-        Response::from_parts(rparts, body)
+        respond(rparts, rbody, upgrade, switched_to, guard, finish)
     }
+}
+
+/// The member's response on its way to the client: its body (the idle timeout, and the filters
+/// when they take part, in one allocation) keeps the in-flight guard and the filter stream's
+/// [`Finish`] until it ends; a 101 to an upgrade request becomes the tunnel.
+fn respond<B>(
+    mut rparts: http::response::Parts,
+    rbody: B,
+    upgrade: Option<upgrade::Upgrade>,
+    switched_to: Option<HeaderValue>,
+    guard: InFlight,
+    finish: Option<Arc<Finish>>,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
+{
+    if let Some(up) = upgrade
+        && rparts.status == StatusCode::SWITCHING_PROTOCOLS
+    {
+        // The tunnel keeps the member busy (bybusyness, in-flight) while it lasts.
+        if let Err(why) = up.finish(&mut rparts, switched_to, guard) {
+            log::warn!("upgrade: {why}");
+            return local(StatusCode::BAD_GATEWAY, why);
+        }
+        return Response::from_parts(rparts, Keep::new(rbody, finish).boxed_unsync());
+    }
+    Response::from_parts(rparts, Keep::new(rbody, (guard, finish)).boxed_unsync())
 }

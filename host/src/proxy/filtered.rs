@@ -94,8 +94,8 @@ enum Verdict {
 }
 
 /// A body fed through the stream's body callbacks. See the module docs.
-pub struct Filtered {
-    inner: Body,
+pub struct Filtered<B = Body> {
+    inner: B,
     stream: SharedStream,
     dir: Direction,
     local: LocalSlot,
@@ -116,12 +116,12 @@ pub struct Filtered {
     finish: Option<Arc<Finish>>,
 }
 
-impl Filtered {
+impl<B> Filtered<B> {
     /// `inner` through `stream`'s callbacks for `dir`; a local response lands in `local`;
     /// `declared` is the head's Content-Length after the headers callbacks; `finish` is held
     /// until the body ends.
     pub fn new(
-        inner: Body,
+        inner: B,
         stream: SharedStream,
         dir: Direction,
         local: LocalSlot,
@@ -246,7 +246,10 @@ impl Filtered {
     }
 }
 
-impl HttpBody for Filtered {
+impl<B> HttpBody for Filtered<B>
+where
+    B: HttpBody<Data = Bytes, Error = BoxError> + Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
 

@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -426,13 +425,14 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
+/// A response body as hyper sends it: the proxy's, carrying the request's [`idle::Active`]
+/// (not boxed again).
+type ResBody = Keep<idle::Active>;
+
 /// A response of the proxy, boxed: an HTTP/1 session is driven with hyper's
 /// `poll_without_shutdown`, which needs a future that can move.
 type Responding = std::pin::Pin<
-    Box<
-        dyn Future<Output = Result<http::Response<crate::upstream::Body>, std::convert::Infallible>>
-            + Send,
-    >,
+    Box<dyn Future<Output = Result<http::Response<ResBody>, std::convert::Infallible>> + Send>,
 >;
 
 /// The proxy as hyper's service; each response body carries the request's [`idle::Active`]
@@ -445,7 +445,7 @@ fn service(
     upgrades: Option<Arc<UpgradeSlot>>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
-    Response = http::Response<crate::upstream::Body>,
+    Response = http::Response<ResBody>,
     Error = std::convert::Infallible,
     Future = Responding,
 > + Clone {
@@ -461,7 +461,7 @@ fn service(
         }
         Box::pin(async move {
             let res = proxy.handle(req, conn).await;
-            Ok(res.map(|body| Keep::new(body, active).boxed_unsync()))
+            Ok(res.map(|body| Keep::new(body, active)))
         })
     })
 }
