@@ -31,7 +31,15 @@ pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// Removes hop-by-hop headers, those named in `Connection`, and `Transfer-Encoding` (the
 /// next hop frames the body itself).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Only tokens naming a header that is here and that the loop below leaves: usually none
+    // (`keep-alive`, `close`, `upgrade`), and then nothing is allocated.
     let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter(|t| {
+            !HOP_BY_HOP
+                .iter()
+                .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+                && headers.contains_key(*t)
+        })
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     for n in named {
