@@ -16,8 +16,8 @@ use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 
 use super::body::{IdleTimeout, Keep, Limited};
-use super::filter::{BodyVerdict, HeadersVerdict, LocalResponse, StreamInfo};
-use super::filtered::{Direction, Filtered, Finish, LocalSlot, SharedStream};
+use super::filter::{BodyVerdict, HeadersVerdict, StreamInfo};
+use super::filtered::{Direction, Filtered, SharedStream};
 use super::{
     ConnInfo, Proxy, from_local, headers, idempotent, local, local_because, request_id, upgrade,
 };
@@ -44,14 +44,10 @@ fn over_limit(exceeded: Option<&AtomicBool>) -> bool {
     exceeded.is_some_and(|e| e.load(Ordering::Acquire))
 }
 
-fn take_local(slot: Option<&LocalSlot>) -> Option<LocalResponse> {
-    slot.and_then(|s| s.lock().ok().and_then(|mut s| s.take()))
-}
-
 /// keel's own answer `res` through the response callbacks of the stream's filters (headers
 /// with no upstream, then the body at its end); what they make of it.
 async fn through_chain(
-    stream: Option<&SharedStream>,
+    stream: Option<&Arc<SharedStream>>,
     res: Response<Body>,
     attempts: u32,
 ) -> Response<Body> {
@@ -62,10 +58,7 @@ async fn through_chain(
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
-    let mut guard = s.lock().await;
-    let Some(st) = guard.as_mut() else {
-        return Response::from_parts(parts, super::full_body(bytes));
-    };
+    let mut st = s.lock().await;
     let eos = bytes.is_empty();
     st.upstream_attempts(attempts, None, None);
     if let HeadersVerdict::Respond(lr) = st.response_headers(&mut parts, None, eos).await {
@@ -135,7 +128,9 @@ impl Proxy {
         }
 
         // The filter chain, request headers.
-        let stream: Option<SharedStream> = if self.chain.is_empty() {
+        // Shared by the exchange and the filtered bodies; the stream finishes when the response
+        // and every filtered body are done.
+        let stream: Option<Arc<SharedStream>> = if self.chain.is_empty() {
             None
         } else {
             let mut s = self.chain.stream(StreamInfo {
@@ -154,11 +149,8 @@ impl Proxy {
                 s.finish();
                 return from_local(lr);
             }
-            Some(Arc::new(tokio::sync::Mutex::new(Some(s))))
+            Some(SharedStream::new(s))
         };
-        let local_slot: Option<LocalSlot> = stream.as_ref().map(|_| Arc::default());
-        // Finishes the stream when the response and every filtered body are done.
-        let finish = stream.clone().map(|s| Arc::new(Finish::new(s)));
 
         // Routing, then the headers the member sees.
         // Kept as the header value (no copy): a route is text.
@@ -213,16 +205,9 @@ impl Proxy {
             } else {
                 length
             };
-            if let (Some(s), Some(slot), Some(finish)) = (&stream, &local_slot, &finish) {
-                client_body = Filtered::new(
-                    client_body,
-                    s.clone(),
-                    Direction::Request,
-                    slot.clone(),
-                    length,
-                    finish.clone(),
-                )
-                .boxed_unsync();
+            if let Some(s) = &stream {
+                client_body = Filtered::new(client_body, s.clone(), Direction::Request, length)
+                    .boxed_unsync();
             }
             let replay_limit = cfg.balancer.retry.max_replay_body;
             if idempotent(&parts.method)
@@ -260,7 +245,7 @@ impl Proxy {
             )),
         };
         outcome.route = sticky;
-        if let Some(lr) = take_local(local_slot.as_ref()) {
+        if let Some(lr) = stream.as_ref().and_then(|s| s.take_local()) {
             return from_local(lr);
         }
         if over_limit(exceeded.as_deref()) {
@@ -284,50 +269,41 @@ impl Proxy {
         let rbody = IdleTimeout::new(rbody, body_idle);
         let switched_to = rparts.headers.get(header::UPGRADE).cloned();
         headers::remove_hop_by_hop(&mut rparts.headers);
-        if let (Some(s), Some(slot), Some(fin)) = (&stream, &local_slot, &finish) {
+        if let Some(s) = &stream {
             let info = &guard.member().info;
             let eos = http_body::Body::is_end_stream(&rbody);
-            let verdict = match s.lock().await.as_mut() {
-                Some(st) => {
-                    let connection = crate::upstream::connection(&rparts);
-                    st.upstream_attempts(outcome.attempts, connection, outcome.sent_at);
-                    if eos {
-                        st.upstream_received(Instant::now());
-                    }
-                    st.response_headers(&mut rparts, Some(info), eos).await
+            let verdict = {
+                let mut st = s.lock().await;
+                let connection = crate::upstream::connection(&rparts);
+                st.upstream_attempts(outcome.attempts, connection, outcome.sent_at);
+                if eos {
+                    st.upstream_received(Instant::now());
                 }
-                None => HeadersVerdict::Continue,
+                st.response_headers(&mut rparts, Some(info), eos).await
             };
             if let HeadersVerdict::Respond(lr) = verdict {
                 return from_local(lr);
             }
             if !eos {
                 let declared = headers::content_length(&rparts.headers);
-                let rbody = Filtered::new(
-                    rbody,
-                    s.clone(),
-                    Direction::Response,
-                    slot.clone(),
-                    declared,
-                    fin.clone(),
-                );
-                return respond(rparts, rbody, upgrade, switched_to, guard, finish);
+                let rbody = Filtered::new(rbody, s.clone(), Direction::Response, declared);
+                return respond(rparts, rbody, upgrade, switched_to, guard, stream);
             }
         }
-        respond(rparts, rbody, upgrade, switched_to, guard, finish)
+        respond(rparts, rbody, upgrade, switched_to, guard, stream)
     }
 }
 
 /// The member's response on its way to the client: its body (the idle timeout, and the filters
-/// when they take part, in one allocation) keeps the in-flight guard and the filter stream's
-/// [`Finish`] until it ends; a 101 to an upgrade request becomes the tunnel.
+/// when they take part, in one allocation) keeps the in-flight guard and the filter stream
+/// until it ends; a 101 to an upgrade request becomes the tunnel.
 fn respond<B>(
     mut rparts: http::response::Parts,
     rbody: B,
     upgrade: Option<upgrade::Upgrade>,
     switched_to: Option<HeaderValue>,
     guard: InFlight,
-    finish: Option<Arc<Finish>>,
+    stream: Option<Arc<SharedStream>>,
 ) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
@@ -340,7 +316,7 @@ where
             log::warn!("upgrade: {why}");
             return local(StatusCode::BAD_GATEWAY, why);
         }
-        return Response::from_parts(rparts, Keep::new(rbody, finish).boxed_unsync());
+        return Response::from_parts(rparts, Keep::new(rbody, stream).boxed_unsync());
     }
-    Response::from_parts(rparts, Keep::new(rbody, (guard, finish)).boxed_unsync())
+    Response::from_parts(rparts, Keep::new(rbody, (guard, stream)).boxed_unsync())
 }
