@@ -30,6 +30,8 @@ static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 #[derive(Default)]
 pub(super) struct Outcome {
     pub(super) member: Option<Arc<Member>>,
+    /// The place of `member` in the balancer.
+    pub(super) member_index: usize,
     /// The routing header's value (text).
     pub(super) route: Option<HeaderValue>,
     pub(super) upstream_time: Option<Duration>,
