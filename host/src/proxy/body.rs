@@ -81,17 +81,17 @@ where
 pub struct BodyIdle(pub std::time::Duration);
 
 /// Fails a body that sends no frame for `timeout`.
-pub struct IdleTimeout {
-    inner: Body,
+pub struct IdleTimeout<B = Body> {
+    inner: B,
     timeout: std::time::Duration,
     /// Made the first time the body has to wait (a body that is always ready never arms a
     /// timer), then reset after each frame.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl IdleTimeout {
+impl<B> IdleTimeout<B> {
     /// Wraps `inner`.
-    pub fn new(inner: Body, timeout: std::time::Duration) -> Self {
+    pub fn new(inner: B, timeout: std::time::Duration) -> Self {
         Self {
             inner,
             timeout,
@@ -100,7 +100,10 @@ impl IdleTimeout {
     }
 }
 
-impl HttpBody for IdleTimeout {
+impl<B> HttpBody for IdleTimeout<B>
+where
+    B: HttpBody<Data = Bytes, Error = BoxError> + Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -141,19 +144,23 @@ impl HttpBody for IdleTimeout {
 }
 
 /// A body that keeps `T` alive until it is dropped (after the last frame went out).
-pub struct Keep<T: Send> {
-    inner: Body,
+pub struct Keep<T: Send, B = Body> {
+    inner: B,
     _keep: T,
 }
 
-impl<T: Send> Keep<T> {
+impl<T: Send, B> Keep<T, B> {
     /// Wraps `inner`.
-    pub fn new(inner: Body, keep: T) -> Self {
+    pub fn new(inner: B, keep: T) -> Self {
         Self { inner, _keep: keep }
     }
 }
 
-impl<T: Send + Unpin> HttpBody for Keep<T> {
+impl<T, B> HttpBody for Keep<T, B>
+where
+    T: Send + Unpin,
+    B: HttpBody<Data = Bytes, Error = BoxError> + Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
 

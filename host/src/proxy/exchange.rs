@@ -16,12 +16,12 @@ use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 
 use super::body::{IdleTimeout, Keep, Limited};
-use super::filter::{BodyVerdict, HeadersVerdict, LocalResponse, StreamInfo};
-use super::filtered::{Direction, Filtered, Finish, LocalSlot, SharedStream};
+use super::filter::{BodyVerdict, HeadersVerdict, StreamInfo};
+use super::filtered::{Direction, Filtered, SharedStream};
 use super::{
     ConnInfo, Proxy, from_local, headers, idempotent, local, local_because, request_id, upgrade,
 };
-use crate::balancer::Member;
+use crate::balancer::{InFlight, Member};
 use crate::upstream::{Body, BoxError, RequestBody, StreamingBody};
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
@@ -30,7 +30,10 @@ static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 #[derive(Default)]
 pub(super) struct Outcome {
     pub(super) member: Option<Arc<Member>>,
-    pub(super) route: Option<String>,
+    /// The place of `member` in the balancer.
+    pub(super) member_index: usize,
+    /// The routing header's value (text).
+    pub(super) route: Option<HeaderValue>,
     pub(super) upstream_time: Option<Duration>,
     /// Upstream attempts made.
     pub(super) attempts: u32,
@@ -43,14 +46,10 @@ fn over_limit(exceeded: Option<&AtomicBool>) -> bool {
     exceeded.is_some_and(|e| e.load(Ordering::Acquire))
 }
 
-fn take_local(slot: Option<&LocalSlot>) -> Option<LocalResponse> {
-    slot.and_then(|s| s.lock().ok().and_then(|mut s| s.take()))
-}
-
 /// keel's own answer `res` through the response callbacks of the stream's filters (headers
 /// with no upstream, then the body at its end); what they make of it.
 async fn through_chain(
-    stream: Option<&SharedStream>,
+    stream: Option<&Arc<SharedStream>>,
     res: Response<Body>,
     attempts: u32,
 ) -> Response<Body> {
@@ -61,10 +60,7 @@ async fn through_chain(
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
-    let mut guard = s.lock().await;
-    let Some(st) = guard.as_mut() else {
-        return Response::from_parts(parts, super::full_body(bytes));
-    };
+    let mut st = s.lock().await;
     let eos = bytes.is_empty();
     st.upstream_attempts(attempts, None, None);
     if let HeadersVerdict::Respond(lr) = st.response_headers(&mut parts, None, eos).await {
@@ -134,7 +130,9 @@ impl Proxy {
         }
 
         // The filter chain, request headers.
-        let stream: Option<SharedStream> = if self.chain.is_empty() {
+        // Shared by the exchange and the filtered bodies; the stream finishes when the response
+        // and every filtered body are done.
+        let stream: Option<Arc<SharedStream>> = if self.chain.is_empty() {
             None
         } else {
             let mut s = self.chain.stream(StreamInfo {
@@ -153,17 +151,15 @@ impl Proxy {
                 s.finish();
                 return from_local(lr);
             }
-            Some(Arc::new(tokio::sync::Mutex::new(Some(s))))
+            Some(SharedStream::new(s))
         };
-        let local_slot: Option<LocalSlot> = stream.as_ref().map(|_| Arc::default());
-        // Finishes the stream when the response and every filtered body are done.
-        let finish = stream.clone().map(|s| Arc::new(Finish::new(s)));
 
         // Routing, then the headers the member sees.
+        // Kept as the header value (no copy): a route is text.
         let sticky = parts
             .headers
             .remove(&self.routing_header)
-            .and_then(|v| v.to_str().ok().map(str::to_string));
+            .filter(|v| v.to_str().is_ok());
         headers::remove_hop_by_hop(&mut parts.headers);
         if let Some(up) = &upgrade {
             up.forward(&mut parts.headers);
@@ -172,6 +168,7 @@ impl Proxy {
             &mut parts.headers,
             self.forwarded,
             conn.remote,
+            conn.remote_ip.as_ref(),
             conn.tls.is_some(),
             host.as_ref(),
         );
@@ -210,16 +207,9 @@ impl Proxy {
             } else {
                 length
             };
-            if let (Some(s), Some(slot), Some(finish)) = (&stream, &local_slot, &finish) {
-                client_body = Filtered::new(
-                    client_body,
-                    s.clone(),
-                    Direction::Request,
-                    slot.clone(),
-                    length,
-                    finish.clone(),
-                )
-                .boxed_unsync();
+            if let Some(s) = &stream {
+                client_body = Filtered::new(client_body, s.clone(), Direction::Request, length)
+                    .boxed_unsync();
             }
             let replay_limit = cfg.balancer.retry.max_replay_body;
             if idempotent(&parts.method)
@@ -245,7 +235,8 @@ impl Proxy {
         };
 
         let total = cfg.balancer.timeouts.total.0;
-        let attempt = self.attempts(&parts, req_body, conn, sticky.as_deref(), outcome);
+        let route = sticky.as_ref().and_then(|v| v.to_str().ok());
+        let attempt = self.attempts(&parts, req_body, conn, route, outcome);
         let result = match tokio::time::timeout(total, attempt).await {
             Ok(r) => r,
             // Envoy's route timeout (`ResponseCodeDetailValues` `ResponseTimeout`).
@@ -256,7 +247,7 @@ impl Proxy {
             )),
         };
         outcome.route = sticky;
-        if let Some(lr) = take_local(local_slot.as_ref()) {
+        if let Some(lr) = stream.as_ref().and_then(|s| s.take_local()) {
             return from_local(lr);
         }
         if over_limit(exceeded.as_deref()) {
@@ -277,51 +268,57 @@ impl Proxy {
 
         // The response.
         let (mut rparts, rbody) = res.into_parts();
-        let mut rbody = IdleTimeout::new(rbody, body_idle).boxed_unsync();
+        let rbody = IdleTimeout::new(rbody, body_idle);
         let switched_to = rparts.headers.get(header::UPGRADE).cloned();
         headers::remove_hop_by_hop(&mut rparts.headers);
-        if let (Some(s), Some(slot), Some(finish)) = (&stream, &local_slot, &finish) {
+        if let Some(s) = &stream {
             let info = &guard.member().info;
             let eos = http_body::Body::is_end_stream(&rbody);
-            let verdict = match s.lock().await.as_mut() {
-                Some(st) => {
-                    let connection = crate::upstream::connection(&rparts);
-                    st.upstream_attempts(outcome.attempts, connection, outcome.sent_at);
-                    if eos {
-                        st.upstream_received(Instant::now());
-                    }
-                    st.response_headers(&mut rparts, Some(info), eos).await
+            let verdict = {
+                let mut st = s.lock().await;
+                let connection = crate::upstream::connection(&rparts);
+                st.upstream_attempts(outcome.attempts, connection, outcome.sent_at);
+                if eos {
+                    st.upstream_received(Instant::now());
                 }
-                None => HeadersVerdict::Continue,
+                st.response_headers(&mut rparts, Some(info), eos).await
             };
             if let HeadersVerdict::Respond(lr) = verdict {
                 return from_local(lr);
             }
             if !eos {
                 let declared = headers::content_length(&rparts.headers);
-                rbody = Filtered::new(
-                    rbody,
-                    s.clone(),
-                    Direction::Response,
-                    slot.clone(),
-                    declared,
-                    finish.clone(),
-                )
-                .boxed_unsync();
+                let rbody = Filtered::new(rbody, s.clone(), Direction::Response, declared);
+                return respond(rparts, rbody, upgrade, switched_to, guard, stream);
             }
         }
-        if let Some(up) = upgrade
-            && rparts.status == StatusCode::SWITCHING_PROTOCOLS
-        {
-            // The tunnel keeps the member busy (bybusyness, in-flight) while it lasts.
-            if let Err(why) = up.finish(&mut rparts, switched_to, guard) {
-                log::warn!("upgrade: {why}");
-                return local(StatusCode::BAD_GATEWAY, why);
-            }
-            let body = Keep::new(rbody, finish).boxed_unsync();
-            return Response::from_parts(rparts, body);
-        }
-        let body = Keep::new(rbody, (guard, finish)).boxed_unsync();
-        Response::from_parts(rparts, body)
+        respond(rparts, rbody, upgrade, switched_to, guard, stream)
     }
+}
+
+/// The member's response on its way to the client: its body (the idle timeout, and the filters
+/// when they take part, in one allocation) keeps the in-flight guard and the filter stream
+/// until it ends; a 101 to an upgrade request becomes the tunnel.
+fn respond<B>(
+    mut rparts: http::response::Parts,
+    rbody: B,
+    upgrade: Option<upgrade::Upgrade>,
+    switched_to: Option<HeaderValue>,
+    guard: InFlight,
+    stream: Option<Arc<SharedStream>>,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
+{
+    if let Some(up) = upgrade
+        && rparts.status == StatusCode::SWITCHING_PROTOCOLS
+    {
+        // The tunnel keeps the member busy (bybusyness, in-flight) while it lasts.
+        if let Err(why) = up.finish(&mut rparts, switched_to, guard) {
+            log::warn!("upgrade: {why}");
+            return local(StatusCode::BAD_GATEWAY, why);
+        }
+        return Response::from_parts(rparts, Keep::new(rbody, stream).boxed_unsync());
+    }
+    Response::from_parts(rparts, Keep::new(rbody, (guard, stream)).boxed_unsync())
 }

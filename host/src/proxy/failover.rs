@@ -78,14 +78,16 @@ impl Proxy {
             let result = member.upstream.send(request).await;
             let elapsed = started.elapsed();
             outcome.member = Some(member.clone());
+            outcome.member_index = guard.index();
             outcome.upstream_time = Some(elapsed);
             let more = n + 1 < max;
             match result {
                 Ok(res) => {
-                    self.metrics
-                        .upstream_seconds
-                        .with_label_values(&[member.route.as_str()])
-                        .observe(elapsed.as_secs_f64());
+                    self.series.upstream_seconds(
+                        guard.index(),
+                        &member.route,
+                        elapsed.as_secs_f64(),
+                    );
                     let status = res.status();
                     if !retry.failonstatus.contains(&status.as_u16()) {
                         member.record_success();

@@ -5,9 +5,8 @@
 //! (held), or a local response that ends the body with an error. The body also checks that what
 //! the filters pass on agrees with the Content-Length the head carries. The end of a member's
 //! response is told to the stream before its last callback (`response.backend_latency`).
-//! [`Finish`] ends the filter stream once the response and every filtered body are done.
+//! The stream ends once the response and every filtered body are done ([`SharedStream`]).
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,14 +16,8 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body as HttpBody, Frame};
 
-use super::filter::{BodyVerdict, FilterStream, LocalResponse, TrailersVerdict};
+use super::filter::{BodyVerdict, FilterStream, LocalResponse, PassThrough, TrailersVerdict};
 use crate::upstream::{Body, BoxError, BoxFuture};
-
-/// The filter stream shared by the request body, the response phase and the response body.
-pub type SharedStream = Arc<tokio::sync::Mutex<Option<Box<dyn FilterStream>>>>;
-
-/// Where a filter's local answer from the middle of a body lands.
-pub type LocalSlot = Arc<std::sync::Mutex<Option<LocalResponse>>>;
 
 /// Which way a body goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,36 +28,44 @@ pub enum Direction {
     Response,
 }
 
-/// Ends the filter stream (on_log, on_done) when its last holder lets go: the response, and
-/// each filtered body until it ends. A member may answer before it has read the whole request
+/// One request's filter stream, shared by the exchange, its filtered bodies and their
+/// callbacks (one allocation for all of it): the stream, behind an async lock (a callback holds
+/// it across its awaits), and where a filter's local answer from the middle of a body lands.
+/// The stream ends (on_log, on_done) when its last holder lets go: the response, and each
+/// filtered body until it ends. A member may answer before it has read the whole request
 /// (nginx's `return`, an early error page): the rest of the request body still goes through
 /// the filters to the member, and the client's connection stays usable, as without filters.
-pub struct Finish(Option<SharedStream>);
+pub struct SharedStream {
+    stream: tokio::sync::Mutex<Box<dyn FilterStream>>,
+    local: std::sync::Mutex<Option<LocalResponse>>,
+}
 
-impl Finish {
-    /// Finishes `stream` on drop.
-    pub fn new(stream: SharedStream) -> Self {
-        Self(Some(stream))
+impl SharedStream {
+    /// Shares `stream`, which finishes when the last holder lets go.
+    pub fn new(stream: Box<dyn FilterStream>) -> Arc<Self> {
+        Arc::new(SharedStream {
+            stream: tokio::sync::Mutex::new(stream),
+            local: std::sync::Mutex::default(),
+        })
+    }
+
+    /// The stream, for one callback.
+    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, Box<dyn FilterStream>> {
+        self.stream.lock().await
+    }
+
+    /// The local answer a filter gave in the middle of a body, if any.
+    pub fn take_local(&self) -> Option<LocalResponse> {
+        self.local.lock().ok().and_then(|mut local| local.take())
     }
 }
 
-impl Drop for Finish {
+impl Drop for SharedStream {
     fn drop(&mut self) {
-        let Some(s) = self.0.take() else { return };
-        // Usually uncontended (the bodies are done): finish right here.
-        if let Ok(mut guard) = s.try_lock() {
-            if let Some(stream) = guard.take() {
-                stream.finish();
-            }
-            return;
-        }
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Some(stream) = s.lock().await.take() {
-                    stream.finish();
-                }
-            });
-        }
+        // The last holder let go: no callback holds the lock. The stream is swapped for one
+        // that does nothing (a `Box` of a zero-sized type allocates nothing) to be finished.
+        let stream = std::mem::replace(self.stream.get_mut(), Box::new(PassThrough));
+        stream.finish();
     }
 }
 
@@ -90,54 +91,44 @@ pub struct LengthMismatch {
 enum Verdict {
     Body(BodyVerdict),
     Trailers(TrailersVerdict, HeaderMap),
-    /// The stream was finished meanwhile (the exchange is over): the body ends.
-    Gone,
 }
 
 /// A body fed through the stream's body callbacks. See the module docs.
-pub struct Filtered {
-    inner: Body,
-    stream: SharedStream,
+pub struct Filtered<B = Body> {
+    inner: B,
+    /// Held while the body lives (the stream does not finish before).
+    stream: Arc<SharedStream>,
     dir: Direction,
-    local: LocalSlot,
     declared: Option<u64>,
     sent: u64,
     /// The callback in progress.
     call: Option<BoxFuture<'static, Verdict>>,
-    /// Frames decided on, not yet read.
-    ready: VecDeque<Frame<Bytes>>,
+    /// Data decided on, not yet read (no queue: a verdict yields at most some data and then
+    /// the trailers, and the next callback starts once both were read).
+    ready: Option<Bytes>,
+    /// Trailers decided on, read after `ready`.
+    ready_trailers: Option<HeaderMap>,
     /// End of stream was given to the filters.
     eos_sent: bool,
-    /// Nothing more comes after `ready`.
+    /// Nothing more comes after what is ready.
     done: bool,
-    /// Keeps the stream from finishing until this body ends.
-    finish: Option<Arc<Finish>>,
 }
 
-impl Filtered {
-    /// `inner` through `stream`'s callbacks for `dir`; a local response lands in `local`;
-    /// `declared` is the head's Content-Length after the headers callbacks; `finish` is held
-    /// until the body ends.
-    pub fn new(
-        inner: Body,
-        stream: SharedStream,
-        dir: Direction,
-        local: LocalSlot,
-        declared: Option<u64>,
-        finish: Arc<Finish>,
-    ) -> Self {
+impl<B> Filtered<B> {
+    /// `inner` through `stream`'s callbacks for `dir` (a local response lands in the stream);
+    /// `declared` is the head's Content-Length after the headers callbacks.
+    pub fn new(inner: B, stream: Arc<SharedStream>, dir: Direction, declared: Option<u64>) -> Self {
         Filtered {
             inner,
             stream,
             dir,
-            local,
             declared,
             sent: 0,
             call: None,
-            ready: VecDeque::new(),
+            ready: None,
+            ready_trailers: None,
             eos_sent: false,
             done: false,
-            finish: Some(finish),
         }
     }
 
@@ -151,10 +142,7 @@ impl Filtered {
         let (stream, dir) = (self.stream.clone(), self.dir);
         let received = if eos { self.received() } else { None };
         Box::pin(async move {
-            let mut guard = stream.lock().await;
-            let Some(s) = guard.as_mut() else {
-                return Verdict::Gone;
-            };
+            let mut s = stream.lock().await;
             if let Some(at) = received {
                 s.upstream_received(at);
             }
@@ -169,10 +157,7 @@ impl Filtered {
         let (stream, dir) = (self.stream.clone(), self.dir);
         let received = self.received();
         Box::pin(async move {
-            let mut guard = stream.lock().await;
-            let Some(s) = guard.as_mut() else {
-                return Verdict::Gone;
-            };
+            let mut s = stream.lock().await;
             if let Some(at) = received {
                 s.upstream_received(at);
             }
@@ -186,8 +171,8 @@ impl Filtered {
 
     /// A local response: kept for the exchange, and the body ends with an error.
     fn respond(&mut self, lr: LocalResponse) -> BoxError {
-        if let Ok(mut slot) = self.local.lock() {
-            *slot = Some(lr);
+        if let Ok(mut local) = self.stream.local.lock() {
+            *local = Some(lr);
         }
         self.done = true;
         Box::new(FilterResponded)
@@ -196,14 +181,13 @@ impl Filtered {
     /// Applies a verdict; `Err` ends the body with that error.
     fn apply(&mut self, verdict: Verdict) -> Result<(), BoxError> {
         match verdict {
-            Verdict::Gone => self.done = true,
             Verdict::Body(BodyVerdict::Forward(bytes)) => self.forward(bytes)?,
             Verdict::Body(BodyVerdict::Hold) => {}
             Verdict::Body(BodyVerdict::Respond(lr)) => return Err(self.respond(lr)),
             Verdict::Trailers(TrailersVerdict::Continue(held), trailers) => {
                 // A body the filters held until the trailers goes first.
                 self.forward(held)?;
-                self.ready.push_back(Frame::trailers(trailers));
+                self.ready_trailers = Some(trailers);
                 self.done = true;
             }
             Verdict::Trailers(TrailersVerdict::Respond(lr), _) => return Err(self.respond(lr)),
@@ -224,14 +208,15 @@ impl Filtered {
             return Err(self.mismatch(declared));
         }
         if !bytes.is_empty() {
-            self.ready.push_back(Frame::data(bytes));
+            self.ready = Some(bytes);
         }
         Ok(())
     }
 
     fn mismatch(&mut self, declared: u64) -> BoxError {
         self.done = true;
-        self.ready.clear();
+        self.ready = None;
+        self.ready_trailers = None;
         let e = LengthMismatch {
             dir: self.dir,
             sent: self.sent,
@@ -242,7 +227,10 @@ impl Filtered {
     }
 }
 
-impl HttpBody for Filtered {
+impl<B> HttpBody for Filtered<B>
+where
+    B: HttpBody<Data = Bytes, Error = BoxError> + Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -252,8 +240,11 @@ impl HttpBody for Filtered {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         loop {
-            if let Some(frame) = this.ready.pop_front() {
-                return Poll::Ready(Some(Ok(frame)));
+            if let Some(data) = this.ready.take() {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+            if let Some(trailers) = this.ready_trailers.take() {
+                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
             }
             if let Some(call) = this.call.as_mut() {
                 let verdict = std::task::ready!(call.as_mut().poll(cx));
@@ -264,7 +255,6 @@ impl HttpBody for Filtered {
                 continue;
             }
             if this.done {
-                this.finish = None;
                 return Poll::Ready(None);
             }
             let call = match std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
@@ -301,6 +291,6 @@ impl HttpBody for Filtered {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done && self.ready.is_empty() && self.call.is_none()
+        self.done && self.ready.is_none() && self.ready_trailers.is_none() && self.call.is_none()
     }
 }

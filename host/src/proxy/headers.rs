@@ -1,7 +1,7 @@
 //! Header work of a reverse proxy: framing checks, limits, hop-by-hop removal, and the
 //! X-Forwarded-* / Forwarded headers.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -31,7 +31,15 @@ pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// Removes hop-by-hop headers, those named in `Connection`, and `Transfer-Encoding` (the
 /// next hop frames the body itself).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Only tokens naming a header that is here and that the loop below leaves: usually none
+    // (`keep-alive`, `close`, `upgrade`), and then nothing is allocated.
     let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter(|t| {
+            !HOP_BY_HOP
+                .iter()
+                .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+                && headers.contains_key(*t)
+        })
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     for n in named {
@@ -129,23 +137,32 @@ fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     }
 }
 
-/// Adds X-Forwarded-For/-Proto/-Host and Forwarded as configured. `host` is the client's
-/// authority (Host header or HTTP/2 `:authority`).
+/// `ip` as X-Forwarded-For names the client (made once per connection: [`add_forwarded`]
+/// clones it).
+pub fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
+    HeaderValue::try_from(ip.to_string()).ok()
+}
+
+/// Adds X-Forwarded-For/-Proto/-Host and Forwarded as configured. `client_ip` is
+/// [`ip_value`] of `client`; `host` is the client's authority (Host header or HTTP/2
+/// `:authority`).
 pub fn add_forwarded(
     headers: &mut HeaderMap,
     s: ForwardedSettings,
     client: SocketAddr,
+    client_ip: Option<&HeaderValue>,
     tls: bool,
     host: Option<&HeaderValue>,
 ) {
     let proto = if tls { "https" } else { "http" };
-    if s.xff {
-        let ip = client.ip().to_string();
+    if s.xff
+        && let Some(ip) = client_ip
+    {
         let name = HeaderName::from_static("x-forwarded-for");
-        if headers.contains_key(&name) {
-            append(headers, name, &ip);
-        } else if let Ok(v) = HeaderValue::try_from(ip) {
-            headers.insert(name, v);
+        if !headers.contains_key(&name) {
+            headers.insert(name, ip.clone());
+        } else if let Ok(ip) = ip.to_str() {
+            append(headers, name, ip);
         }
     }
     if s.proto {
@@ -244,10 +261,12 @@ mod tests {
             host: true,
             forwarded: true,
         };
+        let client: SocketAddr = "[::1]:5000".parse().unwrap();
         add_forwarded(
             &mut h,
             s,
-            "[::1]:5000".parse().unwrap(),
+            client,
+            ip_value(client.ip()).as_ref(),
             true,
             Some(&HeaderValue::from_static("example.org")),
         );

@@ -11,6 +11,7 @@ pub mod filter;
 pub mod filtered;
 pub mod headers;
 mod request_id;
+mod series;
 pub mod upgrade;
 pub mod wasm;
 
@@ -43,6 +44,8 @@ pub struct ConnInfo {
     pub id: u64,
     /// Client address.
     pub remote: SocketAddr,
+    /// The client's IP as X-Forwarded-For names it ([`headers::ip_value`] of `remote`).
+    pub remote_ip: Option<HeaderValue>,
     /// Listener address.
     pub local: SocketAddr,
     /// TLS facts.
@@ -70,6 +73,8 @@ pub struct Proxy {
     access_log: access_log::Sink,
     routing_header: HeaderName,
     forwarded: ForwardedSettings,
+    /// The request metrics' series of the members.
+    series: series::Series,
 }
 
 pub(crate) fn idempotent(m: &Method) -> bool {
@@ -160,6 +165,10 @@ impl Proxy {
             max_interval: b.retry.max_interval.0,
         };
         let balancer = Arc::new(Balancer::new(members, b.lbmethod, b.sticky.force, ejection));
+        let series = series::Series::new(
+            &metrics,
+            balancer.members().iter().map(|m| m.route.as_str()),
+        );
         // Before anything starts tasks: a file that cannot be opened refuses the generation.
         let al = &settings.config.access_log;
         let access_log = if al.enabled {
@@ -206,6 +215,7 @@ impl Proxy {
             access_log,
             routing_header,
             forwarded,
+            series,
         }))
     }
 
@@ -221,10 +231,10 @@ impl Proxy {
         let mut outcome = Outcome::default();
         let res = self.exchange(parts, body, &conn, &mut outcome).await;
         let member = outcome.member.as_ref().map(|m| m.route.as_str());
-        self.metrics
-            .requests
-            .with_label_values(&[member.unwrap_or("-"), res.status().as_str()])
-            .inc();
+        self.series.request(
+            member.map(|route| (outcome.member_index, route)),
+            res.status(),
+        );
         if let Some(seen) = &seen {
             let entry = access_log::Entry {
                 remote: conn.remote.ip(),
@@ -233,7 +243,7 @@ impl Proxy {
                 bytes: headers::content_length(res.headers())
                     .or_else(|| http_body::Body::size_hint(res.body()).exact()),
                 member,
-                route: outcome.route.as_deref(),
+                route: outcome.route.as_ref().and_then(|v| v.to_str().ok()),
                 upstream_time: outcome.upstream_time,
             };
             self.access_log.write(access_log::format(&entry));

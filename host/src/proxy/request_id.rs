@@ -8,11 +8,13 @@
 
 use std::cell::RefCell;
 
+use bytes::Bytes;
 use http::HeaderMap;
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
 
-/// The header Envoy sets (`Http::Headers::get().RequestId`).
-pub const X_REQUEST_ID: &str = "x-request-id";
+/// The header Envoy sets (`Http::Headers::get().RequestId`); a static name, which the map
+/// does not copy.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Random bytes read ahead, per thread.
 struct Pool {
@@ -67,7 +69,9 @@ pub fn ensure(headers: &mut HeaderMap) {
         log::warn!("x-request-id: the OS random number generator failed; none generated");
         return;
     };
-    if let Ok(value) = HeaderValue::from_bytes(&uuid_v4(bytes)) {
+    // The text lives in its one allocation, shared by every copy of the head (a copied slice
+    // would be allocated again on its first clone).
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from_owner(uuid_v4(bytes))) {
         headers.insert(X_REQUEST_ID, value);
     }
 }

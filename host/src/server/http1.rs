@@ -177,7 +177,7 @@ async fn finish<T, S>(
 ) -> Ended<T>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = crate::upstream::Body>,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = super::ResBody>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     if let Err(e) = result {

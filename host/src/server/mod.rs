@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -28,8 +27,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::proxy::ConnInfo;
 use crate::proxy::body::Keep;
+use crate::proxy::{ConnInfo, headers};
 use crate::runtime::Shared;
 use framing::Sniff;
 use http1::{Ended, UpgradeSlot};
@@ -327,6 +326,7 @@ pub async fn serve(
                 let conn = Arc::new(ConnInfo {
                     id: next_connection_id(),
                     remote,
+                    remote_ip: headers::ip_value(remote.ip()),
                     local,
                     tls: None,
                     downstream_tls: None,
@@ -385,6 +385,7 @@ async fn serve_tls(
     let conn = Arc::new(ConnInfo {
         id: next_connection_id(),
         remote,
+        remote_ip: headers::ip_value(remote.ip()),
         local,
         tls: Some(info),
         downstream_tls,
@@ -427,13 +428,14 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
+/// A response body as hyper sends it: the proxy's, carrying the request's [`idle::Active`]
+/// (not boxed again).
+type ResBody = Keep<idle::Active>;
+
 /// A response of the proxy, boxed: an HTTP/1 session is driven with hyper's
 /// `poll_without_shutdown`, which needs a future that can move.
 type Responding = std::pin::Pin<
-    Box<
-        dyn Future<Output = Result<http::Response<crate::upstream::Body>, std::convert::Infallible>>
-            + Send,
-    >,
+    Box<dyn Future<Output = Result<http::Response<ResBody>, std::convert::Infallible>> + Send>,
 >;
 
 /// The proxy as hyper's service; each response body carries the request's [`idle::Active`]
@@ -446,7 +448,7 @@ fn service(
     upgrades: Option<Arc<UpgradeSlot>>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
-    Response = http::Response<crate::upstream::Body>,
+    Response = http::Response<ResBody>,
     Error = std::convert::Infallible,
     Future = Responding,
 > + Clone {
@@ -463,7 +465,7 @@ fn service(
         }
         Box::pin(async move {
             let res = proxy.handle(req, conn).await;
-            Ok(res.map(|body| Keep::new(body, active).boxed_unsync()))
+            Ok(res.map(|body| Keep::new(body, active)))
         })
     })
 }

@@ -82,7 +82,6 @@ impl Upstream for HttpUpstream {
         Box::pin(async move {
             let mut parts = request.parts;
             parts.version = Version::HTTP_11;
-            let progress = Arc::new(Progress::default());
             // An idempotent request with a whole body may go once more, on a new connection to
             // this member, when the pooled connection it went out on closes before any answer
             // (the member's idle close racing it), as the AJP client does: no failover, so
@@ -94,19 +93,24 @@ impl Upstream for HttpUpstream {
                 RequestBody::Whole(bytes) => Some(Some(bytes.clone())),
                 RequestBody::Streaming { .. } => None,
             };
-            let (body, slot) = match request.body {
+            // A streaming body and how it is getting on (nothing to follow otherwise).
+            let (body, streaming) = match request.body {
                 RequestBody::Empty => (empty_body(), None),
                 RequestBody::Whole(bytes) => (full_body(bytes), None),
                 RequestBody::Streaming { body, length } => {
+                    let progress = Arc::new(Progress::default());
                     let lazy = LazyBody {
                         slot: Some(body.clone()),
                         inner: None,
                         length,
                         progress: progress.clone(),
                     };
-                    (lazy.boxed_unsync(), Some(body))
+                    (lazy.boxed_unsync(), Some((body, progress)))
                 }
             };
+            let streaming = streaming
+                .as_ref()
+                .map(|(body, progress)| (body, &**progress));
             let mut req = Request::from_parts(parts, body);
             let asked = Instant::now();
             let mut fresh = false;
@@ -122,7 +126,7 @@ impl Upstream for HttpUpstream {
                     .filter(|_| connection.reused && connection.idle >= REPLAY_AFTER_IDLE)
                     .map(|body| copy_request(&req, body.clone()));
                 let exchange = connection.sender.try_send_request(req);
-                match wait(exchange, &progress, slot.as_ref(), response_timeout).await {
+                match wait(exchange, streaming, response_timeout).await {
                     Waited::Answer(res) => return Ok(respond(res, &pool, connection, pool_wait)),
                     Waited::TimedOut => {
                         return Err(UpstreamError::ResponseTimeout(response_timeout));
@@ -142,7 +146,7 @@ impl Upstream for HttpUpstream {
                             req = copy;
                             fresh = true;
                         }
-                        _ => return Err(classify(&failed.into_error(), &progress, slot.as_ref())),
+                        _ => return Err(classify(&failed.into_error(), streaming)),
                     },
                 }
             }
@@ -168,7 +172,7 @@ impl Upstream for HttpUpstream {
                     .sender
                     .send_request(req)
                     .await
-                    .map_err(|e| classify(&e, &Progress::default(), None))?;
+                    .map_err(|e| classify(&e, None))?;
                 let status = res.status();
                 // Read the body to its end so that the connection goes back to the pool.
                 let _ = respond(res, &pool, connection, Duration::ZERO)
@@ -232,8 +236,7 @@ async fn wait(
             hyper::client::conn::TrySendError<Request<Body>>,
         >,
     >,
-    progress: &Progress,
-    slot: Option<&StreamingBody>,
+    streaming: Option<(&StreamingBody, &Progress)>,
     response_timeout: Duration,
 ) -> Waited {
     let answered = |r: Result<_, _>| match r {
@@ -241,7 +244,7 @@ async fn wait(
         Err(failed) => Waited::Failed(failed),
     };
     tokio::pin!(exchange);
-    if slot.is_some() {
+    if let Some((_, progress)) = streaming {
         while !progress.done.load(Ordering::Acquire) {
             tokio::select! {
                 r = &mut exchange => return answered(r),
@@ -281,12 +284,12 @@ fn respond(
 }
 
 /// Sorts a failed exchange into the failover classes.
-fn classify(e: &hyper::Error, progress: &Progress, slot: Option<&StreamingBody>) -> UpstreamError {
+fn classify(e: &hyper::Error, streaming: Option<(&StreamingBody, &Progress)>) -> UpstreamError {
     let msg = error_chain(e);
-    if progress.client_failed.load(Ordering::Acquire) {
+    if streaming.is_some_and(|(_, progress)| progress.client_failed.load(Ordering::Acquire)) {
         return UpstreamError::ClientBody(msg);
     }
-    let taken = slot.is_some_and(StreamingBody::is_taken);
+    let taken = streaming.is_some_and(|(body, _)| body.is_taken());
     if e.is_canceled() && !taken {
         UpstreamError::Stale(msg)
     } else if e.is_body_write_aborted() || e.is_user() {

@@ -2,7 +2,7 @@
 //! (`:authority`, `:path`, `:method`, `:scheme` mapped onto `http::request::Parts`), the response
 //! head (`:status`), trailers (`http::HeaderMap`) and an http-call response (plain pairs).
 
-use http::header::{HOST, HeaderName, HeaderValue};
+use http::header::{HOST, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{HeaderMap, Method, StatusCode};
 
@@ -280,9 +280,11 @@ impl MapRef<'_> {
             pairs.push((key, value.to_vec()));
             return true;
         }
-        // `HeaderName::from_bytes` lowercases the name itself.
-        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(key), HeaderValue::from_bytes(value))
-        else {
+        // The name lowercased, shared with earlier writes of it on this thread.
+        let (Ok(name), Ok(value)) = (
+            crate::header_names::name(key),
+            HeaderValue::from_bytes(value),
+        ) else {
             return false;
         };
         let Some(map) = self.header_map() else {
@@ -375,6 +377,7 @@ fn rebuild(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::HeaderName;
 
     fn request() -> http::request::Parts {
         let (parts, ()) = http::Request::builder()

@@ -29,6 +29,7 @@ mod grpc;
 mod grpc_frames;
 mod grpc_send;
 mod grpc_stream;
+mod header_names;
 mod headers;
 mod hostcalls;
 mod instance;
