@@ -185,10 +185,10 @@ impl<B> Filtered<B> {
             Verdict::Body(BodyVerdict::Hold) => {}
             Verdict::Body(BodyVerdict::Respond(lr)) => return Err(self.respond(lr)),
             Verdict::Trailers(TrailersVerdict::Continue(held), trailers) => {
-                // A body the filters held until the trailers goes first.
+                // A body the filters held until the trailers goes first; the end's length
+                // check below holds for it too.
                 self.forward(held)?;
                 self.ready_trailers = Some(trailers);
-                self.done = true;
             }
             Verdict::Trailers(TrailersVerdict::Respond(lr), _) => return Err(self.respond(lr)),
         }
@@ -292,5 +292,86 @@ where
 
     fn is_end_stream(&self) -> bool {
         self.done && self.ready.is_none() && self.ready_trailers.is_none() && self.call.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::filter::{HeadersVerdict, UpstreamInfo};
+    use http_body_util::BodyExt;
+
+    /// Holds the request body and passes on only its first three bytes with the trailers: a
+    /// filter that shortens a body without fixing its Content-Length.
+    struct Shorten;
+
+    impl FilterStream for Shorten {
+        fn request_headers<'a>(
+            &'a mut self,
+            _req: &'a mut http::request::Parts,
+            _eos: bool,
+        ) -> BoxFuture<'a, HeadersVerdict> {
+            Box::pin(async { HeadersVerdict::Continue })
+        }
+        fn request_body(&mut self, _chunk: Bytes, _eos: bool) -> BoxFuture<'_, BodyVerdict> {
+            Box::pin(async { BodyVerdict::Hold })
+        }
+        fn request_trailers<'a>(
+            &'a mut self,
+            _t: &'a mut HeaderMap,
+        ) -> BoxFuture<'a, TrailersVerdict> {
+            Box::pin(async { TrailersVerdict::Continue(Bytes::from_static(b"abc")) })
+        }
+        fn response_headers<'a>(
+            &'a mut self,
+            _res: &'a mut http::response::Parts,
+            _upstream: Option<&'a UpstreamInfo>,
+            _eos: bool,
+        ) -> BoxFuture<'a, HeadersVerdict> {
+            Box::pin(async { HeadersVerdict::Continue })
+        }
+        fn response_body(&mut self, chunk: Bytes, _eos: bool) -> BoxFuture<'_, BodyVerdict> {
+            Box::pin(async move { BodyVerdict::Forward(chunk) })
+        }
+        fn response_trailers<'a>(
+            &'a mut self,
+            _t: &'a mut HeaderMap,
+        ) -> BoxFuture<'a, TrailersVerdict> {
+            Box::pin(async { TrailersVerdict::Continue(Bytes::new()) })
+        }
+        fn finish(self: Box<Self>) {}
+    }
+
+    /// A body of these frames, last first.
+    struct Frames(Vec<Frame<Bytes>>);
+
+    impl HttpBody for Frames {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Ready(self.0.pop().map(Ok))
+        }
+    }
+
+    /// A body that ends with trailers is checked against its Content-Length too: shortened by a
+    /// filter, it ends with the length error, not as a short body with its trailers.
+    #[tokio::test]
+    async fn a_body_shortened_before_its_trailers_is_a_length_mismatch() {
+        let inner = Frames(vec![
+            Frame::trailers(HeaderMap::new()),
+            Frame::data(Bytes::from_static(b"0123456789")),
+        ]);
+        let body = Filtered::new(
+            inner,
+            SharedStream::new(Box::new(Shorten)),
+            Direction::Request,
+            Some(10),
+        );
+        let e = body.collect().await.expect_err("a length error");
+        assert!(e.downcast_ref::<LengthMismatch>().is_some(), "{e}");
     }
 }
