@@ -193,15 +193,11 @@ where
             let _ = to_tunnel.send(Box::new(io));
         }
         None => {
-            if tokio::time::timeout(limits.head, io.shutdown())
+            if tokio::time::timeout(limits.send, io.shutdown())
                 .await
                 .is_err()
             {
-                log::debug!(
-                    "{} from {remote}: the client took nothing for {:?}: closed",
-                    super::what(tls),
-                    limits.head
-                );
+                stalled(tls, remote, limits.send);
             }
         }
     }
