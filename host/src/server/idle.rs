@@ -1,12 +1,12 @@
 //! Idle client connections: one that carries no request for `limits.idle_timeout` is shut down
 //! gracefully (HTTP/2: GOAWAY, then closed; HTTP/1.1: closed between requests). A request counts
-//! from its head until its response body is done and its request body is read to the end, so a
-//! slow backend, a long download or an upload that outlasts an early answer never makes a
-//! connection idle; so does output the client has not taken yet ([`Watched`]), for at most
-//! `send_timeout` ([`Activity::send_stalled`]). An HTTP/1
-//! connection whose next request head has not come whole within `header_read_timeout` (since it
-//! opened, or since the last request ended) is closed ([`Activity::head_overdue`]): one deadline
-//! per connection, no timer per request.
+//! from its head until its response body is done and its request body is dropped (read by the
+//! member, or given up), so a slow backend, a long download or an upload that outlasts an early
+//! answer never makes a connection idle; so does output the client has not taken yet
+//! ([`Watched`]), for at most `send_timeout` ([`Activity::send_stalled`]). An HTTP/1 connection
+//! whose next request head has not come whole within `header_read_timeout` (since it opened, or
+//! since the last request ended) is closed ([`Activity::head_overdue`]): one deadline per
+//! connection, no timer per request.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -61,8 +61,8 @@ impl Activity {
         Active(self.clone())
     }
 
-    /// The request body of a request that began: the connection stays busy until it is read
-    /// to the end (or dropped), even when the response ended first.
+    /// The request body of a request that began: the connection stays busy until the body is
+    /// dropped (read by the member, or given up), even when the response ended first.
     pub fn hold(self: &Arc<Self>) -> Active {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         Active(self.clone())
@@ -162,7 +162,7 @@ impl Drop for Active {
     }
 }
 
-/// A request body that holds its connection busy ([`Activity::hold`]) until it ends.
+/// A request body that holds its connection busy ([`Activity::hold`]) until it is dropped.
 pub struct Holding<B> {
     inner: B,
     _held: Active,
