@@ -6,8 +6,10 @@ use std::net::{IpAddr, SocketAddr};
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded, and `Transfer-Encoding` (the next
+/// hop frames the body itself). `Connection` first: it names more.
+const HOPS: usize = 9;
+const HOP_BY_HOP: [HeaderName; HOPS] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -16,6 +18,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TE,
     header::TRAILER,
     header::UPGRADE,
+    header::TRANSFER_ENCODING,
 ];
 
 /// The tokens the `Connection` headers list, trimmed (`keep-alive`, `upgrade`, header names).
@@ -31,24 +34,35 @@ pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// Removes hop-by-hop headers, those named in `Connection`, and `Transfer-Encoding` (the
 /// next hop frames the body itself).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Only tokens naming a header that is here and that the loop below leaves: usually none
-    // (`keep-alive`, `close`, `upgrade`), and then nothing is allocated.
-    let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter(|t| {
-            !HOP_BY_HOP
-                .iter()
-                .any(|h| t.eq_ignore_ascii_case(h.as_str()))
-                && headers.contains_key(*t)
-        })
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
+    // One pass over the names finds which are here (usually none, or a member's `Connection:
+    // keep-alive`): cheaper than a lookup for each of the nine.
+    let mut here = [false; HOPS];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            here[i] = true;
+        }
     }
-    for n in HOP_BY_HOP {
-        headers.remove(n);
+    if here[0] {
+        // Only tokens naming a header that is here and that the loop below leaves: usually
+        // none (`keep-alive`, `close`, `upgrade`), and then nothing is allocated.
+        let named: Vec<HeaderName> = connection_tokens(headers)
+            .filter(|t| {
+                !HOP_BY_HOP
+                    .iter()
+                    .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+                    && headers.contains_key(*t)
+            })
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
     }
-    headers.remove(header::TRANSFER_ENCODING);
+    for (name, here) in HOP_BY_HOP.iter().zip(here) {
+        if here {
+            headers.remove(name);
+        }
+    }
 }
 
 /// Checks a request head before anything else: ambiguous framing (400), header count and size
@@ -222,6 +236,24 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn every_hop_by_hop_header_goes_alone_and_others_stay() {
+        for name in &HOP_BY_HOP {
+            let mut h = HeaderMap::new();
+            h.insert(name.clone(), HeaderValue::from_static("x"));
+            h.append(name.clone(), HeaderValue::from_static("y"));
+            h.insert(header::HOST, HeaderValue::from_static("a"));
+            h.insert("x-kept", HeaderValue::from_static("1"));
+            remove_hop_by_hop(&mut h);
+            assert!(!h.contains_key(name), "{name} stayed");
+            assert_eq!(h.len(), 2, "{name}: {h:?}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("a"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
     }
 
     #[test]
