@@ -73,8 +73,9 @@ pub fn bind(shared: &Shared, workers: usize) -> Result<Vec<Vec<Bound>>, String> 
     Ok(out)
 }
 
-/// A non-blocking listening socket on `address` that other sockets may share.
-fn reuse_port_listener(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+/// A non-blocking listening socket on `address` that other sockets may share (also the
+/// benchmark's floor under keel, `host/examples/hyper_floor.rs`).
+pub fn reuse_port_listener(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(
         Domain::for_address(address),

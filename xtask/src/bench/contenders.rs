@@ -27,6 +27,8 @@ pub struct Env {
     pub www: PathBuf,
     pub keel: PathBuf,
     pub ajp_server: PathBuf,
+    /// The floor under keel (`host/examples/hyper_floor.rs`).
+    pub hyper_floor: PathBuf,
     pub filters: PathBuf,
     pub root: bool,
 }
@@ -52,6 +54,7 @@ impl Env {
         Ok(Env {
             keel: binaries.join("keel"),
             ajp_server: binaries.join("examples").join("ajp_bench_server"),
+            hyper_floor: binaries.join("examples").join("hyper_floor"),
             filters: wasm::out_dir(),
             dir,
             www,
@@ -232,6 +235,9 @@ pub enum Workers {
 pub enum Kind {
     Direct,
     Keel(Filters, Workers),
+    /// hyper and tokio with keel's threading model and none of keel's work, to the first
+    /// member only: what keel's libraries cost (it does not fail over).
+    HyperFloor,
     Haproxy,
     Nginx,
     Httpd,
@@ -290,6 +296,15 @@ impl Contender {
                     .args(["serve", "--config"])
                     .arg(conf)
                     .env("KEEL_LOG", "warn");
+                let proc = Proc::spawn(name, &env.dir, &mut command)?;
+                (port, tomcat_cookie, Some(proc))
+            }
+            Kind::HyperFloor => {
+                let port = free_port()?;
+                let mut command = Command::new(&env.hyper_floor);
+                command
+                    .arg(format!("127.0.0.1:{port}"))
+                    .arg(format!("127.0.0.1:{}", first.port));
                 let proc = Proc::spawn(name, &env.dir, &mut command)?;
                 (port, tomcat_cookie, Some(proc))
             }

@@ -10,7 +10,7 @@
 //! * `--micro [criterion args]`: the criterion benchmarks instead ([`micro`]).
 //! * `--rounds N`, `--seconds N`: override the rounds and the length of a run.
 //! * `--only ID,ID`: only these contenders (ids: direct, haproxy, nginx, httpd, keel-none,
-//!   keel-sticky, keel-sticky-w1, keel-all, httpd-ajp, keel-ajp; in front of Tomcat:
+//!   hyper-floor, keel-sticky, keel-sticky-w1, keel-all, httpd-ajp, keel-ajp; in front of Tomcat:
 //!   tomcat-direct, tomcat-haproxy, tomcat-httpd-ajp, tomcat-keel-ajp, tomcat-keel);
 //!   `--no-build`: use what is built.
 //!
@@ -96,7 +96,10 @@ pub fn run(args: &[String]) -> Result<()> {
     // `--quick` checks the harness, not the figures: it takes the dev build the tests use, so
     // that CI never compiles wasmtime a second time (in release).
     let release = !options.quick;
-    cargo_build(release, &["--package", "keel", "--bins"])?;
+    cargo_build(
+        release,
+        &["--package", "keel", "--bins", "--example", "hyper_floor"],
+    )?;
     cargo_build(
         release,
         &["--package", "keel-ajp", "--example", "ajp_bench_server"],

@@ -62,6 +62,12 @@ fn lineup(quick: bool, only: &[String]) -> Vec<(&'static str, &'static str, Kind
             false,
         ),
         (
+            "hyper-floor",
+            "hyper floor (no keel)",
+            Kind::HyperFloor,
+            false,
+        ),
+        (
             "keel-sticky",
             "keel sticky+suffix",
             Kind::Keel(Filters::Sticky, Workers::PerCore),
@@ -174,7 +180,8 @@ pub fn run(options: &Options) -> Result<()> {
         results.scale = scale(&env, &backends, &mut contenders, &labels, options)?;
     }
     for (i, contender) in contenders.iter_mut().enumerate() {
-        if contender.kind == Kind::Direct {
+        // Neither the backend nor the floor under keel fails over.
+        if matches!(contender.kind, Kind::Direct | Kind::HyperFloor) {
             continue;
         }
         let backends = if labels[i].ends_with("AJP") {
