@@ -267,7 +267,8 @@ impl Proxy {
         };
 
         // The response.
-        let (mut rparts, rbody) = res.into_parts();
+        let came_on = res.connection;
+        let (mut rparts, rbody) = res.response.into_parts();
         let rbody = IdleTimeout::new(rbody, body_idle);
         let switched_to = rparts.headers.get(header::UPGRADE).cloned();
         headers::remove_hop_by_hop(&mut rparts.headers);
@@ -276,8 +277,7 @@ impl Proxy {
             let eos = http_body::Body::is_end_stream(&rbody);
             let verdict = {
                 let mut st = s.lock().await;
-                let connection = crate::upstream::connection(&rparts);
-                st.upstream_attempts(outcome.attempts, connection, outcome.sent_at);
+                st.upstream_attempts(outcome.attempts, Some(came_on), outcome.sent_at);
                 if eos {
                     st.upstream_received(Instant::now());
                 }

@@ -72,7 +72,6 @@ impl Proxy {
                 parts: clone_parts(parts),
                 body: body.clone(),
                 client: client.clone(),
-                route: member.route.clone(),
             };
             let started = Instant::now();
             let result = member.upstream.send(request).await;
@@ -88,7 +87,7 @@ impl Proxy {
                         &member.route,
                         elapsed.as_secs_f64(),
                     );
-                    let status = res.status();
+                    let status = res.response.status();
                     if !retry.failonstatus.contains(&status.as_u16()) {
                         member.record_success();
                         outcome.sent_at = Some(started);

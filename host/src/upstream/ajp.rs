@@ -76,19 +76,6 @@ impl AjpUpstream {
     }
 }
 
-/// The connection a response of this upstream came on (the client puts it in the response's
-/// extensions); `None` for other upstreams' responses.
-pub(super) fn connection(
-    res: &http::response::Parts,
-) -> Option<crate::proxy::filter::UpstreamConnection> {
-    res.extensions
-        .get::<Connected>()
-        .map(|c| crate::proxy::filter::UpstreamConnection {
-            local: c.local,
-            pool_wait: c.pool_wait,
-        })
-}
-
 fn body(body: RequestBody) -> AjpBody {
     match body {
         RequestBody::Empty => AjpBody::Empty,
@@ -134,11 +121,7 @@ impl Upstream for AjpUpstream {
         request: UpstreamRequest,
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
         let client = self.clients.get().clone();
-        let route = if request.route.is_empty() {
-            self.route.clone()
-        } else {
-            request.route
-        };
+        let route = self.route.clone();
         let peer = Peer {
             remote: request.client.remote,
             local: request.client.local,
@@ -168,9 +151,18 @@ impl Upstream for AjpUpstream {
         };
         Box::pin(async move {
             let res = client.send(req).await.map_err(map_error)?;
-            let (parts, body) = res.into_parts();
+            let (mut parts, body) = res.into_parts();
+            // The client puts the connection in the response's extensions; always, but a
+            // response without it has an unknown local end.
+            let connected = parts.extensions.remove::<Connected>();
             let body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
-            Ok(http::Response::from_parts(parts, body))
+            Ok(UpstreamResponse {
+                response: http::Response::from_parts(parts, body),
+                connection: crate::proxy::filter::UpstreamConnection {
+                    local: connected.and_then(|c| c.local),
+                    pool_wait: connected.map_or(Duration::ZERO, |c| c.pool_wait),
+                },
+            })
         })
     }
 

@@ -59,11 +59,6 @@ impl HttpUpstream {
     }
 }
 
-/// The connection an HTTP member's response came on, kept in the response's extensions for
-/// [`connection`].
-#[derive(Debug, Clone, Copy)]
-struct Connected(UpstreamConnection);
-
 /// What waiting for the answer to one attempt came to.
 enum Waited {
     Answer(http::Response<hyper::body::Incoming>),
@@ -176,6 +171,7 @@ impl Upstream for HttpUpstream {
                 let status = res.status();
                 // Read the body to its end so that the connection goes back to the pool.
                 let _ = respond(res, &pool, connection, Duration::ZERO)
+                    .response
                     .into_body()
                     .collect()
                     .await;
@@ -273,14 +269,17 @@ fn respond(
     connection: Connection,
     pool_wait: Duration,
 ) -> UpstreamResponse {
-    let (mut parts, body) = res.into_parts();
-    parts.extensions.insert(Connected(UpstreamConnection {
+    let (parts, body) = res.into_parts();
+    let came_on = UpstreamConnection {
         local: Some(connection.local),
         pool_wait,
-    }));
+    };
     let back =
         (parts.status != StatusCode::SWITCHING_PROTOCOLS).then(|| (pool.clone(), connection));
-    http::Response::from_parts(parts, PooledBody::new(body, back).boxed_unsync())
+    UpstreamResponse {
+        response: http::Response::from_parts(parts, PooledBody::new(body, back).boxed_unsync()),
+        connection: came_on,
+    }
 }
 
 /// Sorts a failed exchange into the failover classes.
@@ -309,11 +308,6 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = err.source();
     }
     out
-}
-
-/// The connection a response of this upstream came on; `None` for other upstreams' responses.
-pub(super) fn connection(res: &http::response::Parts) -> Option<UpstreamConnection> {
-    res.extensions.get::<Connected>().map(|c| c.0)
 }
 
 /// How a streaming request body is getting on (shared by the body and the attempt).

@@ -35,16 +35,15 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// member).
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
-/// A streaming response from a member.
-pub type UpstreamResponse = ::http::Response<Body>;
-
-/// The member connection a response came on (HTTP and AJP members alike): its local end and
-/// how long the request waited for it (Envoy's `upstream.local_address`,
-/// `upstream.cx_pool_ready_duration`).
-pub fn connection(
-    res: &::http::response::Parts,
-) -> Option<crate::proxy::filter::UpstreamConnection> {
-    http::connection(res).or_else(|| ajp::connection(res))
+/// A streaming response from a member, with the member connection it came on: its local end
+/// and how long the request waited for it (Envoy's `upstream.local_address`,
+/// `upstream.cx_pool_ready_duration`). Beside the response rather than in its extensions,
+/// which would cost three allocations per response.
+pub struct UpstreamResponse {
+    /// Status, headers and the streaming body.
+    pub response: ::http::Response<Body>,
+    /// The connection it came on.
+    pub connection: crate::proxy::filter::UpstreamConnection,
 }
 
 /// An empty [`Body`].
@@ -145,8 +144,6 @@ pub struct UpstreamRequest {
     pub body: RequestBody,
     /// The client connection.
     pub client: ClientInfo,
-    /// The route (jvmRoute) of the member this attempt goes to.
-    pub route: String,
 }
 
 /// Why an attempt failed. Every variant knows [`sent`](Self::was_sent),

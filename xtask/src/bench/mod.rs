@@ -2,9 +2,9 @@
 //! in front of the same backends, driven by the same `wrk` load in interleaved rounds
 //! (A B C … A B C …), medians; a report in `target/bench/report.md` and `report.svg`.
 //!
-//! * `--quick`: direct, keel sticky + route_suffix and HAProxy, small GET at 32 connections,
-//!   2 rounds of 2 s, the failover and flood checks, then httpd AJP and keel AJP in front of
-//!   Tomcat (CI runs it, so that the harness keeps working: a contender that does not start, or
+//! * `--quick`: direct, keel sticky + route_suffix, the floor under keel and HAProxy, small
+//!   GET at 32 connections, 2 rounds of 2 s, the failover and flood checks, then httpd AJP and
+//!   keel AJP in front of Tomcat (CI runs it, so that the harness keeps working: a contender that does not start, or
 //!   errors under the load, fails the run). It runs keel's dev build (the one the tests use): its
 //!   figures say nothing about keel's speed.
 //! * `--micro [criterion args]`: the criterion benchmarks instead ([`micro`]).
