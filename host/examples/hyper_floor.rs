@@ -5,10 +5,11 @@
 //!
 //! * One single-threaded tokio runtime per worker, each with its own `SO_REUSEPORT` listener and
 //!   its own pool of member connections, as keel's workers (`host/src/worker.rs`).
-//! * Every request goes to the one member, unchanged (headers, body and all), on a pooled
-//!   keep-alive connection; the response comes back unchanged. A connection goes back to the
-//!   pool when its response body has ended.
-//! * No filters, balancer, health checks, metrics, timeouts, header rewriting or logging. A
+//! * Every request goes to the one member (as a sticky session does) on a pooled keep-alive
+//!   connection, without its hop-by-hop headers (keel's own `remove_hop_by_hop`: what any proxy
+//!   must do); the response comes back the same way. A connection goes back to the pool when
+//!   its response body has ended.
+//! * No filters, balancer, health checks, metrics, timeouts, forwarding headers or logging. A
 //!   member that cannot be reached is a bare 502.
 //!
 //! `hyper_floor <listen address> <member address> [workers]`; it prints
@@ -30,6 +31,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use keel::proxy::headers::remove_hop_by_hop;
 
 /// A worker's idle member connections.
 type Pool = Rc<RefCell<Vec<SendRequest<Incoming>>>>;
@@ -73,7 +75,15 @@ fn serve(listener: std::net::TcpListener, member: SocketAddr) -> Result<()> {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let pool = Pool::default();
         loop {
-            let (tcp, _) = listener.accept().await?;
+            let tcp = match listener.accept().await {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of descriptors, say: the worker goes on once some are back.
+                    eprintln!("hyper_floor: accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
             let _ = tcp.set_nodelay(true);
             let pool = pool.clone();
             tokio::task::spawn_local(async move {
@@ -92,21 +102,25 @@ fn serve(listener: std::net::TcpListener, member: SocketAddr) -> Result<()> {
 type Answer = Either<GiveBack, Empty<Bytes>>;
 
 async fn forward(
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     member: SocketAddr,
     pool: Pool,
 ) -> Result<Response<Answer>, Infallible> {
     let Ok(mut sender) = checkout(member, &pool).await else {
         return Ok(bad_gateway());
     };
+    remove_hop_by_hop(request.headers_mut());
     match sender.send_request(request).await {
-        Ok(response) => Ok(response.map(|body| {
-            Either::Left(GiveBack {
-                body,
-                sender: Some(sender),
-                pool,
-            })
-        })),
+        Ok(mut response) => {
+            remove_hop_by_hop(response.headers_mut());
+            Ok(response.map(|body| {
+                Either::Left(GiveBack {
+                    body,
+                    sender: Some(sender),
+                    pool,
+                })
+            }))
+        }
         Err(_) => Ok(bad_gateway()),
     }
 }
@@ -150,6 +164,16 @@ impl GiveBack {
     }
 }
 
+impl Drop for GiveBack {
+    fn drop(&mut self) {
+        // hyper's server drops an empty body (HEAD, 204, 304, `Content-Length: 0`) without
+        // polling it: its connection is done all the same.
+        if self.body.is_end_stream() {
+            self.give_back();
+        }
+    }
+}
+
 impl Body for GiveBack {
     type Data = Bytes;
     type Error = hyper::Error;
@@ -161,7 +185,10 @@ impl Body for GiveBack {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => self.give_back(),
-            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.give_back(),
+            // Trailers end a body; hyper's server reads nothing after them.
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() || self.body.is_end_stream() => {
+                self.give_back();
+            }
             Poll::Ready(Some(Err(_))) => self.sender = None,
             _ => {}
         }

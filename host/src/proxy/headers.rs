@@ -254,6 +254,8 @@ mod tests {
         h.insert(header::HOST, HeaderValue::from_static("a"));
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
+        // The tokens of `Connection` are looked at only when it is there (`here[0]`).
+        assert_eq!(HOP_BY_HOP[0], header::CONNECTION);
     }
 
     #[test]

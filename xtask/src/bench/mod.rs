@@ -2,11 +2,11 @@
 //! in front of the same backends, driven by the same `wrk` load in interleaved rounds
 //! (A B C … A B C …), medians; a report in `target/bench/report.md` and `report.svg`.
 //!
-//! * `--quick`: direct, keel sticky + route_suffix, the floor under keel and HAProxy, small
+//! * `--quick`: direct, HAProxy, the floor under keel and keel sticky + route_suffix, small
 //!   GET at 32 connections, 2 rounds of 2 s, the failover and flood checks, then httpd AJP and
-//!   keel AJP in front of Tomcat (CI runs it, so that the harness keeps working: a contender that does not start, or
-//!   errors under the load, fails the run). It runs keel's dev build (the one the tests use): its
-//!   figures say nothing about keel's speed.
+//!   keel AJP in front of Tomcat (CI runs it, so that the harness keeps working: a contender
+//!   that does not start, or errors under the load, fails the run). It runs keel's dev build
+//!   (the one the tests use): its figures say nothing about keel's speed.
 //! * `--micro [criterion args]`: the criterion benchmarks instead ([`micro`]).
 //! * `--rounds N`, `--seconds N`: override the rounds and the length of a run.
 //! * `--only ID,ID`: only these contenders (ids: direct, haproxy, nginx, httpd, keel-none,
@@ -96,10 +96,10 @@ pub fn run(args: &[String]) -> Result<()> {
     // `--quick` checks the harness, not the figures: it takes the dev build the tests use, so
     // that CI never compiles wasmtime a second time (in release).
     let release = !options.quick;
-    cargo_build(
-        release,
-        &["--package", "keel", "--bins", "--example", "hyper_floor"],
-    )?;
+    cargo_build(release, &["--package", "keel", "--bins"])?;
+    // Built alone: an example brings keel's dev-dependencies' features into the build, which
+    // would change the keel binary measured (and rebuild it on every switch).
+    cargo_build(release, &["--package", "keel", "--example", "hyper_floor"])?;
     cargo_build(
         release,
         &["--package", "keel-ajp", "--example", "ajp_bench_server"],
