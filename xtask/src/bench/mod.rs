@@ -2,11 +2,12 @@
 //! in front of the same backends, driven by the same `wrk` load in interleaved rounds
 //! (A B C … A B C …), medians; a report in `target/bench/report.md` and `report.svg`.
 //!
-//! * `--quick`: direct, HAProxy, the floor under keel and keel sticky + route_suffix, small
-//!   GET at 32 connections, 2 rounds of 2 s, the failover and flood checks, then httpd AJP and
-//!   keel AJP in front of Tomcat (CI runs it, so that the harness keeps working: a contender
-//!   that does not start, or errors under the load, fails the run). It runs keel's dev build
-//!   (the one the tests use): its figures say nothing about keel's speed.
+//! * `--quick`: direct, HAProxy and keel sticky + route_suffix (not the floor under keel: the
+//!   test build has no plain `hyper_floor` binary to run), small GET at 32 connections, 2
+//!   rounds of 2 s, the failover and flood checks, then httpd AJP and keel AJP in front of
+//!   Tomcat (CI runs it, so that the harness keeps working: a contender that does not start,
+//!   or errors under the load, fails the run). It runs keel's dev build (the one the tests
+//!   use): its figures say nothing about keel's speed.
 //! * `--micro [criterion args]`: the criterion benchmarks instead ([`micro`]).
 //! * `--rounds N`, `--seconds N`: override the rounds and the length of a run.
 //! * `--only ID,ID`: only these contenders (ids: direct, haproxy, nginx, httpd, keel-none,

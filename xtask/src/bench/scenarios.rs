@@ -94,9 +94,7 @@ fn lineup(quick: bool, only: &[String]) -> Vec<(&'static str, &'static str, Kind
         ),
     ];
     all.into_iter()
-        .filter(|(id, ..)| {
-            !quick || ["direct", "haproxy", "hyper-floor", "keel-sticky"].contains(id)
-        })
+        .filter(|(id, ..)| !quick || ["direct", "haproxy", "keel-sticky"].contains(id))
         .filter(|(id, ..)| only.is_empty() || only.iter().any(|o| o == id))
         .collect()
 }
