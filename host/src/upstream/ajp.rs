@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use keel_ajp::client::{
-    AjpClient, AjpRequest, BodySource, BodyStream, ClientConfig, ClientError, Connected, Peer,
-    PoolConfig, RequestBody as AjpBody, Secret, StatsSnapshot,
+    AjpClient, AjpRequest, BodySource, BodyStream, ClientConfig, ClientError, Peer, PoolConfig,
+    RequestBody as AjpBody, Secret, StatsSnapshot,
 };
 use keel_ajp::{PacketSize, TlsAttributes};
 
@@ -151,16 +151,14 @@ impl Upstream for AjpUpstream {
         };
         Box::pin(async move {
             let res = client.send(req).await.map_err(map_error)?;
-            let (mut parts, body) = res.into_parts();
-            // The client puts the connection in the response's extensions; always, but a
-            // response without it has an unknown local end.
-            let connected = parts.extensions.remove::<Connected>();
+            let (parts, body) = res.into_parts();
+            let connected = body.connected();
             let body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
             Ok(UpstreamResponse {
                 response: http::Response::from_parts(parts, body),
                 connection: crate::proxy::filter::UpstreamConnection {
-                    local: connected.and_then(|c| c.local),
-                    pool_wait: connected.map_or(Duration::ZERO, |c| c.pool_wait),
+                    local: connected.local,
+                    pool_wait: connected.pool_wait,
                 },
             })
         })

@@ -346,16 +346,18 @@ impl Exchange {
 
     fn deliver_head(&mut self, head: ResponseHead) -> bool {
         let (tx, rx) = mpsc::channel(8);
-        let mut res = Response::new(ResponseBody::new(rx));
+        let mut res = Response::new(ResponseBody::new(
+            rx,
+            Connected {
+                local: self.local,
+                pool_wait: self.pool_wait,
+            },
+        ));
         *res.status_mut() = head.status;
         let headers = res.headers_mut();
         for (n, v) in head.headers {
             headers.append(n, v);
         }
-        res.extensions_mut().insert(Connected {
-            local: self.local,
-            pool_wait: self.pool_wait,
-        });
         self.status = Some(head.status);
         self.bodyless |= matches!(head.status.as_u16(), 204 | 304);
         self.body_tx = Some(tx);

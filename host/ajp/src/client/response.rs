@@ -1,7 +1,7 @@
 //! The response body: chunks as the member sends them, through a small channel from the
 //! exchange task (so a slow client slows the member down instead of filling memory); and the
-//! [`Connected`]: the connection's local end and how long the request waited for it, in the
-//! response's extensions.
+//! [`Connected`]: the connection's local end and how long the request waited for it, which
+//! the body carries (the response's extensions would cost three allocations per response).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::client::error::ClientError;
 
-/// The connection that carried the response (in the response's extensions).
+/// The connection that carried the response ([`ResponseBody::connected`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Connected {
     /// Its local end, if the socket told it.
@@ -28,11 +28,24 @@ pub struct Connected {
 pub struct ResponseBody {
     rx: mpsc::Receiver<Result<Bytes, ClientError>>,
     done: bool,
+    connected: Connected,
 }
 
 impl ResponseBody {
-    pub(crate) fn new(rx: mpsc::Receiver<Result<Bytes, ClientError>>) -> Self {
-        ResponseBody { rx, done: false }
+    pub(crate) fn new(
+        rx: mpsc::Receiver<Result<Bytes, ClientError>>,
+        connected: Connected,
+    ) -> Self {
+        ResponseBody {
+            rx,
+            done: false,
+            connected,
+        }
+    }
+
+    /// The connection that carried the response.
+    pub fn connected(&self) -> Connected {
+        self.connected
     }
 
     /// The next chunk; `None` at the end.
