@@ -1,7 +1,8 @@
 //! The filter-chain hook: the proxy's view of a filter chain — keel-wasm's `Stream` API
-//! (request/response headers, bodies, trailers, finish) as a trait, with keel-wasm's verdict
-//! types. keel-wasm's `FilterChain` implements it (`proxy::wasm`); [`EmptyChain`], which the
-//! proxy skips entirely, stands for no filters; tests plug in chains written in Rust.
+//! (request/response headers, bodies, trailers, finish), with keel-wasm's verdict types.
+//! keel-wasm's `FilterChain` implements [`FilterChain`] (`proxy::wasm`) and its streams are
+//! called directly ([`ChainStream::Wasm`]); [`EmptyChain`], which the proxy skips entirely,
+//! stands for no filters; tests plug in chains written in Rust ([`FilterStream`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,7 +18,7 @@ use crate::callout::Callouts;
 use crate::config::FilterSettings;
 use crate::upstream::BoxFuture;
 
-/// One request's pass through the chain.
+/// One request's pass through a chain written in Rust (tests): each callback a boxed future.
 pub trait FilterStream: Send {
     /// Request headers (`end_of_stream`: no body follows).
     fn request_headers<'a>(
@@ -67,7 +68,110 @@ pub trait FilterChain: Send + Sync + 'static {
     /// Whether it has no filters (the proxy then skips it).
     fn is_empty(&self) -> bool;
     /// A stream for one request.
-    fn stream(&self, info: StreamInfo) -> Box<dyn FilterStream>;
+    fn stream(&self, info: StreamInfo) -> ChainStream;
+}
+
+/// One request's pass through the chain: keel-wasm's stream, called directly (no boxed future
+/// and no indirect call per callback), or a stream of another kind behind [`FilterStream`].
+pub enum ChainStream {
+    /// keel-wasm's.
+    Wasm(keel_wasm::Stream),
+    /// Any other.
+    Other(Box<dyn FilterStream>),
+}
+
+impl ChainStream {
+    /// Request headers (`end_of_stream`: no body follows).
+    pub async fn request_headers(
+        &mut self,
+        req: &mut http::request::Parts,
+        end_of_stream: bool,
+    ) -> HeadersVerdict {
+        match self {
+            Self::Wasm(s) => s.request_headers(req, end_of_stream).await,
+            Self::Other(s) => s.request_headers(req, end_of_stream).await,
+        }
+    }
+
+    /// A request body chunk.
+    pub async fn request_body(&mut self, chunk: Bytes, end_of_stream: bool) -> BodyVerdict {
+        match self {
+            Self::Wasm(s) => s.request_body(chunk, end_of_stream).await,
+            Self::Other(s) => s.request_body(chunk, end_of_stream).await,
+        }
+    }
+
+    /// Request trailers (first, any request body a filter still held).
+    pub async fn request_trailers(&mut self, trailers: &mut HeaderMap) -> TrailersVerdict {
+        match self {
+            Self::Wasm(s) => s.request_trailers(trailers).await,
+            Self::Other(s) => s.request_trailers(trailers).await,
+        }
+    }
+
+    /// See [`FilterStream::upstream_attempts`].
+    pub fn upstream_attempts(
+        &mut self,
+        attempts: u32,
+        connection: Option<UpstreamConnection>,
+        sent_at: Option<Instant>,
+    ) {
+        match self {
+            Self::Wasm(s) => s.upstream_attempts(attempts, connection, sent_at),
+            Self::Other(s) => s.upstream_attempts(attempts, connection, sent_at),
+        }
+    }
+
+    /// The member's response was read to its end at `at`.
+    pub fn upstream_received(&mut self, at: Instant) {
+        match self {
+            Self::Wasm(s) => s.upstream_received(at),
+            Self::Other(s) => s.upstream_received(at),
+        }
+    }
+
+    /// Response headers; `upstream` says which member served (None for a local response).
+    pub async fn response_headers(
+        &mut self,
+        res: &mut http::response::Parts,
+        upstream: Option<&UpstreamInfo>,
+        end_of_stream: bool,
+    ) -> HeadersVerdict {
+        match self {
+            Self::Wasm(s) => s.response_headers(res, upstream, end_of_stream).await,
+            Self::Other(s) => s.response_headers(res, upstream, end_of_stream).await,
+        }
+    }
+
+    /// A response body chunk.
+    pub async fn response_body(&mut self, chunk: Bytes, end_of_stream: bool) -> BodyVerdict {
+        match self {
+            Self::Wasm(s) => s.response_body(chunk, end_of_stream).await,
+            Self::Other(s) => s.response_body(chunk, end_of_stream).await,
+        }
+    }
+
+    /// Response trailers (first, any response body a filter still held).
+    pub async fn response_trailers(&mut self, trailers: &mut HeaderMap) -> TrailersVerdict {
+        match self {
+            Self::Wasm(s) => s.response_trailers(trailers).await,
+            Self::Other(s) => s.response_trailers(trailers).await,
+        }
+    }
+
+    /// End of the stream (on_log, on_done, on_delete).
+    pub fn finish(self) {
+        match self {
+            Self::Wasm(s) => s.finish(),
+            Self::Other(s) => s.finish(),
+        }
+    }
+}
+
+impl<S: FilterStream + 'static> From<S> for ChainStream {
+    fn from(stream: S) -> Self {
+        Self::Other(Box::new(stream))
+    }
 }
 
 /// What a chain is built from.
@@ -96,8 +200,8 @@ impl FilterChain for EmptyChain {
     fn is_empty(&self) -> bool {
         true
     }
-    fn stream(&self, _info: StreamInfo) -> Box<dyn FilterStream> {
-        Box::new(PassThrough)
+    fn stream(&self, _info: StreamInfo) -> ChainStream {
+        PassThrough.into()
     }
 }
 

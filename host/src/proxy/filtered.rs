@@ -1,7 +1,7 @@
 //! A body on its way through the filter chain's body and trailers callbacks, polled by whoever
 //! reads it (hyper's connection task, or the upstream's): no task, no channel, no thread change
 //! per body. Each frame read from the inner body becomes one callback (a boxed future that takes
-//! the stream's lock); its verdict decides what goes on — bytes (possibly changed), nothing yet
+//! the stream's lock: one allocation per frame); its verdict decides what goes on — bytes (possibly changed), nothing yet
 //! (held), or a local response that ends the body with an error. The body also checks that what
 //! the filters pass on agrees with the Content-Length the head carries. The end of a member's
 //! response is told to the stream before its last callback (`response.backend_latency`).
@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body as HttpBody, Frame};
 
-use super::filter::{BodyVerdict, FilterStream, LocalResponse, PassThrough, TrailersVerdict};
+use super::filter::{BodyVerdict, ChainStream, LocalResponse, PassThrough, TrailersVerdict};
 use crate::upstream::{Body, BoxError, BoxFuture};
 
 /// Which way a body goes.
@@ -36,13 +36,13 @@ pub enum Direction {
 /// (nginx's `return`, an early error page): the rest of the request body still goes through
 /// the filters to the member, and the client's connection stays usable, as without filters.
 pub struct SharedStream {
-    stream: tokio::sync::Mutex<Box<dyn FilterStream>>,
+    stream: tokio::sync::Mutex<ChainStream>,
     local: std::sync::Mutex<Option<LocalResponse>>,
 }
 
 impl SharedStream {
     /// Shares `stream`, which finishes when the last holder lets go.
-    pub fn new(stream: Box<dyn FilterStream>) -> Arc<Self> {
+    pub fn new(stream: ChainStream) -> Arc<Self> {
         Arc::new(SharedStream {
             stream: tokio::sync::Mutex::new(stream),
             local: std::sync::Mutex::default(),
@@ -50,7 +50,7 @@ impl SharedStream {
     }
 
     /// The stream, for one callback.
-    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, Box<dyn FilterStream>> {
+    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ChainStream> {
         self.stream.lock().await
     }
 
@@ -64,7 +64,7 @@ impl Drop for SharedStream {
     fn drop(&mut self) {
         // The last holder let go: no callback holds the lock. The stream is swapped for one
         // that does nothing (a `Box` of a zero-sized type allocates nothing) to be finished.
-        let stream = std::mem::replace(self.stream.get_mut(), Box::new(PassThrough));
+        let stream = std::mem::replace(self.stream.get_mut(), PassThrough.into());
         stream.finish();
     }
 }
@@ -298,7 +298,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::filter::{HeadersVerdict, UpstreamInfo};
+    use crate::proxy::filter::{FilterStream, HeadersVerdict, UpstreamInfo};
     use http_body_util::BodyExt;
 
     /// Holds the request body and passes on only its first three bytes with the trailers: a
@@ -367,7 +367,7 @@ mod tests {
         ]);
         let body = Filtered::new(
             inner,
-            SharedStream::new(Box::new(Shorten)),
+            SharedStream::new(Shorten.into()),
             Direction::Request,
             Some(10),
         );

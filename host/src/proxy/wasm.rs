@@ -2,18 +2,13 @@
 //! from the validated filter settings, with `proxy_http_call` going to keel's callout upstreams.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::HeaderMap;
 use http_body_util::BodyExt;
 
-use super::filter::{
-    BodyVerdict, ChainBuilder, ChainContext, EmptyChain, FilterChain, FilterStream, HeadersVerdict,
-    StreamInfo, TrailersVerdict, UpstreamConnection, UpstreamInfo,
-};
+use super::filter::{ChainBuilder, ChainContext, ChainStream, EmptyChain, FilterChain, StreamInfo};
 use crate::callout::{CalloutError, Callouts};
-use crate::upstream::BoxFuture;
 
 /// The builder `keel serve` uses: no filters → the empty chain; else keel-wasm compiles the
 /// modules, instantiates them per worker and configures them. An error names the filter.
@@ -107,70 +102,7 @@ impl FilterChain for keel_wasm::FilterChain {
         keel_wasm::FilterChain::is_empty(self)
     }
 
-    fn stream(&self, info: StreamInfo) -> Box<dyn FilterStream> {
-        Box::new(keel_wasm::FilterChain::stream(self, info))
-    }
-}
-
-impl FilterStream for keel_wasm::Stream {
-    fn request_headers<'a>(
-        &'a mut self,
-        req: &'a mut http::request::Parts,
-        end_of_stream: bool,
-    ) -> BoxFuture<'a, HeadersVerdict> {
-        Box::pin(keel_wasm::Stream::request_headers(self, req, end_of_stream))
-    }
-
-    fn request_body(&mut self, chunk: Bytes, end_of_stream: bool) -> BoxFuture<'_, BodyVerdict> {
-        Box::pin(keel_wasm::Stream::request_body(self, chunk, end_of_stream))
-    }
-
-    fn request_trailers<'a>(
-        &'a mut self,
-        trailers: &'a mut HeaderMap,
-    ) -> BoxFuture<'a, TrailersVerdict> {
-        Box::pin(keel_wasm::Stream::request_trailers(self, trailers))
-    }
-
-    fn response_headers<'a>(
-        &'a mut self,
-        res: &'a mut http::response::Parts,
-        upstream: Option<&'a UpstreamInfo>,
-        end_of_stream: bool,
-    ) -> BoxFuture<'a, HeadersVerdict> {
-        Box::pin(keel_wasm::Stream::response_headers(
-            self,
-            res,
-            upstream,
-            end_of_stream,
-        ))
-    }
-
-    fn upstream_attempts(
-        &mut self,
-        attempts: u32,
-        connection: Option<UpstreamConnection>,
-        sent_at: Option<Instant>,
-    ) {
-        keel_wasm::Stream::upstream_attempts(self, attempts, connection, sent_at);
-    }
-
-    fn upstream_received(&mut self, at: Instant) {
-        keel_wasm::Stream::upstream_received(self, at);
-    }
-
-    fn response_body(&mut self, chunk: Bytes, end_of_stream: bool) -> BoxFuture<'_, BodyVerdict> {
-        Box::pin(keel_wasm::Stream::response_body(self, chunk, end_of_stream))
-    }
-
-    fn response_trailers<'a>(
-        &'a mut self,
-        trailers: &'a mut HeaderMap,
-    ) -> BoxFuture<'a, TrailersVerdict> {
-        Box::pin(keel_wasm::Stream::response_trailers(self, trailers))
-    }
-
-    fn finish(self: Box<Self>) {
-        keel_wasm::Stream::finish(*self);
+    fn stream(&self, info: StreamInfo) -> ChainStream {
+        ChainStream::Wasm(keel_wasm::FilterChain::stream(self, info))
     }
 }

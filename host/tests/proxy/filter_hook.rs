@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use keel::proxy::filter::{
-    BodyVerdict, ChainBuilder, FilterChain, FilterStream, HeadersVerdict, LocalResponse,
-    StreamInfo, TrailersVerdict, UpstreamInfo,
+    BodyVerdict, ChainBuilder, ChainStream, FilterChain, FilterStream, HeadersVerdict,
+    LocalResponse, StreamInfo, TrailersVerdict, UpstreamInfo,
 };
 use keel::upstream::BoxFuture;
 
@@ -30,11 +30,12 @@ impl FilterChain for Chain {
     fn is_empty(&self) -> bool {
         false
     }
-    fn stream(&self, _info: StreamInfo) -> Box<dyn FilterStream> {
-        Box::new(Stream {
+    fn stream(&self, _info: StreamInfo) -> ChainStream {
+        Stream {
             finished: self.finished.clone(),
             held: BytesMut::new(),
-        })
+        }
+        .into()
     }
 }
 
