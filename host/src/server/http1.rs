@@ -20,7 +20,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 
-use super::idle::{Activity, Watched, watched};
+use super::idle::{Activity, Quiet, Watched, watched};
 use super::whole_head::WholeHead;
 use super::{ConnLimits, service};
 use crate::proxy::ConnInfo;
@@ -101,19 +101,18 @@ where
     let svc = service(shared, conn, activity.clone(), Some(upgrades.clone()));
     let io = watched(io, activity.clone());
     let mut c = builder.serve_connection(TokioIo::new(io), svc);
-    let head_overdue = || super::head_overdue(&activity, limits.head, tls, remote);
-    let send_stalled = || async {
-        activity.send_stalled(limits.send).await;
-        stalled(tls, remote, limits.send);
-    };
+    // The first quiet moment that ends the session, polled as one timer with the send limit:
+    // at `PARK_AFTER` it is parked (when the idle timeout is longer), at the head timeout it
+    // is closed, at the idle timeout it winds down; the shortest comes first.
     let park = limits.idle > PARK_AFTER;
-    let parking = || async {
-        if park {
-            activity.idle_for(PARK_AFTER).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
+    let (quiet_after, on_quiet) = [
+        (limits.head, OnQuiet::HeadOverdue),
+        (limits.idle, OnQuiet::Close),
+        (if park { PARK_AFTER } else { Duration::MAX }, OnQuiet::Park),
+    ]
+    .into_iter()
+    .min_by_key(|(after, _)| *after)
+    .unwrap_or((limits.idle, OnQuiet::Close));
     let stopped = async {
         let _ = stop.wait_for(|stop| *stop).await;
     };
@@ -121,10 +120,18 @@ where
     let winding = tokio::select! {
         r = poll_fn(|cx| c.poll_without_shutdown(cx)) => Err(r),
         () = stopped => Ok(Wind::Close),
-        () = activity.idle_for(limits.idle) => Ok(Wind::Close),
-        () = parking() => Ok(Wind::Park(activity.begun())),
-        () = head_overdue() => return Ended::Closed,
-        () = send_stalled() => return Ended::Closed,
+        quiet = activity.quiet(quiet_after, Some(limits.send)) => match (quiet, on_quiet) {
+            (Quiet::Idle, OnQuiet::Park) => Ok(Wind::Park(activity.begun())),
+            (Quiet::Idle, OnQuiet::Close) => Ok(Wind::Close),
+            (Quiet::Idle, OnQuiet::HeadOverdue) => {
+                super::head_overdue_log(limits.head, tls, remote);
+                return Ended::Closed;
+            }
+            (Quiet::Stalled, _) => {
+                stalled(tls, remote, limits.send);
+                return Ended::Closed;
+            }
+        },
     };
     let winding = match winding {
         Ok(winding) => winding,
@@ -134,8 +141,13 @@ where
     // A head still on its way keeps its deadline while the session winds down.
     let r = tokio::select! {
         r = poll_fn(|cx| c.poll_without_shutdown(cx)) => r,
-        () = head_overdue() => return Ended::Closed,
-        () = send_stalled() => return Ended::Closed,
+        quiet = activity.quiet(limits.head, Some(limits.send)) => {
+            match quiet {
+                Quiet::Idle => super::head_overdue_log(limits.head, tls, remote),
+                Quiet::Stalled => stalled(tls, remote, limits.send),
+            }
+            return Ended::Closed;
+        }
     };
     match winding {
         // No request came meanwhile (hyper would have told it the connection closes).
@@ -147,6 +159,17 @@ where
         }
         _ => finish(c, r, &upgrades, &limits, tls, remote).await,
     }
+}
+
+/// What the first quiet moment of a session means.
+#[derive(Clone, Copy)]
+enum OnQuiet {
+    /// The head timeout: closed.
+    HeadOverdue,
+    /// The idle timeout: wound down and closed.
+    Close,
+    /// [`PARK_AFTER`]: parked.
+    Park,
 }
 
 /// Why a session is wound down.

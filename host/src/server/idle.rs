@@ -3,7 +3,7 @@
 //! from its head until its response body is done and its request body is dropped (read by the
 //! member, or given up), so a slow backend, a long download or an upload that outlasts an early
 //! answer never makes a connection idle; so does output the client has not taken yet
-//! ([`Watched`]), for at most `send_timeout` ([`Activity::send_stalled`]). An HTTP/1 connection
+//! ([`Watched`]), for at most `send_timeout` ([`Activity::quiet`]). An HTTP/1 connection
 //! whose next request head has not come whole within `header_read_timeout` (since it opened, or
 //! since the last request ended) is closed ([`Activity::head_overdue`]): one deadline per
 //! connection, no timer per request.
@@ -92,26 +92,6 @@ impl Activity {
         self.last_end.fetch_max(self.now(), Ordering::AcqRel);
     }
 
-    /// Resolves when a write has waited `timeout` for the client to take earlier output (a
-    /// client that reads nothing more). One timer per connection, set again for the earliest
-    /// moment the current wait can reach the limit.
-    pub async fn send_stalled(&self, timeout: Duration) {
-        let mut deadline = Instant::now() + timeout;
-        loop {
-            tokio::time::sleep_until(deadline.into()).await;
-            let blocked = self.write_blocked.load(Ordering::Acquire);
-            if blocked == 0 {
-                deadline = Instant::now() + timeout;
-                continue;
-            }
-            let since = self.start + Duration::from_nanos(blocked - 1);
-            if since.elapsed() >= timeout {
-                return;
-            }
-            deadline = since + timeout;
-        }
-    }
-
     /// How many requests have begun.
     pub fn begun(&self) -> u64 {
         self.begun.load(Ordering::Acquire)
@@ -134,23 +114,59 @@ impl Activity {
 
     /// Resolves once no request has been in flight for `timeout` in a row.
     pub async fn idle_for(&self, timeout: Duration) {
-        let mut deadline = self.start + timeout;
+        self.quiet(timeout, None).await;
+    }
+
+    /// Resolves when no request has been in flight for `idle` in a row ([`Quiet::Idle`]) or,
+    /// with a `send` limit, when a write has waited that long for the client to take earlier
+    /// output, a client that reads nothing more ([`Quiet::Stalled`]) — whichever comes first.
+    /// One timer for both, set again for the earliest moment either can be reached: a
+    /// connection's task polls it at each wake-up, so one timer costs less than two.
+    pub async fn quiet(&self, idle: Duration, send: Option<Duration>) -> Quiet {
+        let now = Instant::now();
+        let mut deadline = earliest(self.start + idle, send.map(|send| now + send));
         loop {
             tokio::time::sleep_until(deadline.into()).await;
-            if self.in_flight.load(Ordering::Acquire) > 0
-                || self.write_blocked.load(Ordering::Acquire) != 0
-            {
+            let now = Instant::now();
+            let blocked = self.write_blocked.load(Ordering::Acquire);
+            let stall_at = match send {
+                None => None,
+                Some(send) if blocked == 0 => Some(now + send),
+                Some(send) => {
+                    let since = self.start + Duration::from_nanos(blocked - 1);
+                    if now.saturating_duration_since(since) >= send {
+                        return Quiet::Stalled;
+                    }
+                    Some(since + send)
+                }
+            };
+            let idle_at = if self.in_flight.load(Ordering::Acquire) > 0 || blocked != 0 {
                 // Busy: it cannot be idle before a whole timeout after this request ends.
-                deadline = Instant::now() + timeout;
-                continue;
-            }
-            let ended = self.start + Duration::from_nanos(self.last_end.load(Ordering::Acquire));
-            if ended.elapsed() >= timeout {
-                return;
-            }
-            deadline = ended + timeout;
+                now + idle
+            } else {
+                let ended =
+                    self.start + Duration::from_nanos(self.last_end.load(Ordering::Acquire));
+                if now.saturating_duration_since(ended) >= idle {
+                    return Quiet::Idle;
+                }
+                ended + idle
+            };
+            deadline = earliest(idle_at, stall_at);
         }
     }
+}
+
+/// What [`Activity::quiet`] saw first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quiet {
+    /// No request in flight for the idle time.
+    Idle,
+    /// A write waited the send limit for the client.
+    Stalled,
+}
+
+fn earliest(a: Instant, b: Option<Instant>) -> Instant {
+    b.map_or(a, |b| a.min(b))
 }
 
 impl Drop for Active {
@@ -277,6 +293,26 @@ mod tests {
         );
         drop(held);
         activity.idle_for(timeout).await;
+    }
+
+    /// One timer for both limits: a write that waits for the client ends it as stalled once
+    /// it has waited the send limit (the connection is busy meanwhile, never idle); without
+    /// one, the idle time ends it.
+    #[tokio::test]
+    async fn quiet_tells_a_stalled_client_from_an_idle_one() {
+        let send = Duration::from_millis(100);
+        let activity = Activity::default();
+        activity.wrote(true);
+        let blocked = Instant::now();
+        let quiet = activity.quiet(send / 4, Some(send)).await;
+        assert_eq!(quiet, Quiet::Stalled);
+        assert!(blocked.elapsed() >= send, "{:?}", blocked.elapsed());
+
+        activity.wrote(false);
+        let went = Instant::now();
+        let quiet = activity.quiet(send / 4, Some(send)).await;
+        assert_eq!(quiet, Quiet::Idle);
+        assert!(went.elapsed() >= send / 4, "{:?}", went.elapsed());
     }
 
     #[tokio::test]

@@ -260,6 +260,11 @@ fn what(tls: bool) -> &'static str {
 /// request head ([`Activity::head_overdue`]).
 async fn head_overdue(activity: &Activity, timeout: Duration, tls: bool, remote: SocketAddr) {
     activity.head_overdue(timeout).await;
+    head_overdue_log(timeout, tls, remote);
+}
+
+/// The log line for an HTTP/1 connection closed without a whole request head in `timeout`.
+fn head_overdue_log(timeout: Duration, tls: bool, remote: SocketAddr) {
     log::debug!(
         "{} from {remote}: no request head within {timeout:?}: closed",
         what(tls)
