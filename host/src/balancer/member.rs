@@ -254,6 +254,12 @@ impl Member {
 
     /// A successful exchange: clears the passive error state.
     pub fn record_success(&self) {
+        // Failures and an error state always leave the member troubled: a plainly healthy
+        // member has nothing to clear, and its lock (a write every worker would share) is
+        // not taken.
+        if !self.troubled.load(Ordering::Acquire) {
+            return;
+        }
         if let Ok(mut h) = self.health.lock()
             && (h.failures > 0 || h.error_until.is_some())
         {
