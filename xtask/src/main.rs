@@ -8,6 +8,8 @@
 //!   and wasm32 targets, the wasm build, then every test in the workspace ([`test`]).
 //! * `bench` runs keel side by side with HAProxy, nginx and Apache httpd under `wrk`, and with
 //!   `--micro` the criterion benchmarks ([`bench`]).
+//! * `pgo` builds keel with profile-guided optimisation, trained by the bench's load
+//!   ([`bench::pgo`]).
 //!
 //! Which packages are wasm modules is declared by the packages themselves, in
 //! `[package.metadata.keel]` of their `Cargo.toml` ([`workspace`]).
@@ -45,6 +47,7 @@ fn run_task() -> Result<()> {
         Some("build-wasm") => wasm::build().map(|_| ()),
         Some("test") => test::run(&rest),
         Some("bench") => bench::run(&rest),
+        Some("pgo") => bench::pgo::run(&rest),
         Some("cluster") => cluster::run(&rest),
         Some("sdk-examples") => sdk_examples::run(&rest),
         _ => bail!(
@@ -52,7 +55,8 @@ fn run_task() -> Result<()> {
              tasks:\n  cluster     two session-holding backends behind keel, a tour, then serve\n  \
              build-wasm  build the filters to target/filters/*.wasm\n  \
              test        fmt, clippy (native and wasm32), build-wasm, every test\n  \
-             bench       keel side by side with HAProxy, nginx, httpd (--quick: CI subset;\n              --micro: the criterion benchmarks)\n  \
+             bench       keel side by side with HAProxy, nginx, httpd (--quick: CI subset;\n              --micro: the criterion benchmarks; --pgo: keel built by pgo)\n  \
+             pgo         keel built with profile-guided optimisation, trained by the bench's load\n  \
              sdk-examples PATH  the proxy-wasm Rust SDK's examples from a checkout, run in keel"
         ),
     }

@@ -14,6 +14,8 @@
 //!   hyper-floor, keel-sticky, keel-sticky-w1, keel-all, httpd-ajp, keel-ajp; in front of Tomcat:
 //!   tomcat-direct, tomcat-haproxy, tomcat-httpd-ajp, tomcat-keel-ajp, tomcat-keel);
 //!   `--no-build`: use what is built.
+//! * `--pgo`: keel's rows run keel built with profile-guided optimisation ([`pgo`], `cargo
+//!   xtask pgo`; built first, unless `--no-build`).
 //!
 //! The realistic rows, in front of two real Tomcat nodes, come last ([`tomcat`]).
 //!
@@ -22,10 +24,12 @@
 
 mod contenders;
 mod micro;
+pub mod pgo;
 pub(crate) mod procs;
 mod report;
 mod scenarios;
 mod tomcat;
+mod train;
 mod wrk;
 
 use anyhow::{Context, Result, bail};
@@ -39,6 +43,8 @@ pub struct Options {
     pub seconds: u32,
     /// Contender ids to keep (all when empty).
     pub only: Vec<String>,
+    /// keel's rows run the profile-guided build ([`pgo`]).
+    pub pgo: bool,
 }
 
 /// Parses the arguments and runs the side-by-side benchmark (or the criterion ones).
@@ -51,6 +57,7 @@ pub fn run(args: &[String]) -> Result<()> {
         rounds: 3,
         seconds: 5,
         only: Vec::new(),
+        pgo: false,
     };
     let mut build = true;
     let mut rounds = None;
@@ -66,6 +73,7 @@ pub fn run(args: &[String]) -> Result<()> {
         match arg.as_str() {
             "--quick" => options.quick = true,
             "--no-build" => build = false,
+            "--pgo" => options.pgo = true,
             "--only" => {
                 let list = it.next().context("--only needs a list of contender ids")?;
                 options.only = list.split(',').map(str::to_string).collect();
@@ -73,7 +81,7 @@ pub fn run(args: &[String]) -> Result<()> {
             "--rounds" => rounds = Some(number("--rounds")? as usize),
             "--seconds" => seconds = Some(number("--seconds")? as u32),
             other => bail!(
-                "usage: cargo xtask bench [--quick] [--rounds N] [--seconds N] [--only IDS] [--no-build]\n       \
+                "usage: cargo xtask bench [--quick] [--rounds N] [--seconds N] [--only IDS] [--no-build] [--pgo]\n       \
                  cargo xtask bench --micro [criterion arguments]\n(unknown argument {other})"
             ),
         }
@@ -106,6 +114,9 @@ pub fn run(args: &[String]) -> Result<()> {
         &["--package", "keel-ajp", "--example", "ajp_bench_server"],
     )?;
     wasm::build()?;
+    if options.pgo {
+        pgo::build()?;
+    }
     scenarios::run(&options)
 }
 
@@ -119,6 +130,12 @@ pub fn binaries(options: &Options) -> std::path::PathBuf {
 /// differ from the last build's, which would rebuild keel on every switch between
 /// `cargo xtask bench` and a plain `cargo build`.
 fn cargo_build(release: bool, args: &[&str]) -> Result<()> {
+    cargo(release, args, &[])
+}
+
+/// [`cargo_build`], with `env` set for cargo (the profile-guided build's flags and target
+/// directory).
+fn cargo(release: bool, args: &[&str], env: &[(&str, std::ffi::OsString)]) -> Result<()> {
     let profile: &[&str] = if release { &["--release"] } else { &[] };
     let args = [&["build"], profile, args].concat();
     eprintln!("xtask: cargo {}", args.join(" "));
@@ -140,6 +157,7 @@ fn cargo_build(release: bool, args: &[&str]) -> Result<()> {
             command.env_remove(name);
         }
     }
+    command.envs(env.iter().map(|(name, value)| (name, value)));
     let status = command.status().context("could not start cargo")?;
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));

@@ -100,6 +100,32 @@ impl Proc {
         }
     }
 
+    /// SIGTERM, then waits up to `limit` for the process to exit on its own (keel shuts down
+    /// gracefully, and an instrumented build writes its profile as it exits); fails, with the
+    /// log, when it does not.
+    pub fn terminate(&mut self, limit: Duration) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + limit;
+        while child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                self.child = Some(child);
+                bail!(
+                    "{} did not exit within {limit:?} of SIGTERM; its log:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
     /// Every process of its group: the program and what it forked.
     pub fn group(&self) -> Vec<u32> {
         let pgid = self.pid();

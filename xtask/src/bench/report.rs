@@ -74,6 +74,8 @@ pub struct Results {
     pub flood: Vec<Flood>,
     pub seconds: u32,
     pub rounds: usize,
+    /// keel's rows ran the profile-guided build (`--pgo`).
+    pub pgo: bool,
 }
 
 fn ratio(value: f64, reference: Option<f64>) -> String {
@@ -161,10 +163,16 @@ pub fn markdown(results: &Results) -> String {
          of {seconds} s, medians. Ratios are to HAProxy (×H) and to the backend reached directly \
          (×D) in the same run. Peak RSS: VmHWM of the proxy's processes during a run (summed \
          over processes); CPU: utime + stime of all of them per 10 000 requests. The AJP rows \
-         have a different backend: compare them with each other.\n\n## Requests/s\n\n",
+         have a different backend: compare them with each other. keel: {build}.\n\n\
+         ## Requests/s\n\n",
         small = super::contenders::SMALL_BYTES,
         rounds = results.rounds,
         seconds = results.seconds,
+        build = if results.pgo {
+            "the profile-guided build (`cargo xtask pgo`)"
+        } else {
+            "the release build (the dev build with `--quick`)"
+        },
     );
     let main = &results.main;
     text.push_str(&main_table(main));

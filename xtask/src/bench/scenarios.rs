@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ pub struct Cell {
 }
 
 impl Cell {
-    fn new(workload: &str, connections: u32) -> Cell {
+    pub fn new(workload: &str, connections: u32) -> Cell {
         let (path, post) = match workload {
             "64 KB GET" => ("/64k.bin", false),
             "1 MB POST" => ("/post", true),
@@ -102,14 +102,15 @@ fn lineup(quick: bool, only: &[String]) -> Vec<(&'static str, &'static str, Kind
 /// Runs everything the options ask for and writes the report.
 pub fn run(options: &Options) -> Result<()> {
     let started = Instant::now();
-    let env = Env::new(&super::binaries(options))?;
+    let mut env = Env::new(&super::binaries(options))?;
+    if options.pgo {
+        env.keel = super::pgo::binary()?;
+        if !env.keel.exists() {
+            bail!("{} is missing: cargo xtask pgo", env.keel.display());
+        }
+    }
     eprintln!("bench: configurations and logs in {}", env.dir.display());
-    let post_script = env.dir.join("post.lua");
-    std::fs::write(
-        &post_script,
-        "wrk.method = \"POST\"\nwrk.body = string.rep(\"k\", 1048576)\n\
-         wrk.headers[\"Content-Type\"] = \"application/octet-stream\"\n",
-    )?;
+    let post_script = post_script(&env)?;
     let mut backends = Backends::start(&env, if options.quick { 2 } else { 32 }, false)?;
     let lineup = lineup(options.quick, &options.only);
     let mut ajp_backends = if lineup.iter().any(|(.., ajp)| *ajp) {
@@ -174,6 +175,7 @@ pub fn run(options: &Options) -> Result<()> {
         flood: Vec::new(),
         seconds: options.seconds,
         rounds: options.rounds,
+        pgo: options.pgo,
     };
     // Scale needs 32 members: not in the quick run. Failover and the flood are quick enough.
     if !options.quick && labels.iter().any(|l| l == "keel sticky+suffix") {
@@ -221,6 +223,17 @@ pub fn run(options: &Options) -> Result<()> {
     // The contenders go first, then their backends.
     drop(contenders);
     Ok(())
+}
+
+/// The wrk script of the 1 MB POST cell, written into the run's directory.
+pub fn post_script(env: &Env) -> Result<PathBuf> {
+    let path = env.dir.join("post.lua");
+    std::fs::write(
+        &path,
+        "wrk.method = \"POST\"\nwrk.body = string.rep(\"k\", 1048576)\n\
+         wrk.headers[\"Content-Type\"] = \"application/octet-stream\"\n",
+    )?;
+    Ok(path)
 }
 
 /// `cell` through every contender, in interleaved rounds; the medians, by contender. In a
