@@ -1,10 +1,11 @@
 //! A body on its way through the filter chain's body and trailers callbacks, polled by whoever
 //! reads it (hyper's connection task, or the upstream's): no task, no channel, no thread change
 //! per body. Each frame read from the inner body becomes one callback (a boxed future that takes
-//! the stream's lock: one allocation per frame); its verdict decides what goes on — bytes (possibly changed), nothing yet
-//! (held), or a local response that ends the body with an error. The body also checks that what
-//! the filters pass on agrees with the Content-Length the head carries. The end of a member's
-//! response is told to the stream before its last callback (`response.backend_latency`).
+//! the stream's lock: one allocation per frame); its verdict decides what goes on — bytes
+//! (possibly changed), nothing yet (held), or a local response that ends the body with an
+//! error. The body also checks that what the filters pass on agrees with the Content-Length the
+//! head carries. The end of a member's response is told to the stream before its last callback
+//! (`response.backend_latency`).
 //! The stream ends once the response and every filtered body are done ([`SharedStream`]).
 
 use std::pin::Pin;

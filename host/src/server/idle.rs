@@ -302,14 +302,15 @@ mod tests {
     async fn quiet_tells_a_stalled_client_from_an_idle_one() {
         let send = Duration::from_millis(100);
         let activity = Activity::default();
-        activity.wrote(true);
+        // Taken before the write is reported, so that the bounds below hold exactly.
         let blocked = Instant::now();
+        activity.wrote(true);
         let quiet = activity.quiet(send / 4, Some(send)).await;
         assert_eq!(quiet, Quiet::Stalled);
         assert!(blocked.elapsed() >= send, "{:?}", blocked.elapsed());
 
-        activity.wrote(false);
         let went = Instant::now();
+        activity.wrote(false);
         let quiet = activity.quiet(send / 4, Some(send)).await;
         assert_eq!(quiet, Quiet::Idle);
         assert!(went.elapsed() >= send / 4, "{:?}", went.elapsed());
