@@ -18,6 +18,7 @@ mod assemblyscript;
 mod bench;
 mod cluster;
 mod cmd;
+mod exports;
 mod http10;
 mod sdk_examples;
 mod test;

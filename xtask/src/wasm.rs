@@ -1,6 +1,7 @@
 //! `cargo xtask build-wasm`: every proxy-wasm module of the workspace, built in the `wasm`
-//! profile for `wasm32-wasip1` and copied to `target/filters/<name>.wasm`, then the AssemblyScript
-//! test filters ([`crate::assemblyscript`]).
+//! profile for `wasm32-wasip1` and written to `target/filters/<name>.wasm` without the callbacks
+//! its package leaves to the SDK ([`crate::exports`]), then the AssemblyScript test filters
+//! ([`crate::assemblyscript`]).
 
 use std::path::PathBuf;
 
@@ -31,14 +32,19 @@ pub fn ensure_target() -> Result<()> {
 pub fn build() -> Result<Vec<PathBuf>> {
     ensure_target()?;
     let packages = workspace::wasm_packages()?;
-    let modules: Vec<(&str, &str)> = packages
+    let modules: Vec<(&str, &str, &[String])> = packages
         .iter()
-        .filter_map(|WasmPackage { package, module }| {
-            module.as_deref().map(|module| (package.as_str(), module))
+        .filter_map(|p: &WasmPackage| {
+            let module = p.module.as_deref()?;
+            Some((p.package.as_str(), module, p.unused_callbacks.as_slice()))
         })
         .collect();
+    for package in &packages {
+        crate::exports::check_sources(&package.dir, &package.unused_callbacks)
+            .with_context(|| format!("{}: package.metadata.keel", package.package))?;
+    }
     let mut args = vec!["build", "--profile", "wasm", "--target", TARGET];
-    for (package, _) in &modules {
+    for (package, _, _) in &modules {
         args.extend(["--package", package]);
     }
     cmd::run("cargo", &args)?;
@@ -47,11 +53,14 @@ pub fn build() -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("could not create {}", out_dir.display()))?;
     let mut written = crate::assemblyscript::build(&out_dir)?;
-    for (_, module) in modules {
+    for (package, module, unused) in modules {
         let from = built.join(format!("{module}.wasm"));
         let to = out_dir.join(format!("{module}.wasm"));
-        std::fs::copy(&from, &to)
-            .with_context(|| format!("could not copy {} to {}", from.display(), to.display()))?;
+        let bytes =
+            std::fs::read(&from).with_context(|| format!("could not read {}", from.display()))?;
+        let bytes = crate::exports::remove(&bytes, unused)
+            .with_context(|| format!("{package}: {}", from.display()))?;
+        std::fs::write(&to, bytes).with_context(|| format!("could not write {}", to.display()))?;
         let size = std::fs::metadata(&to)
             .with_context(|| format!("could not read {}", to.display()))?
             .len();

@@ -5,10 +5,14 @@
 //! ```toml
 //! [package.metadata.keel]
 //! wasm-module = "sticky"   # written to target/filters/sticky.wasm
+//! # Callbacks left to the SDK's defaults, not exported (see `crate::exports`).
+//! unused-callbacks = ["proxy_on_response_body", "proxy_on_log"]
 //! ```
 //!
 //! A library that is compiled into modules (and so must lint clean for `wasm32-wasip1`) says
 //! `wasm-lint = true`. Modules are linted for wasm32 anyway.
+
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -21,6 +25,10 @@ pub struct WasmPackage {
     pub package: String,
     /// The module's file name under `target/filters/`, without `.wasm`; `None` for a library.
     pub module: Option<String>,
+    /// The callbacks the module's exports lose (`crate::exports`).
+    pub unused_callbacks: Vec<String>,
+    /// The folder of its `Cargo.toml`.
+    pub dir: PathBuf,
 }
 
 /// Every package that is a wasm module or is linted for wasm32, in the workspace's order.
@@ -60,10 +68,31 @@ pub fn wasm_packages() -> Result<Vec<WasmPackage>> {
                 bail!("{name}: package.metadata.keel.wasm-lint must be a boolean, not {other}")
             }
         };
+        let unused_callbacks = match &keel["unused-callbacks"] {
+            Value::Null => Vec::new(),
+            Value::Array(names) if module.is_some() => names
+                .iter()
+                .map(|n| n.as_str().map(str::to_owned))
+                .collect::<Option<_>>()
+                .with_context(|| {
+                    format!("{name}: package.metadata.keel.unused-callbacks must list names")
+                })?,
+            other => bail!(
+                "{name}: package.metadata.keel.unused-callbacks must be a list of names, and \
+                 only beside wasm-module, not {other}"
+            ),
+        };
+        let dir = package["manifest_path"]
+            .as_str()
+            .map(PathBuf::from)
+            .and_then(|manifest| manifest.parent().map(PathBuf::from))
+            .with_context(|| format!("{name}: cargo metadata has no manifest_path"))?;
         if module.is_some() || lint {
             found.push(WasmPackage {
                 package: name.to_string(),
                 module,
+                unused_callbacks,
+                dir,
             });
         }
     }
