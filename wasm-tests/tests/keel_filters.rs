@@ -434,3 +434,88 @@ async fn many_requests_through_both_filters_never_fail() {
         chain.memory_per_instance()
     );
 }
+
+/// The exports of a built filter (`wasmparser`).
+fn exports(file: &str) -> Vec<String> {
+    let bytes = std::fs::read(wasm_tests::filter(file)).unwrap();
+    let mut names = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+        if let wasmparser::Payload::ExportSection(reader) = payload.unwrap() {
+            names.extend(reader.into_iter().map(|e| e.unwrap().name.to_owned()));
+        }
+    }
+    names
+}
+
+#[test]
+fn the_filters_export_only_the_callbacks_they_implement() {
+    // `unused-callbacks` in each filter's Cargo.toml, applied by `cargo xtask build-wasm`.
+    let stream = ["proxy_on_context_create", "proxy_on_delete"];
+    let wanted: [(&str, &[&str]); 3] = [
+        ("sticky", &["proxy_on_request_headers"]),
+        (
+            "route_suffix",
+            &["proxy_on_request_headers", "proxy_on_response_headers"],
+        ),
+        (
+            "session",
+            &["proxy_on_request_headers", "proxy_on_response_headers"],
+        ),
+    ];
+    let callbacks = [
+        "proxy_on_request_headers",
+        "proxy_on_request_body",
+        "proxy_on_request_trailers",
+        "proxy_on_response_headers",
+        "proxy_on_response_body",
+        "proxy_on_response_trailers",
+        "proxy_on_log",
+        "proxy_on_done",
+    ];
+    for (file, implemented) in wanted {
+        let names = exports(file);
+        let has = |name: &str| names.iter().any(|n| n == name);
+        for name in stream {
+            assert!(has(name), "{file} must export {name}");
+        }
+        let exported: Vec<&str> = callbacks.iter().copied().filter(|c| has(c)).collect();
+        assert_eq!(exported, implemented, "{file}");
+    }
+    // The session filter's memcached answers come to its root context.
+    assert!(
+        exports("session")
+            .iter()
+            .any(|n| n == "proxy_on_http_call_response")
+    );
+}
+
+#[test]
+fn a_chain_takes_part_only_in_the_bodies_its_filters_read() {
+    let bodies = |specs| chain(specs).0.bodies();
+    let none = keel_wasm::Bodies {
+        request: false,
+        response: false,
+    };
+    // Request headers only: neither body.
+    assert_eq!(bodies(vec![spec("sticky", "sticky", "")]), none);
+    // A response callback may read the request body's size: that body goes through.
+    let request_only = keel_wasm::Bodies {
+        request: true,
+        response: false,
+    };
+    let sticky_suffix = vec![
+        spec("sticky", "sticky", ""),
+        spec(
+            "route_suffix",
+            "route_suffix",
+            r#"{"routes": {"tomcat1": "127.0.0.1:8081"}}"#,
+        ),
+    ];
+    assert_eq!(bodies(sticky_suffix), request_only);
+    // A module that exports every callback (the SDK's default) takes part in both.
+    let both = keel_wasm::Bodies {
+        request: true,
+        response: true,
+    };
+    assert_eq!(bodies(vec![spec("probe", "test_probe", "")]), both);
+}

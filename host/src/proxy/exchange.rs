@@ -207,13 +207,15 @@ impl Proxy {
             } else {
                 length
             };
-            if let Some(s) = &stream {
+            // Through the chain only when a filter takes part in the request body.
+            let filtered = stream.as_ref().filter(|_| self.bodies.request);
+            if let Some(s) = filtered {
                 client_body = Filtered::new(client_body, s.clone(), Direction::Request, length)
                     .boxed_unsync();
             }
             let replay_limit = cfg.balancer.retry.max_replay_body;
             if idempotent(&parts.method)
-                && stream.is_none()
+                && filtered.is_none()
                 && length.is_some_and(|n| n <= replay_limit)
             {
                 match client_body.collect().await {
@@ -286,7 +288,9 @@ impl Proxy {
             if let HeadersVerdict::Respond(lr) = verdict {
                 return from_local(lr);
             }
-            if !eos {
+            // Through the chain only when a filter takes part in the response body; else it
+            // goes to the client as the member sent it.
+            if !eos && self.bodies.response {
                 let declared = headers::content_length(&rparts.headers);
                 let rbody = Filtered::new(rbody, s.clone(), Direction::Response, declared);
                 return respond(rparts, rbody, upgrade, switched_to, guard, stream);

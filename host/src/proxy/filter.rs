@@ -10,7 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::HeaderMap;
 pub use keel_wasm::{
-    BodyVerdict, CodeDetails, HeadersVerdict, LocalResponse, StreamInfo, TrailersVerdict,
+    Bodies, BodyVerdict, CodeDetails, HeadersVerdict, LocalResponse, StreamInfo, TrailersVerdict,
     UpstreamConnection, UpstreamInfo,
 };
 
@@ -67,6 +67,14 @@ pub trait FilterStream: Send {
 pub trait FilterChain: Send + Sync + 'static {
     /// Whether it has no filters (the proxy then skips it).
     fn is_empty(&self) -> bool;
+    /// Which bodies go through the chain (a body that does not goes to the other side
+    /// untouched). Both, unless the chain says otherwise.
+    fn bodies(&self) -> Bodies {
+        Bodies {
+            request: true,
+            response: true,
+        }
+    }
     /// A stream for one request.
     fn stream(&self, info: StreamInfo) -> ChainStream;
 }

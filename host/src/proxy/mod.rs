@@ -34,7 +34,7 @@ use crate::upstream::{
     Body, BoxError, TlsInfo, Upstream, UpstreamSpec, ajp_constructor, full_body,
 };
 use exchange::Outcome;
-use filter::{ChainBuilder, ChainContext, CodeDetails, FilterChain, LocalResponse};
+use filter::{Bodies, ChainBuilder, ChainContext, CodeDetails, FilterChain, LocalResponse};
 use headers::ForwardedSettings;
 
 /// The client connection a request came on.
@@ -65,6 +65,8 @@ pub struct Proxy {
     pub balancer: Arc<Balancer>,
     /// The filter chain.
     pub chain: Arc<dyn FilterChain>,
+    /// The bodies that go through it (asked once, not per request).
+    bodies: Bodies,
     /// Process metrics.
     pub metrics: Metrics,
     /// Callout upstreams (shared with the filter chain).
@@ -206,10 +208,12 @@ impl Proxy {
             host: f.x_forwarded_host,
             forwarded: f.forwarded,
         };
+        let bodies = chain.bodies();
         Ok(Arc::new(Self {
             settings,
             balancer,
             chain,
+            bodies,
             metrics,
             callouts,
             access_log,

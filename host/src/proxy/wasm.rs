@@ -102,6 +102,10 @@ impl FilterChain for keel_wasm::FilterChain {
         keel_wasm::FilterChain::is_empty(self)
     }
 
+    fn bodies(&self) -> keel_wasm::Bodies {
+        keel_wasm::FilterChain::bodies(self)
+    }
+
     fn stream(&self, info: StreamInfo) -> ChainStream {
         ChainStream::Wasm(keel_wasm::FilterChain::stream(self, info))
     }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 use wasmtime::{InstancePre, Module};
 
+use crate::callbacks::{Bodies, Callbacks};
 use crate::error::ChainError;
 use crate::instance::{Failure, Instance, StartError};
 use crate::state::{HostState, PluginInfo, StreamData};
@@ -80,6 +81,8 @@ pub(crate) struct Filter {
     pub plugin: Arc<PluginInfo>,
     pub policy: FailurePolicy,
     pub limits: Limits,
+    /// The stream callbacks its module exports (the others are not called).
+    pub callbacks: Callbacks,
     pre: InstancePre<HostState>,
     pub slots: Vec<Mutex<Slot>>,
     handler: Arc<dyn CalloutHandler>,
@@ -273,6 +276,7 @@ impl FilterChain {
                 plugin,
                 policy: spec.failure_policy,
                 limits: spec.limits,
+                callbacks: Callbacks::of(&module),
                 pre,
                 slots: Vec::with_capacity(workers),
                 handler: callouts.clone(),
@@ -321,6 +325,15 @@ impl FilterChain {
     /// Whether the chain has no filters (keel can then skip it entirely).
     pub fn is_empty(&self) -> bool {
         self.inner.filters.is_empty()
+    }
+
+    /// Which bodies go through the chain: those some filter has a callback for, or may read
+    /// the size of later (see [`Bodies`]).
+    pub fn bodies(&self) -> Bodies {
+        self.inner
+            .filters
+            .iter()
+            .fold(Bodies::default(), |all, f| all.or(f.callbacks.bodies()))
     }
 
     /// The filters' names, in request order.

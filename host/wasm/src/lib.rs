@@ -11,13 +11,15 @@
 //!   configured one, logs a line and counts `keel_wasm_failures_total{filter,kind}`.
 //!
 //! Where the files are: `engine` (engine, linker, epoch ticker), `instance` (one instance and its
-//! callbacks), `chain` (per-worker slots, failure handling), `stream` (the per-request driver),
+//! callbacks), `chain` (per-worker slots, failure handling), `callbacks` (which callbacks a module
+//! exports, which bodies a chain reads), `stream` (the per-request driver),
 //! `state` (the data a store carries), `body` (a filter's body buffer), `hostcalls/*` (the imports), `serial` (wire formats), `grpc` (unary gRPC callouts), `grpc_frames` (gRPC's message framing), `grpc_stream` (gRPC streams), `grpc_send` (what a filter sends on one), `tokens` (callout tokens),
 //! `shared` (shared data and queues), `metrics`, `ticker` (timers and root-context callouts),
 //! `drain` (a let-go instance whose root waits to call `proxy_done`).
 
 mod abi;
 mod body;
+mod callbacks;
 mod chain;
 pub mod der;
 mod drain;
@@ -44,6 +46,7 @@ mod ticker;
 mod tokens;
 mod types;
 
+pub use callbacks::Bodies;
 pub use chain::{FilterChain, set_worker_index};
 pub use engine::provided_imports;
 pub use error::{CalloutError, ChainError};

@@ -94,7 +94,7 @@ impl Stream {
     fn deliver(&mut self, pending: Pending, result: CalloutResult) -> Delivered {
         let token = pending.token;
         let filter = pending.filter;
-        match self.run(filter, true, |instance, _| {
+        match self.run(filter, true, None, |instance, _| {
             instance.on_callout(token, result).map(|()| 0)
         }) {
             Ran::Skip => Delivered::Skipped(filter),
