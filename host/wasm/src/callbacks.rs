@@ -20,8 +20,8 @@ pub(crate) struct Callbacks {
     response_headers: bool,
     response_body: bool,
     response_trailers: bool,
-    /// `proxy_on_log` or `proxy_on_done`: what runs after the stream and may read its sizes.
-    end: bool,
+    log: bool,
+    done: bool,
 }
 
 impl Callbacks {
@@ -35,7 +35,8 @@ impl Callbacks {
             response_headers: has("proxy_on_response_headers"),
             response_body: has("proxy_on_response_body"),
             response_trailers: has("proxy_on_response_trailers"),
-            end: has("proxy_on_log") || has("proxy_on_done"),
+            log: has("proxy_on_log"),
+            done: has("proxy_on_done"),
         }
     }
 
@@ -51,11 +52,18 @@ impl Callbacks {
         }
     }
 
+    /// Whether `on_log` runs: the only callback after the request headers that may read the
+    /// request head again (the stream then keeps a copy of it).
+    pub fn log(&self) -> bool {
+        self.log
+    }
+
     /// Which bodies this module takes part in: a body whose callbacks it has, and a body whose
     /// size (`request.size`, `response.size`, `response.backend_latency`, …) a later callback
     /// of it may read. The request body's size is readable from the response callbacks on.
     pub fn bodies(&self) -> Bodies {
-        let response = self.response_body || self.response_trailers || self.end;
+        // `on_log` and `on_done` run after the stream and may read its sizes.
+        let response = self.response_body || self.response_trailers || self.log || self.done;
         Bodies {
             request: self.request_body
                 || self.request_trailers

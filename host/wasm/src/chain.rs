@@ -158,6 +158,8 @@ impl Filter {
 
 pub(crate) struct ChainInner {
     pub filters: Vec<Filter>,
+    /// Some filter exports `on_log`: streams keep a copy of the request head for it.
+    pub keep_request_head: bool,
     pub workers: usize,
     pub ticker: std::sync::OnceLock<crate::ticker::Ticker>,
 }
@@ -304,8 +306,10 @@ impl FilterChain {
             }
             filters.push(filter);
         }
+        let keep_request_head = filters.iter().any(|f| f.callbacks.log());
         let inner = Arc::new(ChainInner {
             filters,
+            keep_request_head,
             workers,
             ticker: std::sync::OnceLock::new(),
         });

@@ -86,6 +86,9 @@ pub(crate) struct StreamData {
     /// Whether `on_log`/`on_done`/`on_delete` run (Envoy's access-log phase: a map it lacks is
     /// `NotFound` there, `BadArgument` elsewhere).
     pub log_phase: bool,
+    /// The request as the headers callbacks left it was a gRPC request: kept for a local reply
+    /// when its head is not ([`Self::is_grpc`]).
+    pub grpc: bool,
 }
 
 /// The bits of [`StreamData::open`].
@@ -99,6 +102,14 @@ pub(crate) mod open {
 }
 
 impl StreamData {
+    /// Whether the request is a gRPC request (its head, while the stream has it; else as the
+    /// headers callbacks left it): a local reply to it is a gRPC status.
+    pub fn is_grpc(&self) -> bool {
+        self.request
+            .as_ref()
+            .map_or(self.grpc, crate::grpc::is_request)
+    }
+
     pub fn new(info: StreamInfo) -> Self {
         StreamData {
             info,
@@ -121,6 +132,7 @@ impl StreamData {
             response_sent_bytes: 0,
             open: 0,
             log_phase: false,
+            grpc: false,
         }
     }
 }

@@ -285,8 +285,7 @@ pub(super) fn add(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             // (Envoy `context.cc` `sendLocalResponse`: 0..=16 only; -1 is none).
             let grpc = state
                 .current_stream()
-                .and_then(|stream| stream.request.as_ref())
-                .is_some_and(crate::grpc::is_request);
+                .is_some_and(|stream| stream.is_grpc());
             if grpc && (0..=16).contains(&grpc_status) {
                 list.push((
                     HeaderName::from_static("grpc-status"),

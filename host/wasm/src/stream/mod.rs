@@ -605,10 +605,13 @@ impl Stream {
             }
             continued => continued,
         };
-        // Later callbacks (and on_log) may read the request head; with no filter left to call,
-        // nothing will, and the copy is skipped.
-        if self.filters.iter().any(|fs| fs.open) {
+        // The request head is readable again in on_log only (header maps are a filter's during
+        // its own callback for them): copied when a filter that is still in the stream exports
+        // on_log, else only whether it is gRPC is kept (for a local reply).
+        if self.chain.keep_request_head && self.filters.iter().any(|fs| fs.open) {
             self.data().request = Some(request_snapshot(request));
+        } else {
+            self.data().grpc = crate::grpc::is_request(request);
         }
         verdict
     }
@@ -670,12 +673,7 @@ impl Stream {
             );
         }
         // To a gRPC request, the reply is a gRPC status (trailers-only), as Envoy sends it.
-        let body = if self
-            .data()
-            .request
-            .as_ref()
-            .is_some_and(crate::grpc::is_request)
-        {
+        let body = if self.data().is_grpc() {
             crate::grpc::trailers_only(&mut parts, &body);
             Bytes::new()
         } else {
