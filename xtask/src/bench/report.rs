@@ -17,6 +17,8 @@ pub struct Figures {
     /// The proxy's processes (none for direct).
     pub peak_rss_mib: Option<f64>,
     pub cpu_per_10k: Option<f64>,
+    /// The backends' CPU seconds per 10 000 requests, where they are measured (Tomcat).
+    pub backend_cpu_per_10k: Option<f64>,
 }
 
 /// keel in front of `members` members.
@@ -279,6 +281,29 @@ fn tomcat_section(tomcat: &Table) -> String {
             cell_table(tomcat, i),
             opt_ratio(rps("keel sticky+suffix AJP"), rps("httpd AJP")),
             opt_ratio(rps("keel sticky+suffix AJP"), rps("HAProxy")),
+        );
+        text.push_str(&cpu_split(&tomcat.contenders, figures));
+    }
+    text
+}
+
+/// Where the CPU of a request went: the proxy, and Tomcat (both nodes) behind it, in CPU
+/// seconds per 10 000 requests. Tomcat's share differs by connector (AJP or HTTP) and by what
+/// the proxy sends it; on two shared cores every contender's two shares compete with wrk.
+fn cpu_split(contenders: &[String], figures: &[Figures]) -> String {
+    let mut text = String::from(
+        "\n| CPU s per 10 000 requests | proxy | Tomcat | both |\n|---|---:|---:|---:|\n",
+    );
+    for (name, f) in contenders.iter().zip(figures) {
+        let both = f
+            .backend_cpu_per_10k
+            .map(|b| b + f.cpu_per_10k.unwrap_or(0.0));
+        let _ = writeln!(
+            text,
+            "| {name} | {} | {} | {} |",
+            opt(f.cpu_per_10k, 3),
+            opt(f.backend_cpu_per_10k, 3),
+            opt(both, 3)
         );
     }
     text

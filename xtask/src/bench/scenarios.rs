@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 
 use super::Options;
 use super::contenders::{Backends, Contender, Env, Filters, Kind, Memcached, Workers};
-use super::procs::probe;
+use super::procs::{probe, tree_cpu_seconds};
 use super::report::{self, Failover, Figures, Flood, Results, Scale, Table};
 use super::wrk::{self, Load};
 
@@ -46,6 +46,7 @@ struct Sample {
     outcome: wrk::Outcome,
     peak_rss_kib: Option<u64>,
     cpu_per_10k: Option<f64>,
+    backend_cpu_per_10k: Option<f64>,
 }
 
 /// The contenders of a run: id (file names), label (tables), kind, over AJP.
@@ -161,6 +162,7 @@ pub fn run(options: &Options) -> Result<()> {
             cell,
             options,
             &post_script,
+            &[],
         )?);
     }
     let mut results = Results {
@@ -237,18 +239,20 @@ pub fn post_script(env: &Env) -> Result<PathBuf> {
 }
 
 /// `cell` through every contender, in interleaved rounds; the medians, by contender. In a
-/// quick run, any error fails it.
+/// quick run, any error fails it. `backends`: processes (with their descendants) whose CPU
+/// per request is measured too (the Tomcat nodes; none for the bench's own members).
 pub fn rounds(
     contenders: &mut [Contender],
     labels: &[String],
     cell: &Cell,
     options: &Options,
     post_script: &Path,
+    backends: &[u32],
 ) -> Result<Vec<Figures>> {
     let mut samples: Vec<Vec<Sample>> = contenders.iter().map(|_| Vec::new()).collect();
     for round in 1..=options.rounds {
         for (i, contender) in contenders.iter_mut().enumerate() {
-            let sample = measure(contender, cell, options.seconds, post_script)
+            let sample = measure(contender, cell, options.seconds, post_script, backends)
                 .with_context(|| format!("{} ({})", labels[i], cell.label))?;
             eprintln!(
                 "bench: {} round {round}: {:<24} {:>9.0} req/s  p99 {:>7.2} ms  errors {}",
@@ -273,16 +277,20 @@ pub fn rounds(
     Ok(samples.iter().map(|s| medians(s)).collect())
 }
 
-/// One wrk run through `contender`, with the CPU and peak memory its processes used.
+/// One wrk run through `contender`, with the CPU and peak memory its processes used (and the
+/// CPU of `backends`, when there are some).
 fn measure(
     contender: &mut Contender,
     cell: &Cell,
     seconds: u32,
     post_script: &Path,
+    backends: &[u32],
 ) -> Result<Sample> {
     if let Some(proc) = &contender.proc {
         proc.reset_peak();
     }
+    let backend_cpu = || -> f64 { backends.iter().map(|p| tree_cpu_seconds(*p)).sum() };
+    let backend_before = backend_cpu();
     let cpu_before = contender.proc.as_ref().map(|p| p.cpu_seconds());
     let outcome = Load {
         port: contender.port,
@@ -293,6 +301,9 @@ fn measure(
         script: cell.post.then_some(post_script),
     }
     .run()?;
+    let per_10k = |spent: f64| spent / outcome.requests.max(1) as f64 * 10_000.0;
+    let backend_cpu_per_10k =
+        (!backends.is_empty()).then(|| per_10k(backend_cpu() - backend_before));
     let mut peak_rss_kib = None;
     let mut cpu_per_10k = None;
     if let Some(proc) = contender.proc.as_mut() {
@@ -300,13 +311,14 @@ fn measure(
         peak_rss_kib = Some(proc.peak_rss_kib());
         if let Some(before) = cpu_before {
             let spent = proc.cpu_seconds() - before;
-            cpu_per_10k = Some(spent / outcome.requests.max(1) as f64 * 10_000.0);
+            cpu_per_10k = Some(per_10k(spent));
         }
     }
     Ok(Sample {
         outcome,
         peak_rss_kib,
         cpu_per_10k,
+        backend_cpu_per_10k,
     })
 }
 
@@ -338,6 +350,11 @@ fn medians(samples: &[Sample]) -> Figures {
             .map(|k| k as f64 / 1024.0),
         cpu_per_10k: if samples.iter().all(|s| s.cpu_per_10k.is_some()) {
             Some(of(|s| s.cpu_per_10k.unwrap_or_default()))
+        } else {
+            None
+        },
+        backend_cpu_per_10k: if samples.iter().all(|s| s.backend_cpu_per_10k.is_some()) {
+            Some(of(|s| s.backend_cpu_per_10k.unwrap_or_default()))
         } else {
             None
         },
@@ -377,7 +394,7 @@ fn scale(
             } else {
                 &mut more[k - 1]
             };
-            let sample = measure(contender, &cell, options.seconds, unused)?;
+            let sample = measure(contender, &cell, options.seconds, unused, &[])?;
             eprintln!(
                 "bench: scale round {round}: {} members {:>9.0} req/s",
                 [2, 8, 32][k],

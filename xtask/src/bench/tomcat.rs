@@ -138,7 +138,10 @@ pub fn run(env: &Env, options: &Options) -> Result<Option<Table>> {
         .with_context(|| format!("warming up through {}", contender.name))?;
     }
     let unused = std::path::Path::new("/dev/null");
-    let figures = rounds(&mut contenders, &labels, &cell, options, unused)?;
+    // Tomcat's own CPU per request, by contender: what the proxy and the connector it speaks
+    // to leave Tomcat (and the two cores everything shares).
+    let backends: Vec<u32> = nodes.iter().filter_map(|t| t.guard_pid()).collect();
+    let figures = rounds(&mut contenders, &labels, &cell, options, unused, &backends)?;
     // The contenders go before the nodes.
     drop(contenders);
     Ok(Some(Table {

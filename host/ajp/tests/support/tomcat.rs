@@ -214,6 +214,12 @@ impl Tomcat {
         }
     }
 
+    /// The process id of the guard whose child is the JVM (`cargo xtask bench` reads the CPU
+    /// Tomcat spends); `None` once killed.
+    pub fn guard_pid(&self) -> Option<u32> {
+        self.guard.as_ref().map(Child::id)
+    }
+
     /// Tomcat's console output so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.base.join("logs/stdout.log")).unwrap_or_default()
