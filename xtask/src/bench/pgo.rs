@@ -6,7 +6,7 @@
 //! flat over hyper, tokio, wasmtime and keel's own code, the shape this helps most: in
 //! interleaved runs against the same code without it, user CPU per request fell by about a
 //! fifth (#14). Needs `wrk`, `nginx` and `memcached` (as the bench), and `llvm-profdata`
-//! (`rustup component add llvm-tools`). It takes two release builds of keel with their
+//! (the toolchain's `llvm-tools` component, added with rustup when missing). It takes two release builds of keel with their
 //! dependencies: about 15 minutes on two cores.
 
 use std::ffi::OsString;
@@ -47,7 +47,8 @@ fn host() -> Result<String> {
         .context("`rustc -vV` names no host")
 }
 
-/// `llvm-profdata` of the toolchain's llvm-tools component.
+/// `llvm-profdata` of the toolchain's llvm-tools component, which is added with rustup when
+/// the toolchain does not have it yet (as `cargo xtask build-wasm` adds the wasm target).
 fn profdata(host: &str) -> Result<PathBuf> {
     let sysroot = cmd::output("rustc", &["--print", "sysroot"])?;
     let path = Path::new(sysroot.trim())
@@ -55,8 +56,12 @@ fn profdata(host: &str) -> Result<PathBuf> {
         .join(host)
         .join("bin/llvm-profdata");
     if !path.exists() {
+        cmd::run("rustup", &["component", "add", "llvm-tools"])
+            .context("llvm-profdata is missing and rustup could not add llvm-tools")?;
+    }
+    if !path.exists() {
         bail!(
-            "{} is missing: rustup component add llvm-tools",
+            "{} is missing after `rustup component add llvm-tools`",
             path.display()
         );
     }
