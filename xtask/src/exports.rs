@@ -105,7 +105,8 @@ fn collect_rust_files(dir: &Path, files: &mut Vec<std::path::PathBuf>) -> Result
 /// The export section's id in the binary format.
 const EXPORT_SECTION: u8 = 7;
 
-/// `module` without the exports named in `remove` (every other byte as it was).
+/// `module` without the exports named in `remove`: every other section's contents as they were
+/// (only the sections' length fields are written again, in their shortest form).
 pub fn remove(module: &[u8], remove: &[String]) -> Result<Vec<u8>> {
     if let Some(name) = remove.iter().find(|n| method(n).is_none()) {
         let names: Vec<&str> = REMOVABLE.iter().map(|(name, _)| *name).collect();
