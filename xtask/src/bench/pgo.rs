@@ -5,9 +5,9 @@
 //! out, inline and order keel's hot path from measured behaviour. keel's hot path is spread
 //! flat over hyper, tokio, wasmtime and keel's own code, the shape this helps most: in
 //! interleaved runs against the same code without it, user CPU per request fell by about a
-//! fifth (#14). Needs `wrk`, `nginx` and `memcached` (as the bench), and `llvm-profdata`
-//! (the toolchain's `llvm-tools` component, added with rustup when missing). It takes two release builds of keel with their
-//! dependencies: about 15 minutes on two cores.
+//! fifth (#14). Needs `wrk`, `nginx` and `memcached` (as the bench), and `llvm-profdata` (the
+//! toolchain's `llvm-tools` component, added with rustup when missing). It takes two release
+//! builds of keel with their dependencies: about 15 minutes on two cores.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -203,7 +203,6 @@ impl Drop for Proc {
 /// `sysconf(_SC_CLK_TCK)` on Linux.
 const CLOCK_TICKS: f64 = 100.0;
 
-/// What the benchmark reads of `/proc/<pid>/stat`.
 /// CPU seconds used so far by `pid` and its descendants alive now (user + system, with each
 /// one's reaped children's): a process this module did not start (Tomcat under its guard).
 pub fn tree_cpu_seconds(pid: u32) -> f64 {
@@ -222,6 +221,7 @@ pub fn tree_cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / CLOCK_TICKS
 }
 
+/// What the benchmark reads of `/proc/<pid>/stat`.
 struct Stat {
     pgrp: u32,
     /// utime + stime + cutime + cstime.
