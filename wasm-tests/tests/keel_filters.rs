@@ -1,6 +1,8 @@
 //! keel's own filters, `sticky.wasm` and `route_suffix.wasm`, driven end to end through the
 //! runtime with the configuration contract of the plan: the same decisions as their native
-//! tests in `keel-filter-logic` (`sticky.rs`, `route_suffix/{request,response}.rs`).
+//! tests in `keel-filter-logic` (`sticky.rs`, `route_suffix/{request,response}.rs`). Also: the
+//! built filters export only the callbacks they implement (`unused-callbacks`, applied by
+//! `cargo xtask build-wasm`), and which bodies a chain of them takes part in.
 
 // Tests may unwrap (keel conventions); this covers their helper functions too.
 #![allow(clippy::unwrap_used)]
