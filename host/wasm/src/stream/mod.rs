@@ -606,8 +606,9 @@ impl Stream {
             continued => continued,
         };
         // The request head is readable again in on_log only (header maps are a filter's during
-        // its own callback for them): copied when a filter that is still in the stream exports
-        // on_log, else only whether it is gRPC is kept (for a local reply).
+        // its own callback for them): copied when the chain has a filter that exports on_log
+        // and some filter is still in the stream, else only whether it is gRPC is kept (for a
+        // local reply).
         if self.chain.keep_request_head && self.filters.iter().any(|fs| fs.open) {
             self.data().request = Some(request_snapshot(request));
         } else {
