@@ -6,6 +6,8 @@
 //! itself can be set here — there is no way to pass an arbitrary `req_attribute`, so nothing a
 //! client sends reaches Tomcat as a request attribute (Ghostcat, CVE-2020-1938).
 
+use std::borrow::Cow;
+
 use bytes::{BufMut, BytesMut};
 use http::{HeaderMap, Method};
 
@@ -53,47 +55,49 @@ pub struct TlsAttributes {
     pub protocol: Option<String>,
 }
 
-/// A forward request, everything owned. Build it, then [`encode`](Self::encode) it. Its
-/// `Debug` shows no secret.
+/// A forward request, borrowing what it can: the client builds one per request from the
+/// request's own head and fields, with no copies (`Cow::Owned` where a caller has only owned
+/// text, as the tests do). Build it, then [`encode`](Self::encode) it. Its `Debug` shows no
+/// secret.
 #[derive(Clone)]
-pub struct ForwardRequest {
+pub struct ForwardRequest<'a> {
     /// The method; without an AJP code it goes as `stored_method`.
     pub method: Method,
     /// `HTTP/1.1` etc.
-    pub protocol: String,
+    pub protocol: Cow<'a, str>,
     /// The path only, as the client sent it (percent-encoding kept).
-    pub req_uri: String,
+    pub req_uri: Cow<'a, str>,
     /// The client's IP address.
-    pub remote_addr: String,
+    pub remote_addr: Cow<'a, str>,
     /// The client's host name; keel sends the address (no lookups).
-    pub remote_host: Option<String>,
+    pub remote_host: Option<Cow<'a, str>>,
     /// The server name (the Host the client asked for, without port).
-    pub server_name: String,
+    pub server_name: Cow<'a, str>,
     /// The port the client connected to.
     pub server_port: u16,
     /// Whether the client came over TLS.
     pub is_ssl: bool,
     /// The request headers, in order; duplicates go as separate headers.
-    pub headers: HeaderMap,
+    pub headers: Cow<'a, HeaderMap>,
     /// The query string without `?` (attribute 0x05).
-    pub query_string: Option<String>,
+    pub query_string: Option<Cow<'a, str>>,
     /// The member's route (attribute 0x06; Tomcat ignores it, mod_jk sends it).
-    pub route: Option<String>,
+    pub route: Option<Cow<'a, str>>,
     /// The client's port (`AJP_REMOTE_PORT`).
     pub remote_port: Option<u16>,
     /// The local address the client connected to (`AJP_LOCAL_ADDR`).
-    pub local_addr: Option<String>,
+    pub local_addr: Option<Cow<'a, str>>,
     /// TLS attributes, when `is_ssl`.
-    pub tls: Option<TlsAttributes>,
+    pub tls: Option<Cow<'a, TlsAttributes>>,
     /// An authenticated user (0x03), only when keel authenticated it.
-    pub remote_user: Option<String>,
+    pub remote_user: Option<Cow<'a, str>>,
     /// The authentication type (0x04), with `remote_user`.
-    pub auth_type: Option<String>,
+    pub auth_type: Option<Cow<'a, str>>,
     /// The connector's secret (0x0C).
-    pub secret: Option<String>,
+    pub secret: Option<Cow<'a, str>>,
 }
 
-impl std::fmt::Debug for ForwardRequest {
+impl std::fmt::Debug for ForwardRequest<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ForwardRequest")
             .field("method", &self.method)
@@ -117,19 +121,19 @@ impl std::fmt::Debug for ForwardRequest {
     }
 }
 
-impl ForwardRequest {
+impl<'a> ForwardRequest<'a> {
     /// A request with the given line and no headers or attributes; fill in the rest.
-    pub fn new(method: Method, req_uri: impl Into<String>) -> Self {
+    pub fn new(method: Method, req_uri: impl Into<Cow<'a, str>>) -> Self {
         ForwardRequest {
             method,
-            protocol: "HTTP/1.1".to_owned(),
+            protocol: Cow::Borrowed("HTTP/1.1"),
             req_uri: req_uri.into(),
-            remote_addr: "127.0.0.1".to_owned(),
+            remote_addr: Cow::Borrowed("127.0.0.1"),
             remote_host: None,
-            server_name: "localhost".to_owned(),
+            server_name: Cow::Borrowed("localhost"),
             server_port: 80,
             is_ssl: false,
-            headers: HeaderMap::new(),
+            headers: Cow::Owned(HeaderMap::new()),
             query_string: None,
             route: None,
             remote_port: None,
@@ -177,7 +181,7 @@ impl ForwardRequest {
             len: count,
         })?;
         buf.put_u16(count);
-        for (name, value) in &self.headers {
+        for (name, value) in self.headers.iter() {
             match header_codes::request_code(name) {
                 Some(code) => buf.put_u16(code),
                 None => put_string(buf, name.as_str().as_bytes(), "header name")?,
@@ -185,21 +189,38 @@ impl ForwardRequest {
             put_string(buf, value.as_bytes(), "header value")?;
         }
 
-        let put_attr = |buf: &mut BytesMut, code: u8, value: &Option<String>, what| {
+        let put_attr = |buf: &mut BytesMut, code: u8, value: Option<&str>, what| {
             if let Some(v) = value {
                 buf.put_u8(code);
                 put_string(buf, v.as_bytes(), what)?;
             }
             Ok::<(), EncodeError>(())
         };
-        put_attr(buf, attr::REMOTE_USER, &self.remote_user, "remote user")?;
-        put_attr(buf, attr::AUTH_TYPE, &self.auth_type, "auth type")?;
-        put_attr(buf, attr::QUERY_STRING, &self.query_string, "query string")?;
-        put_attr(buf, attr::ROUTE, &self.route, "route")?;
-        if let Some(tls) = self.tls.as_ref().filter(|_| self.is_ssl) {
-            put_attr(buf, attr::SSL_CERT, &tls.cert, "ssl cert")?;
-            put_attr(buf, attr::SSL_CIPHER, &tls.cipher, "ssl cipher")?;
-            put_attr(buf, attr::SSL_SESSION, &tls.session, "ssl session")?;
+        for (code, value, what) in [
+            (
+                attr::REMOTE_USER,
+                self.remote_user.as_deref(),
+                "remote user",
+            ),
+            (attr::AUTH_TYPE, self.auth_type.as_deref(), "auth type"),
+            (
+                attr::QUERY_STRING,
+                self.query_string.as_deref(),
+                "query string",
+            ),
+            (attr::ROUTE, self.route.as_deref(), "route"),
+        ] {
+            put_attr(buf, code, value, what)?;
+        }
+        if let Some(tls) = self.tls.as_deref().filter(|_| self.is_ssl) {
+            put_attr(buf, attr::SSL_CERT, tls.cert.as_deref(), "ssl cert")?;
+            put_attr(buf, attr::SSL_CIPHER, tls.cipher.as_deref(), "ssl cipher")?;
+            put_attr(
+                buf,
+                attr::SSL_SESSION,
+                tls.session.as_deref(),
+                "ssl session",
+            )?;
             if let Some(bits) = tls.key_size {
                 buf.put_u8(attr::SSL_KEY_SIZE);
                 buf.put_u16(bits);
@@ -209,12 +230,12 @@ impl ForwardRequest {
             }
         }
         if let Some(port) = self.remote_port {
-            req_attribute(buf, ATTR_REMOTE_PORT, &port.to_string())?;
+            req_attribute(buf, ATTR_REMOTE_PORT, decimal(port, &mut [0; 5]))?;
         }
         if let Some(addr) = &self.local_addr {
             req_attribute(buf, ATTR_LOCAL_ADDR, addr)?;
         }
-        put_attr(buf, attr::SECRET, &self.secret, "secret")?;
+        put_attr(buf, attr::SECRET, self.secret.as_deref(), "secret")?;
         if code == method::STORED {
             buf.put_u8(attr::STORED_METHOD);
             put_string(buf, self.method.as_str().as_bytes(), "method")?;
@@ -224,9 +245,41 @@ impl ForwardRequest {
     }
 }
 
+/// `n` in decimal, written into `digits` (no allocation per request).
+fn decimal(mut n: u16, digits: &mut [u8; 5]) -> &str {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&digits[at..]).unwrap_or("0")
+}
+
 /// One `req_attribute` (0x0A): name and value strings. Private: only the fixed names above.
 fn req_attribute(buf: &mut BytesMut, name: &'static str, value: &str) -> Result<(), EncodeError> {
     buf.put_u8(attr::REQ_ATTRIBUTE);
     wire::put_string(buf, name.as_bytes(), "attribute name")?;
     wire::put_string(buf, value.as_bytes(), "attribute value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal;
+
+    #[test]
+    fn ports_in_decimal() {
+        for (port, text) in [
+            (0, "0"),
+            (7, "7"),
+            (80, "80"),
+            (8009, "8009"),
+            (65535, "65535"),
+        ] {
+            assert_eq!(decimal(port, &mut [0; 5]), text);
+        }
+    }
 }

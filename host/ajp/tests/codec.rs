@@ -2,6 +2,8 @@
 //! every offset, and property tests: the decoder never panics; encodings round-trip.
 #![allow(clippy::unwrap_used)] // tests may unwrap (PLAN.md)
 
+use std::borrow::Cow;
+
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use keel_ajp::container;
@@ -15,7 +17,7 @@ fn ps() -> PacketSize {
     PacketSize::DEFAULT
 }
 
-fn small_request() -> ForwardRequest {
+fn small_request() -> ForwardRequest<'static> {
     let mut f = ForwardRequest::new(Method::GET, "/a");
     f.remote_addr = "127.0.0.1".into();
     f.server_name = "h".into();
@@ -23,7 +25,7 @@ fn small_request() -> ForwardRequest {
     let mut h = HeaderMap::new();
     h.insert("host", HeaderValue::from_static("h"));
     h.insert("x-k", HeaderValue::from_static("v"));
-    f.headers = h;
+    f.headers = Cow::Owned(h);
     f.query_string = Some("q=1".into());
     f.route = Some("r1".into());
     f.remote_port = Some(5000);
@@ -66,7 +68,7 @@ fn forward_request_golden() {
 fn patch_goes_as_stored_method() {
     let mut f = small_request();
     f.method = Method::PATCH;
-    f.headers.clear();
+    f.headers.to_mut().clear();
     f.query_string = None;
     f.route = None;
     f.remote_port = None;
@@ -88,19 +90,19 @@ fn patch_goes_as_stored_method() {
 #[test]
 fn tls_attributes_with_u16_key_size() {
     let mut f = small_request();
-    f.headers.clear();
+    f.headers.to_mut().clear();
     f.query_string = None;
     f.route = None;
     f.remote_port = None;
     f.secret = None;
     f.is_ssl = true;
-    f.tls = Some(TlsAttributes {
+    f.tls = Some(Cow::Owned(TlsAttributes {
         cipher: Some("C".into()),
         session: None,
         key_size: Some(256),
         cert: None,
         protocol: Some("TLSv1.3".into()),
-    });
+    }));
     let mut buf = BytesMut::new();
     f.encode(&mut buf, ps()).unwrap();
     #[rustfmt::skip]
@@ -134,6 +136,7 @@ fn local_addr_attribute() {
 fn oversize_and_nul_are_refused_and_leave_the_buffer() {
     let mut f = small_request();
     f.headers
+        .to_mut()
         .insert("x-big", HeaderValue::from_str(&"v".repeat(8200)).unwrap());
     let mut buf = BytesMut::from(&b"keep"[..]);
     let err = f.encode(&mut buf, ps()).unwrap_err();
@@ -437,9 +440,9 @@ proptest! {
     ) {
         let mut f = ForwardRequest::new(method.clone(), path.clone());
         for h in &headers {
-            f.headers.append(HeaderName::from_bytes(h.as_bytes()).unwrap(), HeaderValue::from_str(&value).unwrap());
+            f.headers.to_mut().append(HeaderName::from_bytes(h.as_bytes()).unwrap(), HeaderValue::from_str(&value).unwrap());
         }
-        f.query_string = query.clone();
+        f.query_string = query.clone().map(Cow::Owned);
         f.secret = Some("k".into());
         let mut buf = BytesMut::new();
         f.encode(&mut buf, ps()).unwrap();

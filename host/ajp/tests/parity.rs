@@ -208,7 +208,7 @@ async fn a_second_body_request_while_one_is_owed_is_a_violation() {
 #[test]
 fn the_secret_is_not_in_debug_output() {
     let mut f = ForwardRequest::new(Method::GET, "/");
-    f.secret = Some("s3cr3t-value".to_owned());
+    f.secret = Some("s3cr3t-value".into());
     let shown = format!("{f:?}");
     assert!(!shown.contains("s3cr3t-value"), "{shown}");
     assert!(shown.contains("<redacted>"), "{shown}");

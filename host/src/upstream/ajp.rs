@@ -35,7 +35,7 @@ pub fn build(spec: &UpstreamSpec) -> Result<Arc<dyn Upstream>, String> {
 /// connection in one worker's pool never keeps another worker waiting).
 pub struct AjpUpstream {
     clients: PerWorker<AjpClient>,
-    route: String,
+    route: Arc<str>,
 }
 
 impl AjpUpstream {
@@ -71,7 +71,7 @@ impl AjpUpstream {
             .map_err(|e| e.to_string())?;
         Ok(Self {
             clients,
-            route: spec.route.clone(),
+            route: spec.route.as_str().into(),
         })
     }
 }
@@ -121,7 +121,6 @@ impl Upstream for AjpUpstream {
         request: UpstreamRequest,
     ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
         let client = self.clients.get().clone();
-        let route = self.route.clone();
         let peer = Peer {
             remote: request.client.remote,
             local: request.client.local,
@@ -146,7 +145,7 @@ impl Upstream for AjpUpstream {
             parts,
             body: body(request.body),
             peer,
-            route: Some(route),
+            route: Some(self.route.clone()),
             retry_unanswered,
         };
         Box::pin(async move {

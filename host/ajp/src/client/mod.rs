@@ -20,13 +20,15 @@ mod stats;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::Response;
 use tokio::sync::oneshot;
 
 pub use config::{ClientConfig, ConfigError, Ping, PoolConfig, Secret};
 pub use error::{ClientError, ProtocolViolation};
-pub use request::{AjpRequest, BodySource, BodyStream, BoxError, Peer, RequestBody};
+pub use request::{
+    AjpRequest, BodySource, BodyStream, BoxError, Peer, RequestBody, encode_request,
+};
 pub use response::{Connected, ResponseBody};
 pub use stats::{Stats, StatsSnapshot};
 
@@ -81,13 +83,7 @@ impl AjpClient {
         &self,
         mut request: AjpRequest,
     ) -> Result<Response<ResponseBody>, ClientError> {
-        let config = self.pool.config();
-        let forward = request::build(&mut request, config)?;
-        let mut encoded = BytesMut::with_capacity(1024);
-        forward
-            .encode(&mut encoded, config.packet_size)
-            .map_err(|e| request::unencodable(e, &forward, config.packet_size))?;
-        let encoded = encoded.freeze();
+        let encoded = encode_request(&mut request, self.pool.config())?;
         let head_only = request.parts.method == http::Method::HEAD;
         let replay = match &request.body {
             RequestBody::Empty if request.retry_unanswered => Some(Bytes::new()),

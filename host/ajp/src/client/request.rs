@@ -1,8 +1,11 @@
 //! What the client sends: the request head, who the client is, the body; and how that becomes
 //! a [`ForwardRequest`] (body framing checked, only keel's own attributes).
 
-use std::net::SocketAddr;
+use std::borrow::Cow;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
@@ -94,24 +97,61 @@ pub struct AjpRequest {
     pub body: RequestBody,
     /// The client.
     pub peer: Peer,
-    /// The member's route, sent as the route attribute.
-    pub route: Option<String>,
+    /// The member's route, sent as the route attribute (shared: not copied per request).
+    pub route: Option<Arc<str>>,
     /// The caller may have the request sent again when a pooled connection closes after it
     /// went out but before any answer: an idempotent method with an empty or whole body.
     pub retry_unanswered: bool,
 }
 
-/// Builds the forward request; the request's header fields move into it (the request keeps
-/// an empty map). Framing: a Transfer-Encoding with a Content-Length, or two different
-/// Content-Lengths, are refused (CVE-2022-26377); AJP frames the body itself, so
-/// Content-Length is set from the body (0 when there is none) and a body of unknown length is
-/// announced as `Transfer-Encoding: chunked`, as httpd and mod_jk forward it.
-pub(crate) fn build(
-    req: &mut AjpRequest,
-    config: &ClientConfig,
-) -> Result<ForwardRequest, ClientError> {
-    let mut headers = std::mem::take(&mut req.parts.headers);
-    let parts = &req.parts;
+/// The forward-request packet for `req`, as the client sends it: the request's header
+/// fields are made ready for AJP in place ([`build`]), then encoded. A request that does not
+/// fit the packet is refused with the status its error names, and nothing is sent.
+pub fn encode_request(req: &mut AjpRequest, config: &ClientConfig) -> Result<Bytes, ClientError> {
+    let addresses = [req.peer.remote.ip(), req.peer.local.ip()].map(IpText::new);
+    let forward = build(req, config, &addresses)?;
+    let size = config.packet_size;
+    let mut encoded = BytesMut::with_capacity(1024);
+    forward
+        .encode(&mut encoded, size)
+        .map_err(|e| unencodable(e, &forward, size))?;
+    Ok(encoded.freeze())
+}
+
+/// An IP address as text, on the stack (the longest, an IPv6 address with an IPv4 tail, is 45
+/// bytes): a forward request borrows it instead of a `String` per address and request.
+pub(crate) struct IpText {
+    bytes: [u8; 45],
+    len: usize,
+}
+
+impl IpText {
+    fn new(ip: IpAddr) -> Self {
+        let mut bytes = [0; 45];
+        let mut rest = &mut bytes[..];
+        // An address's text always fits; were it ever not to, the text would be cut short.
+        let _ = write!(rest, "{}", ip.to_canonical());
+        let len = 45 - rest.len();
+        IpText { bytes, len }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.bytes.get(..self.len).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+/// Builds the forward request, borrowing from `req`, `config` and `addresses` (the client's
+/// and the listener's, as text). The request's header fields are changed in place for AJP.
+/// Framing: a Transfer-Encoding with a Content-Length, or two different Content-Lengths, are
+/// refused (CVE-2022-26377); AJP frames the body itself, so Content-Length is set from the
+/// body (0 when there is none) and a body of unknown length is announced as
+/// `Transfer-Encoding: chunked`, as httpd and mod_jk forward it.
+fn build<'a>(
+    req: &'a mut AjpRequest,
+    config: &'a ClientConfig,
+    [remote, local]: &'a [IpText; 2],
+) -> Result<ForwardRequest<'a>, ClientError> {
+    let headers = &mut req.parts.headers;
     let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
     if let Some(first) = lengths.next()
         && lengths.any(|other| other != first)
@@ -126,11 +166,13 @@ pub(crate) fn build(
         ));
     }
     headers.remove(header::TRANSFER_ENCODING);
-    headers.remove(header::CONTENT_LENGTH);
     match req.body.length() {
         // Tomcat takes a missing Content-Length for a body of unknown length, not for none
         // (mod_jk always sends `Content-Length: 0`, mod_jk.c): an application that reads the
         // body then gets its end at once, and getContentLength() is 0, not -1.
+        Some(0) => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
         Some(n) => {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
         }
@@ -138,30 +180,23 @@ pub(crate) fn build(
         // Tomcat's Request.parseParameters that a form body follows, as httpd and mod_jk pass
         // it on. Without it, getParameter() never sees a form posted without a length.
         None => {
+            headers.remove(header::CONTENT_LENGTH);
             headers.insert(
                 header::TRANSFER_ENCODING,
                 HeaderValue::from_static("chunked"),
             );
         }
     }
-
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()));
-    let server_name = host
-        .as_deref()
-        .map(strip_port)
-        .filter(|h| !h.is_empty())
-        .unwrap_or("localhost")
-        .to_owned();
+    // The Host header, else the URI's authority (HTTP/2), which then goes as the Host header.
     if !headers.contains_key(header::HOST)
-        && let Some(h) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok())
+        && let Some(h) = req
+            .parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     {
         headers.insert(header::HOST, h);
     }
-
     if headers.len() > config.max_headers {
         return Err(ClientError::Unencodable(EncodeError::TooManyHeaders {
             count: headers.len(),
@@ -169,41 +204,46 @@ pub(crate) fn build(
         }));
     }
 
+    let req: &'a AjpRequest = req;
+    let parts = &req.parts;
+    let server_name = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .map(strip_port)
+        .filter(|h| !h.is_empty())
+        .unwrap_or("localhost");
     let path = parts.uri.path();
     let mut f = ForwardRequest::new(
         parts.method.clone(),
         if path.is_empty() { "/" } else { path },
     );
-    f.protocol = match parts.version {
+    f.protocol = Cow::Borrowed(match parts.version {
         http::Version::HTTP_10 => "HTTP/1.0",
         // As httpd's r->protocol under mod_http2; Tomcat also reads a form body of unknown
         // length for "HTTP/2.0" (Request.parseParameters).
         http::Version::HTTP_2 => "HTTP/2.0",
         _ => "HTTP/1.1",
-    }
-    .to_owned();
-    f.remote_addr = req.peer.remote.ip().to_canonical().to_string();
-    f.remote_host = Some(f.remote_addr.clone());
-    f.server_name = server_name;
+    });
+    f.remote_addr = Cow::Borrowed(remote.as_str());
+    f.remote_host = Some(Cow::Borrowed(remote.as_str()));
+    f.server_name = Cow::Borrowed(server_name);
     f.server_port = req.peer.local.port();
     f.is_ssl = req.peer.tls.is_some();
-    f.headers = headers;
-    f.query_string = parts.uri.query().map(str::to_owned);
-    f.route = req.route.clone();
+    f.headers = Cow::Borrowed(&parts.headers);
+    f.query_string = parts.uri.query().map(Cow::Borrowed);
+    f.route = req.route.as_deref().map(Cow::Borrowed);
     f.remote_port = Some(req.peer.remote.port());
-    f.local_addr = Some(req.peer.local.ip().to_canonical().to_string());
-    f.tls = req.peer.tls.clone();
-    f.secret = config.secret_value().map(str::to_owned);
+    f.local_addr = Some(Cow::Borrowed(local.as_str()));
+    f.tls = req.peer.tls.as_ref().map(Cow::Borrowed);
+    f.secret = config.secret_value().map(Cow::Borrowed);
     Ok(f)
 }
 
 /// The error for a forward request that does not fit the packet: the URI alone too long
 /// (414), else the header fields (431, in [`ClientError::client_status`]).
-pub(crate) fn unencodable(
-    e: EncodeError,
-    forward: &ForwardRequest,
-    size: PacketSize,
-) -> ClientError {
+fn unencodable(e: EncodeError, forward: &ForwardRequest<'_>, size: PacketSize) -> ClientError {
     if let EncodeError::TooLarge { .. } = e {
         let mut bare = ForwardRequest::new(forward.method.clone(), forward.req_uri.clone());
         bare.query_string.clone_from(&forward.query_string);
@@ -221,4 +261,28 @@ fn strip_port(host: &str) -> &str {
         return host.find(']').map_or(host, |i| &host[..=i]);
     }
     host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IpText;
+    use std::net::IpAddr;
+
+    #[test]
+    fn addresses_as_text_on_the_stack() {
+        for (ip, text) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("255.255.255.255", "255.255.255.255"),
+            ("::1", "::1"),
+            // A mapped IPv4 address goes as plain IPv4, as before.
+            ("::ffff:10.1.2.3", "10.1.2.3"),
+            (
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe",
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe",
+            ),
+        ] {
+            let ip: IpAddr = ip.parse().unwrap_or_else(|e| panic!("{ip}: {e}"));
+            assert_eq!(IpText::new(ip).as_str(), text);
+        }
+    }
 }

@@ -49,7 +49,7 @@ pub fn request(
         parts,
         body,
         peer: peer(),
-        route: Some("r1".to_owned()),
+        route: Some("r1".into()),
         retry_unanswered: false,
     }
 }
