@@ -230,7 +230,7 @@ impl<'a> ForwardRequest<'a> {
             }
         }
         if let Some(port) = self.remote_port {
-            req_attribute(buf, ATTR_REMOTE_PORT, decimal(port, &mut [0; 5]))?;
+            req_attribute(buf, ATTR_REMOTE_PORT, wire::decimal(port, &mut [0; 5]))?;
         }
         if let Some(addr) = &self.local_addr {
             req_attribute(buf, ATTR_LOCAL_ADDR, addr)?;
@@ -245,41 +245,9 @@ impl<'a> ForwardRequest<'a> {
     }
 }
 
-/// `n` in decimal, written into `digits` (no allocation per request).
-fn decimal(mut n: u16, digits: &mut [u8; 5]) -> &str {
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&digits[at..]).unwrap_or("0")
-}
-
 /// One `req_attribute` (0x0A): name and value strings. Private: only the fixed names above.
 fn req_attribute(buf: &mut BytesMut, name: &'static str, value: &str) -> Result<(), EncodeError> {
     buf.put_u8(attr::REQ_ATTRIBUTE);
     wire::put_string(buf, name.as_bytes(), "attribute name")?;
     wire::put_string(buf, value.as_bytes(), "attribute value")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::decimal;
-
-    #[test]
-    fn ports_in_decimal() {
-        for (port, text) in [
-            (0, "0"),
-            (7, "7"),
-            (80, "80"),
-            (8009, "8009"),
-            (65535, "65535"),
-        ] {
-            assert_eq!(decimal(port, &mut [0; 5]), text);
-        }
-    }
 }

@@ -139,3 +139,35 @@ pub(crate) fn put_opt_string(
         }
     }
 }
+
+/// `n` in decimal, written into `digits` (no allocation per request).
+pub(crate) fn decimal(mut n: u16, digits: &mut [u8; 5]) -> &str {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&digits[at..]).unwrap_or("0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal;
+
+    #[test]
+    fn ports_in_decimal() {
+        for (port, text) in [
+            (0, "0"),
+            (7, "7"),
+            (80, "80"),
+            (8009, "8009"),
+            (65535, "65535"),
+        ] {
+            assert_eq!(decimal(port, &mut [0; 5]), text);
+        }
+    }
+}

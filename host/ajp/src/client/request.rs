@@ -119,7 +119,8 @@ pub fn encode_request(req: &mut AjpRequest, config: &ClientConfig) -> Result<Byt
 }
 
 /// An IP address as text, on the stack (the longest, an IPv6 address with an IPv4 tail, is 45
-/// bytes): a forward request borrows it instead of a `String` per address and request.
+/// bytes): a forward request borrows it instead of a `String` per address and request. IPv4 (a
+/// mapped IPv6 address too) is written octet by octet, without the formatting machinery.
 pub(crate) struct IpText {
     bytes: [u8; 45],
     len: usize,
@@ -127,12 +128,35 @@ pub(crate) struct IpText {
 
 impl IpText {
     fn new(ip: IpAddr) -> Self {
-        let mut bytes = [0; 45];
-        let mut rest = &mut bytes[..];
-        // An address's text always fits; were it ever not to, the text would be cut short.
-        let _ = write!(rest, "{}", ip.to_canonical());
-        let len = 45 - rest.len();
-        IpText { bytes, len }
+        let mut text = IpText {
+            bytes: [0; 45],
+            len: 0,
+        };
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text.push(b".");
+                    }
+                    text.push(crate::wire::decimal(u16::from(octet), &mut [0; 5]).as_bytes());
+                }
+            }
+            IpAddr::V6(v6) => {
+                let mut rest = &mut text.bytes[..];
+                // An address's text always fits; were it ever not to, it would be cut short.
+                let _ = write!(rest, "{v6}");
+                text.len = 45 - rest.len();
+            }
+        }
+        text
+    }
+
+    /// Appends `part` (an IPv4 address's parts always fit).
+    fn push(&mut self, part: &[u8]) {
+        if let Some(to) = self.bytes.get_mut(self.len..self.len + part.len()) {
+            to.copy_from_slice(part);
+            self.len += part.len();
+        }
     }
 
     fn as_str(&self) -> &str {
@@ -273,6 +297,8 @@ mod tests {
         for (ip, text) in [
             ("127.0.0.1", "127.0.0.1"),
             ("255.255.255.255", "255.255.255.255"),
+            ("0.0.0.0", "0.0.0.0"),
+            ("10.20.0.9", "10.20.0.9"),
             ("::1", "::1"),
             // A mapped IPv4 address goes as plain IPv4, as before.
             ("::ffff:10.1.2.3", "10.1.2.3"),
@@ -283,6 +309,11 @@ mod tests {
         ] {
             let ip: IpAddr = ip.parse().unwrap_or_else(|e| panic!("{ip}: {e}"));
             assert_eq!(IpText::new(ip).as_str(), text);
+        }
+        // IPv4 octet by octet, as std writes it, for addresses spread over the whole range.
+        for n in 0..2000u32 {
+            let ip = std::net::Ipv4Addr::from(n.wrapping_mul(2_654_435_761));
+            assert_eq!(IpText::new(ip.into()).as_str(), ip.to_string());
         }
     }
 }
