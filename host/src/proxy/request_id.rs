@@ -4,7 +4,8 @@
 //! true by default; with `use_remote_address` false, its default, no request is an edge
 //! request, so a client's id is kept). The bytes come, as Envoy's
 //! (`source/common/common/random_generator.cc` `RandomGeneratorImpl::uuid`), from the OS
-//! CSPRNG read 2 KiB at a time per thread: one read every 128 requests.
+//! CSPRNG read 2 KiB at a time per thread: one read every 128 requests, whose 128 ids are
+//! written into one buffer that the requests' headers share (no allocation per request).
 
 use std::cell::RefCell;
 
@@ -16,28 +17,42 @@ use http::header::{HeaderName, HeaderValue};
 /// does not copy.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Random bytes read ahead, per thread.
-struct Pool {
-    bytes: [u8; 2048],
-    /// The next unused byte; `bytes.len()` when the pool must be filled again.
+/// How many ids one read of the OS random source makes (16 random bytes each).
+const BATCH: usize = 128;
+
+/// The length of an id's text.
+const ID_LEN: usize = 36;
+
+/// Ids made ahead, per thread: the text of [`BATCH`] of them in one shared buffer, handed out as
+/// slices of it (a reference count each, no allocation per request).
+struct Batch {
+    text: Bytes,
+    /// The next unused id; [`BATCH`] when a new batch must be made.
     next: usize,
 }
 
 thread_local! {
-    static POOL: RefCell<Pool> = const { RefCell::new(Pool { bytes: [0; 2048], next: 2048 }) };
+    static IDS: RefCell<Batch> = const { RefCell::new(Batch { text: Bytes::new(), next: BATCH }) };
 }
 
-/// 16 random bytes from this thread's pool; `None` when the OS random source fails.
-fn random16() -> Option<[u8; 16]> {
-    POOL.with_borrow_mut(|pool| {
-        if pool.next + 16 > pool.bytes.len() {
-            getrandom::fill(&mut pool.bytes).ok()?;
-            pool.next = 0;
+/// The next id of this thread's batch; `None` when the OS random source fails.
+fn next_id() -> Option<Bytes> {
+    IDS.with_borrow_mut(|batch| {
+        if batch.next >= BATCH {
+            let mut random = [0u8; BATCH * 16];
+            getrandom::fill(&mut random).ok()?;
+            let mut text = Vec::with_capacity(BATCH * ID_LEN);
+            for bytes in random.chunks_exact(16) {
+                let mut id = [0u8; 16];
+                id.copy_from_slice(bytes);
+                text.extend_from_slice(&uuid_v4(id));
+            }
+            batch.text = Bytes::from_owner(text);
+            batch.next = 0;
         }
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&pool.bytes[pool.next..pool.next + 16]);
-        pool.next += 16;
-        Some(out)
+        let at = batch.next * ID_LEN;
+        batch.next += 1;
+        Some(batch.text.slice(at..at + ID_LEN))
     })
 }
 
@@ -65,13 +80,11 @@ pub fn ensure(headers: &mut HeaderMap) {
     {
         return;
     }
-    let Some(bytes) = random16() else {
+    let Some(id) = next_id() else {
         log::warn!("x-request-id: the OS random number generator failed; none generated");
         return;
     };
-    // The text lives in its one allocation, shared by every copy of the head (a copied slice
-    // would be allocated again on its first clone).
-    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from_owner(uuid_v4(bytes))) {
+    if let Ok(value) = HeaderValue::from_maybe_shared(id) {
         headers.insert(X_REQUEST_ID, value);
     }
 }
@@ -110,5 +123,21 @@ mod tests {
         headers.remove(X_REQUEST_ID);
         ensure(&mut headers);
         assert_ne!(headers[X_REQUEST_ID], first, "each request gets its own");
+    }
+
+    /// Ids over several batches: each a valid UUID v4 text, none seen twice.
+    #[test]
+    fn ids_stay_unique_across_batches() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..3 * BATCH + 5 {
+            let id = next_id().unwrap_or_else(|| panic!("OS randomness"));
+            assert_eq!(id.len(), ID_LEN);
+            assert_eq!(
+                (id[8], id[13], id[14], id[18], id[23]),
+                (b'-', b'-', b'4', b'-', b'-')
+            );
+            assert!(matches!(id[19], b'8' | b'9' | b'a' | b'b'), "variant 10");
+            assert!(seen.insert(id), "an id came twice");
+        }
     }
 }
