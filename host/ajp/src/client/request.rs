@@ -121,7 +121,7 @@ pub fn encode_request(req: &mut AjpRequest, config: &ClientConfig) -> Result<Byt
 /// An IP address as text, on the stack (the longest, an IPv6 address with an IPv4 tail, is 45
 /// bytes): a forward request borrows it instead of a `String` per address and request. IPv4 (a
 /// mapped IPv6 address too) is written octet by octet, without the formatting machinery.
-pub(crate) struct IpText {
+struct IpText {
     bytes: [u8; 45],
     len: usize,
 }
