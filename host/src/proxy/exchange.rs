@@ -47,7 +47,9 @@ fn over_limit(exceeded: Option<&AtomicBool>) -> bool {
 }
 
 /// keel's own answer `res` through the response callbacks of the stream's filters (headers
-/// with no upstream, then the body at its end); what they make of it.
+/// with no upstream, then the body at its end); what they make of it. Boxed where it is
+/// awaited: a rare path, whose state would otherwise widen every request's future (the
+/// service's: 3 568 bytes, 3 376 with the box), which is moved into its box once per request.
 async fn through_chain(
     stream: Option<&Arc<SharedStream>>,
     res: Response<Body>,
@@ -258,14 +260,16 @@ impl Proxy {
                 "request body too large",
                 Some("request_payload_too_large"),
             );
-            return through_chain(stream.as_ref(), res, outcome.attempts).await;
+            return Box::pin(through_chain(stream.as_ref(), res, outcome.attempts)).await;
         }
         let (res, guard) = match result {
             Ok(ok) => ok,
             // keel's own 502/503/504 go through the filters' response callbacks, as Envoy's
             // router replies go through the encoder chain (`source/common/http/
             // filter_manager.cc` `sendLocalReply`).
-            Err(res) => return through_chain(stream.as_ref(), res, outcome.attempts).await,
+            Err(res) => {
+                return Box::pin(through_chain(stream.as_ref(), res, outcome.attempts)).await;
+            }
         };
 
         // The response.
