@@ -70,6 +70,9 @@ fn pairs() -> Vec<(&'static str, &'static [u8])> {
 
 fn reference(c: &mut Criterion) {
     let head = head_bytes();
+    let mut headers = [httparse::EMPTY_HEADER; 16];
+    let parsed = httparse::Request::new(&mut headers).parse(&head);
+    assert!(matches!(parsed, Ok(httparse::Status::Complete(n)) if n == head.len()));
     c.bench_function("reference: HTTP/1 head parse (httparse)", |b| {
         b.iter(|| {
             let mut headers = [httparse::EMPTY_HEADER; 16];
