@@ -1,5 +1,6 @@
 //! AJP/1.3 framing: magic bytes, message type codes, the packet size, and the primitive
-//! encodings (u8, u16 big endian, bool, string with its null form).
+//! encodings (u8, u16 big endian, bool, string with its null form), with the decimal text of a
+//! number that some strings carry (ports, address octets).
 //!
 //! Sources: tomcat-connectors `xdocs/ajp/ajpv13a.xml` ("Packet Format", "Data types");
 //! Tomcat `java/org/apache/coyote/ajp/Constants.java`, `AjpMessage.java`.
