@@ -158,8 +158,9 @@ impl Filter {
 
 pub(crate) struct ChainInner {
     pub filters: Vec<Filter>,
-    /// Some filter exports `on_log`: streams keep a copy of the request head for it.
-    pub keep_request_head: bool,
+    /// Some filter exports `on_log`: streams keep a copy of the request head and of the
+    /// response headers for it.
+    pub keep_heads: bool,
     pub workers: usize,
     pub ticker: std::sync::OnceLock<crate::ticker::Ticker>,
 }
@@ -306,10 +307,10 @@ impl FilterChain {
             }
             filters.push(filter);
         }
-        let keep_request_head = filters.iter().any(|f| f.callbacks.log());
+        let keep_heads = filters.iter().any(|f| f.callbacks.log());
         let inner = Arc::new(ChainInner {
             filters,
-            keep_request_head,
+            keep_heads,
             workers,
             ticker: std::sync::OnceLock::new(),
         });

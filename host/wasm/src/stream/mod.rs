@@ -609,7 +609,7 @@ impl Stream {
         // its own callback for them): copied when the chain has a filter that exports on_log
         // and some filter is still in the stream, else only whether it is gRPC is kept (for a
         // local reply).
-        if self.chain.keep_request_head && self.filters.iter().any(|fs| fs.open) {
+        if self.chain.keep_heads && self.filters.iter().any(|fs| fs.open) {
             self.data().request = Some(request_snapshot(request));
         } else {
             self.data().grpc = crate::grpc::is_request(request);
@@ -760,12 +760,14 @@ impl Stream {
         if let Some(parts) = self.data().response.take() {
             *response = parts;
         }
-        // Later callbacks (and on_log) may read the response head, as in Envoy; with no filter
-        // left to call, only the status is kept (properties read it).
+        // on_log may read the response headers again, as in Envoy (no other later callback:
+        // a map is a filter's during its own callback for it): copied when the chain has a
+        // filter that exports on_log and some filter is still in the stream; else only the
+        // status is kept (properties read it).
         let mut snapshot = empty_response();
         snapshot.status = response.status;
         snapshot.version = response.version;
-        if self.filters.iter().any(|fs| fs.open) {
+        if self.chain.keep_heads && self.filters.iter().any(|fs| fs.open) {
             snapshot.headers = response.headers.clone();
         }
         self.data().response = Some(snapshot);
@@ -855,6 +857,7 @@ impl Stream {
             self.data = data;
             match result {
                 Err(failure) => filter.fail(&mut slot, &failure),
+                Ok(()) if callouts.is_empty() => {}
                 // Off a runtime (a stream dropped outside one), the chain's ticker sends them.
                 Ok(()) if tokio::runtime::Handle::try_current().is_err() => {
                     instance.store.data_mut().callouts.extend(callouts);

@@ -80,6 +80,9 @@ impl Stream {
     /// as Envoy's do (the request belongs to the root context, cpp-host `src/exports.cc`
     /// `http_call`; it is cancelled only in `Context::~Context` of that root context).
     pub(super) fn detach(&mut self, late: Vec<(usize, NewCallout)>) {
+        if self.pending.is_empty() && late.is_empty() {
+            return;
+        }
         let weak = std::sync::Arc::downgrade(&self.chain);
         for pending in std::mem::take(&mut self.pending) {
             let target = self.target(pending.filter);
