@@ -12,6 +12,7 @@ pub mod config;
 pub mod memory;
 pub mod metrics;
 pub mod proxy;
+pub mod recycled;
 pub mod runtime;
 pub mod server;
 pub mod upstream;

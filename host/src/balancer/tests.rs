@@ -4,15 +4,13 @@
 use std::time::Duration;
 
 use super::*;
-use crate::upstream::{BoxFuture, Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
+use crate::recycled::Recycled;
+use crate::upstream::{BoxFuture, Sending, Upstream, UpstreamError, UpstreamRequest};
 
 struct Nothing;
 impl Upstream for Nothing {
-    fn send(
-        &self,
-        _: UpstreamRequest,
-    ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
-        Box::pin(async { Err(UpstreamError::Connect("test".into())) })
+    fn send(&self, _: UpstreamRequest) -> Sending {
+        Recycled::new(async { Err(UpstreamError::Connect("test".into())) })
     }
     fn health_check(&self, _: Duration) -> BoxFuture<'static, Result<(), UpstreamError>> {
         Box::pin(async { Ok(()) })

@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::proxy::body::Keep;
 use crate::proxy::{ConnInfo, headers};
+use crate::recycled::Recycled;
 use crate::runtime::Shared;
 use framing::Sniff;
 use http1::{Ended, UpgradeSlot};
@@ -438,11 +439,10 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 /// (not boxed again).
 type ResBody = Keep<idle::Active>;
 
-/// A response of the proxy, boxed: an HTTP/1 session is driven with hyper's
-/// `poll_without_shutdown`, which needs a future that can move.
-type Responding = std::pin::Pin<
-    Box<dyn Future<Output = Result<http::Response<ResBody>, std::convert::Infallible>> + Send>,
->;
+/// A response of the proxy, on the heap: an HTTP/1 session is driven with hyper's
+/// `poll_without_shutdown`, which needs a future that can move; in a recycled block, since
+/// every request makes one (about 3.4 KB).
+type Responding = Recycled<Result<http::Response<ResBody>, std::convert::Infallible>>;
 
 /// The proxy as hyper's service; each response body carries the request's [`idle::Active`]
 /// until it is done. On an HTTP/1 session an upgrade request's handle is keel's
@@ -469,7 +469,7 @@ fn service(
         if let Some(upgrades) = &upgrades {
             upgrades.prepare(&mut req);
         }
-        Box::pin(async move {
+        Recycled::new(async move {
             let res = proxy.handle(req, conn).await;
             Ok(res.map(|body| Keep::new(body, active)))
         })

@@ -13,11 +13,12 @@ use keel_ajp::client::{
 };
 use keel_ajp::{PacketSize, TlsAttributes};
 
+use crate::recycled::Recycled;
 use crate::worker::PerWorker;
 
 use super::{
-    BoxError, BoxFuture, RequestBody, TransportCounter, Upstream, UpstreamError, UpstreamRequest,
-    UpstreamResponse, UpstreamSpec,
+    BoxError, BoxFuture, RequestBody, Sending, TransportCounter, Upstream, UpstreamError,
+    UpstreamRequest, UpstreamResponse, UpstreamSpec,
 };
 
 /// The message when no secret is configured.
@@ -116,10 +117,7 @@ fn map_error(e: ClientError) -> UpstreamError {
 }
 
 impl Upstream for AjpUpstream {
-    fn send(
-        &self,
-        request: UpstreamRequest,
-    ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
+    fn send(&self, request: UpstreamRequest) -> Sending {
         let client = self.clients.get().clone();
         let peer = Peer {
             remote: request.client.remote,
@@ -148,7 +146,7 @@ impl Upstream for AjpUpstream {
             route: Some(self.route.clone()),
             retry_unanswered,
         };
-        Box::pin(async move {
+        Recycled::new(async move {
             let res = client.send(req).await.map_err(map_error)?;
             let (parts, body) = res.into_parts();
             let connected = body.connected();

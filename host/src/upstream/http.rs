@@ -21,11 +21,12 @@ use http_body_util::BodyExt;
 use tokio::sync::Notify;
 
 use crate::proxy::filter::UpstreamConnection;
+use crate::recycled::Recycled;
 use crate::worker::PerWorker;
 
 use super::pool::{Connection, Pool, PooledBody};
 use super::{
-    Body, BoxError, BoxFuture, RequestBody, StreamingBody, Upstream, UpstreamError,
+    Body, BoxError, BoxFuture, RequestBody, Sending, StreamingBody, Upstream, UpstreamError,
     UpstreamRequest, UpstreamResponse, UpstreamSpec, empty_body, full_body,
 };
 
@@ -68,13 +69,10 @@ enum Waited {
 }
 
 impl Upstream for HttpUpstream {
-    fn send(
-        &self,
-        request: UpstreamRequest,
-    ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>> {
+    fn send(&self, request: UpstreamRequest) -> Sending {
         let pool = self.pools.get().clone();
         let response_timeout = self.response_timeout;
-        Box::pin(async move {
+        Recycled::new(async move {
             let mut parts = request.parts;
             parts.version = Version::HTTP_11;
             // An idempotent request with a whole body may go once more, on a new connection to

@@ -25,8 +25,14 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 
+use crate::recycled::Recycled;
+
 /// A boxed, sendable future (the trait is stored as `Arc<dyn Upstream>`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An attempt on its way ([`Upstream::send`]): a future made for every request, in a
+/// recycled block ([`crate::recycled`]; about 2 KB).
+pub type Sending = Recycled<Result<UpstreamResponse, UpstreamError>>;
 
 /// The error type carried by bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -285,10 +291,7 @@ impl UpstreamError {
 pub trait Upstream: Send + Sync + 'static {
     /// Sends one attempt and resolves to the response head (body streaming). The upstream
     /// applies its own connect and response-header timeouts.
-    fn send(
-        &self,
-        request: UpstreamRequest,
-    ) -> BoxFuture<'static, Result<UpstreamResponse, UpstreamError>>;
+    fn send(&self, request: UpstreamRequest) -> Sending;
 
     /// One active health check: HTTP `GET <path>` expecting a non-5xx status, or AJP
     /// CPING/CPONG. `Ok` means healthy.
