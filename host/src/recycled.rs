@@ -129,8 +129,8 @@ fn give_back(class: Option<usize>, block: NonNull<u8>, layout: Layout) {
 
 /// What a [`Recycled`] future needs to know about the future it holds.
 struct VTable<O> {
-    poll: fn(NonNull<u8>, &mut Context<'_>) -> Poll<O>,
-    drop: fn(NonNull<u8>),
+    poll: unsafe fn(NonNull<u8>, &mut Context<'_>) -> Poll<O>,
+    drop: unsafe fn(NonNull<u8>),
     class: Option<usize>,
     layout: Layout,
 }
@@ -151,17 +151,27 @@ impl<F: Future> Of<F> {
     };
 }
 
-fn poll_in<F: Future>(block: NonNull<u8>, cx: &mut Context<'_>) -> Poll<F::Output> {
-    // SAFETY: only a `Recycled` calls this, with its block, which holds a live `F` written by
-    // `Recycled::new`; the `F` stays at that address until the `Recycled` drops it (pinned).
-    #[allow(unsafe_code)]
+/// Polls the `F` in `block`.
+///
+/// # Safety
+///
+/// `block` holds a live `F` that stays at that address until it is dropped (a `Recycled`'s).
+#[allow(unsafe_code)]
+unsafe fn poll_in<F: Future>(block: NonNull<u8>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    // SAFETY: by the contract, the `F` is live, not moved before it is dropped (pinned), and
+    // reached only through its `Recycled`, borrowed mutably for this call.
     let future = unsafe { Pin::new_unchecked(&mut *block.cast::<F>().as_ptr()) };
     future.poll(cx)
 }
 
-fn drop_in<F>(block: NonNull<u8>) {
-    // SAFETY: only `Recycled::drop` calls this, once, with its block, which holds a live `F`.
-    #[allow(unsafe_code)]
+/// Drops the `F` in `block`.
+///
+/// # Safety
+///
+/// `block` holds a live `F`, which nothing uses afterwards.
+#[allow(unsafe_code)]
+unsafe fn drop_in<F>(block: NonNull<u8>) {
+    // SAFETY: by the contract.
     unsafe {
         block.cast::<F>().as_ptr().drop_in_place();
     }
@@ -200,13 +210,23 @@ impl<O: 'static> Future for Recycled<O> {
     type Output = O;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
-        (self.vtable.poll)(self.block, cx)
+        // SAFETY: the block holds the live future `new` wrote, of the type of this vtable; it
+        // stays there until `drop`.
+        #[allow(unsafe_code)]
+        unsafe {
+            (self.vtable.poll)(self.block, cx)
+        }
     }
 }
 
 impl<O: 'static> Drop for Recycled<O> {
     fn drop(&mut self) {
-        (self.vtable.drop)(self.block);
+        // SAFETY: the block holds the live future `new` wrote, of the type of this vtable, and
+        // nothing uses it after this (the block goes back empty).
+        #[allow(unsafe_code)]
+        unsafe {
+            (self.vtable.drop)(self.block);
+        }
         give_back(self.vtable.class, self.block, self.vtable.layout);
     }
 }
